@@ -1,0 +1,184 @@
+//! The default store: an in-process LRU of done keys plus a set of in-flight claims.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use lru::LruCache;
+
+use super::{Claim, ClaimToken, DedupeStore, StoreFuture};
+
+/// Number of independently locked shards; keeps two cores from queueing on
+/// one lock.
+const SHARDS: usize = 16;
+
+/// An in-memory [`DedupeStore`] for a single receiver process.
+///
+/// Done keys live in LRU caches holding `capacity` keys in all (the oldest
+/// are forgotten first); in-flight claims live beside them and are never
+/// evicted, so memory is bounded by capacity plus concurrent requests. No
+/// lock is held across an `.await`: every operation completes immediately.
+///
+/// Size it to cover Kendo's retry window (three attempts over ~7 s plus the
+/// request timeouts) at your peak delivery rate, with a wide margin: the
+/// default 100,000 keys cost a few MiB.
+#[derive(Debug)]
+pub struct MemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+    next_token: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Shard {
+    done: LruCache<Box<str>, ()>,
+    in_flight: HashMap<Box<str>, u64>,
+}
+
+impl MemoryStore {
+    /// Default number of done keys remembered.
+    pub const DEFAULT_CAPACITY: usize = 100_000;
+
+    /// A store remembering about `capacity` done keys (at least one per shard).
+    pub fn new(capacity: usize) -> Self {
+        let per_shard = NonZeroUsize::new(capacity.div_ceil(SHARDS)).unwrap_or(NonZeroUsize::MIN);
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(Shard {
+                    done: LruCache::new(per_shard),
+                    in_flight: HashMap::new(),
+                })
+            })
+            .collect();
+        Self {
+            shards,
+            next_token: AtomicU64::new(1),
+        }
+    }
+
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
+        // FNV-1a: keys come from verified deliveries only, so no attacker
+        // chooses them; a keyed hash would cost more than it protects.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in key.bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        // A panic while holding the lock leaves consistent maps behind.
+        #[allow(clippy::cast_possible_truncation)]
+        let index = (hash % SHARDS as u64) as usize;
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn claim_now(&self, key: &str) -> Claim {
+        let mut shard = self.shard(key);
+        if shard.in_flight.contains_key(key) {
+            return Claim::InFlight;
+        }
+        if shard.done.get(key).is_some() {
+            return Claim::Done;
+        }
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        shard.in_flight.insert(key.into(), token);
+        Claim::Acquired(ClaimToken::new(token))
+    }
+
+    fn settle_now(&self, key: &str, token: &ClaimToken, done: bool) {
+        let mut shard = self.shard(key);
+        if shard.in_flight.get(key) != Some(&token.value()) {
+            return;
+        }
+        if let Some((key, _)) = shard.in_flight.remove_entry(key) {
+            if done {
+                shard.done.put(key, ());
+            }
+        }
+    }
+
+    /// Number of keys currently remembered as done (for metrics and tests).
+    pub fn done_len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).done.len())
+            .sum()
+    }
+
+    /// Number of claims currently in flight (for metrics and tests).
+    pub fn in_flight_len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).in_flight.len())
+            .sum()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_CAPACITY)
+    }
+}
+
+impl DedupeStore for MemoryStore {
+    fn claim<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Claim> {
+        let claim = self.claim_now(key);
+        Box::pin(std::future::ready(Ok(claim)))
+    }
+
+    fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
+        self.settle_now(key, &token, true);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
+        self.settle_now(key, &token, false);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acquire(store: &MemoryStore, key: &str) -> ClaimToken {
+        match store.claim_now(key) {
+            Claim::Acquired(token) => token,
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn released_key_can_be_claimed_again() {
+        let store = MemoryStore::new(10);
+        let token = acquire(&store, "a");
+        assert_eq!(store.claim_now("a"), Claim::InFlight);
+        store.settle_now("a", &token, false);
+        acquire(&store, "a");
+    }
+
+    #[test]
+    fn stale_token_cannot_settle_a_newer_claim() {
+        let store = MemoryStore::new(10);
+        let old = acquire(&store, "a");
+        store.settle_now("a", &old, false);
+        let _new = acquire(&store, "a");
+        store.settle_now("a", &old, true);
+        assert_eq!(store.claim_now("a"), Claim::InFlight);
+    }
+
+    #[test]
+    fn in_flight_claims_are_never_evicted_but_done_keys_are() {
+        let store = MemoryStore::new(SHARDS); // one done key per shard
+        let _held = acquire(&store, "held");
+        for i in 0..1_000 {
+            let key = format!("k{i}");
+            let token = acquire(&store, &key);
+            store.settle_now(&key, &token, true);
+        }
+        assert_eq!(store.claim_now("held"), Claim::InFlight);
+        assert!(store.done_len() <= SHARDS, "{}", store.done_len());
+        assert_eq!(store.in_flight_len(), 1);
+        // The oldest done keys were forgotten.
+        assert!(matches!(store.claim_now("k0"), Claim::Acquired(_)));
+    }
+}

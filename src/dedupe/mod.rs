@@ -1,0 +1,162 @@
+//! De-duplication of Kendo's retries: the [`DedupeStore`] trait and its stores.
+//!
+//! Kendo retries a delivery when it sees a timeout or a non-2xx answer, and
+//! sometimes delivers the same event twice. The layer *claims* each verified
+//! delivery's key before calling your service and *settles* the claim after:
+//!
+//! | your service answered | the claim becomes | a later copy gets |
+//! |---|---|---|
+//! | — (still running) | in flight | 409, Kendo retries later |
+//! | 2xx | done | 200, not processed again |
+//! | non-2xx, error, or the request was dropped | released | processed normally |
+//!
+//! Only requests whose signature verified ever reach the store, so a forged
+//! request cannot mark a real delivery as seen.
+//!
+//! [`MemoryStore`] (the default) keeps done keys in an LRU in this process.
+//! With several replicas, use a shared store (the `redis` feature's
+//! `RedisStore`), or implement [`DedupeStore`] for your own.
+//!
+//! ```
+//! use kendo_webhooks::dedupe::{Claim, DedupeStore, MemoryStore};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = MemoryStore::new(10_000);
+//! let Claim::Acquired(token) = store.claim("dlv_1").await? else { unreachable!() };
+//! assert_eq!(store.claim("dlv_1").await?, Claim::InFlight);
+//! store.complete("dlv_1", token).await?;
+//! assert_eq!(store.claim("dlv_1").await?, Claim::Done);
+//! # Ok::<(), kendo_webhooks::dedupe::StoreError>(())
+//! # }).unwrap();
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+mod memory;
+
+pub use self::memory::MemoryStore;
+
+/// A boxed future returned by [`DedupeStore`] methods.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Which identifier de-duplicates deliveries.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DedupeKey {
+    /// `X-Kendo-Delivery-Id` (the default, as Kendo recommends).
+    ///
+    /// The header is *not* covered by the signature: someone holding one
+    /// captured request can resend it under a fresh delivery id and have it
+    /// processed again. Use [`DedupeKey::EventId`] (or an idempotent sink)
+    /// where that matters.
+    #[default]
+    DeliveryId,
+    /// The body's `id`: signed, and the same on every retry of an event.
+    ///
+    /// Two deliveries of one event (for example a manual re-send) are then
+    /// processed once.
+    EventId,
+}
+
+/// The answer of [`DedupeStore::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is now ours; settle it with [`DedupeStore::complete`] or
+    /// [`DedupeStore::release`] and this token.
+    Acquired(ClaimToken),
+    /// Another request holds the key right now.
+    InFlight,
+    /// The key was processed successfully before.
+    Done,
+}
+
+/// Proof of a claim, so that only its holder can settle it.
+///
+/// A shared store whose in-flight claims expire can see a slow replica try
+/// to release a key that someone else has claimed since; the token tells
+/// the two apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClaimToken(u64);
+
+impl ClaimToken {
+    /// A token from a store-chosen value; it must be unique among the live
+    /// claims of one key (random, or a counter).
+    #[must_use]
+    pub fn new(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// The value given to [`ClaimToken::new`].
+    #[must_use]
+    pub fn value(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A shared record of which deliveries are in flight or done.
+///
+/// Implementations must make `claim` atomic: of any number of concurrent
+/// claims of one key, exactly one gets [`Claim::Acquired`]. In-flight claims
+/// must survive until settled (or, for stores shared between processes,
+/// until a TTL long enough for any request to finish, so a crashed process
+/// cannot block a key forever). Keys are at most 256 visible ASCII characters.
+pub trait DedupeStore: Send + Sync + 'static {
+    /// Claims `key` for processing.
+    fn claim<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Claim>;
+
+    /// Marks a claimed key done: later claims answer [`Claim::Done`].
+    fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()>;
+
+    /// Gives a claimed key up, so the next delivery of it is processed.
+    /// Does nothing if `token` no longer holds the key.
+    fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()>;
+}
+
+/// A de-duplication store failed (unreachable, timed out, bad answer).
+///
+/// The layer's [`StoreErrorPolicy`](crate::StoreErrorPolicy) decides what
+/// happens to the delivery.
+#[derive(Debug)]
+pub struct StoreError {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    /// An error with a message saying what failed.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error with a message and the underlying cause.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}

@@ -1,0 +1,527 @@
+//! The verified [`Delivery`] and its typed [`Event`].
+//!
+//! The envelope (`id`, `event`, `created_at`, `data`) is parsed strictly: a
+//! body without it is not a Kendo delivery. The event's `data` is parsed
+//! leniently: every field but the event's own id is optional, and a field of
+//! an unexpected type reads as `None` instead of failing the delivery, so a
+//! change on Kendo's side never turns into lost events. Unknown event names
+//! arrive as [`Event::Other`] with their raw `data`.
+//!
+//! ```
+//! use kendo_webhooks::{Delivery, Event};
+//!
+//! let body = br#"{"id":"evt_123","event":"call.uploaded","created_at":"2026-03-05T12:00:00Z",
+//!   "data":{"callId":"abc","agentName":"Sales Agent","duration":245.5,"aiScore":"87"}}"#;
+//! let delivery = Delivery::parse(body.to_vec(), "dlv_1", "call.uploaded")?;
+//! match delivery.event() {
+//!     Event::CallUploaded(call) => {
+//!         assert_eq!(call.call_id, "abc");
+//!         assert_eq!(call.ai_score, Some(87.0));
+//!         assert_eq!(call.duration, Some(245.5));
+//!     }
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! # Ok::<(), kendo_webhooks::Rejection>(())
+//! ```
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::reject::Rejection;
+
+/// Name of the event sent when a call analysis is available.
+pub const CALL_UPLOADED: &str = "call.uploaded";
+/// Name of the event sent when an AI training session is completed.
+pub const AI_TRAINING_COMPLETED: &str = "ai.training.completed";
+
+/// One verified Kendo delivery: ids, event name, typed event and raw body.
+///
+/// The layer puts it in the request extensions before calling your service.
+/// Cloning is cheap (one reference count).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    event_id: String,
+    delivery_id: String,
+    event_name: String,
+    created_at: String,
+    is_test: bool,
+    event: Event,
+    body: Bytes,
+    secret_label: Option<Arc<str>>,
+}
+
+impl Delivery {
+    /// Parses a body whose signature you already checked (see
+    /// [`Verifier`](crate::Verifier)), with the delivery id and event name
+    /// from the `X-Kendo-Delivery-Id` and `X-Kendo-Event` headers.
+    ///
+    /// For pipelines that verify on receipt, queue the raw body and process
+    /// later. The body's `event` is authoritative (it is signed); the header
+    /// must agree with it unless `data._isTest` is `true`.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::MalformedEnvelope`], [`Rejection::EventMismatch`] or
+    /// [`Rejection::MissingObjectId`].
+    pub fn parse(
+        body: impl Into<Bytes>,
+        delivery_id: &str,
+        event_header: &str,
+    ) -> Result<Self, Rejection> {
+        Self::parse_verified(body.into(), delivery_id, event_header, None)
+    }
+
+    pub(crate) fn parse_verified(
+        body: Bytes,
+        delivery_id: &str,
+        event_header: &str,
+        secret_label: Option<Arc<str>>,
+    ) -> Result<Self, Rejection> {
+        let envelope: Envelope<'_> =
+            serde_json::from_slice(&body).map_err(|_| Rejection::MalformedEnvelope)?;
+        if envelope.id.is_empty() || envelope.event.is_empty() {
+            return Err(Rejection::MalformedEnvelope);
+        }
+        let data = envelope.data.get();
+        if !data.starts_with('{') {
+            return Err(Rejection::MalformedEnvelope);
+        }
+        let event = Event::from_data(&envelope.event, data)?;
+        let is_test = event.is_test();
+        if !is_test && envelope.event != event_header {
+            return Err(Rejection::EventMismatch);
+        }
+        let inner = Inner {
+            event_id: envelope.id.into_owned(),
+            delivery_id: delivery_id.to_owned(),
+            event_name: envelope.event.into_owned(),
+            created_at: envelope.created_at.into_owned(),
+            is_test,
+            event,
+            secret_label,
+            body,
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The event's unique id (`id` in the body, signed and stable across
+    /// Kendo's retries).
+    #[must_use]
+    pub fn event_id(&self) -> &str {
+        &self.inner.event_id
+    }
+
+    /// The delivery's id (`X-Kendo-Delivery-Id`; not covered by the signature).
+    #[must_use]
+    pub fn delivery_id(&self) -> &str {
+        &self.inner.delivery_id
+    }
+
+    /// The event name from the signed body, e.g. `call.uploaded`.
+    #[must_use]
+    pub fn event_name(&self) -> &str {
+        &self.inner.event_name
+    }
+
+    /// `created_at` exactly as sent (an ISO 8601 / RFC 3339 timestamp).
+    #[must_use]
+    pub fn created_at(&self) -> &str {
+        &self.inner.created_at
+    }
+
+    /// `created_at` as a point in time, if it is a valid RFC 3339 timestamp.
+    #[must_use]
+    pub fn created_at_time(&self) -> Option<SystemTime> {
+        parse_timestamp(&self.inner.created_at)
+    }
+
+    /// Whether this is a test delivery ("Send Test": `data._isTest == true`).
+    #[must_use]
+    pub fn is_test(&self) -> bool {
+        self.inner.is_test
+    }
+
+    /// The typed event.
+    #[must_use]
+    pub fn event(&self) -> &Event {
+        &self.inner.event
+    }
+
+    /// The raw body exactly as received and verified.
+    #[must_use]
+    pub fn body(&self) -> &Bytes {
+        &self.inner.body
+    }
+
+    /// The label of the secret that verified this delivery; `None` when it
+    /// was built with [`Delivery::parse`], which does not verify.
+    #[must_use]
+    pub fn secret_label(&self) -> Option<&str> {
+        self.inner.secret_label.as_deref()
+    }
+}
+
+/// Parses an RFC 3339 timestamp such as `2026-03-05T12:00:00Z`.
+pub(crate) fn parse_timestamp(value: &str) -> Option<SystemTime> {
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(SystemTime::from)
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    event: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    created_at: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// A Kendo event, typed by its name.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `call.uploaded`: a call analysis is available.
+    CallUploaded(CallUploaded),
+    /// `ai.training.completed`: an AI training session is completed.
+    AiTrainingCompleted(AiTrainingCompleted),
+    /// An event this version of the crate does not know, with its raw `data`.
+    Other {
+        /// The event name from the body.
+        name: String,
+        /// The `data` object as sent.
+        data: Value,
+    },
+}
+
+impl Event {
+    fn from_data(name: &str, data: &str) -> Result<Self, Rejection> {
+        let event = match name {
+            CALL_UPLOADED => {
+                let call: CallUploaded =
+                    serde_json::from_str(data).map_err(|_| Rejection::MalformedEnvelope)?;
+                if call.call_id.is_empty() {
+                    return Err(Rejection::MissingObjectId);
+                }
+                Self::CallUploaded(call)
+            }
+            AI_TRAINING_COMPLETED => {
+                let training: AiTrainingCompleted =
+                    serde_json::from_str(data).map_err(|_| Rejection::MalformedEnvelope)?;
+                if training.training_id.is_empty() {
+                    return Err(Rejection::MissingObjectId);
+                }
+                Self::AiTrainingCompleted(training)
+            }
+            _ => Self::Other {
+                name: name.to_owned(),
+                data: serde_json::from_str(data).map_err(|_| Rejection::MalformedEnvelope)?,
+            },
+        };
+        Ok(event)
+    }
+
+    /// Whether `data._isTest` is `true`.
+    #[must_use]
+    pub fn is_test(&self) -> bool {
+        match self {
+            Self::CallUploaded(call) => call.is_test,
+            Self::AiTrainingCompleted(training) => training.is_test,
+            Self::Other { data, .. } => data.get("_isTest") == Some(&Value::Bool(true)),
+        }
+    }
+}
+
+/// `data` of a `call.uploaded` event.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallUploaded {
+    /// The call's id (required).
+    #[serde(default, deserialize_with = "lenient_string_id")]
+    pub call_id: String,
+    /// The AI agent's id.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub agent_id: Option<String>,
+    /// The AI agent's display name.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub agent_name: Option<String>,
+    /// The Kendo user the call belongs to.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub user_id: Option<String>,
+    /// The team member who took the call.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub team_member_user_id: Option<String>,
+    /// Length of the call in seconds (may be fractional).
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub duration: Option<f64>,
+    /// The AI score; Kendo sends it as a string holding a number.
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub ai_score: Option<f64>,
+    /// When the call happened, as sent (ISO 8601).
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub timestamp: Option<String>,
+    /// `_isTest`: set on deliveries from "Send Test".
+    #[serde(default, rename = "_isTest", deserialize_with = "lenient_bool")]
+    pub is_test: bool,
+}
+
+/// `data` of an `ai.training.completed` event.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AiTrainingCompleted {
+    /// The training session's id (required).
+    #[serde(default, deserialize_with = "lenient_string_id")]
+    pub training_id: String,
+    /// The AI agent's id.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub agent_id: Option<String>,
+    /// The AI agent's display name.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub agent_name: Option<String>,
+    /// The Kendo user the training belongs to.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub user_id: Option<String>,
+    /// The team member who trained.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub team_member_user_id: Option<String>,
+    /// Length of the session in seconds (may be fractional).
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub duration: Option<f64>,
+    /// The AI score; Kendo sends it as a string holding a number.
+    #[serde(default, deserialize_with = "lenient_number")]
+    pub ai_score: Option<f64>,
+    /// When the session completed, as sent (ISO 8601).
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub timestamp: Option<String>,
+    /// `_isTest`: set on deliveries from "Send Test".
+    #[serde(default, rename = "_isTest", deserialize_with = "lenient_bool")]
+    pub is_test: bool,
+}
+
+/// A field value of any JSON type, so an unexpected type can be turned into
+/// `None` instead of an error. Objects and arrays are skipped, not built.
+enum Loose {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Loose {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct LooseVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for LooseVisitor {
+            type Value = Loose;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Loose, E> {
+                Ok(Loose::Str(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Loose, E> {
+                Ok(Loose::Str(v))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Loose, E> {
+                Ok(Loose::Num(v))
+            }
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_i64<E>(self, v: i64) -> Result<Loose, E> {
+                Ok(Loose::Num(v as f64))
+            }
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_u64<E>(self, v: u64) -> Result<Loose, E> {
+                Ok(Loose::Num(v as f64))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Loose, E> {
+                Ok(Loose::Bool(v))
+            }
+            fn visit_unit<E>(self) -> Result<Loose, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_none<E>(self) -> Result<Loose, E> {
+                Ok(Loose::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Loose, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Loose, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Loose::Other)
+            }
+        }
+
+        d.deserialize_any(LooseVisitor)
+    }
+}
+
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Loose::deserialize(d)? {
+        Loose::Str(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// An object id: must be a string; anything else reads as missing.
+fn lenient_string_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Loose::deserialize(d)? {
+        Loose::Str(s) => s,
+        _ => String::new(),
+    })
+}
+
+fn lenient_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Ok(match Loose::deserialize(d)? {
+        Loose::Num(n) => Some(n),
+        Loose::Str(s) => s.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
+        _ => None,
+    })
+}
+
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(matches!(Loose::deserialize(d)?, Loose::Bool(true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str, header: &str) -> Result<Delivery, Rejection> {
+        Delivery::parse(body.as_bytes().to_vec(), "dlv", header)
+    }
+
+    #[test]
+    fn documented_call_uploaded_example_parses() {
+        let body = r#"{ "id": "evt_123", "event": "call.uploaded", "created_at": "2026-03-05T12:00:00Z",
+  "data": { "callId": "abc", "agentId": "agent_1", "agentName": "Sales Agent",
+            "userId": "user_1", "teamMemberUserId": "member_1", "duration": 245.5,
+            "aiScore": "87", "timestamp": "2026-03-05T12:00:00Z" } }"#;
+        let delivery = parse(body, "call.uploaded").unwrap();
+        assert_eq!(delivery.event_id(), "evt_123");
+        assert!(!delivery.is_test());
+        assert_eq!(
+            delivery.created_at_time(),
+            Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_772_712_000))
+        );
+        let Event::CallUploaded(call) = delivery.event() else {
+            panic!("{:?}", delivery.event())
+        };
+        assert_eq!(call.agent_name.as_deref(), Some("Sales Agent"));
+        assert_eq!(call.team_member_user_id.as_deref(), Some("member_1"));
+        assert_eq!(call.ai_score, Some(87.0));
+        assert_eq!(call.duration, Some(245.5));
+    }
+
+    #[test]
+    fn documented_training_example_parses_whole_duration() {
+        let body = r#"{ "id": "evt_456", "event": "ai.training.completed", "created_at": "2026-03-05T12:02:00Z",
+  "data": { "trainingId": "abc", "agentId": "agent_1", "agentName": "Sales Agent",
+            "userId": "user_1", "teamMemberUserId": "member_1", "duration": 300,
+            "aiScore": "90", "timestamp": "2026-03-05T12:02:00Z" } }"#;
+        let delivery = parse(body, "ai.training.completed").unwrap();
+        let Event::AiTrainingCompleted(training) = delivery.event() else {
+            panic!("{:?}", delivery.event())
+        };
+        assert_eq!(training.training_id, "abc");
+        assert_eq!(training.duration, Some(300.0));
+        assert_eq!(training.ai_score, Some(90.0));
+    }
+
+    #[test]
+    fn odd_field_types_read_as_none_instead_of_failing() {
+        let body = r#"{"id":"e","event":"call.uploaded","created_at":"x",
+            "data":{"callId":"c","aiScore":"n/a","duration":"12","agentName":7,"userId":null}}"#;
+        let Event::CallUploaded(call) = parse(body, "call.uploaded").unwrap().event().clone() else {
+            unreachable!()
+        };
+        assert_eq!(call.ai_score, None);
+        assert_eq!(call.duration, Some(12.0));
+        assert_eq!(call.agent_name, None);
+        assert_eq!(call.user_id, None);
+    }
+
+    #[test]
+    fn known_event_without_its_id_is_rejected() {
+        for body in [
+            r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{}}"#,
+            r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"callId":42}}"#,
+            r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"callId":""}}"#,
+        ] {
+            assert_eq!(parse(body, "call.uploaded").unwrap_err(), Rejection::MissingObjectId, "{body}");
+        }
+    }
+
+    #[test]
+    fn envelope_is_strict() {
+        for body in [
+            "",
+            "[]",
+            "null",
+            "not json",
+            r#"{"event":"call.uploaded","created_at":"x","data":{"callId":"c"}}"#,
+            r#"{"id":1,"event":"call.uploaded","created_at":"x","data":{"callId":"c"}}"#,
+            r#"{"id":"e","event":"call.uploaded","created_at":"x","data":[1]}"#,
+            r#"{"id":"e","event":"call.uploaded","created_at":"x","data":"s"}"#,
+            r#"{"id":"","event":"call.uploaded","created_at":"x","data":{"callId":"c"}}"#,
+            r#"{"id":"e","id":"f","event":"call.uploaded","created_at":"x","data":{"callId":"c"}}"#,
+            r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"callId":"c"}} trailing"#,
+        ] {
+            assert_eq!(parse(body, "call.uploaded").unwrap_err(), Rejection::MalformedEnvelope, "{body}");
+        }
+    }
+
+    #[test]
+    fn header_must_name_the_signed_event_unless_test() {
+        let body = r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"callId":"c"}}"#;
+        assert_eq!(parse(body, "ai.training.completed").unwrap_err(), Rejection::EventMismatch);
+        let test = r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"callId":"c","_isTest":true}}"#;
+        let delivery = parse(test, "webhook.test").unwrap();
+        assert!(delivery.is_test());
+        assert_eq!(delivery.event_name(), "call.uploaded");
+    }
+
+    #[test]
+    fn unknown_event_keeps_raw_data() {
+        let body = r#"{"id":"e","event":"deal.won","created_at":"x","data":{"amount":5}}"#;
+        let delivery = parse(body, "deal.won").unwrap();
+        assert_eq!(
+            delivery.event(),
+            &Event::Other {
+                name: "deal.won".into(),
+                data: serde_json::json!({"amount": 5})
+            }
+        );
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped() {
+        let body = r#"{"id":"evt_\u00e9","event":"call.uploaded","created_at":"x","data":{"callId":"a\"b","agentName":"Jos\u00e9"}}"#;
+        let delivery = parse(body, "call.uploaded").unwrap();
+        assert_eq!(delivery.event_id(), "evt_é");
+        let Event::CallUploaded(call) = delivery.event() else { unreachable!() };
+        assert_eq!(call.call_id, "a\"b");
+        assert_eq!(call.agent_name.as_deref(), Some("José"));
+    }
+}

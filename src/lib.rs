@@ -1,0 +1,94 @@
+//! Receive [Kendo](https://kendo.ai) webhooks safely in any tower-based Rust
+//! server (axum, hyper).
+//!
+//! [`KendoWebhookLayer`] turns an untrusted HTTP request into a verified,
+//! de-duplicated, typed [`Delivery`], or answers with a non-2xx status and
+//! never calls your service. It:
+//!
+//! - buffers the **raw** body with a size limit and a read deadline, and
+//!   checks `X-Kendo-Signature` (HMAC-SHA256) over those exact bytes in
+//!   constant time, against one or more secrets (rotation);
+//! - parses the envelope into a typed [`Event`] (`aiScore` as a number,
+//!   unknown events kept with their raw `data`);
+//! - drops Kendo's duplicate deliveries: a delivery is marked done only after
+//!   your service answered 2xx, and released for Kendo's retry when it fails
+//!   or the request is dropped;
+//! - answers every rejection with a defined status and a stable reason
+//!   ([`Rejection`]).
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::post, Extension, Router};
+//! use kendo_webhooks::{Delivery, Event, KendoWebhookLayer};
+//!
+//! async fn kendo(Extension(delivery): Extension<Delivery>) -> &'static str {
+//!     match delivery.event() {
+//!         Event::CallUploaded(call) => println!("call {} scored {:?}", call.call_id, call.ai_score),
+//!         Event::AiTrainingCompleted(t) => println!("training {} done", t.training_id),
+//!         other => println!("not handled yet: {other:?}"),
+//!     }
+//!     "ok" // 2xx: the delivery is done and Kendo's retries are dropped
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let secret = std::env::var("KENDO_WEBHOOK_SECRET")?;
+//! let app = Router::new()
+//!     .route("/webhooks/kendo", post(kendo))
+//!     .layer(KendoWebhookLayer::new(secret)?);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! With the `axum` feature, [`Delivery`] is itself an extractor.
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `axum` | `Delivery` as an axum extractor |
+//! | `tracing` | one span per delivery: delivery id, event id, event name, outcome |
+//! | `redis` | `RedisStore`, de-duplication shared by several replicas |
+//! | `cli` | the `kendo-webhook` binary: send, sign and verify deliveries |
+//!
+//! # Without tower
+//!
+//! [`Verifier::verify`] and [`Delivery::parse`] are the same steps for
+//! pipelines that verify on receipt and process later.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod body;
+pub mod dedupe;
+mod error;
+mod event;
+mod layer;
+mod reject;
+mod sender;
+mod service;
+mod signature;
+mod trace;
+
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+mod axum;
+
+#[cfg(feature = "axum")]
+pub use crate::axum::MissingDelivery;
+pub use crate::body::ResponseBody;
+pub use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
+pub use crate::error::BuildError;
+pub use crate::event::{
+    AiTrainingCompleted, CallUploaded, Delivery, Event, AI_TRAINING_COMPLETED, CALL_UPLOADED,
+};
+pub use crate::layer::{
+    KendoWebhookLayer, KendoWebhookLayerBuilder, StoreErrorPolicy, DEFAULT_BODY_LIMIT,
+    DEFAULT_READ_TIMEOUT,
+};
+pub use crate::reject::{Rejected, Rejection};
+pub use crate::sender::{example_body, SignedDelivery};
+pub use crate::service::{
+    KendoWebhook, ResponseFuture, DELIVERY_ID_HEADER, EVENT_HEADER, REJECTION_HEADER,
+    SIGNATURE_HEADER,
+};
+pub use crate::signature::{sign, Secret, Verifier};

@@ -1,0 +1,465 @@
+//! [`KendoWebhook`]: the pipeline from an untrusted request to a verified,
+//! de-duplicated, typed [`Delivery`] handed to the inner service.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use tower_service::Service;
+
+use crate::body::ResponseBody;
+use crate::dedupe::{Claim, ClaimToken, DedupeKey, DedupeStore};
+use crate::event::Delivery;
+use crate::layer::{Config, StoreErrorPolicy};
+use crate::reject::{Rejected, Rejection};
+use crate::signature::{parse_signature, TAG_LEN};
+use crate::trace;
+
+/// `X-Kendo-Signature`: HMAC-SHA256 of the raw body, hex.
+pub const SIGNATURE_HEADER: HeaderName = HeaderName::from_static("x-kendo-signature");
+/// `X-Kendo-Event`: the event name.
+pub const EVENT_HEADER: HeaderName = HeaderName::from_static("x-kendo-event");
+/// `X-Kendo-Delivery-Id`: unique per delivery, repeated on Kendo's retries.
+pub const DELIVERY_ID_HEADER: HeaderName = HeaderName::from_static("x-kendo-delivery-id");
+/// Set on every response the layer answers itself, holding
+/// [`Rejection::as_str`], so a sender's logs show why without reading bodies.
+pub const REJECTION_HEADER: HeaderName = HeaderName::from_static("x-kendo-webhook-rejection");
+
+/// Longest delivery id or event name accepted.
+const MAX_ID_LEN: usize = 256;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Middleware that verifies, de-duplicates and types Kendo webhook
+/// deliveries; see [`KendoWebhookLayer`](crate::KendoWebhookLayer).
+///
+/// The inner service is called only for new, verified deliveries, with the
+/// raw body as a [`Full<Bytes>`] and the [`Delivery`] in the request
+/// extensions. Everything else is answered here with the status of its
+/// [`Rejection`]. Reading the body needs a tokio runtime (for the deadline).
+pub struct KendoWebhook<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> KendoWebhook<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+}
+
+impl<S: Clone> Clone for KendoWebhook<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for KendoWebhook<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KendoWebhook")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for KendoWebhook<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The ready service goes into the future; a fresh clone stays here.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let config = Arc::clone(&self.config);
+        let future = trace::instrument(handle(config, inner, req));
+        ResponseFuture {
+            inner: Box::pin(future),
+        }
+    }
+}
+
+/// Response future for [`KendoWebhook`].
+pub struct ResponseFuture<B, E> {
+    inner: Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>,
+}
+
+impl<B, E> Future for ResponseFuture<B, E> {
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<B, E> fmt::Debug for ResponseFuture<B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+/// What is known about the request so far, for the hook and the span.
+#[derive(Default)]
+struct Seen {
+    delivery_id: Option<String>,
+    event_id: Option<String>,
+    event_name: Option<String>,
+    verified: bool,
+}
+
+impl Seen {
+    fn verified(delivery: &Delivery) -> Self {
+        Self {
+            delivery_id: Some(delivery.delivery_id().to_owned()),
+            event_id: Some(delivery.event_id().to_owned()),
+            event_name: Some(delivery.event_name().to_owned()),
+            verified: true,
+        }
+    }
+}
+
+/// The checked Kendo headers of one request.
+struct KendoHeaders {
+    tag: [u8; TAG_LEN],
+    delivery_id: String,
+    event: String,
+}
+
+async fn handle<S, ReqBody, ResBody>(
+    config: Arc<Config>,
+    mut inner: S,
+    req: Request<ReqBody>,
+) -> Result<Response<ResponseBody<ResBody>>, S::Error>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
+    ReqBody: Body,
+    ReqBody::Error: Into<BoxError>,
+{
+    let (mut parts, body) = req.into_parts();
+    let mut seen = Seen {
+        delivery_id: single_id(&parts.headers, &DELIVERY_ID_HEADER)
+            .ok()
+            .map(str::to_owned),
+        ..Seen::default()
+    };
+    trace::record_delivery_id(seen.delivery_id.as_deref());
+
+    let headers = match check_parts(&parts, config.body_limit) {
+        Ok(headers) => headers,
+        Err(reason) => return Ok(reject(&config, reason, seen)),
+    };
+    let bytes = match read_body(body, config.body_limit, config.read_timeout).await {
+        Ok(bytes) => bytes,
+        Err(reason) => return Ok(reject(&config, reason, seen)),
+    };
+    let label = match config.verifier.verify_tag(&headers.tag, &bytes) {
+        Ok(label) => Arc::clone(label),
+        Err(reason) => return Ok(reject(&config, reason, seen)),
+    };
+    seen.verified = true;
+    let delivery = match Delivery::parse_verified(
+        bytes.clone(),
+        &headers.delivery_id,
+        &headers.event,
+        Some(label),
+    ) {
+        Ok(delivery) => delivery,
+        Err(reason) => return Ok(reject(&config, reason, seen)),
+    };
+    trace::record_delivery(&delivery);
+    if let Err(reason) = check_replay_window(&config, &delivery) {
+        return Ok(reject(&config, reason, Seen::verified(&delivery)));
+    }
+
+    let key = match config.dedupe_key {
+        DedupeKey::EventId => delivery.event_id(),
+        DedupeKey::DeliveryId => delivery.delivery_id(),
+    };
+    let mut claim = match config.store.claim(key).await {
+        Ok(Claim::Acquired(token)) => Some(ClaimGuard::new(&config.store, key, token)),
+        Ok(Claim::InFlight) => {
+            return Ok(reject(&config, Rejection::InFlight, Seen::verified(&delivery)))
+        }
+        Ok(Claim::Done) => {
+            return Ok(reject(&config, Rejection::Duplicate, Seen::verified(&delivery)))
+        }
+        Err(error) => match config.store_error_policy {
+            StoreErrorPolicy::FailOpen => {
+                trace::store_error(&error, "processing without de-duplication (fail-open)");
+                None
+            }
+            StoreErrorPolicy::FailClosed => {
+                trace::store_error(&error, "answering 503 (fail-closed)");
+                let seen = Seen::verified(&delivery);
+                return Ok(reject(&config, Rejection::StoreUnavailable, seen));
+            }
+        },
+    };
+
+    parts.extensions.insert(delivery);
+    let result = inner.call(Request::from_parts(parts, Full::new(bytes))).await;
+    let success = matches!(&result, Ok(response) if response.status().is_success());
+    trace::record_outcome(match &result {
+        Ok(response) if success => trace::Outcome::Accepted(response.status()),
+        Ok(response) => trace::Outcome::InnerFailed(response.status()),
+        Err(_) => trace::Outcome::InnerError,
+    });
+    if let Some(claim) = claim.as_mut() {
+        claim.settle(success).await;
+    }
+    result.map(|response| response.map(ResponseBody::service))
+}
+
+/// Cheap checks on method and headers, before any byte of the body is read.
+fn check_parts(parts: &Parts, body_limit: usize) -> Result<KendoHeaders, Rejection> {
+    if parts.method != Method::POST {
+        return Err(Rejection::MethodNotAllowed);
+    }
+    for encoding in parts.headers.get_all(CONTENT_ENCODING) {
+        if !encoding.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity") {
+            return Err(Rejection::UnsupportedEncoding);
+        }
+    }
+    if !is_json(&parts.headers) {
+        return Err(Rejection::UnsupportedMediaType);
+    }
+    if let Some(length) = parts.headers.get(CONTENT_LENGTH) {
+        let declared = length.to_str().ok().and_then(|l| l.parse::<u64>().ok());
+        match declared {
+            Some(declared) if declared > body_limit as u64 => {
+                return Err(Rejection::PayloadTooLarge)
+            }
+            Some(_) => {}
+            None => return Err(Rejection::BodyReadFailed),
+        }
+    }
+    let tag = match single(&parts.headers, &SIGNATURE_HEADER) {
+        Single::Missing => return Err(Rejection::MissingSignature),
+        Single::Many => return Err(Rejection::MalformedSignature),
+        Single::One(value) => parse_signature(value.as_bytes())?,
+    };
+    let delivery_id = single_id(&parts.headers, &DELIVERY_ID_HEADER).map_err(|missing| {
+        if missing {
+            Rejection::MissingDeliveryId
+        } else {
+            Rejection::MalformedDeliveryId
+        }
+    })?;
+    let event = single_id(&parts.headers, &EVENT_HEADER).map_err(|missing| {
+        if missing {
+            Rejection::MissingEventHeader
+        } else {
+            Rejection::MalformedEventHeader
+        }
+    })?;
+    Ok(KendoHeaders {
+        tag,
+        delivery_id: delivery_id.to_owned(),
+        event: event.to_owned(),
+    })
+}
+
+/// `application/json`, any case, parameters such as `; charset=utf-8` allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Single::One(value) = single(headers, &CONTENT_TYPE) else {
+        return false;
+    };
+    let essence = value.as_bytes().split(|&b| b == b';').next().unwrap_or_default();
+    essence.trim_ascii().eq_ignore_ascii_case(b"application/json")
+}
+
+enum Single<'a> {
+    Missing,
+    One(&'a HeaderValue),
+    Many,
+}
+
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Single<'a> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Single::Missing,
+        (Some(value), None) => Single::One(value),
+        (Some(_), Some(_)) => Single::Many,
+    }
+}
+
+/// A header holding one id: 1–256 visible ASCII characters, sent once.
+/// `Err(true)` when missing, `Err(false)` when malformed.
+fn single_id<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, bool> {
+    match single(headers, name) {
+        Single::Missing => Err(true),
+        Single::Many => Err(false),
+        Single::One(value) => {
+            let bytes = value.as_bytes();
+            let visible = bytes.iter().all(|b| (0x21..=0x7e).contains(b));
+            if bytes.is_empty() || bytes.len() > MAX_ID_LEN || !visible {
+                return Err(false);
+            }
+            value.to_str().map_err(|_| false)
+        }
+    }
+}
+
+/// Buffers the body, never holding more than `limit` bytes, within `deadline`.
+async fn read_body<B>(
+    body: B,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, Rejection>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+        Err(_elapsed) => Err(Rejection::BodyTimeout),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(Rejection::PayloadTooLarge),
+        Ok(Err(_)) => Err(Rejection::BodyReadFailed),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+fn check_replay_window(config: &Config, delivery: &Delivery) -> Result<(), Rejection> {
+    let Some(tolerance) = config.replay_tolerance else {
+        return Ok(());
+    };
+    let created = delivery
+        .created_at_time()
+        .ok_or(Rejection::OutsideReplayWindow)?;
+    let now = (config.clock)();
+    let skew = now
+        .duration_since(created)
+        .or_else(|_| created.duration_since(now))
+        .unwrap_or_default();
+    if skew > tolerance {
+        return Err(Rejection::OutsideReplayWindow);
+    }
+    Ok(())
+}
+
+/// Answers a request the layer will not pass on, and reports why.
+fn reject<B>(config: &Config, reason: Rejection, seen: Seen) -> Response<ResponseBody<B>> {
+    trace::record_outcome(trace::Outcome::Rejected(reason));
+    if let Some(hook) = &config.on_reject {
+        hook(&Rejected {
+            reason,
+            delivery_id: seen.delivery_id,
+            event_id: seen.event_id,
+            event_name: seen.event_name,
+            verified: seen.verified,
+        });
+    }
+    let text = if reason == Rejection::Duplicate {
+        Bytes::new()
+    } else {
+        Bytes::from(format!("{reason}\n"))
+    };
+    let mut response = Response::new(ResponseBody::layer(text));
+    *response.status_mut() = reason.status();
+    let headers = response.headers_mut();
+    headers.insert(REJECTION_HEADER, HeaderValue::from_static(reason.as_str()));
+    if reason != Rejection::Duplicate {
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    if reason == Rejection::MethodNotAllowed {
+        headers.insert(ALLOW, HeaderValue::from_static("POST"));
+    }
+    response
+}
+
+/// A claim that is settled exactly once: explicitly after the inner service
+/// answered, or when the request future is dropped.
+///
+/// Dropped before the inner service answered (client gone, timeout): the key
+/// is released, so Kendo's retry is processed. Dropped after a 2xx answer but
+/// before the store confirmed: the key is still marked done, since the effect
+/// happened.
+struct ClaimGuard {
+    store: Arc<dyn DedupeStore>,
+    key: String,
+    token: Option<ClaimToken>,
+    inner_succeeded: bool,
+}
+
+impl ClaimGuard {
+    fn new(store: &Arc<dyn DedupeStore>, key: &str, token: ClaimToken) -> Self {
+        Self {
+            store: Arc::clone(store),
+            key: key.to_owned(),
+            token: Some(token),
+            inner_succeeded: false,
+        }
+    }
+
+    async fn settle(&mut self, success: bool) {
+        self.inner_succeeded = success;
+        let Some(token) = self.token.clone() else {
+            return;
+        };
+        let result = if success {
+            self.store.complete(&self.key, token).await
+        } else {
+            self.store.release(&self.key, token).await
+        };
+        // Reached only if the store call finished: nothing left for `drop`.
+        self.token = None;
+        if let Err(error) = result {
+            trace::store_error(&error, "could not settle the claim; it expires with its TTL");
+        }
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else {
+            return;
+        };
+        let store = Arc::clone(&self.store);
+        let key = std::mem::take(&mut self.key);
+        let complete = self.inner_succeeded;
+        let mut settle = Box::pin(async move {
+            let result = if complete {
+                store.complete(&key, token).await
+            } else {
+                store.release(&key, token).await
+            };
+            if let Err(error) = result {
+                trace::store_error(&error, "could not settle a dropped claim; it expires with its TTL");
+            }
+        });
+        // In-memory stores finish at once; others continue on the runtime.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if settle.as_mut().poll(&mut cx).is_pending() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(settle);
+            }
+        }
+    }
+}
