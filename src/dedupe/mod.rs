@@ -35,6 +35,11 @@ use std::future::Future;
 use std::pin::Pin;
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
 
 pub use self::memory::MemoryStore;
 
@@ -112,6 +117,22 @@ pub trait DedupeStore: Send + Sync + 'static {
     /// Gives a claimed key up, so the next delivery of it is processed.
     /// Does nothing if `token` no longer holds the key.
     fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()>;
+}
+
+/// A shared store is a store: keep an `Arc` to read its metrics, or share
+/// one store between several layers.
+impl<T: DedupeStore + ?Sized> DedupeStore for std::sync::Arc<T> {
+    fn claim<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Claim> {
+        (**self).claim(key)
+    }
+
+    fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
+        (**self).complete(key, token)
+    }
+
+    fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
+        (**self).release(key, token)
+    }
 }
 
 /// A de-duplication store failed (unreachable, timed out, bad answer).
