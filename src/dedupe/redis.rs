@@ -1,0 +1,488 @@
+//! [`RedisStore`]: de-duplication shared by several receiver replicas through
+//! one Redis.
+//!
+//! Every key lives at `<namespace>:<key>` and holds either
+//! `inflight:<token>` (a claim, which expires after the claim TTL so that a
+//! crashed replica cannot block a delivery forever) or `done` (which expires
+//! after the done TTL). Each operation is one Lua script, so it is atomic and
+//! costs one round-trip:
+//!
+//! - **claim**: `SET key inflight:<token> NX PX <claim_ttl>`; if the key
+//!   exists, its value tells [`Claim::Done`] from [`Claim::InFlight`].
+//! - **complete**: if the key still holds our claim (or holds nothing: our
+//!   claim expired while the service ran, and the effect did happen), it
+//!   becomes `done` with the done TTL. A newer claim of another replica is
+//!   left alone.
+//! - **release**: deletes the key only if it still holds our claim, so a slow
+//!   replica cannot release a claim taken by another one since.
+//!
+//! Every operation is bounded by the store's timeout (default 500 ms); a
+//! Redis that is down, slow or frozen yields a [`StoreError`], and the
+//! layer's [`StoreErrorPolicy`](crate::StoreErrorPolicy) decides what happens
+//! to the delivery. Reconnection is left to redis-rs's connection manager.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{AsyncConnectionConfig, Client, RedisError, Script};
+
+use super::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
+
+/// Claims `KEYS[1]` with `ARGV[1]` (the in-flight value) for `ARGV[2]` ms.
+/// Returns 0 when acquired, 1 when done, 2 when in flight elsewhere.
+const CLAIM_SCRIPT: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 0
+end
+if redis.call('GET', KEYS[1]) == 'done' then
+  return 1
+end
+return 2
+";
+
+/// Marks `KEYS[1]` done for `ARGV[2]` ms if it holds `ARGV[1]` (our claim)
+/// or nothing. Returns 1 when marked, 0 when another claim holds the key or
+/// it is already done.
+const COMPLETE_SCRIPT: &str = r"
+local value = redis.call('GET', KEYS[1])
+if value == ARGV[1] or value == false then
+  redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Deletes `KEYS[1]` if it holds `ARGV[1]` (our claim). Returns the number
+/// of keys deleted.
+const RELEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// A [`DedupeStore`] in Redis, shared by every replica that uses the same
+/// Redis and namespace.
+///
+/// Use it when the same webhook endpoint is served by several processes
+/// behind a load balancer: Kendo's retry of a delivery may land on any of
+/// them, and only a shared store sees both copies.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use kendo_webhooks::{dedupe::RedisStore, KendoWebhookLayer};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379/")
+///     .namespace("crm-webhooks")
+///     .done_ttl(Duration::from_secs(24 * 60 * 60))
+///     .build()
+///     .await?;
+/// let layer = KendoWebhookLayer::builder()
+///     .secret(std::env::var("KENDO_WEBHOOK_SECRET")?)
+///     .dedupe_store(store)
+///     .build()?;
+/// # drop(layer); Ok(()) }
+/// ```
+///
+/// Cloning is cheap: clones share one multiplexed connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+    connection: ConnectionManager,
+}
+
+struct Inner {
+    /// `host:port/db`, without credentials, for `Debug` and error messages.
+    address: String,
+    namespace: String,
+    claim_ttl_ms: u64,
+    done_ttl_ms: u64,
+    timeout: Duration,
+    claim: Script,
+    complete: Script,
+    release: Script,
+    tokens: TokenSource,
+}
+
+/// Random, distinct claim tokens: SipHash with process-random keys over a
+/// counter, so two replicas do not draw the same token for one key.
+struct TokenSource {
+    keys: RandomState,
+    counter: AtomicU64,
+}
+
+impl TokenSource {
+    fn new() -> Self {
+        Self {
+            keys: RandomState::new(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> ClaimToken {
+        let mut hasher = self.keys.build_hasher();
+        hasher.write_u64(self.counter.fetch_add(1, Ordering::Relaxed));
+        ClaimToken::new(hasher.finish())
+    }
+}
+
+impl RedisStore {
+    /// Default key prefix: keys are `kendo-webhooks:<key>`.
+    pub const DEFAULT_NAMESPACE: &'static str = "kendo-webhooks";
+    /// Default lifetime of an unsettled claim: 60 s, longer than any request
+    /// (Kendo gives up after 10 s) and short enough that a crashed replica's
+    /// claim stops blocking before Kendo's later retries.
+    pub const DEFAULT_CLAIM_TTL: Duration = Duration::from_secs(60);
+    /// Default lifetime of a done mark: 24 h, far beyond Kendo's retries.
+    pub const DEFAULT_DONE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+    /// Default bound on every Redis operation: 500 ms.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+
+    /// Starts a builder for the Redis at `url` (e.g. `"redis://127.0.0.1:6379/"`;
+    /// `redis://user:password@host:port/db` with credentials).
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            namespace: Self::DEFAULT_NAMESPACE.to_owned(),
+            claim_ttl: Self::DEFAULT_CLAIM_TTL,
+            done_ttl: Self::DEFAULT_DONE_TTL,
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The Redis key that holds `key`'s state: `<namespace>:<key>`.
+    #[must_use]
+    pub fn redis_key(&self, key: &str) -> String {
+        format!("{}:{key}", self.inner.namespace)
+    }
+
+    async fn run<T: ::redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        key: &str,
+        value: &str,
+        ttl_ms: Option<u64>,
+    ) -> Result<T, StoreError> {
+        let mut invocation = script.key(self.redis_key(key));
+        invocation.arg(value);
+        if let Some(ttl_ms) = ttl_ms {
+            invocation.arg(ttl_ms);
+        }
+        let mut connection = self.connection.clone();
+        let call = invocation.invoke_async::<T>(&mut connection);
+        // The connection's own response timeout equals ours; whichever
+        // fires first, report a timeout.
+        match tokio::time::timeout(self.inner.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) if error.is_timeout() => Err(self.timed_out(operation)),
+            Ok(Err(error)) => Err(StoreError::with_source(
+                format!(
+                    "Redis {operation} failed at {}; check that Redis is up and reachable",
+                    self.inner.address
+                ),
+                error,
+            )),
+            Err(_elapsed) => Err(self.timed_out(operation)),
+        }
+    }
+
+    fn timed_out(&self, operation: &str) -> StoreError {
+        StoreError::new(format!(
+            "Redis {operation} timed out after {} ms at {}; Redis is down, overloaded or \
+             unreachable (raise the store's timeout only if it is merely slow)",
+            self.inner.timeout.as_millis(),
+            self.inner.address
+        ))
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("address", &self.inner.address)
+            .field("namespace", &self.inner.namespace)
+            .field("claim_ttl_ms", &self.inner.claim_ttl_ms)
+            .field("done_ttl_ms", &self.inner.done_ttl_ms)
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DedupeStore for RedisStore {
+    fn claim<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Claim> {
+        Box::pin(async move {
+            let token = self.inner.tokens.next();
+            let value = in_flight_value(&token);
+            let ttl = Some(self.inner.claim_ttl_ms);
+            let script = &self.inner.claim;
+            match self.run::<i64>("claim", script, key, &value, ttl).await? {
+                0 => Ok(Claim::Acquired(token)),
+                1 => Ok(Claim::Done),
+                2 => Ok(Claim::InFlight),
+                other => Err(StoreError::new(format!(
+                    "Redis claim script answered {other}, expected 0, 1 or 2; is another \
+                     program writing to the namespace `{}`?",
+                    self.inner.namespace
+                ))),
+            }
+        })
+    }
+
+    fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let value = in_flight_value(&token);
+            let ttl = Some(self.inner.done_ttl_ms);
+            let script = &self.inner.complete;
+            self.run::<i64>("complete", script, key, &value, ttl)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let value = in_flight_value(&token);
+            let script = &self.inner.release;
+            self.run::<i64>("release", script, key, &value, None)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+fn in_flight_value(token: &ClaimToken) -> String {
+    format!("inflight:{:016x}", token.value())
+}
+
+/// Builder of a [`RedisStore`]; see each method for its default.
+#[must_use]
+pub struct RedisStoreBuilder {
+    url: String,
+    namespace: String,
+    claim_ttl: Duration,
+    done_ttl: Duration,
+    timeout: Duration,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("url", &redact_url(&self.url))
+            .field("namespace", &self.namespace)
+            .field("claim_ttl", &self.claim_ttl)
+            .field("done_ttl", &self.done_ttl)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// Key prefix (default `"kendo-webhooks"`): keys are `<ns>:<key>`. Give
+    /// each endpoint its own namespace when several share one Redis; replicas
+    /// of one endpoint must use the same.
+    pub fn namespace(mut self, ns: impl Into<String>) -> Self {
+        self.namespace = ns.into();
+        self
+    }
+
+    /// How long an unsettled claim blocks its key (default 60 s). Claims are
+    /// settled as soon as your service answers; this only matters when a
+    /// replica dies mid-request. Keep it above your slowest request.
+    pub fn claim_ttl(mut self, ttl: Duration) -> Self {
+        self.claim_ttl = ttl;
+        self
+    }
+
+    /// How long a processed delivery is remembered (default 24 h). Copies
+    /// arriving later are processed again: beyond this window, only an
+    /// idempotent sink prevents a duplicate effect.
+    pub fn done_ttl(mut self, ttl: Duration) -> Self {
+        self.done_ttl = ttl;
+        self
+    }
+
+    /// Bound on every Redis operation, and on connecting (default 500 ms).
+    /// A request never waits longer than this on Redis; past it the store
+    /// reports an error and the layer's store-error policy applies.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// Connects to Redis and checks that it answers.
+    ///
+    /// Once built, connection loss is handled by reconnecting in the
+    /// background; operations fail fast (within the timeout) meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// When the URL is not a Redis URL, a TTL or the timeout is zero, or
+    /// Redis cannot be reached, refuses the credentials or does not answer
+    /// `PING` within the timeout.
+    pub async fn build(self) -> Result<RedisStore, StoreError> {
+        let claim_ttl_ms = positive_millis("claim_ttl", self.claim_ttl)?;
+        let done_ttl_ms = positive_millis("done_ttl", self.done_ttl)?;
+        if self.timeout.is_zero() {
+            return Err(StoreError::new(
+                "the Redis store's timeout must be above zero (default 500 ms)",
+            ));
+        }
+        let client = Client::open(self.url.as_str()).map_err(|error| {
+            StoreError::with_source(
+                format!(
+                    "`{}` is not a valid Redis URL; expected redis://[user:password@]host:port/[db]",
+                    redact_url(&self.url)
+                ),
+                error,
+            )
+        })?;
+        let info = client.get_connection_info();
+        let address = format!("{}/{}", info.addr(), info.redis_settings().db());
+
+        // One direct attempt first, so an unreachable Redis or bad
+        // credentials are reported as such rather than as a timeout.
+        let probe = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let checked = tokio::time::timeout(self.timeout * 2, async {
+            let mut connection = client
+                .get_multiplexed_async_connection_with_config(&probe)
+                .await?;
+            ::redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+        })
+        .await;
+        match checked {
+            Ok(Ok(_pong)) => {}
+            Ok(Err(error)) => return Err(connect_error(&address, error)),
+            Err(_elapsed) => return Err(connect_timeout(&address, self.timeout)),
+        }
+
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_max_delay(Duration::from_secs(1));
+        let connection = tokio::time::timeout(
+            self.timeout * 2,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_elapsed| connect_timeout(&address, self.timeout))?
+        .map_err(|error| connect_error(&address, error))?;
+
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                address,
+                namespace: self.namespace,
+                claim_ttl_ms,
+                done_ttl_ms,
+                timeout: self.timeout,
+                claim: Script::new(CLAIM_SCRIPT),
+                complete: Script::new(COMPLETE_SCRIPT),
+                release: Script::new(RELEASE_SCRIPT),
+                tokens: TokenSource::new(),
+            }),
+            connection,
+        })
+    }
+}
+
+fn positive_millis(name: &str, ttl: Duration) -> Result<u64, StoreError> {
+    let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    // Redis refuses PX values beyond about 2^63 ms; nobody needs more than
+    // a few days, so cap far below that.
+    const MAX_MILLIS: u64 = 1 << 52;
+    if millis == 0 {
+        return Err(StoreError::new(format!(
+            "the Redis store's {name} must be at least 1 ms"
+        )));
+    }
+    Ok(millis.min(MAX_MILLIS))
+}
+
+fn connect_error(address: &str, error: RedisError) -> StoreError {
+    StoreError::with_source(
+        format!(
+            "could not connect to Redis at {address}; check that it runs there and that the \
+             URL's credentials and database are right"
+        ),
+        error,
+    )
+}
+
+fn connect_timeout(address: &str, timeout: Duration) -> StoreError {
+    StoreError::new(format!(
+        "Redis at {address} did not answer within {} ms; check that it runs there, or raise \
+         the store's timeout",
+        timeout.as_millis()
+    ))
+}
+
+/// `url` with any password replaced, for messages and `Debug`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL: it may be anything, so show nothing of it.
+        return "<unparsable URL>".to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            // `user:password`, or a lone word that may well be a password.
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}{path}"),
+                None => format!("{scheme}://<redacted>@{host}{path}"),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_passwords_and_keeps_the_rest() {
+        assert_eq!(
+            redact_url("redis://:s3cret@10.0.0.1:6380/2"),
+            "redis://:<redacted>@10.0.0.1:6380/2"
+        );
+        assert_eq!(
+            redact_url("rediss://app:p%40ss@cache.internal/0?x=1"),
+            "rediss://app:<redacted>@cache.internal/0?x=1"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+        assert_eq!(redact_url("redis://s3cret@h/"), "redis://<redacted>@h/");
+        assert_eq!(redact_url("s3cret garbage"), "<unparsable URL>");
+    }
+
+    #[test]
+    fn tokens_are_distinct() {
+        let source = TokenSource::new();
+        let tokens: std::collections::HashSet<u64> =
+            (0..10_000).map(|_| source.next().value()).collect();
+        assert_eq!(tokens.len(), 10_000);
+    }
+
+    #[test]
+    fn zero_ttls_are_refused_with_their_name() {
+        let error = positive_millis("claim_ttl", Duration::ZERO).unwrap_err();
+        assert!(error.to_string().contains("claim_ttl"), "{error}");
+        assert_eq!(
+            positive_millis("done_ttl", Duration::from_secs(2)).unwrap(),
+            2000
+        );
+        assert_eq!(positive_millis("x", Duration::MAX).unwrap(), 1 << 52);
+    }
+}

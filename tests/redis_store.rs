@@ -1,0 +1,715 @@
+//! The Redis de-dup store against a real `redis-server` started by the tests
+//! (nothing mocked): several replicas behind real HTTP servers sharing one
+//! Redis, claim expiry, token ownership, Redis crashing and coming back.
+//!
+//! Without `redis-server` on `PATH` each test prints a SKIPPED line and
+//! passes, unless `CI` is set.
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Extension, Router};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use kendo_webhooks::dedupe::{Claim, DedupeStore, RedisStore};
+use kendo_webhooks::{
+    example_body, Delivery, KendoWebhookLayer, Rejection, SignedDelivery, StoreErrorPolicy,
+};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use redis_server::RedisServer;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+const SECRET: &str = "whsec_redis_store_test";
+const PATH: &str = "/webhooks/kendo";
+/// Upper bound on any single HTTP exchange in these tests.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The effects of processing, shared by all replicas (the "database").
+#[derive(Default)]
+struct Effects {
+    per_event: Mutex<HashMap<String, usize>>,
+}
+
+impl Effects {
+    fn count(&self, event_id: &str) -> usize {
+        self.per_event
+            .lock()
+            .unwrap()
+            .get(event_id)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// One replica's inner service.
+#[derive(Clone)]
+struct Inner {
+    effects: Arc<Effects>,
+    calls: Arc<AtomicUsize>,
+    /// Answer 500 (after recording nothing) instead of 200.
+    fail: Arc<AtomicBool>,
+    /// Simulate a little work, so copies overlap while in flight.
+    work: bool,
+}
+
+async fn handle(
+    State(inner): State<Inner>,
+    Extension(delivery): Extension<Delivery>,
+) -> StatusCode {
+    inner.calls.fetch_add(1, Ordering::SeqCst);
+    if inner.work {
+        let micros = rand::rng().random_range(0..3_000);
+        tokio::time::sleep(Duration::from_micros(micros)).await;
+    }
+    if inner.fail.load(Ordering::SeqCst) {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    *inner
+        .effects
+        .per_event
+        .lock()
+        .unwrap()
+        .entry(delivery.event_id().to_owned())
+        .or_default() += 1;
+    StatusCode::OK
+}
+
+/// A receiver replica: a real HTTP server with the layer over `store`.
+struct Replica {
+    addr: SocketAddr,
+    calls: Arc<AtomicUsize>,
+    fail: Arc<AtomicBool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Replica {
+    async fn start(
+        store: RedisStore,
+        policy: StoreErrorPolicy,
+        effects: &Arc<Effects>,
+        work: bool,
+    ) -> Self {
+        let layer = KendoWebhookLayer::builder()
+            .secret(SECRET)
+            .dedupe_store(store)
+            .store_error_policy(policy)
+            .build()
+            .expect("valid layer");
+        let inner = Inner {
+            effects: Arc::clone(effects),
+            calls: Arc::new(AtomicUsize::new(0)),
+            fail: Arc::new(AtomicBool::new(false)),
+            work,
+        };
+        let (calls, fail) = (Arc::clone(&inner.calls), Arc::clone(&inner.fail));
+        let router = Router::new()
+            .route(PATH, post(handle))
+            .layer(layer)
+            .with_state(inner);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.expect("server runs");
+        });
+        Self {
+            addr,
+            calls,
+            fail,
+            server,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}{PATH}", self.addr)
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// What a replica answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Answer {
+    status: StatusCode,
+    /// `x-kendo-webhook-rejection`, when the layer answered itself.
+    reason: Option<String>,
+}
+
+impl Answer {
+    /// Answered by the inner service (the delivery was processed or failed).
+    fn processed(&self) -> bool {
+        self.reason.is_none()
+    }
+}
+
+async fn send(client: &HttpClient, replica_url: &str, delivery: &SignedDelivery) -> Answer {
+    let request = delivery.request(replica_url).expect("valid request");
+    let exchange = async {
+        let response = client.request(request).await.expect("replica answers");
+        let status = response.status();
+        let reason = response
+            .headers()
+            .get("x-kendo-webhook-rejection")
+            .map(|v| v.to_str().expect("ASCII reason").to_owned());
+        response.into_body().collect().await.expect("body");
+        Answer { status, reason }
+    };
+    tokio::time::timeout(REQUEST_DEADLINE, exchange)
+        .await
+        .expect("a replica answers within the request deadline")
+}
+
+fn delivery(n: usize) -> SignedDelivery {
+    let body = example_body(
+        "call.uploaded",
+        &format!("evt_{n}"),
+        "2026-03-05T12:00:00Z",
+        false,
+    );
+    SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_{n}"), body)
+}
+
+async fn store(redis: &RedisServer, namespace: &str) -> RedisStore {
+    RedisStore::builder(redis.url())
+        .namespace(namespace)
+        .build()
+        .await
+        .expect("connect to the test redis-server")
+}
+
+fn answer(reason: Rejection) -> Answer {
+    Answer {
+        status: reason.status(),
+        reason: Some(reason.as_str().to_owned()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sharing_redis_process_every_delivery_exactly_once() {
+    let Some(redis) = RedisServer::start_or_skip("two_replicas_exactly_once") else {
+        return;
+    };
+    const DELIVERIES: usize = 1_000;
+    const IN_FLIGHT: usize = 32;
+    let effects = Arc::new(Effects::default());
+    // Fail-closed with a generous timeout: a store failure shows up as a 503
+    // (and fails the test) instead of being absorbed by processing twice.
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let store = RedisStore::builder(redis.url())
+            .namespace("exactly-once")
+            .timeout(Duration::from_secs(5))
+            .build()
+            .await
+            .expect("connect");
+        let policy = StoreErrorPolicy::FailClosed;
+        replicas.push(Replica::start(store, policy, &effects, true).await);
+    }
+    let urls: Vec<String> = replicas.iter().map(Replica::url).collect();
+
+    // Each delivery 1–3 times, every copy to a random replica, shuffled.
+    let mut rng = rand::rng();
+    let mut sends = Vec::new();
+    for n in 0..DELIVERIES {
+        for _ in 0..rng.random_range(1..=3) {
+            sends.push((n, rng.random_range(0..urls.len())));
+        }
+    }
+    sends.shuffle(&mut rng);
+    let total_sends = sends.len();
+
+    let client = client();
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut tasks = JoinSet::new();
+    let started = Instant::now();
+    for (n, replica) in sends {
+        let permit = Arc::clone(&permits).acquire_owned().await.expect("open");
+        let (client, url) = (client.clone(), urls[replica].clone());
+        tasks.spawn(async move {
+            let answer = send(&client, &url, &delivery(n)).await;
+            drop(permit);
+            (n, answer)
+        });
+    }
+    let mut answers: HashMap<usize, Vec<Answer>> = HashMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (n, answer) = joined.expect("sender task");
+        answers.entry(n).or_default().push(answer);
+    }
+    let elapsed = started.elapsed();
+
+    let duplicate = answer(Rejection::Duplicate);
+    let in_flight = answer(Rejection::InFlight);
+    let (mut duplicates, mut conflicts) = (0, 0);
+    for n in 0..DELIVERIES {
+        let answers = &answers[&n];
+        let processed: Vec<_> = answers.iter().filter(|a| a.processed()).collect();
+        assert_eq!(processed.len(), 1, "delivery {n}: {answers:?}");
+        assert_eq!(
+            processed[0].status,
+            StatusCode::OK,
+            "delivery {n}: {answers:?}"
+        );
+        for other in answers.iter().filter(|a| !a.processed()) {
+            assert!(
+                *other == duplicate || *other == in_flight,
+                "delivery {n}: unexpected {other:?}"
+            );
+            duplicates += usize::from(*other == duplicate);
+            conflicts += usize::from(*other == in_flight);
+        }
+        assert_eq!(effects.count(&format!("evt_{n}")), 1, "delivery {n}");
+    }
+    let calls: Vec<usize> = replicas.iter().map(Replica::calls).collect();
+    assert_eq!(calls.iter().sum::<usize>(), DELIVERIES, "{calls:?}");
+    assert!(
+        calls.iter().all(|&c| c > 0),
+        "both replicas served: {calls:?}"
+    );
+    // Redis holds a done mark for every delivery, under the namespace.
+    for n in [0, DELIVERIES / 2, DELIVERIES - 1] {
+        let value = redis
+            .command(&["GET", &format!("exactly-once:dlv_{n}")])
+            .expect("GET");
+        assert_eq!(value, "done", "delivery {n}");
+    }
+    println!(
+        "{DELIVERIES} deliveries, {total_sends} sends, {IN_FLIGHT} in flight: processed once \
+         each (replica calls {calls:?}), {duplicates} answered as duplicates, {conflicts} as \
+         in flight (409), in {elapsed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_is_released_and_its_retry_on_another_replica_is_processed() {
+    let Some(redis) = RedisServer::start_or_skip("release_on_failure") else {
+        return;
+    };
+    let effects = Arc::new(Effects::default());
+    let policy = StoreErrorPolicy::FailClosed;
+    let a = Replica::start(store(&redis, "release").await, policy, &effects, false).await;
+    let b = Replica::start(store(&redis, "release").await, policy, &effects, false).await;
+    a.fail.store(true, Ordering::SeqCst);
+    let client = client();
+    let d = delivery(1);
+
+    let first = send(&client, &a.url(), &d).await;
+    assert_eq!(first.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(first.processed(), "{first:?}");
+    assert_eq!(redis.command(&["EXISTS", "release:dlv_1"]).unwrap(), ":0");
+
+    let retry = send(&client, &b.url(), &d).await;
+    assert_eq!(retry.status, StatusCode::OK);
+    assert!(retry.processed(), "{retry:?}");
+    assert_eq!(effects.count("evt_1"), 1);
+
+    // Done now, on every replica, even the failing one.
+    assert_eq!(
+        send(&client, &a.url(), &d).await,
+        answer(Rejection::Duplicate)
+    );
+    assert_eq!(
+        send(&client, &b.url(), &d).await,
+        answer(Rejection::Duplicate)
+    );
+    assert_eq!((a.calls(), b.calls()), (1, 1));
+    assert_eq!(effects.count("evt_1"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_replicas_claim_blocks_until_its_ttl_then_the_delivery_is_processed() {
+    let Some(redis) = RedisServer::start_or_skip("claim_ttl") else {
+        return;
+    };
+    // The "crashed" replica claims and never settles.
+    let crashed = RedisStore::builder(redis.url())
+        .namespace("ttl")
+        .claim_ttl(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("connect");
+    let Claim::Acquired(_never_settled) = crashed.claim("dlv_7").await.expect("claim") else {
+        panic!("a fresh key is acquired");
+    };
+    let effects = Arc::new(Effects::default());
+    let policy = StoreErrorPolicy::FailClosed;
+    let live = Replica::start(store(&redis, "ttl").await, policy, &effects, false).await;
+    let client = client();
+    let d = delivery(7);
+
+    let blocked = send(&client, &live.url(), &d).await;
+    assert_eq!(blocked, answer(Rejection::InFlight));
+    assert_eq!(live.calls(), 0);
+
+    // Kendo retries; poll like it does, bounded in count and time.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut attempts = 1;
+    let last = loop {
+        let answer = send(&client, &live.url(), &d).await;
+        attempts += 1;
+        if answer != self::answer(Rejection::InFlight)
+            || attempts >= 400
+            || Instant::now() > deadline
+        {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        last.status,
+        StatusCode::OK,
+        "after {attempts} attempts: {last:?}"
+    );
+    assert!(last.processed(), "{last:?}");
+    assert_eq!(live.calls(), 1);
+    assert_eq!(effects.count("evt_7"), 1);
+    assert_eq!(
+        send(&client, &live.url(), &d).await,
+        answer(Rejection::Duplicate)
+    );
+}
+
+#[tokio::test]
+async fn a_stale_token_cannot_settle_a_newer_claim() {
+    let Some(redis) = RedisServer::start_or_skip("token_ownership") else {
+        return;
+    };
+    let slow = store(&redis, "tokens").await;
+    let other = store(&redis, "tokens").await;
+    let Claim::Acquired(stale) = slow.claim("k").await.unwrap() else {
+        panic!("fresh key");
+    };
+    slow.release("k", stale.clone()).await.unwrap();
+    let Claim::Acquired(current) = other.claim("k").await.unwrap() else {
+        panic!("released key is free again");
+    };
+    assert_ne!(stale, current);
+
+    slow.release("k", stale.clone()).await.unwrap();
+    assert_eq!(other.claim("k").await.unwrap(), Claim::InFlight);
+    slow.complete("k", stale).await.unwrap();
+    assert_eq!(other.claim("k").await.unwrap(), Claim::InFlight);
+    let held = redis.command(&["GET", "tokens:k"]).unwrap();
+    assert_eq!(held, format!("inflight:{:016x}", current.value()));
+
+    other.complete("k", current.clone()).await.unwrap();
+    assert_eq!(slow.claim("k").await.unwrap(), Claim::Done);
+    // Releasing after completion changes nothing either.
+    other.release("k", current).await.unwrap();
+    assert_eq!(slow.claim("k").await.unwrap(), Claim::Done);
+}
+
+#[tokio::test]
+async fn keys_are_namespaced_and_carry_their_ttls() {
+    let Some(redis) = RedisServer::start_or_skip("namespaces_and_ttls") else {
+        return;
+    };
+    let claim_ttl = Duration::from_secs(30);
+    let done_ttl = Duration::from_secs(3_600);
+    let a = RedisStore::builder(redis.url())
+        .namespace("svc-a")
+        .claim_ttl(claim_ttl)
+        .done_ttl(done_ttl)
+        .build()
+        .await
+        .unwrap();
+    let b = store(&redis, "svc-b").await;
+
+    let Claim::Acquired(token) = a.claim("dlv").await.unwrap() else {
+        panic!("fresh key");
+    };
+    assert_eq!(a.redis_key("dlv"), "svc-a:dlv");
+    let claim_pttl = pttl(&redis, "svc-a:dlv");
+    assert!(claim_pttl > 0 && claim_pttl <= 30_000, "{claim_pttl}");
+    // Another namespace does not see it.
+    assert!(matches!(b.claim("dlv").await.unwrap(), Claim::Acquired(_)));
+
+    a.complete("dlv", token).await.unwrap();
+    assert_eq!(redis.command(&["GET", "svc-a:dlv"]).unwrap(), "done");
+    let done_pttl = pttl(&redis, "svc-a:dlv");
+    assert!(done_pttl > 30_000 && done_pttl <= 3_600_000, "{done_pttl}");
+    assert_eq!(a.claim("dlv").await.unwrap(), Claim::Done);
+    assert_eq!(b.claim("dlv").await.unwrap(), Claim::InFlight);
+}
+
+fn pttl(redis: &RedisServer, key: &str) -> i64 {
+    let reply = redis.command(&["PTTL", key]).unwrap();
+    reply
+        .strip_prefix(':')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("PTTL {key}: {reply}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_crash_fail_open_keeps_accepting_fail_closed_answers_503_and_dedupe_recovers() {
+    let Some(mut redis) = RedisServer::start_or_skip("redis_crash") else {
+        return;
+    };
+    let effects = Arc::new(Effects::default());
+    let timeout = Duration::from_millis(300);
+    let quick = |ns: &str| {
+        RedisStore::builder(redis.url())
+            .namespace(ns)
+            .timeout(timeout)
+            .build()
+    };
+    let open_store = quick("crash").await.expect("connect");
+    let closed_store = quick("crash").await.expect("connect");
+    let open = Replica::start(open_store, StoreErrorPolicy::FailOpen, &effects, false).await;
+    let closed = Replica::start(closed_store, StoreErrorPolicy::FailClosed, &effects, false).await;
+    let client = client();
+
+    // Before the crash: normal de-duplication across both.
+    let before = delivery(1);
+    assert!(send(&client, &open.url(), &before).await.processed());
+    assert_eq!(
+        send(&client, &closed.url(), &before).await,
+        answer(Rejection::Duplicate)
+    );
+
+    redis.kill();
+
+    // Fail-open: processed, answered 2xx, without de-duplication (a second
+    // copy is processed again: the documented price of fail-open).
+    let during = delivery(2);
+    for _ in 0..2 {
+        let started = Instant::now();
+        let answer = send(&client, &open.url(), &during).await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        assert!(answer.processed(), "{answer:?}");
+        println!(
+            "fail-open answer with Redis down took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(effects.count("evt_2"), 2);
+
+    // Fail-closed: 503, inner never called, Kendo retries later.
+    let refused = delivery(3);
+    let started = Instant::now();
+    assert_eq!(
+        send(&client, &closed.url(), &refused).await,
+        answer(Rejection::StoreUnavailable)
+    );
+    println!(
+        "fail-closed 503 with Redis down took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(closed.calls(), 0);
+
+    redis.restart();
+
+    // Kendo's retry of the refused delivery goes through once the
+    // connection manager has reconnected; poll, bounded in count and time.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut attempts = 0;
+    let retried = loop {
+        let answer = send(&client, &closed.url(), &refused).await;
+        attempts += 1;
+        if answer != self::answer(Rejection::StoreUnavailable)
+            || attempts >= 200
+            || Instant::now() > deadline
+        {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        retried.status,
+        StatusCode::OK,
+        "after {attempts} attempts: {retried:?}"
+    );
+    assert!(retried.processed(), "{retried:?}");
+    assert_eq!(effects.count("evt_3"), 1);
+
+    // De-duplication works again, across replicas. The fail-open replica
+    // may still be reconnecting (processing without Redis), so send it fresh
+    // deliveries until one is recorded as done; bounded in count.
+    let mut recorded = None;
+    for n in 100..150 {
+        let d = delivery(n);
+        let answer = send(&client, &open.url(), &d).await;
+        assert!(
+            answer.processed() && answer.status == StatusCode::OK,
+            "{answer:?}"
+        );
+        if redis.command(&["GET", &format!("crash:dlv_{n}")]).unwrap() == "done" {
+            recorded = Some(d);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = recorded.expect("the fail-open replica records deliveries in Redis again");
+    let calls_before = (open.calls(), closed.calls());
+    assert_eq!(
+        send(&client, &closed.url(), &after).await,
+        answer(Rejection::Duplicate)
+    );
+    assert_eq!(
+        send(&client, &open.url(), &after).await,
+        answer(Rejection::Duplicate)
+    );
+    assert_eq!(
+        send(&client, &closed.url(), &refused).await,
+        answer(Rejection::Duplicate)
+    );
+    assert_eq!((open.calls(), closed.calls()), calls_before);
+}
+
+#[tokio::test]
+async fn a_frozen_redis_times_out_instead_of_hanging() {
+    let Some(redis) = RedisServer::start_or_skip("frozen_redis") else {
+        return;
+    };
+    let store = RedisStore::builder(redis.url())
+        .namespace("frozen")
+        .timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    redis.pause();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), store.claim("k")).await;
+    redis.resume();
+    let error = outcome
+        .expect("the store's own timeout fires first")
+        .expect_err("a frozen Redis is an error");
+    let message = error.to_string();
+    assert!(message.contains("timed out after 200 ms"), "{message}");
+    assert!(message.contains("127.0.0.1"), "{message}");
+}
+
+#[tokio::test]
+async fn build_errors_say_what_is_wrong() {
+    let invalid = RedisStore::builder("http://not-redis")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        invalid.to_string().contains("not a valid Redis URL"),
+        "{invalid}"
+    );
+
+    let zero = RedisStore::builder("redis://127.0.0.1:1/")
+        .claim_ttl(Duration::ZERO)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(zero.to_string().contains("claim_ttl"), "{zero}");
+
+    // Nothing listens on a port we just released.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let refused = tokio::time::timeout(
+        Duration::from_secs(10),
+        RedisStore::builder(format!("redis://127.0.0.1:{port}/")).build(),
+    )
+    .await
+    .expect("build gives up within its timeout")
+    .unwrap_err();
+    let message = refused.to_string();
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+    assert!(message.contains("Redis"), "{message}");
+}
+
+#[tokio::test]
+async fn credentials_are_used_and_never_shown() {
+    let password = "s3cret-pw";
+    let Some(redis) =
+        RedisServer::start_with_args_or_skip("credentials", &["--requirepass", password])
+    else {
+        return;
+    };
+    let url = format!("redis://:{password}@127.0.0.1:{}/", redis.port());
+    let builder = RedisStore::builder(url.as_str()).namespace("auth");
+    assert!(!format!("{builder:?}").contains(password), "{builder:?}");
+    let store = builder.build().await.expect("right password");
+    let debug = format!("{store:?}");
+    assert!(!debug.contains(password), "{debug}");
+    assert!(
+        debug.contains(&format!("127.0.0.1:{}", redis.port())),
+        "{debug}"
+    );
+    assert!(matches!(
+        store.claim("k").await.unwrap(),
+        Claim::Acquired(_)
+    ));
+
+    let wrong = format!("redis://:wrong@127.0.0.1:{}/", redis.port());
+    let error = RedisStore::builder(wrong).build().await.unwrap_err();
+    let message = format!("{error} / {error:?}");
+    assert!(message.contains("credentials"), "{message}");
+    assert!(!message.contains("wrong@"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_complete_throughput_against_local_redis() {
+    let Some(redis) = RedisServer::start_or_skip("throughput") else {
+        return;
+    };
+    const PAIRS: usize = 20_000;
+    const TASKS: usize = 32;
+    let store = Arc::new(store(&redis, "bench").await);
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for task in 0..TASKS {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let mut acquired = 0;
+            for n in (task..PAIRS).step_by(TASKS) {
+                let key = format!("k{n}");
+                if let Claim::Acquired(token) = store.claim(&key).await.expect("claim") {
+                    store.complete(&key, token).await.expect("complete");
+                    acquired += 1;
+                }
+            }
+            acquired
+        });
+    }
+    let mut acquired = 0;
+    while let Some(joined) = tasks.join_next().await {
+        acquired += joined.expect("task");
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(acquired, PAIRS, "every distinct key is acquired once");
+    assert_eq!(store.claim("k0").await.unwrap(), Claim::Done);
+    assert_eq!(
+        store.claim(&format!("k{}", PAIRS - 1)).await.unwrap(),
+        Claim::Done
+    );
+    println!(
+        "RedisStore throughput: {:.0} claim+complete pairs/s ({PAIRS} pairs, {TASKS} tasks, \
+         {elapsed:?}, this build's profile, local redis-server)",
+        PAIRS as f64 / elapsed.as_secs_f64()
+    );
+}
