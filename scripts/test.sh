@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole test suite, installing what it needs on a fresh machine.
+#
+#   bash scripts/test.sh            # every test, every feature
+#   bash scripts/test.sh --test bad_input   # extra arguments go to cargo test
+#
+# The Redis tests start their own redis-server on a free loopback port; this
+# script installs it from the distribution's packages when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "redis-server not found: installing it (Debian package redis-server)..."
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  if command -v apt-get >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  else
+    echo "no apt-get here: install redis-server yourself, or the Redis tests are skipped (and fail under CI=true)." >&2
+  fi
+fi
+
+cargo test --all-features "$@"
