@@ -1,0 +1,720 @@
+//! The `kendo-webhook` binary as a user runs it: real processes, real HTTP
+//! servers on 127.0.0.1, signatures checked against an independent HMAC.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Extension, Router};
+use hmac::{Hmac, Mac};
+use kendo_webhooks::{Delivery, KendoWebhookLayer, Rejected, Rejection};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kendo-webhook");
+const SECRET: &str = "whsec_cli_test_secret";
+const PATH: &str = "/webhooks/kendo";
+/// No run of the binary may take longer than this (3 attempts take ~3 s).
+const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
+
+/// HMAC-SHA256 computed here with the `hmac` and `sha2` crates directly,
+/// independent of the crate's own `sign`.
+fn hmac_hex(key: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn assert_code(&self, code: i32) {
+        assert_eq!(self.code, Some(code), "{self:#?}");
+    }
+
+    fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs the binary with `args`, `stdin` piped in (or closed), `env` set and
+/// no inherited secret or proxy; kills it after [`PROCESS_DEADLINE`].
+fn run(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    for var in [
+        "KENDO_WEBHOOK_SECRET",
+        "KENDO_WEBHOOK_SECRET_PREVIOUS",
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ] {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied());
+    command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("the kendo-webhook binary starts");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            // The binary may exit before reading everything (usage errors).
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).map(|_| text)
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).map(|_| text)
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the binary") {
+            break status;
+        }
+        if started.elapsed() > PROCESS_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kendo-webhook {args:?} still running after {PROCESS_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        code: status.code(),
+        stdout: out.join().unwrap().expect("stdout is UTF-8"),
+        stderr: err.join().unwrap().expect("stderr is UTF-8"),
+    }
+}
+
+/// [`run`] off the async runtime, so a server on the same runtime can answer.
+async fn run_async(args: Vec<String>, stdin: Option<Vec<u8>>, env: Vec<(String, String)>) -> Run {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run(&args, stdin.as_deref(), &env)
+    })
+    .await
+    .expect("the runner thread finishes")
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn write_temp(bytes: &[u8]) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(bytes).expect("write temp file");
+    file.flush().expect("flush temp file");
+    file
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// One request as a plain recording server saw it.
+struct Seen {
+    at: Instant,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// A server without the layer: records every request, answers 500 to the
+/// first `fail_first` and 200 afterwards.
+#[derive(Default)]
+struct Recorder {
+    fail_first: usize,
+    seen: Mutex<Vec<Seen>>,
+}
+
+async fn record(State(rec): State<Arc<Recorder>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let mut seen = rec.seen.lock().unwrap();
+    seen.push(Seen {
+        at: Instant::now(),
+        headers,
+        body,
+    });
+    if seen.len() <= rec.fail_first {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    }
+}
+
+async fn recording_server(fail_first: usize) -> (Arc<Recorder>, String) {
+    let rec = Arc::new(Recorder {
+        fail_first,
+        ..Recorder::default()
+    });
+    let app = Router::new()
+        .route(PATH, post(record))
+        .with_state(rec.clone());
+    let addr = serve(app).await;
+    (rec, format!("http://{addr}{PATH}"))
+}
+
+/// What the server behind the real layer saw: deliveries that reached the
+/// handler, and the reasons of the requests it rejected.
+#[derive(Default)]
+struct LayerLog {
+    deliveries: Mutex<Vec<Delivery>>,
+    rejected: Mutex<Vec<Rejection>>,
+}
+
+async fn accept(
+    State(log): State<Arc<LayerLog>>,
+    Extension(delivery): Extension<Delivery>,
+) -> StatusCode {
+    log.deliveries.lock().unwrap().push(delivery);
+    StatusCode::OK
+}
+
+/// `POST /webhooks/kendo` behind a [`KendoWebhookLayer`] keyed with `secret`.
+async fn layer_server(secret: &str) -> (Arc<LayerLog>, String) {
+    let log = Arc::new(LayerLog::default());
+    let hook_log = log.clone();
+    let layer = KendoWebhookLayer::builder()
+        .secret(secret)
+        .on_reject(move |r: &Rejected| hook_log.rejected.lock().unwrap().push(r.reason()))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(PATH, post(accept))
+        .layer(layer)
+        .with_state(log.clone());
+    let addr = serve(app).await;
+    (log, format!("http://{addr}{PATH}"))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .unwrap_or_else(|| panic!("header {name} was sent"))
+        .to_str()
+        .unwrap()
+}
+
+// ---- sign -------------------------------------------------------------------
+
+#[test]
+fn sign_matches_the_rfc_4231_test_vector() {
+    // RFC 4231, test case 2: key "Jefe".
+    let file = write_temp(b"what do ya want for nothing?");
+    let run = run(
+        &["sign", "--secret", "Jefe", file.path().to_str().unwrap()],
+        None,
+        &[],
+    );
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout,
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843\n"
+    );
+}
+
+#[test]
+fn sign_signs_the_exact_bytes_of_a_file_including_a_trailing_newline() {
+    let body: &[u8] = b"{\"id\":\"evt_\xff\x00\",\r\n\t\"x\":\"\xc3\xa9\"}\n";
+    let file = write_temp(body);
+    let run_with = run(
+        &["sign", "--secret", SECRET, file.path().to_str().unwrap()],
+        None,
+        &[],
+    );
+    run_with.assert_code(0);
+    assert_eq!(
+        run_with.stdout.trim_end(),
+        hmac_hex(SECRET.as_bytes(), body)
+    );
+
+    let trimmed = write_temp(&body[..body.len() - 1]);
+    let run_without = run(
+        &["sign", "--secret", SECRET, trimmed.path().to_str().unwrap()],
+        None,
+        &[],
+    );
+    run_without.assert_code(0);
+    assert_eq!(
+        run_without.stdout.trim_end(),
+        hmac_hex(SECRET.as_bytes(), &body[..body.len() - 1])
+    );
+    assert_ne!(
+        run_with.stdout, run_without.stdout,
+        "the trailing newline is signed"
+    );
+}
+
+#[test]
+fn sign_reads_stdin_with_dash_or_no_file_and_the_secret_from_the_environment() {
+    let body: &[u8] = b"\n\n{\"a\": [1, 2, 3]}\r\n\x01";
+    let expected = hmac_hex(SECRET.as_bytes(), body);
+    let dash = run(&["sign", "--secret", SECRET, "-"], Some(body), &[]);
+    dash.assert_code(0);
+    assert_eq!(dash.stdout.trim_end(), expected);
+    let from_env = run(&["sign"], Some(body), &[("KENDO_WEBHOOK_SECRET", SECRET)]);
+    from_env.assert_code(0);
+    assert_eq!(from_env.stdout.trim_end(), expected);
+}
+
+#[test]
+fn a_missing_secret_is_a_usage_error_naming_the_flag_and_the_variable() {
+    let file = write_temp(b"{}");
+    let path = file.path().to_str().unwrap();
+    for args in [
+        vec!["sign", path],
+        vec!["verify", "--signature", "00", path],
+        vec!["send", "--url", "http://127.0.0.1:9/webhooks/kendo"],
+    ] {
+        let run = run(&args, None, &[]);
+        run.assert_code(2);
+        assert!(run.stderr.contains("--secret"), "{args:?}: {run:#?}");
+        assert!(
+            run.stderr.contains("KENDO_WEBHOOK_SECRET"),
+            "{args:?}: {run:#?}"
+        );
+        assert!(
+            !run.stdout.contains("attempt"),
+            "{args:?} must not send: {run:#?}"
+        );
+    }
+    let empty = run(&["sign", "--secret", "", path], None, &[]);
+    empty.assert_code(2);
+    assert!(empty.stderr.contains("empty"), "{empty:#?}");
+}
+
+#[test]
+fn an_unreadable_file_is_an_io_error_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        vec!["sign", "--secret", SECRET, missing],
+        vec!["verify", "--secret", SECRET, "--signature", "00", missing],
+    ] {
+        let run = run(&args, None, &[]);
+        run.assert_code(2);
+        assert!(run.stderr.contains(missing), "{run:#?}");
+        assert!(run.stdout.is_empty(), "{run:#?}");
+    }
+}
+
+// ---- verify -----------------------------------------------------------------
+
+#[test]
+fn verify_accepts_a_correct_signature_in_any_accepted_spelling() {
+    let body: &[u8] = b"{\"id\":\"evt_1\"}\n";
+    let file = write_temp(body);
+    let path = file.path().to_str().unwrap();
+    let signature = hmac_hex(SECRET.as_bytes(), body);
+    for spelling in [
+        signature.clone(),
+        signature.to_ascii_uppercase(),
+        format!("sha256={signature}"),
+    ] {
+        let run = run(
+            &["verify", "--secret", SECRET, "--signature", &spelling, path],
+            None,
+            &[],
+        );
+        run.assert_code(0);
+        assert_eq!(run.stdout, "ok (secret current)\n", "{spelling}");
+    }
+    let stdin = run(
+        &["verify", "--secret", SECRET, "--signature", &signature],
+        Some(body),
+        &[],
+    );
+    stdin.assert_code(0);
+    assert_eq!(stdin.stdout, "ok (secret current)\n");
+}
+
+#[test]
+fn verify_reports_a_match_of_the_previous_secret() {
+    let body: &[u8] = b"{}";
+    let signature = hmac_hex(b"whsec_old", body);
+    let run = run(
+        &[
+            "verify",
+            "--secret",
+            SECRET,
+            "--previous-secret",
+            "whsec_old",
+            "--signature",
+            &signature,
+        ],
+        Some(body),
+        &[],
+    );
+    run.assert_code(0);
+    assert_eq!(run.stdout, "ok (secret previous)\n");
+}
+
+#[test]
+fn verify_rejects_a_wrong_signature_with_a_one_line_reason() {
+    let body: &[u8] = b"{\"id\":\"evt_1\"}\n";
+    let file = write_temp(body);
+    let path = file.path().to_str().unwrap();
+    let wrong_secret = hmac_hex(b"another secret", body);
+    let without_newline = hmac_hex(SECRET.as_bytes(), &body[..body.len() - 1]);
+    for signature in [wrong_secret, without_newline] {
+        let run = run(
+            &[
+                "verify",
+                "--secret",
+                SECRET,
+                "--signature",
+                &signature,
+                path,
+            ],
+            None,
+            &[],
+        );
+        run.assert_code(1);
+        assert_eq!(run.stdout.lines().count(), 1, "{run:#?}");
+        assert!(run.stdout.starts_with("invalid_signature: "), "{run:#?}");
+        assert!(
+            !run.output().contains(SECRET),
+            "the secret is never printed: {run:#?}"
+        );
+    }
+}
+
+#[test]
+fn verify_rejects_a_malformed_signature() {
+    let body: &[u8] = b"{}";
+    let good = hmac_hex(SECRET.as_bytes(), body);
+    for signature in [&good[..63], "not hex at all", &format!("sha1={good}"), ""] {
+        let run = run(
+            &["verify", "--secret", SECRET, "--signature", signature],
+            Some(body),
+            &[],
+        );
+        run.assert_code(1);
+        assert_eq!(run.stdout.lines().count(), 1, "{run:#?}");
+        assert!(
+            run.stdout.starts_with("malformed_signature: "),
+            "{signature:?}: {run:#?}"
+        );
+    }
+}
+
+// ---- send -------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_delivers_a_verified_delivery_to_the_layer() {
+    let (log, url) = layer_server(SECRET).await;
+    let run = run_async(
+        strings(&[
+            "send",
+            "--url",
+            &url,
+            "--secret",
+            SECRET,
+            "--event",
+            "ai.training.completed",
+            "--event-id",
+            "evt_cli_1",
+            "--delivery-id",
+            "dlv_cli_1",
+        ]),
+        None,
+        vec![],
+    )
+    .await;
+    run.assert_code(0);
+    assert!(run.stdout.contains("attempt 1/3: 200 OK in "), "{run:#?}");
+    assert!(!run.stdout.contains("attempt 2/3"), "{run:#?}");
+    assert!(
+        !run.output().contains(SECRET),
+        "the secret is never printed: {run:#?}"
+    );
+
+    let deliveries = log.deliveries.lock().unwrap().clone();
+    assert_eq!(deliveries.len(), 1);
+    let delivery = &deliveries[0];
+    assert_eq!(delivery.event_name(), "ai.training.completed");
+    assert_eq!(delivery.event_id(), "evt_cli_1");
+    assert_eq!(delivery.delivery_id(), "dlv_cli_1");
+    assert!(!delivery.is_test());
+    match delivery.event() {
+        kendo_webhooks::Event::AiTrainingCompleted(training) => {
+            assert_eq!(training.training_id, "training_evt_cli_1")
+        }
+        other => panic!("expected a training, got {other:?}"),
+    }
+    assert!(log.rejected.lock().unwrap().is_empty());
+
+    // The same ids again: the layer answers 200 as a duplicate, nothing reaches the handler.
+    let again = run_async(
+        strings(&[
+            "send",
+            "--url",
+            &url,
+            "--secret",
+            SECRET,
+            "--event",
+            "ai.training.completed",
+            "--event-id",
+            "evt_cli_1",
+            "--delivery-id",
+            "dlv_cli_1",
+        ]),
+        None,
+        vec![],
+    )
+    .await;
+    again.assert_code(0);
+    assert!(again.stdout.contains("rejected: duplicate"), "{again:#?}");
+    assert_eq!(log.deliveries.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_with_test_marks_the_delivery_as_a_test() {
+    let (log, url) = layer_server(SECRET).await;
+    let run = run_async(
+        strings(&["send", "--url", &url, "--test"]),
+        None,
+        vec![("KENDO_WEBHOOK_SECRET".into(), SECRET.into())],
+    )
+    .await;
+    run.assert_code(0);
+    let deliveries = log.deliveries.lock().unwrap().clone();
+    assert_eq!(deliveries.len(), 1, "{run:#?}");
+    let delivery = &deliveries[0];
+    assert!(delivery.is_test());
+    assert_eq!(delivery.event_name(), "call.uploaded");
+    let body: Value = serde_json::from_slice(delivery.body()).unwrap();
+    assert_eq!(body["data"]["_isTest"], json!(true));
+    // Fresh ids, in Kendo's shape.
+    assert!(
+        delivery.event_id().starts_with("evt_"),
+        "{}",
+        delivery.event_id()
+    );
+    assert!(
+        delivery.delivery_id().starts_with("dlv_"),
+        "{}",
+        delivery.delivery_id()
+    );
+    assert!(delivery.event_id().len() > "evt_".len() + 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_wraps_data_from_stdin_in_the_envelope_with_all_four_headers() {
+    let (rec, url) = recording_server(0).await;
+    let data = json!({ "callId": "c_stdin", "duration": 12, "nested": { "k": [1, 2] } });
+    let run = run_async(
+        strings(&[
+            "send",
+            "--url",
+            &url,
+            "--secret",
+            SECRET,
+            "--data",
+            "-",
+            "--test",
+            "--event-id",
+            "evt_stdin",
+            "--delivery-id",
+            "dlv_stdin",
+        ]),
+        Some(data.to_string().into_bytes()),
+        vec![],
+    )
+    .await;
+    run.assert_code(0);
+    let seen = rec.seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    let request = &seen[0];
+    assert_eq!(header(&request.headers, "content-type"), "application/json");
+    assert_eq!(header(&request.headers, "x-kendo-event"), "call.uploaded");
+    assert_eq!(header(&request.headers, "x-kendo-delivery-id"), "dlv_stdin");
+    assert_eq!(
+        header(&request.headers, "x-kendo-signature"),
+        hmac_hex(SECRET.as_bytes(), &request.body)
+    );
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    let mut expected_data = data.clone();
+    expected_data["_isTest"] = json!(true);
+    assert_eq!(body["data"], expected_data);
+    assert_eq!(body["id"], "evt_stdin");
+    assert_eq!(body["event"], "call.uploaded");
+    let created_at = body["created_at"].as_str().expect("created_at is a string");
+    time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("created_at {created_at:?} is RFC 3339: {e}"));
+    assert_eq!(body.as_object().unwrap().len(), 4, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_refuses_data_that_is_not_a_json_object_without_sending() {
+    let (rec, url) = recording_server(0).await;
+    for input in [&b"[1, 2]"[..], b"{not json", b"\"text\""] {
+        let run = run_async(
+            strings(&["send", "--url", &url, "--secret", SECRET, "--data", "-"]),
+            Some(input.to_vec()),
+            vec![],
+        )
+        .await;
+        run.assert_code(2);
+        assert!(run.stderr.contains("--data"), "{run:#?}");
+    }
+    assert!(rec.seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_retries_with_the_same_delivery_and_kendos_backoff_until_a_2xx() {
+    let (rec, url) = recording_server(2).await;
+    let run = run_async(
+        strings(&["send", "--url", &url, "--secret", SECRET]),
+        None,
+        vec![],
+    )
+    .await;
+    run.assert_code(0);
+    let attempts: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("attempt "))
+        .collect();
+    assert_eq!(attempts.len(), 3, "{run:#?}");
+    assert!(
+        attempts[0].starts_with("attempt 1/3: 500 Internal Server Error in "),
+        "{run:#?}"
+    );
+    assert!(
+        attempts[1].starts_with("attempt 2/3: 500 Internal Server Error in "),
+        "{run:#?}"
+    );
+    assert!(
+        attempts[2].starts_with("attempt 3/3: 200 OK in "),
+        "{run:#?}"
+    );
+
+    let seen = rec.seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    let first = &seen[0];
+    let delivery_id = header(&first.headers, "x-kendo-delivery-id");
+    assert!(delivery_id.starts_with("dlv_"), "{delivery_id}");
+    for request in seen.iter() {
+        assert_eq!(header(&request.headers, "x-kendo-delivery-id"), delivery_id);
+        assert_eq!(
+            request.body, first.body,
+            "every attempt sends the same bytes"
+        );
+        assert_eq!(
+            header(&request.headers, "x-kendo-signature"),
+            hmac_hex(SECRET.as_bytes(), &request.body)
+        );
+    }
+    // Lower bounds of the documented backoff (about 1 s, then 2 s).
+    let gaps = [seen[1].at - seen[0].at, seen[2].at - seen[1].at];
+    assert!(gaps[0] >= Duration::from_millis(900), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(1800), "{gaps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_gives_up_after_exactly_three_attempts_and_prints_the_rejection() {
+    // The server's secret differs: every attempt is rejected as invalid_signature.
+    let (log, url) = layer_server("whsec_the_receivers_secret").await;
+    let run = run_async(
+        strings(&["send", "--url", &url, "--secret", SECRET]),
+        None,
+        vec![],
+    )
+    .await;
+    run.assert_code(1);
+    let attempts: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("attempt "))
+        .collect();
+    assert_eq!(attempts.len(), 3, "{run:#?}");
+    for (n, line) in attempts.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("attempt {}/3: 401 Unauthorized in ", n + 1)),
+            "{line}"
+        );
+        assert!(line.contains("rejected: invalid_signature"), "{line}");
+    }
+    assert!(run.stderr.contains("no 2xx after 3 attempts"), "{run:#?}");
+    assert_eq!(
+        *log.rejected.lock().unwrap(),
+        vec![Rejection::InvalidSignature; 3]
+    );
+    assert!(log.deliveries.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_counts_a_refused_connection_as_a_failed_attempt() {
+    // A port that was just free: nothing listens there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let url = format!("http://{addr}{PATH}");
+    let run = run_async(
+        strings(&["send", "--url", &url, "--secret", SECRET]),
+        None,
+        vec![],
+    )
+    .await;
+    run.assert_code(1);
+    let attempts: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("attempt "))
+        .collect();
+    assert_eq!(attempts.len(), 3, "{run:#?}");
+    assert!(
+        attempts.iter().all(|l| l.contains("cannot connect")),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn send_refuses_a_bad_url_or_delivery_id_as_usage_errors() {
+    for (flag, value) in [
+        ("--url", "not a url"),
+        ("--url", "ftp://127.0.0.1/x"),
+        ("--delivery-id", "has space"),
+        ("--event", ""),
+    ] {
+        let mut args = vec!["send", "--secret", SECRET];
+        if flag != "--url" {
+            args.extend(["--url", "http://127.0.0.1:9/webhooks/kendo"]);
+        }
+        args.extend([flag, value]);
+        let run = run(&args, None, &[]);
+        run.assert_code(2);
+        assert!(run.stderr.contains(flag), "{args:?}: {run:#?}");
+        assert!(!run.stdout.contains("attempt"), "{args:?}: {run:#?}");
+    }
+}
