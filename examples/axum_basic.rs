@@ -20,7 +20,10 @@ async fn kendo(delivery: Delivery) -> &'static str {
             delivery.is_test()
         ),
         Event::AiTrainingCompleted(training) => {
-            println!("training {} scored {:?}", training.training_id, training.ai_score)
+            println!(
+                "training {} scored {:?}",
+                training.training_id, training.ai_score
+            )
         }
         other => println!("event not handled yet: {other:?}"),
     }
@@ -34,12 +37,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|_| "set KENDO_WEBHOOK_SECRET to the secret from Kendo's webhook settings")?;
     let layer = KendoWebhookLayer::builder()
         .secret(secret)
-        .on_reject(|rejected| eprintln!("rejected {:?}: {}", rejected.delivery_id(), rejected.reason()))
+        .on_reject(|rejected| {
+            eprintln!(
+                "rejected {:?}: {}",
+                rejected.delivery_id(),
+                rejected.reason()
+            )
+        })
         .build()?;
     let app = Router::new().route("/webhooks/kendo", post(kendo).layer(layer));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    println!("listening on http://{}/webhooks/kendo", listener.local_addr()?);
+    println!(
+        "listening on http://{}/webhooks/kendo",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await?;
     Ok(())
 }

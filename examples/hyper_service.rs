@@ -21,7 +21,12 @@ async fn handle(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, 
     // The layer only calls us with a verified delivery in the extensions.
     let delivery = request.extensions().get::<Delivery>().cloned();
     if let Some(delivery) = delivery {
-        println!("{} {} ({} bytes)", delivery.event_name(), delivery.event_id(), delivery.body().len());
+        println!(
+            "{} {} ({} bytes)",
+            delivery.event_name(),
+            delivery.event_id(),
+            delivery.body().len()
+        );
     }
     Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
 }
@@ -40,7 +45,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (stream, _) = listener.accept().await?;
         let service = TowerToHyperService::new(service.clone());
         tokio::spawn(async move {
-            if let Err(error) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            if let Err(error) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 eprintln!("connection error: {error}");
             }
         });

@@ -360,11 +360,17 @@ impl<'de> Deserialize<'de> for Loose {
             fn visit_none<E>(self) -> Result<Loose, E> {
                 Ok(Loose::Other)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Loose, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Loose, A::Error> {
                 while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
                 Ok(Loose::Other)
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Loose, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Loose, A::Error> {
                 while map
                     .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
                     .is_some()
@@ -453,7 +459,8 @@ mod tests {
     fn odd_field_types_read_as_none_instead_of_failing() {
         let body = r#"{"id":"e","event":"call.uploaded","created_at":"x",
             "data":{"callId":"c","aiScore":"n/a","duration":"12","agentName":7,"userId":null}}"#;
-        let Event::CallUploaded(call) = parse(body, "call.uploaded").unwrap().event().clone() else {
+        let Event::CallUploaded(call) = parse(body, "call.uploaded").unwrap().event().clone()
+        else {
             unreachable!()
         };
         assert_eq!(call.ai_score, None);
@@ -469,7 +476,11 @@ mod tests {
             r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"callId":42}}"#,
             r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"callId":""}}"#,
         ] {
-            assert_eq!(parse(body, "call.uploaded").unwrap_err(), Rejection::MissingObjectId, "{body}");
+            assert_eq!(
+                parse(body, "call.uploaded").unwrap_err(),
+                Rejection::MissingObjectId,
+                "{body}"
+            );
         }
     }
 
@@ -488,14 +499,21 @@ mod tests {
             r#"{"id":"e","id":"f","event":"call.uploaded","created_at":"x","data":{"callId":"c"}}"#,
             r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"callId":"c"}} trailing"#,
         ] {
-            assert_eq!(parse(body, "call.uploaded").unwrap_err(), Rejection::MalformedEnvelope, "{body}");
+            assert_eq!(
+                parse(body, "call.uploaded").unwrap_err(),
+                Rejection::MalformedEnvelope,
+                "{body}"
+            );
         }
     }
 
     #[test]
     fn header_must_name_the_signed_event_unless_test() {
         let body = r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"callId":"c"}}"#;
-        assert_eq!(parse(body, "ai.training.completed").unwrap_err(), Rejection::EventMismatch);
+        assert_eq!(
+            parse(body, "ai.training.completed").unwrap_err(),
+            Rejection::EventMismatch
+        );
         let test = r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"callId":"c","_isTest":true}}"#;
         let delivery = parse(test, "webhook.test").unwrap();
         assert!(delivery.is_test());
@@ -520,7 +538,9 @@ mod tests {
         let body = r#"{"id":"evt_\u00e9","event":"call.uploaded","created_at":"x","data":{"callId":"a\"b","agentName":"Jos\u00e9"}}"#;
         let delivery = parse(body, "call.uploaded").unwrap();
         assert_eq!(delivery.event_id(), "evt_é");
-        let Event::CallUploaded(call) = delivery.event() else { unreachable!() };
+        let Event::CallUploaded(call) = delivery.event() else {
+            unreachable!()
+        };
         assert_eq!(call.call_id, "a\"b");
         assert_eq!(call.agent_name.as_deref(), Some("José"));
     }

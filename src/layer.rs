@@ -252,18 +252,30 @@ mod tests {
 
     #[test]
     fn misconfiguration_is_a_build_error() {
-        assert_eq!(KendoWebhookLayer::builder().build().unwrap_err(), BuildError::NoSecret);
+        assert_eq!(
+            KendoWebhookLayer::builder().build().unwrap_err(),
+            BuildError::NoSecret
+        );
         assert_eq!(
             KendoWebhookLayer::new("").unwrap_err(),
             BuildError::EmptySecret { position: 1 }
         );
         let with_secret = || KendoWebhookLayer::builder().secret("s");
-        assert_eq!(with_secret().body_limit(0).build().unwrap_err(), BuildError::ZeroBodyLimit);
         assert_eq!(
-            with_secret().read_timeout(Duration::ZERO).build().unwrap_err(),
+            with_secret().body_limit(0).build().unwrap_err(),
+            BuildError::ZeroBodyLimit
+        );
+        assert_eq!(
+            with_secret()
+                .read_timeout(Duration::ZERO)
+                .build()
+                .unwrap_err(),
             BuildError::ZeroReadTimeout
         );
-        assert_eq!(with_secret().dedupe_capacity(0).build().unwrap_err(), BuildError::ZeroCapacity);
+        assert_eq!(
+            with_secret().dedupe_capacity(0).build().unwrap_err(),
+            BuildError::ZeroCapacity
+        );
     }
 
     #[test]

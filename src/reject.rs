@@ -272,14 +272,21 @@ mod tests {
         let names: HashSet<&str> = Rejection::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), Rejection::ALL.len());
         for name in names {
-            assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{name}");
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn only_duplicate_answers_success() {
         for reason in Rejection::ALL {
-            assert_eq!(reason.status().is_success(), reason == Rejection::Duplicate, "{reason}");
+            assert_eq!(
+                reason.status().is_success(),
+                reason == Rejection::Duplicate,
+                "{reason}"
+            );
         }
     }
 

@@ -133,7 +133,8 @@ pub fn example_body(event: &str, event_id: &str, created_at: &str, is_test: bool
     if is_test {
         data["_isTest"] = Value::Bool(true);
     }
-    let envelope = json!({ "id": event_id, "event": event, "created_at": created_at, "data": data });
+    let envelope =
+        json!({ "id": event_id, "event": event, "created_at": created_at, "data": data });
     Bytes::from(envelope.to_string())
 }
 

@@ -104,9 +104,12 @@ where
     }
 }
 
+type BoxResponseFuture<B, E> =
+    Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
+
 /// Response future for [`KendoWebhook`].
 pub struct ResponseFuture<B, E> {
-    inner: Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>,
+    inner: BoxResponseFuture<B, E>,
 }
 
 impl<B, E> Future for ResponseFuture<B, E> {
@@ -203,10 +206,18 @@ where
     let mut claim = match config.store.claim(key).await {
         Ok(Claim::Acquired(token)) => Some(ClaimGuard::new(&config.store, key, token)),
         Ok(Claim::InFlight) => {
-            return Ok(reject(&config, Rejection::InFlight, Seen::verified(&delivery)))
+            return Ok(reject(
+                &config,
+                Rejection::InFlight,
+                Seen::verified(&delivery),
+            ))
         }
         Ok(Claim::Done) => {
-            return Ok(reject(&config, Rejection::Duplicate, Seen::verified(&delivery)))
+            return Ok(reject(
+                &config,
+                Rejection::Duplicate,
+                Seen::verified(&delivery),
+            ))
         }
         Err(error) => match config.store_error_policy {
             StoreErrorPolicy::FailOpen => {
@@ -222,7 +233,9 @@ where
     };
 
     parts.extensions.insert(delivery);
-    let result = inner.call(Request::from_parts(parts, Full::new(bytes))).await;
+    let result = inner
+        .call(Request::from_parts(parts, Full::new(bytes)))
+        .await;
     let success = matches!(&result, Ok(response) if response.status().is_success());
     trace::record_outcome(match &result {
         Ok(response) if success => trace::Outcome::Accepted(response.status()),
@@ -241,7 +254,11 @@ fn check_parts(parts: &Parts, body_limit: usize) -> Result<KendoHeaders, Rejecti
         return Err(Rejection::MethodNotAllowed);
     }
     for encoding in parts.headers.get_all(CONTENT_ENCODING) {
-        if !encoding.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity") {
+        if !encoding
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"identity")
+        {
             return Err(Rejection::UnsupportedEncoding);
         }
     }
@@ -289,8 +306,14 @@ fn is_json(headers: &HeaderMap) -> bool {
     let Single::One(value) = single(headers, &CONTENT_TYPE) else {
         return false;
     };
-    let essence = value.as_bytes().split(|&b| b == b';').next().unwrap_or_default();
-    essence.trim_ascii().eq_ignore_ascii_case(b"application/json")
+    let essence = value
+        .as_bytes()
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default();
+    essence
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"application/json")
 }
 
 enum Single<'a> {
@@ -431,7 +454,10 @@ impl ClaimGuard {
         // Reached only if the store call finished: nothing left for `drop`.
         self.token = None;
         if let Err(error) = result {
-            trace::store_error(&error, "could not settle the claim; it expires with its TTL");
+            trace::store_error(
+                &error,
+                "could not settle the claim; it expires with its TTL",
+            );
         }
     }
 }
@@ -451,7 +477,10 @@ impl Drop for ClaimGuard {
                 store.release(&key, token).await
             };
             if let Err(error) = result {
-                trace::store_error(&error, "could not settle a dropped claim; it expires with its TTL");
+                trace::store_error(
+                    &error,
+                    "could not settle a dropped claim; it expires with its TTL",
+                );
             }
         });
         // In-memory stores finish at once; others continue on the runtime.

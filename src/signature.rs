@@ -166,7 +166,9 @@ impl Verifier {
         for (index, secret) in secrets.into_iter().enumerate() {
             let secret = secret.into();
             if secret.key.is_empty() {
-                return Err(BuildError::EmptySecret { position: index + 1 });
+                return Err(BuildError::EmptySecret {
+                    position: index + 1,
+                });
             }
             let label = secret
                 .label
@@ -177,9 +179,7 @@ impl Verifier {
         if keys.is_empty() {
             return Err(BuildError::NoSecret);
         }
-        Ok(Self {
-            keys: keys.into(),
-        })
+        Ok(Self { keys: keys.into() })
     }
 
     /// Verifies a raw `X-Kendo-Signature` header value against the raw body.
@@ -265,7 +265,11 @@ mod tests {
             format!("sha256={DIGEST}"),
             format!("SHA256={upper}"),
         ] {
-            assert_eq!(verifier.verify(header.as_bytes(), DATA), Ok("#1"), "{header}");
+            assert_eq!(
+                verifier.verify(header.as_bytes(), DATA),
+                Ok("#1"),
+                "{header}"
+            );
         }
     }
 
@@ -297,7 +301,10 @@ mod tests {
             Secret::new("old").with_label("previous"),
         ])
         .unwrap();
-        assert_eq!(verifier.verify(sign("old", DATA).as_bytes(), DATA), Ok("previous"));
+        assert_eq!(
+            verifier.verify(sign("old", DATA).as_bytes(), DATA),
+            Ok("previous")
+        );
         assert_eq!(
             verifier.verify(sign("third", DATA).as_bytes(), DATA),
             Err(Rejection::InvalidSignature)
@@ -306,7 +313,10 @@ mod tests {
 
     #[test]
     fn empty_or_missing_secret_is_a_build_error() {
-        assert_eq!(Verifier::new(Vec::<Secret>::new()).unwrap_err(), BuildError::NoSecret);
+        assert_eq!(
+            Verifier::new(Vec::<Secret>::new()).unwrap_err(),
+            BuildError::NoSecret
+        );
         assert_eq!(
             Verifier::new(["ok", ""]).unwrap_err(),
             BuildError::EmptySecret { position: 2 }

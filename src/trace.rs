@@ -57,7 +57,10 @@ mod enabled {
             }
             Outcome::InnerFailed(status) => {
                 span.record("outcome", "inner_failed");
-                tracing::warn!(status = status.as_u16(), "inner service failed; claim released for Kendo's retry");
+                tracing::warn!(
+                    status = status.as_u16(),
+                    "inner service failed; claim released for Kendo's retry"
+                );
             }
             Outcome::InnerError => {
                 span.record("outcome", "inner_error");
@@ -65,7 +68,11 @@ mod enabled {
             }
             Outcome::Rejected(reason) => {
                 span.record("outcome", reason.as_str());
-                tracing::info!(status = reason.status().as_u16(), reason = reason.as_str(), "delivery rejected");
+                tracing::info!(
+                    status = reason.status().as_u16(),
+                    reason = reason.as_str(),
+                    "delivery rejected"
+                );
             }
         }
     }

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 const LIMIT: usize = 4096;
 
 /// How a case goes over the wire.
+#[allow(clippy::large_enum_variant)] // test cases, built once
 enum Wire {
     /// A well-formed HTTP request sent by a real client.
     Http(Request<Full<Bytes>>),
@@ -48,7 +49,11 @@ fn build(method: Method, headers: &[(&str, String)], body: Vec<u8>) -> Wire {
     for (name, value) in headers {
         request = request.header(*name, value.as_str());
     }
-    Wire::Http(request.body(Full::new(Bytes::from(body))).expect("valid request"))
+    Wire::Http(
+        request
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid request"),
+    )
 }
 
 /// A signed request whose headers are changed by `edit`.
@@ -144,7 +149,11 @@ fn cases() -> Vec<Case> {
 }
 
 /// Sends raw bytes and reads the status code and rejection header back.
-async fn send_raw(addr: std::net::SocketAddr, bytes: &[u8], close_write: bool) -> (u16, Option<String>) {
+async fn send_raw(
+    addr: std::net::SocketAddr,
+    bytes: &[u8],
+    close_write: bool,
+) -> (u16, Option<String>) {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         stream.write_all(bytes).await.expect("write");
@@ -155,14 +164,20 @@ async fn send_raw(addr: std::net::SocketAddr, bytes: &[u8], close_write: bool) -
         let mut buf = [0u8; 1024];
         while !response.windows(4).any(|w| w == b"\r\n\r\n") {
             let n = stream.read(&mut buf).await.expect("read");
-            assert!(n > 0, "connection closed before a response: {:?}", String::from_utf8_lossy(&response));
+            assert!(
+                n > 0,
+                "connection closed before a response: {:?}",
+                String::from_utf8_lossy(&response)
+            );
             response.extend_from_slice(&buf[..n]);
         }
         let text = String::from_utf8_lossy(&response).into_owned();
         let status = text[9..12].parse().expect("status code");
-        let reason = text
-            .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-kendo-webhook-rejection: ").map(str::to_owned));
+        let reason = text.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-kendo-webhook-rejection: ")
+                .map(str::to_owned)
+        });
         (status, reason)
     };
     tokio::time::timeout(Duration::from_secs(10), exchange)
@@ -172,10 +187,14 @@ async fn send_raw(addr: std::net::SocketAddr, bytes: &[u8], close_write: bool) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_malformed_request_gets_its_status_and_touches_nothing() {
-    let server = Server::start(|b| b.body_limit(LIMIT).read_timeout(Duration::from_millis(300))).await;
+    let server =
+        Server::start(|b| b.body_limit(LIMIT).read_timeout(Duration::from_millis(300))).await;
     let client = client();
     let cases = cases();
-    assert!(cases.len() >= 25, "the suite must keep at least 25 distinct cases");
+    assert!(
+        cases.len() >= 25,
+        "the suite must keep at least 25 distinct cases"
+    );
 
     let mut failures = Vec::new();
     for case in cases {
@@ -187,9 +206,15 @@ async fn every_malformed_request_gets_its_status_and_touches_nothing() {
             }
             Wire::Raw { bytes, close_write } => send_raw(server.addr, &bytes, close_write).await,
         };
-        let expected = (case.reason.status().as_u16(), Some(case.reason.as_str().to_owned()));
+        let expected = (
+            case.reason.status().as_u16(),
+            Some(case.reason.as_str().to_owned()),
+        );
         if (status, reason.clone()) != expected {
-            failures.push(format!("{}: got {status} {reason:?}, want {expected:?}", case.name));
+            failures.push(format!(
+                "{}: got {status} {reason:?}, want {expected:?}",
+                case.name
+            ));
         }
         if server.sink.calls() != 0 || server.store.touches() != 0 {
             failures.push(format!(
@@ -209,7 +234,9 @@ async fn rejections_explain_themselves_without_leaking_the_signature() {
     let server = Server::start(|b| b).await;
     let body = valid_body();
     let expected_signature = sign(SECRET, &body);
-    let Wire::Http(mut request) = signed_with(body, |h| set(h, "x-kendo-signature", &sign("wrong", b"x"))) else {
+    let Wire::Http(mut request) =
+        signed_with(body, |h| set(h, "x-kendo-signature", &sign("wrong", b"x")))
+    else {
         unreachable!()
     };
     *request.uri_mut() = server.url().parse().unwrap();
@@ -217,14 +244,19 @@ async fn rejections_explain_themselves_without_leaking_the_signature() {
     let text = String::from_utf8(answer.body.to_vec()).unwrap();
     assert_eq!(answer.status, 401);
     assert!(text.starts_with("invalid_signature: "), "{text}");
-    assert!(!text.contains(&expected_signature) && !text.contains(SECRET), "{text}");
+    assert!(
+        !text.contains(&expected_signature) && !text.contains(SECRET),
+        "{text}"
+    );
     assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
 }
 
 #[tokio::test]
 async fn method_not_allowed_says_which_method_is() {
     let server = Server::start(|b| b).await;
-    let request = Request::get(server.url()).body(Full::new(Bytes::new())).unwrap();
+    let request = Request::get(server.url())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let answer = send(&client(), request).await;
     assert_eq!(answer.status, 405);
     assert_eq!(answer.headers["allow"], "POST");

@@ -32,20 +32,33 @@ async fn unusual_but_validly_signed_bodies_are_accepted_byte_for_byte() {
         r#"{"id":"evt_extra","api_version":2,"event":"call.uploaded","created_at":"2026-03-05T12:00:00Z","data":{"callId":"c5","sentiment":{"score":0.9}}}"#,
     ];
     for (i, body) in bodies.iter().enumerate() {
-        let signed = SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_fidelity_{i}"), body.as_bytes().to_vec());
+        let signed = SignedDelivery::new(
+            SECRET,
+            "call.uploaded",
+            format!("dlv_fidelity_{i}"),
+            body.as_bytes().to_vec(),
+        );
         let answer = deliver(&client, &server, &signed).await;
         assert_eq!(answer.status, StatusCode::OK, "body {i}: {:?}", answer.body);
     }
     let seen = server.sink.seen.lock().unwrap();
     assert_eq!(seen.len(), bodies.len());
     for ((delivery, read), sent) in seen.iter().zip(bodies) {
-        assert_eq!(&read[..], sent.as_bytes(), "the inner service reads the exact bytes");
+        assert_eq!(
+            &read[..],
+            sent.as_bytes(),
+            "the inner service reads the exact bytes"
+        );
         assert_eq!(&delivery.body()[..], sent.as_bytes());
     }
-    let Event::CallUploaded(call) = seen[1].0.event() else { panic!() };
+    let Event::CallUploaded(call) = seen[1].0.event() else {
+        panic!()
+    };
     assert_eq!(call.call_id, "c/2");
     assert_eq!(call.agent_name.as_deref(), Some("José 🚀"));
-    let Event::CallUploaded(call) = seen[3].0.event() else { panic!() };
+    let Event::CallUploaded(call) = seen[3].0.event() else {
+        panic!()
+    };
     assert_eq!(call.duration, Some(245.5));
 }
 
@@ -82,12 +95,19 @@ async fn sixty_four_concurrent_copies_are_processed_once() {
 
     assert_eq!(first.status, StatusCode::OK);
     for answer in &answered {
-        assert_eq!(answer.status, StatusCode::CONFLICT, "copies of an in-flight delivery get 409");
+        assert_eq!(
+            answer.status,
+            StatusCode::CONFLICT,
+            "copies of an in-flight delivery get 409"
+        );
         assert_eq!(answer.reason(), Some("in_flight"));
     }
     // Kendo's next retry finds the delivery done.
     let retry = deliver(&client, &server, &signed).await;
-    assert_eq!((retry.status, retry.reason()), (StatusCode::OK, Some("duplicate")));
+    assert_eq!(
+        (retry.status, retry.reason()),
+        (StatusCode::OK, Some("duplicate"))
+    );
     assert!(retry.body.is_empty());
     assert_eq!(server.sink.calls(), 1, "the inner service ran exactly once");
 }
@@ -101,7 +121,11 @@ async fn a_failed_attempt_is_released_for_the_retry() {
 
     let first = deliver(&client, &server, &signed).await;
     assert_eq!(first.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(first.reason(), None, "the inner service's own answer passes through");
+    assert_eq!(
+        first.reason(),
+        None,
+        "the inner service's own answer passes through"
+    );
     let retry = deliver(&client, &server, &signed).await;
     assert_eq!(retry.status, StatusCode::OK);
     assert_eq!(server.sink.calls(), 2, "the retry was processed");
@@ -120,7 +144,10 @@ async fn a_dropped_attempt_is_released_for_the_retry() {
     // Kendo gives up on the first attempt (its timeout), closing the connection.
     let request = signed.request(&server.url()).unwrap();
     let gave_up = tokio::time::timeout(Duration::from_millis(200), client.request(request)).await;
-    assert!(gave_up.is_err(), "the first attempt hangs in the inner service");
+    assert!(
+        gave_up.is_err(),
+        "the first attempt hangs in the inner service"
+    );
     assert_eq!(server.sink.calls(), 1);
 
     // The retry is refused while the first attempt is still held, and
@@ -137,8 +164,16 @@ async fn a_dropped_attempt_is_released_for_the_retry() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(statuses.last(), Some(&StatusCode::OK), "{statuses:?}");
-    assert_eq!(server.sink.calls(), 2, "the retry reached the inner service");
-    assert_eq!(server.sink.deliveries().len(), 1, "the dropped attempt never finished");
+    assert_eq!(
+        server.sink.calls(),
+        2,
+        "the retry reached the inner service"
+    );
+    assert_eq!(
+        server.sink.deliveries().len(),
+        1,
+        "the dropped attempt never finished"
+    );
 }
 
 #[tokio::test]
@@ -146,7 +181,12 @@ async fn a_forged_copy_does_not_block_the_real_delivery() {
     let server = Server::start(|b| b).await;
     let client = client();
     let real = delivery("evt_real", "dlv_about_to_arrive");
-    let forged = SignedDelivery::new("attacker_guess", "call.uploaded", "dlv_about_to_arrive", real.body().clone());
+    let forged = SignedDelivery::new(
+        "attacker_guess",
+        "call.uploaded",
+        "dlv_about_to_arrive",
+        real.body().clone(),
+    );
 
     for _ in 0..3 {
         let answer = deliver(&client, &server, &forged).await;
@@ -160,19 +200,36 @@ async fn a_forged_copy_does_not_block_the_real_delivery() {
 
 #[tokio::test]
 async fn both_rotated_secrets_verify_and_a_third_does_not() {
-    let server = Server::start(|b| {
-        b.secret(Secret::new("whsec_previous").with_label("previous"))
-    })
-    .await;
+    let server =
+        Server::start(|b| b.secret(Secret::new("whsec_previous").with_label("previous"))).await;
     let client = client();
     let body = |id: &str| example_body("call.uploaded", id, "2026-03-05T12:00:00Z", false);
 
     let current = SignedDelivery::new(SECRET, "call.uploaded", "dlv_cur", body("evt_cur"));
-    let previous = SignedDelivery::new("whsec_previous", "call.uploaded", "dlv_prev", body("evt_prev"));
-    let third = SignedDelivery::new("whsec_third", "call.uploaded", "dlv_third", body("evt_third"));
-    assert_eq!(deliver(&client, &server, &current).await.status, StatusCode::OK);
-    assert_eq!(deliver(&client, &server, &previous).await.status, StatusCode::OK);
-    assert_eq!(deliver(&client, &server, &third).await.status, StatusCode::UNAUTHORIZED);
+    let previous = SignedDelivery::new(
+        "whsec_previous",
+        "call.uploaded",
+        "dlv_prev",
+        body("evt_prev"),
+    );
+    let third = SignedDelivery::new(
+        "whsec_third",
+        "call.uploaded",
+        "dlv_third",
+        body("evt_third"),
+    );
+    assert_eq!(
+        deliver(&client, &server, &current).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        deliver(&client, &server, &previous).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        deliver(&client, &server, &third).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     let labels: Vec<_> = server
         .sink
@@ -197,10 +254,21 @@ async fn unknown_events_and_test_deliveries_arrive_typed() {
         SECRET,
         "webhook.test",
         "dlv_test",
-        example_body("ai.training.completed", "evt_t", "2026-03-05T12:02:00Z", true),
+        example_body(
+            "ai.training.completed",
+            "evt_t",
+            "2026-03-05T12:02:00Z",
+            true,
+        ),
     );
-    assert_eq!(deliver(&client, &server, &unknown).await.status, StatusCode::OK);
-    assert_eq!(deliver(&client, &server, &test).await.status, StatusCode::OK);
+    assert_eq!(
+        deliver(&client, &server, &unknown).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        deliver(&client, &server, &test).await.status,
+        StatusCode::OK
+    );
 
     let seen = server.sink.deliveries();
     assert_eq!(
@@ -213,8 +281,17 @@ async fn unknown_events_and_test_deliveries_arrive_typed() {
     assert!(!seen[0].is_test());
     assert!(seen[1].is_test());
     assert_eq!(seen[1].event_name(), "ai.training.completed");
-    let Event::AiTrainingCompleted(training) = seen[1].event() else { panic!("{:?}", seen[1].event()) };
-    assert_eq!((training.training_id.as_str(), training.ai_score, training.is_test), ("training_evt_t", Some(90.0), true));
+    let Event::AiTrainingCompleted(training) = seen[1].event() else {
+        panic!("{:?}", seen[1].event())
+    };
+    assert_eq!(
+        (
+            training.training_id.as_str(),
+            training.ai_score,
+            training.is_test
+        ),
+        ("training_evt_t", Some(90.0), true)
+    );
 }
 
 #[tokio::test]
@@ -228,7 +305,11 @@ async fn event_id_key_drops_a_resend_under_a_new_delivery_id() {
             assert_eq!(answer.status, StatusCode::OK);
         }
     }
-    assert_eq!(by_delivery.sink.calls(), 2, "a fresh delivery id is a fresh delivery");
+    assert_eq!(
+        by_delivery.sink.calls(),
+        2,
+        "a fresh delivery id is a fresh delivery"
+    );
     assert_eq!(by_event.sink.calls(), 1, "the signed event id is the same");
 }
 
@@ -244,10 +325,18 @@ async fn replay_window_uses_the_given_clock() {
     .await;
     let client = client();
 
-    assert_eq!(deliver(&client, &server, &delivery("evt_fresh", "dlv_fresh")).await.status, StatusCode::OK);
+    assert_eq!(
+        deliver(&client, &server, &delivery("evt_fresh", "dlv_fresh"))
+            .await
+            .status,
+        StatusCode::OK
+    );
     *now.lock().unwrap() = created + Duration::from_secs(301);
     let stale = deliver(&client, &server, &delivery("evt_stale", "dlv_stale")).await;
-    assert_eq!((stale.status, stale.reason()), (StatusCode::UNAUTHORIZED, Some("outside_replay_window")));
+    assert_eq!(
+        (stale.status, stale.reason()),
+        (StatusCode::UNAUTHORIZED, Some("outside_replay_window"))
+    );
     *now.lock().unwrap() = created - Duration::from_secs(301);
     let future = deliver(&client, &server, &delivery("evt_future", "dlv_future")).await;
     assert_eq!(future.reason(), Some("outside_replay_window"));
@@ -274,7 +363,11 @@ async fn store_failure_follows_the_policy() {
     let client = client();
     for (policy, status, calls) in [
         (StoreErrorPolicy::FailOpen, StatusCode::OK, 1),
-        (StoreErrorPolicy::FailClosed, StatusCode::SERVICE_UNAVAILABLE, 0),
+        (
+            StoreErrorPolicy::FailClosed,
+            StatusCode::SERVICE_UNAVAILABLE,
+            0,
+        ),
     ] {
         let layer = KendoWebhookLayer::builder()
             .secret(SECRET)
@@ -319,8 +412,18 @@ async fn the_reject_hook_sees_every_answer_the_layer_gives() {
     assert_eq!(
         *log,
         [
-            (Rejection::Duplicate, Some("dlv_hook".into()), Some("evt_hook".into()), true),
-            (Rejection::InvalidSignature, Some("dlv_forged".into()), None, false),
+            (
+                Rejection::Duplicate,
+                Some("dlv_hook".into()),
+                Some("evt_hook".into()),
+                true
+            ),
+            (
+                Rejection::InvalidSignature,
+                Some("dlv_forged".into()),
+                None,
+                false
+            ),
         ]
     );
 }

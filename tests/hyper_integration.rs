@@ -29,9 +29,15 @@ async fn start(seen: Seen) -> SocketAddr {
         .service(service_fn(move |request: Request<Full<Bytes>>| {
             let seen = Arc::clone(&seen);
             async move {
-                let delivery = request.extensions().get::<Delivery>().cloned().expect("delivery");
+                let delivery = request
+                    .extensions()
+                    .get::<Delivery>()
+                    .cloned()
+                    .expect("delivery");
                 let body = request.into_body().collect().await?.to_bytes();
-                seen.lock().unwrap().push((delivery.event_id().to_owned(), body));
+                seen.lock()
+                    .unwrap()
+                    .push((delivery.event_id().to_owned(), body));
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"stored"))))
             }
         }));
@@ -58,12 +64,21 @@ async fn hyper_service_receives_verified_deliveries_once() {
     let signed = delivery("evt_hyper", "dlv_hyper");
 
     let first = send(&client, signed.request(&url).unwrap()).await;
-    assert_eq!((first.status, &first.body[..]), (StatusCode::OK, &b"stored"[..]));
+    assert_eq!(
+        (first.status, &first.body[..]),
+        (StatusCode::OK, &b"stored"[..])
+    );
     let retry = send(&client, signed.request(&url).unwrap()).await;
-    assert_eq!((retry.status, retry.reason()), (StatusCode::OK, Some("duplicate")));
+    assert_eq!(
+        (retry.status, retry.reason()),
+        (StatusCode::OK, Some("duplicate"))
+    );
 
     let mut forged = delivery("evt_forged", "dlv_forged").request(&url).unwrap();
-    forged.headers_mut().insert("x-kendo-signature", kendo_webhooks::sign("guess", b"").parse().unwrap());
+    forged.headers_mut().insert(
+        "x-kendo-signature",
+        kendo_webhooks::sign("guess", b"").parse().unwrap(),
+    );
     let forged = send(&client, forged).await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
 

@@ -108,7 +108,12 @@ impl MemoryStore {
     pub fn in_flight_len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).in_flight.len())
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .in_flight
+                    .len()
+            })
             .sum()
     }
 }

@@ -17,7 +17,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore, StoreFuture};
-use kendo_webhooks::{example_body, Delivery, KendoWebhookLayer, KendoWebhookLayerBuilder, SignedDelivery};
+use kendo_webhooks::{
+    example_body, Delivery, KendoWebhookLayer, KendoWebhookLayerBuilder, SignedDelivery,
+};
 use tokio::sync::Semaphore;
 
 pub const SECRET: &str = "whsec_integration_test";
@@ -55,7 +57,12 @@ impl Sink {
     }
 
     pub fn deliveries(&self) -> Vec<Delivery> {
-        self.seen.lock().unwrap().iter().map(|(d, _)| d.clone()).collect()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(d, _)| d.clone())
+            .collect()
     }
 }
 
@@ -65,7 +72,11 @@ fn take_one(counter: &AtomicUsize) -> bool {
         .is_ok()
 }
 
-async fn inner(State(sink): State<Arc<Sink>>, Extension(delivery): Extension<Delivery>, body: Bytes) -> StatusCode {
+async fn inner(
+    State(sink): State<Arc<Sink>>,
+    Extension(delivery): Extension<Delivery>,
+    body: Bytes,
+) -> StatusCode {
     sink.calls.fetch_add(1, Ordering::SeqCst);
     if take_one(&sink.block_next) {
         sink.gate.acquire().await.expect("gate open").forget();
@@ -127,9 +138,13 @@ pub struct Server {
 
 impl Server {
     /// Starts a server with the default layer configuration plus `configure`.
-    pub async fn start(configure: impl FnOnce(KendoWebhookLayerBuilder) -> KendoWebhookLayerBuilder) -> Self {
+    pub async fn start(
+        configure: impl FnOnce(KendoWebhookLayerBuilder) -> KendoWebhookLayerBuilder,
+    ) -> Self {
         let store = Arc::new(CountingStore::default());
-        let builder = KendoWebhookLayer::builder().secret(SECRET).dedupe_store(Arc::clone(&store));
+        let builder = KendoWebhookLayer::builder()
+            .secret(SECRET)
+            .dedupe_store(Arc::clone(&store));
         let layer = configure(builder).build().expect("valid layer");
         let sink = Arc::new(Sink::default());
         let addr = serve(app(layer, Arc::clone(&sink))).await;
@@ -143,7 +158,9 @@ impl Server {
 
 /// Serves `router` on a free loopback port until the test ends.
 pub async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
         axum::serve(listener, router).await.expect("server runs");
@@ -175,7 +192,10 @@ impl Answer {
 }
 
 pub async fn send(client: &HttpClient, request: Request<Full<Bytes>>) -> Answer {
-    let response = client.request(request).await.expect("request reaches the server");
+    let response = client
+        .request(request)
+        .await
+        .expect("request reaches the server");
     let (parts, body) = response.into_parts();
     let body = body.collect().await.expect("response body").to_bytes();
     Answer {
@@ -193,5 +213,9 @@ pub fn delivery(event_id: &str, delivery_id: &str) -> SignedDelivery {
 
 /// Sends `delivery` to `server` and reads the answer.
 pub async fn deliver(client: &HttpClient, server: &Server, delivery: &SignedDelivery) -> Answer {
-    send(client, delivery.request(&server.url()).expect("valid request")).await
+    send(
+        client,
+        delivery.request(&server.url()).expect("valid request"),
+    )
+    .await
 }
