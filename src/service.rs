@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
-use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -126,31 +125,35 @@ impl<B, E> fmt::Debug for ResponseFuture<B, E> {
     }
 }
 
-/// What is known about the request so far, for the hook and the span.
-#[derive(Default)]
-struct Seen {
-    delivery_id: Option<String>,
-    event_id: Option<String>,
-    event_name: Option<String>,
+/// What is known about the request so far, for the hook.
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    headers: &'a HeaderMap,
+    delivery: Option<&'a Delivery>,
     verified: bool,
 }
 
-impl Seen {
-    fn verified(delivery: &Delivery) -> Self {
-        Self {
-            delivery_id: Some(delivery.delivery_id().to_owned()),
-            event_id: Some(delivery.event_id().to_owned()),
-            event_name: Some(delivery.event_name().to_owned()),
-            verified: true,
+impl Seen<'_> {
+    fn rejected(self, reason: Rejection) -> Rejected {
+        let delivery_id = match self.delivery {
+            Some(delivery) => Some(delivery.delivery_id()),
+            None => single_id(self.headers, &DELIVERY_ID_HEADER).ok(),
+        };
+        Rejected {
+            reason,
+            delivery_id: delivery_id.map(str::to_owned),
+            event_id: self.delivery.map(|d| d.event_id().to_owned()),
+            event_name: self.delivery.map(|d| d.event_name().to_owned()),
+            verified: self.verified,
         }
     }
 }
 
 /// The checked Kendo headers of one request.
-struct KendoHeaders {
+struct KendoHeaders<'a> {
     tag: [u8; TAG_LEN],
-    delivery_id: String,
-    event: String,
+    delivery_id: &'a str,
+    event: &'a str,
 }
 
 async fn handle<S, ReqBody, ResBody>(
@@ -165,14 +168,13 @@ where
 {
     let (mut parts, body) = req.into_parts();
     let mut seen = Seen {
-        delivery_id: single_id(&parts.headers, &DELIVERY_ID_HEADER)
-            .ok()
-            .map(str::to_owned),
-        ..Seen::default()
+        headers: &parts.headers,
+        delivery: None,
+        verified: false,
     };
-    trace::record_delivery_id(seen.delivery_id.as_deref());
+    trace::record_delivery_id(single_id(&parts.headers, &DELIVERY_ID_HEADER).ok());
 
-    let headers = match check_parts(&parts, config.body_limit) {
+    let headers = match check_parts(&parts.method, &parts.headers, config.body_limit) {
         Ok(headers) => headers,
         Err(reason) => return Ok(reject(&config, reason, seen)),
     };
@@ -185,40 +187,27 @@ where
         Err(reason) => return Ok(reject(&config, reason, seen)),
     };
     seen.verified = true;
-    let delivery = match Delivery::parse_verified(
+    let parsed = Delivery::parse_verified(
         bytes.clone(),
-        &headers.delivery_id,
-        &headers.event,
+        headers.delivery_id,
+        headers.event,
         Some(label),
-    ) {
+    );
+    let delivery = match parsed {
         Ok(delivery) => delivery,
         Err(reason) => return Ok(reject(&config, reason, seen)),
     };
     trace::record_delivery(&delivery);
+    seen.delivery = Some(&delivery);
     if let Err(reason) = check_replay_window(&config, &delivery) {
-        return Ok(reject(&config, reason, Seen::verified(&delivery)));
+        return Ok(reject(&config, reason, seen));
     }
 
-    let key = match config.dedupe_key {
-        DedupeKey::EventId => delivery.event_id(),
-        DedupeKey::DeliveryId => delivery.delivery_id(),
-    };
+    let key = dedupe_key(config.dedupe_key, &delivery);
     let mut claim = match config.store.claim(key).await {
-        Ok(Claim::Acquired(token)) => Some(ClaimGuard::new(&config.store, key, token)),
-        Ok(Claim::InFlight) => {
-            return Ok(reject(
-                &config,
-                Rejection::InFlight,
-                Seen::verified(&delivery),
-            ))
-        }
-        Ok(Claim::Done) => {
-            return Ok(reject(
-                &config,
-                Rejection::Duplicate,
-                Seen::verified(&delivery),
-            ))
-        }
+        Ok(Claim::Acquired(token)) => Some(ClaimGuard::new(&config, &delivery, token)),
+        Ok(Claim::InFlight) => return Ok(reject(&config, Rejection::InFlight, seen)),
+        Ok(Claim::Done) => return Ok(reject(&config, Rejection::Duplicate, seen)),
         Err(error) => match config.store_error_policy {
             StoreErrorPolicy::FailOpen => {
                 trace::store_error(&error, "processing without de-duplication (fail-open)");
@@ -226,7 +215,6 @@ where
             }
             StoreErrorPolicy::FailClosed => {
                 trace::store_error(&error, "answering 503 (fail-closed)");
-                let seen = Seen::verified(&delivery);
                 return Ok(reject(&config, Rejection::StoreUnavailable, seen));
             }
         },
@@ -248,12 +236,23 @@ where
     result.map(|response| response.map(ResponseBody::service))
 }
 
+fn dedupe_key(key: DedupeKey, delivery: &Delivery) -> &str {
+    match key {
+        DedupeKey::EventId => delivery.event_id(),
+        DedupeKey::DeliveryId => delivery.delivery_id(),
+    }
+}
+
 /// Cheap checks on method and headers, before any byte of the body is read.
-fn check_parts(parts: &Parts, body_limit: usize) -> Result<KendoHeaders, Rejection> {
-    if parts.method != Method::POST {
+fn check_parts<'a>(
+    method: &Method,
+    headers: &'a HeaderMap,
+    body_limit: usize,
+) -> Result<KendoHeaders<'a>, Rejection> {
+    if method != Method::POST {
         return Err(Rejection::MethodNotAllowed);
     }
-    for encoding in parts.headers.get_all(CONTENT_ENCODING) {
+    for encoding in headers.get_all(CONTENT_ENCODING) {
         if !encoding
             .as_bytes()
             .trim_ascii()
@@ -262,10 +261,10 @@ fn check_parts(parts: &Parts, body_limit: usize) -> Result<KendoHeaders, Rejecti
             return Err(Rejection::UnsupportedEncoding);
         }
     }
-    if !is_json(&parts.headers) {
+    if !is_json(headers) {
         return Err(Rejection::UnsupportedMediaType);
     }
-    if let Some(length) = parts.headers.get(CONTENT_LENGTH) {
+    if let Some(length) = headers.get(CONTENT_LENGTH) {
         let declared = length.to_str().ok().and_then(|l| l.parse::<u64>().ok());
         match declared {
             Some(declared) if declared > body_limit as u64 => {
@@ -275,19 +274,19 @@ fn check_parts(parts: &Parts, body_limit: usize) -> Result<KendoHeaders, Rejecti
             None => return Err(Rejection::BodyReadFailed),
         }
     }
-    let tag = match single(&parts.headers, &SIGNATURE_HEADER) {
+    let tag = match single(headers, &SIGNATURE_HEADER) {
         Single::Missing => return Err(Rejection::MissingSignature),
         Single::Many => return Err(Rejection::MalformedSignature),
         Single::One(value) => parse_signature(value.as_bytes())?,
     };
-    let delivery_id = single_id(&parts.headers, &DELIVERY_ID_HEADER).map_err(|missing| {
+    let delivery_id = single_id(headers, &DELIVERY_ID_HEADER).map_err(|missing| {
         if missing {
             Rejection::MissingDeliveryId
         } else {
             Rejection::MalformedDeliveryId
         }
     })?;
-    let event = single_id(&parts.headers, &EVENT_HEADER).map_err(|missing| {
+    let event = single_id(headers, &EVENT_HEADER).map_err(|missing| {
         if missing {
             Rejection::MissingEventHeader
         } else {
@@ -296,8 +295,8 @@ fn check_parts(parts: &Parts, body_limit: usize) -> Result<KendoHeaders, Rejecti
     })?;
     Ok(KendoHeaders {
         tag,
-        delivery_id: delivery_id.to_owned(),
-        event: event.to_owned(),
+        delivery_id,
+        event,
     })
 }
 
@@ -385,16 +384,10 @@ fn check_replay_window(config: &Config, delivery: &Delivery) -> Result<(), Rejec
 }
 
 /// Answers a request the layer will not pass on, and reports why.
-fn reject<B>(config: &Config, reason: Rejection, seen: Seen) -> Response<ResponseBody<B>> {
+fn reject<B>(config: &Config, reason: Rejection, seen: Seen<'_>) -> Response<ResponseBody<B>> {
     trace::record_outcome(trace::Outcome::Rejected(reason));
     if let Some(hook) = &config.on_reject {
-        hook(&Rejected {
-            reason,
-            delivery_id: seen.delivery_id,
-            event_id: seen.event_id,
-            event_name: seen.event_name,
-            verified: seen.verified,
-        });
+        hook(&seen.rejected(reason));
     }
     let text = if reason == Rejection::Duplicate {
         Bytes::new()
@@ -426,16 +419,19 @@ fn reject<B>(config: &Config, reason: Rejection, seen: Seen) -> Response<Respons
 /// happened.
 struct ClaimGuard {
     store: Arc<dyn DedupeStore>,
-    key: String,
+    /// Holds the key (a delivery or event id) without copying it.
+    delivery: Delivery,
+    key: DedupeKey,
     token: Option<ClaimToken>,
     inner_succeeded: bool,
 }
 
 impl ClaimGuard {
-    fn new(store: &Arc<dyn DedupeStore>, key: &str, token: ClaimToken) -> Self {
+    fn new(config: &Config, delivery: &Delivery, token: ClaimToken) -> Self {
         Self {
-            store: Arc::clone(store),
-            key: key.to_owned(),
+            store: Arc::clone(&config.store),
+            delivery: delivery.clone(),
+            key: config.dedupe_key,
             token: Some(token),
             inner_succeeded: false,
         }
@@ -446,10 +442,11 @@ impl ClaimGuard {
         let Some(token) = self.token.clone() else {
             return;
         };
+        let key = dedupe_key(self.key, &self.delivery);
         let result = if success {
-            self.store.complete(&self.key, token).await
+            self.store.complete(key, token).await
         } else {
-            self.store.release(&self.key, token).await
+            self.store.release(key, token).await
         };
         // Reached only if the store call finished: nothing left for `drop`.
         self.token = None;
@@ -468,13 +465,14 @@ impl Drop for ClaimGuard {
             return;
         };
         let store = Arc::clone(&self.store);
-        let key = std::mem::take(&mut self.key);
+        let (delivery, key) = (self.delivery.clone(), self.key);
         let complete = self.inner_succeeded;
         let mut settle = Box::pin(async move {
+            let key = dedupe_key(key, &delivery);
             let result = if complete {
-                store.complete(&key, token).await
+                store.complete(key, token).await
             } else {
-                store.release(&key, token).await
+                store.release(key, token).await
             };
             if let Err(error) = result {
                 trace::store_error(
