@@ -1,0 +1,82 @@
+//! With the `tracing` feature, each delivery gets one span with its ids,
+//! event name and outcome, and neither the secret nor a signature is logged.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::{client, deliver, delivery, Server, SECRET};
+use kendo_webhooks::{sign, SignedDelivery};
+
+/// Collects everything the fmt subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_carry_ids_and_outcome_but_never_secrets() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .init();
+
+    let server = Server::start(|b| b).await;
+    let client = client();
+    let real = delivery("evt_traced", "dlv_traced");
+    let forged = SignedDelivery::new(
+        "guess",
+        "call.uploaded",
+        "dlv_forged_traced",
+        real.body().clone(),
+    );
+    deliver(&client, &server, &real).await;
+    deliver(&client, &server, &real).await;
+    deliver(&client, &server, &forged).await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = |needle: &str| {
+        logs.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{logs}"))
+            .to_owned()
+    };
+    let accepted = line("delivery accepted");
+    for field in [
+        "kendo_webhook{",
+        "delivery_id=\"dlv_traced\"",
+        "event_id=\"evt_traced\"",
+        "event=\"call.uploaded\"",
+        "outcome=\"accepted\"",
+        "status=200",
+    ] {
+        assert!(accepted.contains(field), "{field} missing from {accepted}");
+    }
+    assert!(line("outcome=\"duplicate\"").contains("event_id=\"evt_traced\""));
+    let forged_line = line("delivery_id=\"dlv_forged_traced\"");
+    assert!(forged_line.contains("invalid_signature"), "{forged_line}");
+
+    assert!(!logs.contains(SECRET), "the secret was logged:\n{logs}");
+    for signature in [
+        real.signature().to_owned(),
+        forged.signature().to_owned(),
+        sign(SECRET, forged.body()),
+    ] {
+        assert!(
+            !logs.contains(&signature),
+            "a signature was logged:\n{logs}"
+        );
+    }
+}
