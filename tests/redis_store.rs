@@ -62,6 +62,8 @@ struct Inner {
     calls: Arc<AtomicUsize>,
     /// Answer 500 (after recording nothing) instead of 200.
     fail: Arc<AtomicBool>,
+    /// The next call never answers (until its request is dropped).
+    hang: Arc<AtomicBool>,
     /// Simulate a little work, so copies overlap while in flight.
     work: bool,
 }
@@ -71,6 +73,9 @@ async fn handle(
     Extension(delivery): Extension<Delivery>,
 ) -> StatusCode {
     inner.calls.fetch_add(1, Ordering::SeqCst);
+    if inner.hang.swap(false, Ordering::SeqCst) {
+        std::future::pending::<()>().await;
+    }
     if inner.work {
         let micros = rand::rng().random_range(0..3_000);
         tokio::time::sleep(Duration::from_micros(micros)).await;
@@ -93,6 +98,7 @@ struct Replica {
     addr: SocketAddr,
     calls: Arc<AtomicUsize>,
     fail: Arc<AtomicBool>,
+    hang: Arc<AtomicBool>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -113,9 +119,11 @@ impl Replica {
             effects: Arc::clone(effects),
             calls: Arc::new(AtomicUsize::new(0)),
             fail: Arc::new(AtomicBool::new(false)),
+            hang: Arc::new(AtomicBool::new(false)),
             work,
         };
         let (calls, fail) = (Arc::clone(&inner.calls), Arc::clone(&inner.fail));
+        let hang = Arc::clone(&inner.hang);
         let router = Router::new()
             .route(PATH, post(handle))
             .layer(layer)
@@ -131,6 +139,7 @@ impl Replica {
             addr,
             calls,
             fail,
+            hang,
             server,
         }
     }
@@ -198,9 +207,13 @@ fn delivery(n: usize) -> SignedDelivery {
     SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_{n}"), body)
 }
 
+/// A store on the test server. Its timeout is generous: these tests are
+/// about de-duplication, and a loaded CI machine must not turn a slow
+/// answer into a store error (the timeout has tests of its own).
 async fn store(redis: &RedisServer, namespace: &str) -> RedisStore {
     RedisStore::builder(redis.url())
         .namespace(namespace)
+        .timeout(Duration::from_secs(5))
         .build()
         .await
         .expect("connect to the test redis-server")
@@ -346,25 +359,75 @@ async fn a_failed_delivery_is_released_and_its_retry_on_another_replica_is_proce
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_attempt_on_one_replica_is_released_for_the_retry_on_another() {
+    let Some(redis) = RedisServer::start_or_skip("release_on_drop") else {
+        return;
+    };
+    let effects = Arc::new(Effects::default());
+    let policy = StoreErrorPolicy::FailClosed;
+    let a = Replica::start(store(&redis, "drop").await, policy, &effects, false).await;
+    let b = Replica::start(store(&redis, "drop").await, policy, &effects, false).await;
+    a.hang.store(true, Ordering::SeqCst);
+    let d = delivery(5);
+
+    // Kendo gives up on the first attempt (its timeout) and closes the
+    // connection; replica A's request future is dropped mid-service.
+    let request = d.request(&a.url()).expect("valid request");
+    let first = client();
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), first.request(request)).await;
+    assert!(gave_up.is_err(), "the first attempt hangs in replica A");
+    drop(first);
+    assert_eq!(a.calls(), 1);
+
+    // The retry on B is refused while A still holds the claim, and processed
+    // once A noticed the dropped connection and released it in Redis (the
+    // layer's drop guard settles asynchronously for a networked store).
+    let retry_client = client();
+    let mut answers = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while answers.len() < 400 && Instant::now() < deadline {
+        let answer = send(&retry_client, &b.url(), &d).await;
+        let done = answer.processed();
+        answers.push(answer);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let last = answers.last().expect("at least one retry");
+    assert_eq!(last.status, StatusCode::OK, "{answers:?}");
+    assert!(last.processed(), "{answers:?}");
+    let refusals = &answers[..answers.len() - 1];
+    assert!(
+        refusals.iter().all(|a| *a == answer(Rejection::InFlight)),
+        "{answers:?}"
+    );
+    assert_eq!((a.calls(), b.calls()), (1, 1));
+    assert_eq!(effects.count("evt_5"), 1);
+    assert_eq!(redis.command(&["GET", "drop:dlv_5"]).unwrap(), "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_replicas_claim_blocks_until_its_ttl_then_the_delivery_is_processed() {
     let Some(redis) = RedisServer::start_or_skip("claim_ttl") else {
         return;
-    };
-    // The "crashed" replica claims and never settles.
-    let crashed = RedisStore::builder(redis.url())
-        .namespace("ttl")
-        .claim_ttl(Duration::from_secs(1))
-        .build()
-        .await
-        .expect("connect");
-    let Claim::Acquired(_never_settled) = crashed.claim("dlv_7").await.expect("claim") else {
-        panic!("a fresh key is acquired");
     };
     let effects = Arc::new(Effects::default());
     let policy = StoreErrorPolicy::FailClosed;
     let live = Replica::start(store(&redis, "ttl").await, policy, &effects, false).await;
     let client = client();
     let d = delivery(7);
+    // The "crashed" replica claims and never settles.
+    let crashed = RedisStore::builder(redis.url())
+        .namespace("ttl")
+        .claim_ttl(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .expect("connect");
+    let Claim::Acquired(_never_settled) = crashed.claim("dlv_7").await.expect("claim") else {
+        panic!("a fresh key is acquired");
+    };
 
     let blocked = send(&client, &live.url(), &d).await;
     assert_eq!(blocked, answer(Rejection::InFlight));
@@ -475,7 +538,9 @@ async fn redis_crash_fail_open_keeps_accepting_fail_closed_answers_503_and_dedup
         return;
     };
     let effects = Arc::new(Effects::default());
-    let timeout = Duration::from_millis(300);
+    // Short enough to keep the outage quick, long enough for a loaded
+    // machine to answer in time while Redis is up.
+    let timeout = Duration::from_secs(1);
     let quick = |ns: &str| {
         RedisStore::builder(redis.url())
             .namespace(ns)
