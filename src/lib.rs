@@ -43,6 +43,37 @@
 //!
 //! With the `axum` feature, [`Delivery`] is itself an extractor.
 //!
+//! # Testing your endpoint
+//!
+//! [`SignedDelivery`] builds requests exactly as Kendo sends them:
+//!
+//! ```
+//! use axum::{http::StatusCode, routing::post, Extension, Router};
+//! use kendo_webhooks::{example_body, Delivery, KendoWebhookLayer, SignedDelivery};
+//! use tower::ServiceExt;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let app = Router::new()
+//!     .route("/hook", post(|Extension(d): Extension<Delivery>| async move { d.event_id().to_owned() }))
+//!     .layer(KendoWebhookLayer::new("whsec_test")?);
+//!
+//! let body = example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+//! let delivery = SignedDelivery::new("whsec_test", "call.uploaded", "dlv_1", body);
+//! let first = app.clone().oneshot(delivery.request("/hook")?).await?;
+//! assert_eq!(first.status(), StatusCode::OK);
+//!
+//! // Kendo's retry of the same delivery is answered without calling the handler.
+//! let retry = app.clone().oneshot(delivery.request("/hook")?).await?;
+//! assert_eq!(retry.headers()["x-kendo-webhook-rejection"], "duplicate");
+//!
+//! // A request signed with another secret never reaches it either.
+//! let forged = SignedDelivery::new("guess", "call.uploaded", "dlv_2", delivery.body().clone());
+//! let forged = app.oneshot(forged.request("/hook")?).await?;
+//! assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
 //! # Features
 //!
 //! | feature | what it adds |
