@@ -683,6 +683,13 @@ async fn build_errors_say_what_is_wrong() {
         "{invalid}"
     );
 
+    let tls = RedisStore::builder("rediss://:pw@127.0.0.1:1/")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(tls.to_string().contains("TLS"), "{tls}");
+    assert!(!tls.to_string().contains(":pw@"), "{tls}");
+
     let zero = RedisStore::builder("redis://127.0.0.1:1/")
         .claim_ttl(Duration::ZERO)
         .build()

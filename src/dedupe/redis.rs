@@ -333,6 +333,14 @@ impl RedisStoreBuilder {
                 "the Redis store's timeout must be above zero (default 500 ms)",
             ));
         }
+        let scheme = self.url.split_once("://").map_or("", |(scheme, _)| scheme);
+        if scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("valkeys") {
+            return Err(StoreError::new(format!(
+                "`{}` asks for TLS, which the `redis` feature does not include; connect with \
+                 redis:// over a private network or through a local TLS tunnel",
+                redact_url(&self.url)
+            )));
+        }
         let client = Client::open(self.url.as_str()).map_err(|error| {
             StoreError::with_source(
                 format!(
