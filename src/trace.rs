@@ -12,6 +12,7 @@ use crate::event::Delivery;
 use crate::reject::Rejection;
 
 /// How a request ended, for the span's `outcome` field.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) enum Outcome {
     Accepted(StatusCode),
     InnerFailed(StatusCode),
