@@ -492,6 +492,34 @@ async fn a_stale_token_cannot_settle_a_newer_claim() {
 }
 
 #[tokio::test]
+async fn a_completion_after_the_claim_expired_still_marks_the_delivery_done() {
+    let Some(redis) = RedisServer::start_or_skip("complete_after_expiry") else {
+        return;
+    };
+    let slow = RedisStore::builder(redis.url())
+        .namespace("late")
+        .claim_ttl(Duration::from_millis(100))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    let Claim::Acquired(token) = slow.claim("k").await.unwrap() else {
+        panic!("fresh key");
+    };
+    // The service outlives the claim: wait until Redis expired it (bounded).
+    let mut polls = 0;
+    while redis.command(&["EXISTS", "late:k"]).unwrap() != ":0" && polls < 200 {
+        polls += 1;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(redis.command(&["EXISTS", "late:k"]).unwrap(), ":0");
+    // Its effect happened, so the late completion still records it.
+    slow.complete("k", token).await.unwrap();
+    assert_eq!(redis.command(&["GET", "late:k"]).unwrap(), "done");
+    assert_eq!(slow.claim("k").await.unwrap(), Claim::Done);
+}
+
+#[tokio::test]
 async fn keys_are_namespaced_and_carry_their_ttls() {
     let Some(redis) = RedisServer::start_or_skip("namespaces_and_ttls") else {
         return;
