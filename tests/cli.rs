@@ -493,7 +493,12 @@ async fn send_delivers_a_verified_delivery_to_the_layer() {
     )
     .await;
     again.assert_code(0);
-    assert!(again.stdout.contains("rejected: duplicate"), "{again:#?}");
+    assert!(
+        again
+            .stdout
+            .contains("x-kendo-webhook-rejection: duplicate"),
+        "{again:#?}"
+    );
     assert_eq!(log.deliveries.lock().unwrap().len(), 1);
 }
 
@@ -663,7 +668,10 @@ async fn send_gives_up_after_exactly_three_attempts_and_prints_the_rejection() {
             line.starts_with(&format!("attempt {}/3: 401 Unauthorized in ", n + 1)),
             "{line}"
         );
-        assert!(line.contains("rejected: invalid_signature"), "{line}");
+        assert!(
+            line.contains("x-kendo-webhook-rejection: invalid_signature"),
+            "{line}"
+        );
     }
     assert!(run.stderr.contains("no 2xx after 3 attempts"), "{run:#?}");
     assert_eq!(
@@ -671,6 +679,45 @@ async fn send_gives_up_after_exactly_three_attempts_and_prints_the_rejection() {
         vec![Rejection::InvalidSignature; 3]
     );
     assert!(log.deliveries.lock().unwrap().is_empty());
+}
+
+/// Records the arrival of each request and never answers it.
+async fn never_answer(State(arrivals): State<Arc<Mutex<Vec<Instant>>>>) -> StatusCode {
+    arrivals.lock().unwrap().push(Instant::now());
+    std::future::pending::<()>().await;
+    StatusCode::OK
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_times_out_each_attempt_after_10_s_and_retries() {
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let app = Router::new()
+        .route(PATH, post(never_answer))
+        .with_state(arrivals.clone());
+    let url = format!("http://{}{PATH}", serve(app).await);
+    let run = run_async(
+        strings(&["send", "--url", &url, "--secret", SECRET]),
+        None,
+        vec![],
+    )
+    .await;
+    run.assert_code(1);
+    let attempts: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("attempt "))
+        .collect();
+    assert_eq!(attempts.len(), 3, "{run:#?}");
+    assert!(
+        attempts.iter().all(|l| l.contains("timed out after")),
+        "{run:#?}"
+    );
+    let arrivals = arrivals.lock().unwrap();
+    assert_eq!(arrivals.len(), 3);
+    // Lower bounds: a 10 s timeout, then the 1 s and 2 s waits.
+    let gaps = [arrivals[1] - arrivals[0], arrivals[2] - arrivals[1]];
+    assert!(gaps[0] >= Duration::from_millis(10_800), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(11_800), "{gaps:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

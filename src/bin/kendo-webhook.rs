@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use kendo_webhooks::{
-    example_body, sign, Secret, SignedDelivery, Verifier, AI_TRAINING_COMPLETED, CALL_UPLOADED,
-    REJECTION_HEADER,
+    example_body, sign, Rejection, Secret, SignedDelivery, Verifier, AI_TRAINING_COMPLETED,
+    CALL_UPLOADED, REJECTION_HEADER,
 };
 use serde_json::{json, Value};
 
@@ -449,10 +449,16 @@ async fn deliver(
                 let rejection = response
                     .headers()
                     .get(REJECTION_HEADER)
-                    .map(|v| format!(", rejected: {}", printable(v.as_bytes())))
+                    .map(|v| rejection_note(v.as_bytes()))
                     .unwrap_or_default();
+                let hint = match status {
+                    reqwest::StatusCode::NOT_FOUND => " (check the path in --url)",
+                    _ => "",
+                };
                 let excerpt = excerpt(response).await;
-                println!("attempt {attempt}/{ATTEMPTS}: {status} in {ms} ms{rejection}{excerpt}");
+                println!(
+                    "attempt {attempt}/{ATTEMPTS}: {status} in {ms} ms{hint}{rejection}{excerpt}"
+                );
                 if status.is_success() {
                     println!("delivered: {status} for delivery {}", delivery.delivery_id());
                     return Ok(ExitCode::SUCCESS);
@@ -483,6 +489,21 @@ async fn deliver(
     Ok(ExitCode::from(1))
 }
 
+/// The receiver's `x-kendo-webhook-rejection` reason, with its description
+/// when it is one of the crate's [`Rejection`]s.
+fn rejection_note(value: &[u8]) -> String {
+    let reason = printable(value);
+    let known = Rejection::ALL.into_iter().find(|r| r.as_str() == reason);
+    match known {
+        Some(rejection) => format!(
+            ", {}: {reason} ({})",
+            REJECTION_HEADER.as_str(),
+            rejection.description()
+        ),
+        None => format!(", {}: {reason}", REJECTION_HEADER.as_str()),
+    }
+}
+
 /// The start of a response body, on one line, for the attempt's report.
 async fn excerpt(mut response: reqwest::Response) -> String {
     let mut head = Vec::new();
@@ -493,11 +514,11 @@ async fn excerpt(mut response: reqwest::Response) -> String {
         }
     }
     let text = printable(&head[..head.len().min(EXCERPT_LEN)]);
-    let text = text.trim();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match (text.is_empty(), head.len() > EXCERPT_LEN) {
         (true, _) => String::new(),
-        (false, false) => format!(": {text}"),
-        (false, true) => format!(": {text}…"),
+        (false, false) => format!(", body: {text}"),
+        (false, true) => format!(", body: {text}…"),
     }
 }
 
