@@ -751,6 +751,10 @@ fn the_configuration_comes_from_the_environment_with_documented_defaults() {
         "{shown}"
     );
 
+    assert!(config.padded_secrets().is_empty());
+    let padded = AppConfig::from_lookup(env(&[("KENDO_WEBHOOK_SECRET", "pasted\n")])).expect("ok");
+    assert_eq!(padded.padded_secrets(), ["KENDO_WEBHOOK_SECRET"]);
+
     let bad = AppConfig::from_lookup(env(&[
         ("KENDO_WEBHOOK_SECRET", "s"),
         ("CRM_ADDR", "localhost"),

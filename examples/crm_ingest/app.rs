@@ -36,6 +36,9 @@ pub(crate) const WEBHOOK_PATH: &str = "/webhooks/kendo";
 /// writer; beyond this, entries are dropped (and counted) rather than
 /// slowing requests down.
 const LOG_QUEUE: usize = 4096;
+/// How long shutdown waits for in-flight requests (Kendo gives up on a
+/// request after about 10 s, so anything still open after this is stuck).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -381,7 +384,21 @@ impl Running {
     pub(crate) async fn shutdown(self) -> Result<(), AppError> {
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         let _ = self.stop.send(true);
-        let served = self.server.await;
+        let mut server = self.server;
+        let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+            Ok(served) => served,
+            Err(_) => {
+                tracing::warn!(
+                    grace = ?SHUTDOWN_GRACE,
+                    "requests still open after the grace period; closing their connections"
+                );
+                server.abort();
+                match server.await {
+                    Err(error) if error.is_cancelled() => Ok(Ok(())),
+                    other => other,
+                }
+            }
+        };
         let rest = finish_background(self.worker, self.log_stop, self.log_writer).await;
         match served {
             Ok(Ok(())) => {}

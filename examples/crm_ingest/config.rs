@@ -86,21 +86,33 @@ impl AppConfig {
         Ok(config)
     }
 
+    /// Names the secrets that start or end with whitespace (often a pasted
+    /// newline, which makes every signature fail).
+    pub(crate) fn padded_secrets(&self) -> Vec<&'static str> {
+        let padded = |s: &str| s.trim() != s;
+        let mut names = Vec::new();
+        if padded(&self.secret) {
+            names.push(SECRET_VAR);
+        }
+        if self.previous_secret.as_deref().is_some_and(padded) {
+            names.push(PREVIOUS_SECRET_VAR);
+        }
+        names
+    }
+
     /// One line per setting, for the start-up log. Never shows a secret.
     pub(crate) fn describe(&self) -> Vec<String> {
         let secrets = match &self.previous_secret {
-            Some(_) => format!(
-                "\"current\" ({SECRET_VAR}) and \"previous\" ({PREVIOUS_SECRET_VAR}), {} + {} bytes",
-                self.secret.len(),
-                self.previous_secret.as_ref().map_or(0, String::len)
-            ),
-            None => format!("\"current\" ({SECRET_VAR}), {} bytes", self.secret.len()),
+            Some(_) => {
+                format!("\"current\" ({SECRET_VAR}) and \"previous\" ({PREVIOUS_SECRET_VAR})")
+            }
+            None => format!("\"current\" ({SECRET_VAR})"),
         };
         vec![
             format!("address       {}", self.addr),
             format!("database      {}", self.db_path.display()),
             format!("secrets       {secrets}"),
-            format!("de-duplication {}", self.dedupe_description),
+            format!("dedupe        {}", self.dedupe_description),
             format!(
                 "delivery log  newest {} entries kept",
                 self.delivery_log_keep

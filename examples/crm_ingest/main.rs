@@ -53,6 +53,12 @@ async fn main() -> ExitCode {
     for line in config.describe() {
         println!("  {line}");
     }
+    for name in config.padded_secrets() {
+        tracing::warn!(
+            "{name} starts or ends with whitespace; it is used as is, so check that it was \
+             not pasted with a newline"
+        );
+    }
     let running = match app::start(config).await {
         Ok(running) => running,
         Err(error) => {

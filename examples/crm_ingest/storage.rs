@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kendo_webhooks::{Delivery, Event, Rejected};
+use kendo_webhooks::{Delivery, Event, Rejected, Rejection};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
@@ -194,8 +194,7 @@ impl LogEntry {
     pub(crate) fn from_rejected(rejected: &Rejected, received_ms: i64) -> Self {
         let reason = rejected.reason();
         let status = rejected.status();
-        let outcome = if rejected.is_verified() && (status.is_success() || status.as_u16() == 409) {
-            // Rejection::Duplicate (200) and Rejection::InFlight (409).
+        let outcome = if matches!(reason, Rejection::Duplicate | Rejection::InFlight) {
             Outcome::Duplicate
         } else {
             Outcome::Rejected
