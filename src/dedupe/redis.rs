@@ -28,7 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{AsyncConnectionConfig, Client, RedisError, Script};
+use ::redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
+use ::redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Script};
 
 use super::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
 
@@ -55,6 +56,13 @@ if value == ARGV[1] or value == false then
 end
 return 0
 ";
+
+/// How long the kernel may go without an answer from Redis's host (idle
+/// keepalive probes, or unacknowledged data) before the connection counts as
+/// dead and is replaced; without it, a host that vanished without closing
+/// its connections would time out every operation until the OS gave up,
+/// which takes minutes to hours.
+const DEAD_PEER_AFTER: Duration = Duration::from_secs(10);
 
 /// Deletes `KEYS[1]` if it holds `ARGV[1]` (our claim). Returns the number
 /// of keys deleted.
@@ -341,15 +349,22 @@ impl RedisStoreBuilder {
                 redact_url(&self.url)
             )));
         }
-        let client = Client::open(self.url.as_str()).map_err(|error| {
-            StoreError::with_source(
-                format!(
-                    "`{}` is not a valid Redis URL; expected redis://[user:password@]host:port/[db]",
-                    redact_url(&self.url)
-                ),
-                error,
-            )
-        })?;
+        let info = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .and_then(|info| Client::open(info.set_tcp_settings(tcp_settings())))
+            .map_err(|error| {
+                StoreError::with_source(
+                    format!(
+                        "`{}` is not a valid Redis URL; expected \
+                         redis://[user:password@]host:port/[db]",
+                        redact_url(&self.url)
+                    ),
+                    error,
+                )
+            });
+        let client = info?;
         let info = client.get_connection_info();
         let address = format!("{}/{}", info.addr(), info.redis_settings().db());
 
@@ -400,6 +415,17 @@ impl RedisStoreBuilder {
             connection,
         })
     }
+}
+
+/// No Nagle delay (every operation is one small request that waits for its
+/// answer), and dead peers detected within [`DEAD_PEER_AFTER`].
+fn tcp_settings() -> TcpSettings {
+    let settings = TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(TcpKeepalive::new().with_time(DEAD_PEER_AFTER));
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    let settings = settings.set_user_timeout(DEAD_PEER_AFTER);
+    settings
 }
 
 fn positive_millis(name: &str, ttl: Duration) -> Result<u64, StoreError> {
