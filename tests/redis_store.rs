@@ -698,6 +698,19 @@ async fn a_frozen_redis_times_out_instead_of_hanging() {
     let message = error.to_string();
     assert!(message.contains("timed out after 200 ms"), "{message}");
     assert!(message.contains("127.0.0.1"), "{message}");
+
+    // Thawed, it answers again through the same store (bounded patience).
+    let mut last = None;
+    for _ in 0..100 {
+        match store.claim("after").await {
+            Ok(claim) => {
+                last = Some(claim);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(matches!(last, Some(Claim::Acquired(_))), "{last:?}");
 }
 
 #[tokio::test]

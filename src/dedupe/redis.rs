@@ -327,6 +327,8 @@ impl RedisStoreBuilder {
     ///
     /// Once built, connection loss is handled by reconnecting in the
     /// background; operations fail fast (within the timeout) meanwhile.
+    /// Call it inside a tokio runtime with time enabled (as the layer needs
+    /// anyway): the connection manager runs on it.
     ///
     /// # Errors
     ///
