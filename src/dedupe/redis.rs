@@ -57,13 +57,6 @@ end
 return 0
 ";
 
-/// How long the kernel may go without an answer from Redis's host (idle
-/// keepalive probes, or unacknowledged data) before the connection counts as
-/// dead and is replaced; without it, a host that vanished without closing
-/// its connections would time out every operation until the OS gave up,
-/// which takes minutes to hours.
-const DEAD_PEER_AFTER: Duration = Duration::from_secs(10);
-
 /// Deletes `KEYS[1]` if it holds `ARGV[1]` (our claim). Returns the number
 /// of keys deleted.
 const RELEASE_SCRIPT: &str = r"
@@ -72,6 +65,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 ";
+
+/// How long the kernel may go without an answer from Redis's host (idle
+/// keepalive probes, or unacknowledged data) before the connection counts as
+/// dead and is replaced; without it, a host that vanished without closing
+/// its connections would time out every operation until the OS gave up,
+/// which takes minutes to hours.
+const DEAD_PEER_AFTER: Duration = Duration::from_secs(10);
 
 /// A [`DedupeStore`] in Redis, shared by every replica that uses the same
 /// Redis and namespace.
