@@ -205,7 +205,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, UsageError> {
     }
     let verifier = Verifier::new(secrets).map_err(|e| e.to_string())?;
     let body = read_input(&args.input)?;
-    match verifier.verify(args.signature.trim().as_bytes(), &body) {
+    match verifier.verify(args.signature.as_bytes(), &body) {
         Ok(label) => {
             println!("ok (secret {label})");
             Ok(ExitCode::SUCCESS)

@@ -168,6 +168,9 @@ async fn deliver(
                     .unwrap_or_default();
                 let hint = match status {
                     reqwest::StatusCode::NOT_FOUND => " (check the path in --url)",
+                    reqwest::StatusCode::METHOD_NOT_ALLOWED => {
+                        " (check the path in --url: it must take POST)"
+                    }
                     _ => "",
                 };
                 let excerpt = excerpt(response).await;
