@@ -65,10 +65,10 @@ struct SendArgs {
     /// Mark the delivery as a test: `data._isTest = true`.
     #[arg(long)]
     test: bool,
-    /// The X-Kendo-Delivery-Id to send [default: a fresh dlv_<hex>].
+    /// The X-Kendo-Delivery-Id to send [default: a fresh `dlv_` + random hex].
     #[arg(long, value_name = "ID")]
     delivery_id: Option<String>,
-    /// The event `id` in the body [default: a fresh evt_<hex>].
+    /// The event `id` in the body [default: a fresh `evt_` + random hex].
     #[arg(long, value_name = "ID")]
     event_id: Option<String>,
 }
