@@ -47,6 +47,9 @@
 //! while the idempotent sink holds every acknowledged delivery exactly once.
 
 mod common;
+#[cfg(feature = "redis")]
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -61,7 +64,9 @@ use axum::{Extension, Router};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
-use kendo_webhooks::{example_body, Delivery, KendoWebhookLayer, Rejected, SignedDelivery};
+use kendo_webhooks::{
+    example_body, Delivery, KendoWebhookLayer, KendoWebhookLayerBuilder, Rejected, SignedDelivery,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
@@ -231,11 +236,15 @@ async fn inner(
     }
 }
 
-/// Starts the layered server; returns its URL.
-async fn start_server(effects: Arc<Effects>) -> String {
+/// Starts one layered server (a replica) with `configure` applied to its
+/// layer; returns its URL. All replicas share `effects` (the "database").
+async fn start_server(
+    effects: Arc<Effects>,
+    configure: impl FnOnce(KendoWebhookLayerBuilder) -> KendoWebhookLayerBuilder,
+) -> String {
     let hook_effects = Arc::clone(&effects);
-    let layer = KendoWebhookLayer::builder()
-        .secret(SECRET)
+    let builder = KendoWebhookLayer::builder().secret(SECRET);
+    let layer = configure(builder)
         .on_reject(move |rejected: &Rejected| {
             *hook_effects
                 .rejections
@@ -286,7 +295,8 @@ struct CopyOutcome {
 /// backoff, each bounded by the request timeout.
 async fn send_copy(
     client: HttpClient,
-    url: Arc<str>,
+    replicas: Arc<[String]>,
+    first_replica: usize,
     signed: Arc<SignedDelivery>,
     start_after: Duration,
     faults: [Fault; ATTEMPTS],
@@ -294,7 +304,9 @@ async fn send_copy(
     tokio::time::sleep(start_after).await;
     let mut outcome = CopyOutcome::default();
     for (attempt, fault) in faults.into_iter().enumerate() {
-        let mut request = signed.request(&url).expect("valid request");
+        // Behind a load balancer: each attempt may land on another replica.
+        let url = &replicas[(first_replica + attempt) % replicas.len()];
+        let mut request = signed.request(url).expect("valid request");
         request
             .headers_mut()
             .insert(FAULT_HEADER, HeaderValue::from_static(fault.as_str()));
@@ -338,10 +350,11 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     }
 }
 
-async fn simulate(effects: Arc<Effects>) -> Run {
+/// Runs the simulated Kendo against `replicas` (URLs of servers sharing `effects`).
+async fn simulate(effects: Arc<Effects>, replicas: Vec<String>) -> Run {
     let seed = env_or("KENDO_SIM_SEED", DEFAULT_SEED);
     let deliveries = env_or("KENDO_SIM_DELIVERIES", DEFAULT_DELIVERIES);
-    let url: Arc<str> = start_server(Arc::clone(&effects)).await.into();
+    let replicas: Arc<[String]> = replicas.into();
     let client = common::client();
     let started = std::time::Instant::now();
 
@@ -366,13 +379,14 @@ async fn simulate(effects: Arc<Effects>) -> Run {
             format!("dlv_{}", plan.index),
             body,
         ));
-        let (client, url) = (client.clone(), Arc::clone(&url));
+        let (client, replicas) = (client.clone(), Arc::clone(&replicas));
         tasks.spawn(async move {
             let mut sends = tokio::task::JoinSet::new();
-            for (delay, faults) in plan.copies {
+            for (copy, (delay, faults)) in plan.copies.into_iter().enumerate() {
                 let copy = send_copy(
                     client.clone(),
-                    Arc::clone(&url),
+                    Arc::clone(&replicas),
+                    plan.index + copy,
                     Arc::clone(&signed),
                     delay,
                     faults,
@@ -452,8 +466,14 @@ fn report(name: &str, run: &Run, effects: &Effects) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_delivery_was_committed_exactly_once() {
     let effects = Arc::new(Effects::new(Commit::AtTheEnd));
-    let run = simulate(Arc::clone(&effects)).await;
-    let summary = report("commit at the end", &run, &effects);
+    let replica = start_server(Arc::clone(&effects), |builder| builder).await;
+    let run = simulate(Arc::clone(&effects), vec![replica]).await;
+    check_exactly_once("commit at the end", &run, &effects);
+}
+
+/// The exactly-once assertions of a commit-at-the-end run.
+fn check_exactly_once(name: &str, run: &Run, effects: &Effects) {
+    let summary = report(name, run, effects);
     let seed = run.seed;
 
     let raw = effects.raw.lock().unwrap();
@@ -506,7 +526,8 @@ async fn every_acknowledged_delivery_was_committed_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotent_sink_keeps_exactly_once_when_effects_commit_before_a_stall() {
     let effects = Arc::new(Effects::new(Commit::BeforeTheStall));
-    let run = simulate(Arc::clone(&effects)).await;
+    let replica = start_server(Arc::clone(&effects), |builder| builder).await;
+    let run = simulate(Arc::clone(&effects), vec![replica]).await;
     let summary = report("commit before the stall", &run, &effects);
     let seed = run.seed;
 
@@ -619,4 +640,35 @@ async fn a_dropped_future_after_the_commit_is_processed_again_and_an_idempotent_
     assert_eq!(third.status(), StatusCode::OK);
     assert_eq!(third.headers()["x-kendo-webhook-rejection"], "duplicate");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// The same simulation across two replicas (two HTTP servers, two layers)
+/// sharing one real `redis-server` through `RedisStore`; each attempt lands
+/// on the other replica than the one before. Without `redis-server` on
+/// `PATH` it prints SKIPPED and passes, unless `CI` is set.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sharing_redis_commit_every_acknowledged_delivery_exactly_once() {
+    use kendo_webhooks::dedupe::RedisStore;
+
+    let Some(redis) = redis_server::RedisServer::start_or_skip("exactly_once two replicas") else {
+        return;
+    };
+    let effects = Arc::new(Effects::new(Commit::AtTheEnd));
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        // A generous store timeout: this test is about duplicates, and a
+        // loaded machine must not turn a slow answer into a store error
+        // (fail-open would then process without de-duplication, by design).
+        let store = RedisStore::builder(redis.url())
+            .namespace("exactly_once")
+            .timeout(Duration::from_secs(5))
+            .build()
+            .await
+            .expect("connect to the test redis-server");
+        replicas
+            .push(start_server(Arc::clone(&effects), |builder| builder.dedupe_store(store)).await);
+    }
+    let run = simulate(Arc::clone(&effects), replicas).await;
+    check_exactly_once("two replicas sharing redis", &run, &effects);
 }
