@@ -131,19 +131,22 @@ pub struct Outcome {
     pub rejection: Option<String>,
     pub body: Bytes,
     /// Requests that reached the inner service: its `Delivery` and body.
-    pub reached: Vec<(Option<Delivery>, Bytes)>,
+    pub reached: Reached,
     /// Rejections reported to the `on_reject` hook.
     pub hooked: Vec<(Rejection, bool)>,
     /// Store claims made for this call.
     pub claims: usize,
 }
 
+/// Requests that reached the inner service: its `Delivery` and body.
+type Reached = Vec<(Option<Delivery>, Bytes)>;
+
 /// A layer around a recording inner service, with counters.
 pub struct Harness {
     layer: KendoWebhookLayer,
     store: Arc<CountingStore>,
     hooked: Arc<Mutex<Vec<(Rejection, bool)>>>,
-    reached: Arc<Mutex<Vec<(Option<Delivery>, Bytes)>>>,
+    reached: Arc<Mutex<Reached>>,
     inner_status: Arc<Mutex<StatusCode>>,
 }
 
