@@ -1,0 +1,224 @@
+//! `pipeline`: the whole [`KendoWebhookLayer`] around a no-op inner service,
+//! against the floor of one HMAC-SHA256 plus one serde_json parse.
+//!
+//! Run with: `cargo bench --all-features --bench pipeline`
+//!
+//! Each iteration sends a fresh request with its own delivery id through
+//! `ServiceExt::oneshot`, so the LRU really claims and settles a new key every
+//! time (a steady state: the store is filled to capacity first, so every
+//! settle also evicts). Requests are built outside the timing
+//! (`iter_batched`). The floor verifies the same ~1 KiB body with a pre-keyed
+//! HMAC and parses it once into an owned typed envelope, as a hand-written
+//! receiver would.
+//!
+//! Before the timings, the bench counts heap allocations per request with a
+//! counting global allocator (`stats_alloc`) and prints them.
+
+use std::alloc::System;
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, Throughput};
+use hmac::{Hmac, Mac};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use kendo_webhooks::{sign, KendoWebhookLayer, MemoryStore, SignedDelivery, CALL_UPLOADED};
+use serde::Deserialize;
+use sha2::Sha256;
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use tokio::runtime::Runtime;
+use tower::{Layer, ServiceExt};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const SECRET: &str = "whsec_bench_0123456789abcdef";
+const CAPACITY: usize = 100_000;
+/// Requests per allocation count (averaged).
+const COUNTED: usize = 10_000;
+
+/// A `call.uploaded` envelope of about 1 KiB, shaped like Kendo's example
+/// plus a summary field the typed event ignores.
+fn body(event_id: &str) -> Bytes {
+    let summary = "The customer asked about pricing tiers and onboarding. ".repeat(12);
+    Bytes::from(format!(
+        concat!(
+            r#"{{"id":"{id}","event":"call.uploaded","created_at":"2026-03-05T12:00:00Z","#,
+            r#""data":{{"callId":"call_{id}","agentId":"agent_1","agentName":"Sales Agent","#,
+            r#""userId":"user_1","teamMemberUserId":"member_1","duration":245.5,"aiScore":"87","#,
+            r#""timestamp":"2026-03-05T12:00:00Z","summary":"{summary}"}}}}"#
+        ),
+        id = event_id,
+        summary = summary,
+    ))
+}
+
+/// The floor's parse target: the same fields the crate extracts, owned.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct FloorEnvelope {
+    id: String,
+    event: String,
+    created_at: String,
+    data: FloorCall,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct FloorCall {
+    call_id: String,
+    agent_id: Option<String>,
+    agent_name: Option<String>,
+    user_id: Option<String>,
+    team_member_user_id: Option<String>,
+    duration: Option<f64>,
+    ai_score: Option<String>,
+    timestamp: Option<String>,
+}
+
+/// HMAC (pre-keyed, cloned), hex decode, constant-time compare, one parse.
+fn floor(keyed: &Hmac<Sha256>, signature: &[u8], body: &[u8]) -> Option<FloorEnvelope> {
+    let mut tag = [0u8; 32];
+    hex::decode_to_slice(signature, &mut tag).ok()?;
+    let mut mac = keyed.clone();
+    mac.update(body);
+    mac.verify_slice(&tag).ok()?;
+    serde_json::from_slice(body).ok()
+}
+
+/// Deliveries with unique ids, numbered from `*next`.
+fn request(next: &mut u64) -> Request<Full<Bytes>> {
+    *next += 1;
+    let event_id = format!("evt_{next:012}");
+    let delivery_id = format!("dlv_{next:012}");
+    SignedDelivery::new(SECRET, CALL_UPLOADED, delivery_id, body(&event_id))
+        .request("/webhooks/kendo")
+        .expect("a valid request")
+}
+
+type Inner = tower::util::ServiceFn<
+    fn(Request<Full<Bytes>>) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+>;
+
+fn no_op(_: Request<Full<Bytes>>) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
+    std::future::ready(Ok(Response::new(Full::new(Bytes::new()))))
+}
+
+/// The layered service, with its store filled to capacity.
+fn layered(
+    runtime: &Runtime,
+    next: &mut u64,
+) -> (kendo_webhooks::KendoWebhook<Inner>, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new(CAPACITY));
+    let layer = KendoWebhookLayer::builder()
+        .secret(SECRET)
+        .dedupe_store(Arc::clone(&store))
+        .build()
+        .expect("a valid layer");
+    let service = layer.layer(tower::service_fn(no_op as fn(_) -> _));
+    for _ in 0..CAPACITY {
+        let status = runtime.block_on(call(&service, request(next)));
+        assert_eq!(status, StatusCode::OK, "a fresh delivery must be accepted");
+    }
+    (service, store)
+}
+
+async fn call(
+    service: &kendo_webhooks::KendoWebhook<Inner>,
+    req: Request<Full<Bytes>>,
+) -> StatusCode {
+    match service.clone().oneshot(req).await {
+        Ok(response) => response.status(),
+        Err(never) => match never {},
+    }
+}
+
+/// Average heap allocations and bytes per call of `f` over `COUNTED` calls.
+fn allocations_per_call(mut f: impl FnMut()) -> (f64, f64) {
+    let region = Region::new(GLOBAL);
+    for _ in 0..COUNTED {
+        f();
+    }
+    let stats = region.change();
+    (
+        stats.allocations as f64 / COUNTED as f64,
+        stats.bytes_allocated as f64 / COUNTED as f64,
+    )
+}
+
+fn bench_pipeline(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let keyed = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes())
+        .expect("HMAC takes keys of any length");
+    let mut next = 0;
+    let (service, store) = layered(&runtime, &mut next);
+    let sample = body("evt_sample_000");
+    let sample_signature = sign(SECRET, &sample);
+    assert!(floor(&keyed, sample_signature.as_bytes(), &sample).is_some());
+    println!("payload: {} bytes", sample.len());
+
+    // Allocations: requests are built first, then only the calls are counted.
+    let mut pending: Vec<_> = (0..COUNTED).map(|_| request(&mut next)).collect();
+    let (layer_allocs, layer_bytes) = allocations_per_call(|| {
+        let req = pending.pop().expect("one request per counted call");
+        let status = runtime.block_on(call(&service, req));
+        assert_eq!(status, StatusCode::OK);
+    });
+    let bare = tower::service_fn(no_op as fn(_) -> _);
+    let mut pending: Vec<_> = (0..COUNTED).map(|_| request(&mut next)).collect();
+    let (bare_allocs, bare_bytes) = allocations_per_call(|| {
+        let req = pending.pop().expect("one request per counted call");
+        let response = runtime.block_on(bare.oneshot(req));
+        assert!(response.is_ok());
+    });
+    let (floor_allocs, floor_bytes) = allocations_per_call(|| {
+        assert!(floor(&keyed, sample_signature.as_bytes(), &sample).is_some());
+    });
+    println!(
+        "allocations per request: layer {layer_allocs:.2} ({layer_bytes:.0} B), \
+         no-op inner alone {bare_allocs:.2} ({bare_bytes:.0} B), \
+         floor (HMAC + parse) {floor_allocs:.2} ({floor_bytes:.0} B)"
+    );
+
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("floor_hmac_parse_1KiB", |b| {
+        b.iter(|| {
+            floor(
+                &keyed,
+                black_box(sample_signature.as_bytes()),
+                black_box(&sample),
+            )
+        });
+    });
+    group.bench_function("noop_inner_oneshot_1KiB", |b| {
+        b.iter_batched(
+            || request(&mut next),
+            |req| runtime.block_on(bare.oneshot(req)),
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("layer_oneshot_1KiB", |b| {
+        b.iter_batched(
+            || request(&mut next),
+            |req| runtime.block_on(call(&service, req)),
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+    // Every timed call was a new delivery: the store stayed full and bounded.
+    assert!(store.done_len() <= CAPACITY + 16, "{}", store.done_len());
+    assert_eq!(store.in_flight_len(), 0);
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    bench_pipeline(&mut criterion);
+    criterion.final_summary();
+}
