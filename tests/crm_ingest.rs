@@ -6,6 +6,10 @@
 #[allow(dead_code)]
 #[path = "../examples/crm_ingest/app.rs"]
 mod app;
+#[cfg(feature = "redis")]
+#[allow(dead_code)] // the helpers this file does not need
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -704,6 +708,52 @@ async fn the_dashboard_shows_agents_with_their_names_escaped() {
     assert!(!html.contains("<script"), "no markup from deliveries");
     assert!(html.contains("dlv_hostile"), "the delivery log is shown");
     app.shutdown().await.expect("clean shutdown");
+}
+
+/// Two replicas with their own databases share one real Redis: a copy of a
+/// delivery sent to the second is answered as a duplicate by the layer
+/// (Redis knew it) although the second replica's inbox never saw it.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn replicas_sharing_redis_answer_a_copy_as_a_duplicate() {
+    use kendo_webhooks::dedupe::RedisStore;
+
+    let Some(redis) = redis_server::RedisServer::start_or_skip("crm_ingest replicas") else {
+        return;
+    };
+    let replica = |db: PathBuf| {
+        let url = redis.url();
+        async move {
+            let store = RedisStore::builder(url)
+                .namespace("crm-ingest-test")
+                .build()
+                .await
+                .expect("Redis answers");
+            let mut config = config(&db);
+            config.dedupe_store = Some(Box::new(store));
+            start(config).await
+        }
+    };
+    let (_dir_a, db_a) = temp_db();
+    let (_dir_b, db_b) = temp_db();
+    let a = replica(db_a).await;
+    let b = replica(db_b).await;
+    let http = Http::new();
+
+    let call = signed("call.uploaded", "evt_replicas", "dlv_replicas");
+    let first = http.deliver(a.addr(), &call).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(first.rejection(), None);
+    let copy = http.deliver(b.addr(), &call).await;
+    assert_eq!(copy.status, StatusCode::OK);
+    assert_eq!(copy.rejection(), Some("duplicate"));
+
+    assert_eq!(http.counts(b.addr()).await["inbox"], 0);
+    let entries = log_entries(&http, b.addr(), "dlv_replicas", 1).await;
+    assert_eq!(entries[0]["outcome"], "duplicate");
+    rows(&http, a.addr(), "/api/calls", 1).await;
+    a.shutdown().await.expect("clean shutdown");
+    b.shutdown().await.expect("clean shutdown");
 }
 
 #[test]
