@@ -7,7 +7,6 @@
 #[path = "../examples/crm_ingest/app.rs"]
 mod app;
 #[cfg(feature = "redis")]
-#[allow(dead_code)] // the helpers this file does not need
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
