@@ -99,9 +99,8 @@ async fn dedupe_store(config: &mut AppConfig) -> Result<(), ExitCode> {
             }
             Err(error) => {
                 eprintln!(
-                    "crm_ingest: could not connect to the Redis de-duplication store \
-                     ({REDIS_VAR}): {error}. Check that Redis runs and the URL is right, \
-                     or unset {REDIS_VAR} to de-duplicate in memory"
+                    "crm_ingest: the Redis de-duplication store ({REDIS_VAR}) is unavailable: \
+                     {error}. Or unset {REDIS_VAR} to de-duplicate in memory"
                 );
                 Err(ExitCode::FAILURE)
             }
