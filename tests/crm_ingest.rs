@@ -199,6 +199,9 @@ fn assert_timestamp(value: &Value) {
         .unwrap_or_else(|| panic!("not a string: {value}"));
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"));
+    // Fixed width (milliseconds, UTC), so the strings sort as times do.
+    assert_eq!(text.len(), "2026-03-05T12:00:00.000Z".len(), "{text:?}");
+    assert!(text.ends_with('Z'), "{text:?}");
 }
 
 #[tokio::test]
