@@ -218,6 +218,7 @@ pub struct Rejected {
     pub(crate) delivery_id: Option<String>,
     pub(crate) event_id: Option<String>,
     pub(crate) event_name: Option<String>,
+    pub(crate) secret_label: Option<String>,
     pub(crate) verified: bool,
 }
 
@@ -250,6 +251,13 @@ impl Rejected {
     #[must_use]
     pub fn event_name(&self) -> Option<&str> {
         self.event_name.as_deref()
+    }
+
+    /// The label of the secret that verified the request, when it got that
+    /// far (see [`Delivery::secret_label`](crate::Delivery::secret_label)).
+    #[must_use]
+    pub fn secret_label(&self) -> Option<&str> {
+        self.secret_label.as_deref()
     }
 
     /// Whether the signature had been verified before the rejection

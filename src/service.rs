@@ -144,6 +144,10 @@ impl Seen<'_> {
             delivery_id: delivery_id.map(str::to_owned),
             event_id: self.delivery.map(|d| d.event_id().to_owned()),
             event_name: self.delivery.map(|d| d.event_name().to_owned()),
+            secret_label: self
+                .delivery
+                .and_then(Delivery::secret_label)
+                .map(str::to_owned),
             verified: self.verified,
         }
     }

@@ -396,6 +396,7 @@ async fn the_reject_hook_sees_every_answer_the_layer_gives() {
                 r.reason(),
                 r.delivery_id().map(str::to_owned),
                 r.event_id().map(str::to_owned),
+                r.secret_label().map(str::to_owned),
                 r.is_verified(),
             ))
         })
@@ -416,11 +417,13 @@ async fn the_reject_hook_sees_every_answer_the_layer_gives() {
                 Rejection::Duplicate,
                 Some("dlv_hook".into()),
                 Some("evt_hook".into()),
+                Some("#1".into()),
                 true
             ),
             (
                 Rejection::InvalidSignature,
                 Some("dlv_forged".into()),
+                None,
                 None,
                 false
             ),
