@@ -24,7 +24,11 @@ use criterion::{BatchSize, Criterion, Throughput};
 use hmac::{Hmac, Mac};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use kendo_webhooks::{sign, KendoWebhookLayer, MemoryStore, SignedDelivery, CALL_UPLOADED};
+use kendo_webhooks::dedupe::{Claim, ClaimToken, StoreFuture};
+use kendo_webhooks::{
+    sign, DedupeStore, Delivery, KendoWebhookLayer, MemoryStore, SignedDelivery, Verifier,
+    CALL_UPLOADED,
+};
 use serde::Deserialize;
 use sha2::Sha256;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -77,6 +81,24 @@ struct FloorCall {
     duration: Option<f64>,
     ai_score: Option<String>,
     timestamp: Option<String>,
+}
+
+/// A store that remembers nothing: every claim is acquired, settling is free.
+/// Only for the breakdown (the layer's cost without the LRU's).
+struct ForgetfulStore;
+
+impl DedupeStore for ForgetfulStore {
+    fn claim<'a>(&'a self, _key: &'a str) -> StoreFuture<'a, Claim> {
+        Box::pin(std::future::ready(Ok(Claim::Acquired(ClaimToken::new(1)))))
+    }
+
+    fn complete<'a>(&'a self, _key: &'a str, _token: ClaimToken) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn release<'a>(&'a self, _key: &'a str, _token: ClaimToken) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// HMAC (pre-keyed, cloned), hex decode, constant-time compare, one parse.
@@ -210,6 +232,55 @@ fn bench_pipeline(c: &mut Criterion) {
             |req| runtime.block_on(call(&service, req)),
             BatchSize::SmallInput,
         );
+    });
+    // The parts, for the breakdown in BENCHMARKS.md.
+    let forgetful = KendoWebhookLayer::builder()
+        .secret(SECRET)
+        .dedupe_store(ForgetfulStore)
+        .build()
+        .expect("a valid layer")
+        .layer(tower::service_fn(no_op as fn(_) -> _));
+    group.bench_function("part_layer_without_lru_1KiB", |b| {
+        b.iter_batched(
+            || request(&mut next),
+            |req| runtime.block_on(call(&forgetful, req)),
+            BatchSize::SmallInput,
+        );
+    });
+    let verifier = Verifier::new([SECRET]).expect("a valid verifier");
+    group.bench_function("part_verify_1KiB", |b| {
+        b.iter(|| {
+            verifier
+                .verify(black_box(sample_signature.as_bytes()), black_box(&sample))
+                .is_ok()
+        });
+    });
+    group.bench_function("part_floor_parse_1KiB", |b| {
+        b.iter(|| serde_json::from_slice::<FloorEnvelope>(black_box(&sample)).is_ok());
+    });
+    group.bench_function("part_delivery_parse_1KiB", |b| {
+        b.iter(|| Delivery::parse(black_box(sample.clone()), "dlv_sample", CALL_UPLOADED).is_ok());
+    });
+    let parts_store = MemoryStore::new(CAPACITY);
+    let mut key_number = 0u64;
+    let mut claim_complete = move || {
+        key_number += 1;
+        let key = format!("dlv_{key_number:012}");
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match parts_store.claim(&key).as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Ok(Claim::Acquired(token))) => {
+                let settled = parts_store.complete(&key, token).as_mut().poll(&mut cx);
+                assert!(matches!(settled, std::task::Poll::Ready(Ok(()))));
+            }
+            other => panic!("{key} is new, the store answered {other:?}"),
+        };
+    };
+    for _ in 0..CAPACITY {
+        claim_complete();
+    }
+    group.bench_function("part_store_claim_complete_100k", |b| {
+        b.iter(&mut claim_complete)
     });
     group.finish();
     // Every timed call was a new delivery: the store stayed full and bounded.
