@@ -326,6 +326,7 @@ async fn a_duplicate_gets_200_is_logged_as_duplicate_and_creates_no_second_row()
     assert_eq!(entries[0]["reason"], "duplicate");
     assert_eq!(entries[0]["status"], 200);
     assert_eq!(entries[0]["verified"], true);
+    assert_eq!(entries[0]["secretLabel"], "current");
     assert_eq!(entries[0]["eventId"], "evt_dup");
     assert_eq!(entries[1]["outcome"], "accepted");
     let resent = log_entries(&http, app.addr(), "dlv_dup_resend", 1).await;

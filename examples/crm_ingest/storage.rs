@@ -207,7 +207,7 @@ impl LogEntry {
             reason: Some(reason.as_str().to_owned()),
             status: status.as_u16(),
             verified: rejected.is_verified(),
-            secret_label: None,
+            secret_label: rejected.secret_label().map(str::to_owned),
             received_ms,
         }
     }
