@@ -202,10 +202,31 @@ fn bench_pipeline(c: &mut Criterion) {
     let (floor_allocs, floor_bytes) = allocations_per_call(|| {
         assert!(floor(&keyed, sample_signature.as_bytes(), &sample).is_some());
     });
+    let (parse_allocs, parse_bytes) = allocations_per_call(|| {
+        assert!(Delivery::parse(sample.clone(), "dlv_sample", CALL_UPLOADED).is_ok());
+    });
+    let (store_allocs, store_bytes) = {
+        let counted_store = MemoryStore::new(CAPACITY);
+        let keys: Vec<String> = (0..COUNTED).map(|i| format!("dlv_{i:012}")).collect();
+        let mut keys = keys.iter();
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        allocations_per_call(|| {
+            let key = keys.next().expect("one key per counted call");
+            let token = match counted_store.claim(key).as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(Ok(Claim::Acquired(token))) => token,
+                other => panic!("{key} is new, the store answered {other:?}"),
+            };
+            let settled = counted_store.complete(key, token).as_mut().poll(&mut cx);
+            assert!(matches!(settled, std::task::Poll::Ready(Ok(()))));
+        })
+    };
     println!(
         "allocations per request: layer {layer_allocs:.2} ({layer_bytes:.0} B), \
          no-op inner alone {bare_allocs:.2} ({bare_bytes:.0} B), \
-         floor (HMAC + parse) {floor_allocs:.2} ({floor_bytes:.0} B)"
+         floor (HMAC + parse) {floor_allocs:.2} ({floor_bytes:.0} B); \
+         of the layer's: Delivery::parse {parse_allocs:.2} ({parse_bytes:.0} B), \
+         MemoryStore claim+complete {store_allocs:.2} ({store_bytes:.0} B, store not yet full)"
     );
 
     let mut group = c.benchmark_group("pipeline");
