@@ -266,12 +266,20 @@ fuzz_target!(|input: Input| {
         headers.append(name, value);
     }
 
-    let harness = Harness::new();
+    let harness = Harness::new(None);
     let mut request = Request::new(Full::new(body.clone()));
     *request.method_mut() = method.clone();
     *request.headers_mut() = headers.clone();
     let outcome = harness.send(request);
-    let rejection = common::check(&method, &headers, &body, false, StatusCode::OK, &outcome);
+    let rejection = common::check(
+        None,
+        &method,
+        &headers,
+        &body,
+        false,
+        StatusCode::OK,
+        &outcome,
+    );
 
     let problems = header_problems(&method, &headers);
     if !problems.is_empty() {
@@ -298,7 +306,15 @@ fuzz_target!(|input: Input| {
     *again.method_mut() = method.clone();
     *again.headers_mut() = headers.clone();
     let second = harness.send(again);
-    let second_rejection = common::check(&method, &headers, &body, false, StatusCode::OK, &second);
+    let second_rejection = common::check(
+        None,
+        &method,
+        &headers,
+        &body,
+        false,
+        StatusCode::OK,
+        &second,
+    );
     match expected {
         None => assert_eq!(second_rejection, Some(Rejection::Duplicate)),
         Some(reason) => assert_eq!(second_rejection, Some(reason)),

@@ -23,7 +23,9 @@ use kendo_webhooks::{
 };
 use libfuzzer_sys::fuzz_target;
 
-use common::{ChunkedBody, Harness, SECRET};
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::{ChunkedBody, Harness, Replay, SECRET};
 
 #[derive(Debug, Arbitrary)]
 enum BodyInput {
@@ -33,12 +35,63 @@ enum BodyInput {
         event: u8,
         other: String,
         id: String,
-        created_at: String,
+        created_at: CreatedAt,
         is_test: bool,
         /// Replace one byte of the signed-shaped body (before signing).
         edit: Option<(u16, u8)>,
     },
     Raw(Vec<u8>),
+}
+
+#[derive(Debug, Arbitrary)]
+enum CreatedAt {
+    Raw(String),
+    /// `2026-03-05T<hour>:<minute>:<second>[.<fraction>]<offset>`, near the
+    /// replay clock, in the shapes RFC 3339 allows (and a few it does not).
+    Near {
+        hour: u8,
+        minute: u8,
+        second: u8,
+        fraction: Option<u32>,
+        /// `None`: `Z`; otherwise sign, hours, minutes.
+        offset: Option<(bool, u8, u8)>,
+        lowercase: bool,
+    },
+}
+
+impl CreatedAt {
+    fn text(&self) -> String {
+        match self {
+            Self::Raw(raw) => raw.clone(),
+            Self::Near {
+                hour,
+                minute,
+                second,
+                fraction,
+                offset,
+                lowercase,
+            } => {
+                let (t, z) = if *lowercase { ('t', 'z') } else { ('T', 'Z') };
+                let mut text = format!(
+                    "2026-03-05{t}{:02}:{:02}:{:02}",
+                    hour % 25,
+                    minute % 61,
+                    second % 62
+                );
+                if let Some(fraction) = fraction {
+                    text.push_str(&format!(".{fraction}"));
+                }
+                match offset {
+                    None => text.push(z),
+                    Some((east, h, m)) => {
+                        let sign = if *east { '+' } else { '-' };
+                        text.push_str(&format!("{sign}{:02}:{:02}", h % 25, m % 61));
+                    }
+                }
+                text
+            }
+        }
+    }
 }
 
 #[derive(Debug, Arbitrary)]
@@ -71,7 +124,13 @@ struct Input {
     trailers: bool,
     /// 0..=5: 200, 6: 202, 7: 204, 8: 500, 9: 503, else 404.
     inner_status: u8,
+    /// A replay window: tolerance in seconds, and the layer's clock as an
+    /// offset in seconds from 2026-03-05T12:00:00Z.
+    replay: Option<(u16, i16)>,
 }
+
+/// 2026-03-05T12:00:00Z.
+const KENDO_EXAMPLE_TIME: u64 = 1_772_712_000;
 
 fn extra_name(selector: u8) -> HeaderName {
     match selector % 8 {
@@ -101,7 +160,7 @@ fuzz_target!(|input: Input| {
                 1 => "ai.training.completed",
                 _ => other.as_str(),
             };
-            let mut body = example_body(name, id, created_at, *is_test).to_vec();
+            let mut body = example_body(name, id, &created_at.text(), *is_test).to_vec();
             if let Some((at, byte)) = edit {
                 let at = usize::from(*at) % body.len();
                 body[at] = *byte;
@@ -161,7 +220,19 @@ fuzz_target!(|input: Input| {
         put(extra_name(*name), value);
     }
 
-    let harness = Harness::new();
+    let replay = input.replay.map(|(tolerance, offset)| {
+        let example = UNIX_EPOCH + Duration::from_secs(KENDO_EXAMPLE_TIME);
+        let shift = Duration::from_secs(u64::from(offset.unsigned_abs()));
+        Replay {
+            tolerance: Duration::from_secs(u64::from(tolerance)),
+            now: if offset >= 0 {
+                example + shift
+            } else {
+                example - shift
+            },
+        }
+    });
+    let harness = Harness::new(replay);
     harness.set_inner_status(inner_status);
     let send = |harness: &Harness| {
         let chunks = ChunkedBody::split(&body, &input.cuts, input.fail_at_end, input.trailers);
@@ -170,6 +241,7 @@ fuzz_target!(|input: Input| {
         *request.headers_mut() = headers.clone();
         let outcome = harness.send(request);
         let rejection = common::check(
+            harness.replay(),
             &method,
             &headers,
             &body,

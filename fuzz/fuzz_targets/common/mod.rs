@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -144,21 +145,34 @@ type Reached = Vec<(Option<Delivery>, Bytes)>;
 /// A layer around a recording inner service, with counters.
 pub struct Harness {
     layer: KendoWebhookLayer,
+    replay: Option<Replay>,
     store: Arc<CountingStore>,
     hooked: Arc<Mutex<Vec<(Rejection, bool)>>>,
     reached: Arc<Mutex<Reached>>,
     inner_status: Arc<Mutex<StatusCode>>,
 }
 
+/// An enabled replay window: its tolerance and the layer's fixed clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Replay {
+    pub tolerance: Duration,
+    pub now: SystemTime,
+}
+
 impl Harness {
-    pub fn new() -> Self {
+    /// A layer with a 64-key store, [`BODY_LIMIT`], optionally a replay window.
+    pub fn new(replay: Option<Replay>) -> Self {
         let store = Arc::new(CountingStore {
             inner: MemoryStore::new(64),
             claims: AtomicUsize::new(0),
         });
         let hooked = Arc::new(Mutex::new(Vec::new()));
         let hook = Arc::clone(&hooked);
-        let layer = KendoWebhookLayer::builder()
+        let mut builder = KendoWebhookLayer::builder();
+        if let Some(Replay { tolerance, now }) = replay {
+            builder = builder.replay_tolerance(tolerance).clock(move || now);
+        }
+        let layer = builder
             .secret(SECRET)
             .body_limit(BODY_LIMIT)
             .dedupe_store(Arc::clone(&store))
@@ -171,11 +185,17 @@ impl Harness {
             .expect("a valid layer");
         Self {
             layer,
+            replay,
             store,
             hooked,
             reached: Arc::new(Mutex::new(Vec::new())),
             inner_status: Arc::new(Mutex::new(StatusCode::OK)),
         }
+    }
+
+    /// The replay window this harness was built with.
+    pub fn replay(&self) -> Option<Replay> {
+        self.replay
     }
 
     /// The status the inner service answers from now on.
@@ -245,6 +265,7 @@ pub fn signature_verifies(headers: &HeaderMap, body: &[u8]) -> bool {
 /// client sent (all chunks); `body_failed` whether its stream ended in an
 /// error. Returns the rejection, if the layer answered itself.
 pub fn check(
+    replay: Option<Replay>,
     method: &Method,
     headers: &HeaderMap,
     body: &[u8],
@@ -283,6 +304,25 @@ pub fn check(
                 );
             }
             match reason {
+                Rejection::OutsideReplayWindow => {
+                    let replay = replay.expect("a replay rejection without a replay window");
+                    assert!(verified, "replay window checked before the signature");
+                    let id = headers[DELIVERY_ID_HEADER]
+                        .to_str()
+                        .expect("checked header");
+                    let event = headers[EVENT_HEADER].to_str().expect("checked header");
+                    let delivery = Delivery::parse(body.to_vec(), id, event)
+                        .expect("replay window checked before parsing");
+                    if let Some(created) = delivery.created_at_time() {
+                        assert!(
+                            skew(created, replay.now) > replay.tolerance,
+                            "{:?} is within {:?} of the clock",
+                            delivery.created_at(),
+                            replay.tolerance
+                        );
+                    }
+                    assert!(!outcome.body.is_empty());
+                }
                 Rejection::Duplicate => {
                     assert!(outcome.body.is_empty(), "duplicate answered with a body");
                     assert!(verified);
@@ -336,8 +376,26 @@ pub fn check(
             assert_eq!(parsed.event(), delivery.event());
             assert_eq!(parsed.is_test(), delivery.is_test());
             assert_eq!(delivery.secret_label(), Some("#1"));
+            if let Some(replay) = replay {
+                let created = delivery.created_at_time().unwrap_or_else(|| {
+                    panic!("{:?} passed the replay window", delivery.created_at())
+                });
+                assert!(
+                    skew(created, replay.now) <= replay.tolerance,
+                    "{:?} passed a {:?} window",
+                    delivery.created_at(),
+                    replay.tolerance
+                );
+            }
             None
         }
         many => panic!("inner called {} times for one request", many.len()),
     }
+}
+
+/// How far apart two points in time are, either way.
+fn skew(a: SystemTime, b: SystemTime) -> Duration {
+    a.duration_since(b)
+        .or_else(|_| b.duration_since(a))
+        .unwrap_or_default()
 }
