@@ -28,6 +28,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
+use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeKey, DedupeStore, StoreFuture};
 use kendo_webhooks::{
     example_body, sign, Delivery, KendoWebhookLayer, SignedDelivery, SIGNATURE_HEADER,
 };
@@ -343,6 +344,91 @@ fn a_valid_delivery_passes_exactly_once_whatever_the_framing_of_its_body() {
             Ok(())
         },
     );
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+}
+
+/// A [`MemoryStore`](kendo_webhooks::MemoryStore) that records every key
+/// outside the [`DedupeStore`] contract ("Keys are at most 256 visible ASCII
+/// characters").
+#[derive(Default)]
+struct ContractCheckingStore {
+    store: kendo_webhooks::MemoryStore,
+    violations: std::sync::Mutex<Vec<String>>,
+}
+
+impl ContractCheckingStore {
+    fn check(&self, key: &str) {
+        let visible = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if key.is_empty() || key.len() > 256 || !visible {
+            self.violations.lock().unwrap().push(key.to_owned());
+        }
+    }
+}
+
+impl DedupeStore for ContractCheckingStore {
+    fn claim<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Claim> {
+        self.check(key);
+        self.store.claim(key)
+    }
+
+    fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
+        self.check(key);
+        self.store.complete(key, token)
+    }
+
+    fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
+        self.check(key);
+        self.store.release(key, token)
+    }
+}
+
+/// FINDING (fails today): with `DedupeKey::EventId` the layer hands the
+/// body's `id` to the store unchecked, although `DedupeStore` promises
+/// implementors keys of at most 256 visible ASCII characters. A signed `id`
+/// may be any JSON string (spaces, non-ASCII, up to the body limit), so a
+/// store built on that promise (a fixed-width column, a key format) fails
+/// or, fail-open, processes without de-duplication. Whatever the fix
+/// (reject such ids, or map them to a conforming key such as a hash), the
+/// store must only ever see conforming keys.
+#[test]
+fn with_the_event_id_as_key_the_store_only_sees_keys_within_its_contract() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let event_id = prop_oneof![
+        prop::collection::vec(any::<char>(), 1..40).prop_map(String::from_iter),
+        (257usize..600).prop_map(|n| "e".repeat(n)),
+    ];
+    let result = runner().run(&event_id, |event_id| {
+        let store = Arc::new(ContractCheckingStore::default());
+        let layer = KendoWebhookLayer::builder()
+            .secret(SECRET)
+            .dedupe_key(DedupeKey::EventId)
+            .dedupe_store(Arc::clone(&store))
+            .build()
+            .expect("valid layer");
+        let inner = tower::service_fn(|_: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        });
+        let body = example_body("call.uploaded", &event_id, "2026-03-05T12:00:00Z", false);
+        let signed = SignedDelivery::new(SECRET, "call.uploaded", next_delivery_id(), body);
+        let request = signed.request("/").expect("valid request");
+        let response = runtime
+            .block_on(layer.layer(inner).oneshot(request))
+            .unwrap_or_else(|never| match never {});
+        let violations = store.violations.lock().unwrap().clone();
+        prop_assert!(
+            violations.is_empty(),
+            "event id {:?} ({} bytes) reached the store as a key outside its contract; answered {}",
+            event_id,
+            event_id.len(),
+            response.status()
+        );
+        Ok(())
+    });
     if let Err(error) = result {
         panic!("{error}");
     }
