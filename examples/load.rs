@@ -9,8 +9,11 @@
 //! 2. opens `--concurrency` HTTP/1.1 keep-alive connections (hyper 1) and
 //!    drives the server for `--warmup` then `--duration` seconds, each
 //!    connection sending its next delivery as soon as the previous answer
-//!    arrived; with `--dup-ratio R`, a share R of requests resends a delivery
-//!    already sent (a Kendo retry) instead of a new one;
+//!    arrived; with `--dup-ratio R`, a share R of requests resends one of
+//!    the last `--resend-window` (20,000) deliveries sent (a Kendo retry)
+//!    instead of a new one. Keep the window within the server's de-dup
+//!    capacity: the LRU forgets older ids by design, and a resend of a
+//!    forgotten id is processed again (the check below then fails);
 //! 3. prints requests/s, p50/p99/max latency and status counts over the
 //!    measured window, and the server's CPU time per request;
 //! 4. asks the sink (`GET /stats`) which deliveries it processed and checks
@@ -54,6 +57,7 @@ struct Options {
     warmup: Duration,
     deliveries: usize,
     dup_ratio: f64,
+    resend_window: usize,
     secret: String,
     label: String,
 }
@@ -96,6 +100,7 @@ fn parse_args() -> Result<Options, String> {
         warmup: Duration::from_secs(1),
         deliveries: 1_500_000,
         dup_ratio: 0.0,
+        resend_window: 20_000,
         secret: std::env::var("KENDO_WEBHOOK_SECRET").unwrap_or_else(|_| DEFAULT_SECRET.into()),
         label: "run".into(),
     };
@@ -124,6 +129,9 @@ fn parse_args() -> Result<Options, String> {
             "--warmup" => options.warmup = Duration::from_secs_f64(number(60.0)?),
             "--deliveries" => options.deliveries = number(u32::MAX as f64)?.max(1.0) as usize,
             "--dup-ratio" => options.dup_ratio = number(0.9)?,
+            "--resend-window" => {
+                options.resend_window = number(u32::MAX as f64)?.max(1.0) as usize;
+            }
             "--secret" => options.secret = value,
             "--label" => options.label = value,
             other => return Err(format!("unknown option {other}")),
@@ -219,9 +227,15 @@ async fn connection_loop(shared: Arc<Shared>, slot: u64) -> Tally {
                 }
             },
         };
-        let sent_so_far = shared.next.load(Ordering::Relaxed);
+        let sent_so_far = shared
+            .next
+            .load(Ordering::Relaxed)
+            .min(shared.deliveries.len());
         let index = if sent_so_far > 0 && rng.unit() < shared.options.dup_ratio {
-            (rng.next() % sent_so_far as u64) as usize
+            // Kendo retries within seconds: resend one of the last
+            // `resend_window` deliveries sent.
+            let window = sent_so_far.min(shared.options.resend_window);
+            sent_so_far - 1 - (rng.next() % window as u64) as usize
         } else {
             let index = shared.next.fetch_add(1, Ordering::Relaxed);
             if index >= shared.deliveries.len() {
@@ -317,7 +331,7 @@ fn main() -> Result<(), BoxError> {
     let options = parse_args().map_err(|e| {
         format!(
             "{e}\nusage: load --url http://127.0.0.1:PORT [--concurrency 64] [--duration 10] \
-             [--warmup 1] [--deliveries 1500000] [--dup-ratio 0] [--secret S] [--label NAME]"
+             [--warmup 1] [--deliveries 1500000] [--dup-ratio 0] [--resend-window 20000] [--secret S] [--label NAME]"
         )
     })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -429,6 +443,11 @@ fn report(
     let server_cpu = cpu(after) - cpu(at_start);
     let cpu_us_per_request = server_cpu / answered * 1e6;
 
+    let rejections: Vec<String> = total
+        .rejections
+        .iter()
+        .map(|(reason, n)| format!("{reason}:{n}"))
+        .collect();
     let statuses: Vec<String> = total
         .statuses
         .iter()
@@ -444,8 +463,13 @@ fn report(
     println!("requests/s   {rps:.0} ({answered} answered in the window)");
     println!("latency      p50 {p50:.0} µs, p99 {p99:.0} µs, max {max:.0} µs");
     println!(
-        "statuses     {} ; errors {}",
+        "statuses     {} ; answered by the layer itself: {} ; errors {}",
         statuses.join(" "),
+        if rejections.is_empty() {
+            "none".to_owned()
+        } else {
+            rejections.join(" ")
+        },
         total.errors
     );
     println!(
