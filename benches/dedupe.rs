@@ -9,8 +9,14 @@
 //! oldest key: the steady state of a long-running receiver. Criterion's
 //! figure is wall time per operation, so with two threads it is the
 //! aggregate: a smaller figure than one thread's means more throughput.
+//!
+//! `cpu_reference` runs the same harness on pure CPU work that shares
+//! nothing: its two-thread gain is the most the store could show on this
+//! machine at that moment (less than 2x when other processes compete for
+//! the cores).
 
 use std::future::Future;
+use std::hint::black_box;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
@@ -55,20 +61,37 @@ fn claim_complete(store: &MemoryStore, n: u64) {
     }
 }
 
+/// Pure CPU work of about one store operation's length, touching no shared
+/// memory: how much two threads can gain on this machine right now.
+fn reference_op(n: u64) {
+    let mut x = n | 1;
+    for _ in 0..160 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    black_box(x);
+}
+
 /// Runs `iters` operations split over `threads` threads; returns wall time.
 fn run(store: &MemoryStore, next: &AtomicU64, threads: u64, iters: u64) -> Duration {
+    run_op(next, threads, iters, |n| claim_complete(store, n))
+}
+
+/// Runs `iters` calls of `op` split over `threads` threads; returns wall time.
+fn run_op(next: &AtomicU64, threads: u64, iters: u64, op: impl Fn(u64) + Sync) -> Duration {
     let per_thread = iters.div_ceil(threads);
     let base = next.fetch_add(per_thread * threads, Ordering::Relaxed);
     let barrier = Barrier::new(threads as usize + 1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let barrier = &barrier;
+                let (barrier, op) = (&barrier, &op);
                 scope.spawn(move || {
                     let first = base + t * per_thread;
                     barrier.wait();
                     for n in first..first + per_thread {
-                        claim_complete(store, n);
+                        op(n);
                     }
                 })
             })
@@ -85,6 +108,16 @@ fn run(store: &MemoryStore, next: &AtomicU64, threads: u64, iters: u64) -> Durat
 fn bench_dedupe(c: &mut Criterion) {
     let mut group = c.benchmark_group("dedupe");
     group.throughput(Throughput::Elements(1));
+    // The ceiling for the two-thread figures, measured in the same run.
+    let counter = AtomicU64::new(0);
+    for threads in [1u64, 2] {
+        group.bench_function(
+            BenchmarkId::new(format!("{threads}_thread"), "cpu_reference"),
+            |b| {
+                b.iter_custom(|iters| run_op(&counter, threads, iters, reference_op));
+            },
+        );
+    }
     for (capacity, name) in [(10_000usize, "10k"), (1_000_000, "1M")] {
         let store = MemoryStore::new(capacity);
         let next = AtomicU64::new(0);

@@ -75,11 +75,11 @@ def pipeline():
 def dedupe():
     print("| capacity | 1 thread: time/op (ops/s) | 2 threads: aggregate time/op (ops/s) | 2-thread ÷ 1-thread throughput | goal ≥ 1 |")
     print("|---|---|---|---|---|")
-    for cap in ["10k", "1M"]:
+    for cap in ["cpu_reference", "10k", "1M"]:
         one, two = est("dedupe", "1_thread", cap), est("dedupe", "2_thread", cap)
         r = one[0] / two[0]
         print(f"| {cap} | {cell(one)} ({1e9 / one[0] / 1e6:.2f} M/s) | {cell(two)} ({1e9 / two[0] / 1e6:.2f} M/s) "
-              f"| {r:.2f}× | {'met' if r >= 1 else 'missed'} |")
+              f"| {r:.2f}× | {'(ceiling)' if cap == 'cpu_reference' else ('met' if r >= 1 else 'missed')} |")
 
 
 if __name__ == "__main__":
