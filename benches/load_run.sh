@@ -5,9 +5,10 @@
 #
 # Builds the two examples once (release), then for each mode starts
 # `load_server` on core 0 and `load` on core 1 (taskset), on loopback only,
-# stops the server, and prints the layered/bare ratios. Exits non-zero if a
-# run fails its exactly-once check. Then a layered run with 10 % resends
-# (Kendo retries) checks de-duplication under load.
+# stops the server, and prints the layered/bare ratios; two alternating
+# pairs (bare, layered, bare, layered). Then a layered run with 10 % resends
+# (Kendo retries) checks de-duplication under load. Exits non-zero if a run
+# fails its exactly-once check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10}"
@@ -42,14 +43,19 @@ run() { # mode label dup_ratio
 }
 
 failed=0
-run bare bare 0 || failed=1
-run layered layered 0 || failed=1
+# Two alternating pairs, so a change in the neighbours' load shows.
+for pair in 1 2; do
+  run bare "bare-$pair" 0 || failed=1
+  run layered "layered-$pair" 0 || failed=1
+done
 run layered layered-10pct-resends 0.1 || failed=1
 
 field() { sed -n "s/^RESULT .*[ ]$2=\([^ ]*\).*/\1/p" "$OUT/$1.txt"; }
-awk -v lr="$(field layered rps)" -v br="$(field bare rps)" \
-    -v lp="$(field layered p99_us)" -v bp="$(field bare p99_us)" \
-    -v lc="$(field layered cpu_us_per_req)" -v bc="$(field bare cpu_us_per_req)" 'BEGIN {
-  printf "RATIO layered/bare: req/s %.3f (goal >= 0.85), p99 %.3f (goal <= 1.5), server CPU per request %.3f (+%.2f us)\n",
-    lr / br, lp / bp, lc / bc, lc - bc }'
+for pair in 1 2; do
+  awk -v pair="$pair" -v lr="$(field "layered-$pair" rps)" -v br="$(field "bare-$pair" rps)" \
+      -v lp="$(field "layered-$pair" p99_us)" -v bp="$(field "bare-$pair" p99_us)" \
+      -v lc="$(field "layered-$pair" cpu_us_per_req)" -v bc="$(field "bare-$pair" cpu_us_per_req)" 'BEGIN {
+    printf "RATIO pair %d layered/bare: req/s %.3f (goal >= 0.85), p99 %.3f (goal <= 1.5), server CPU per request %.3f (+%.2f us)\n",
+      pair, lr / br, lp / bp, lc / bc, lc - bc }'
+done
 exit "$failed"
