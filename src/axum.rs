@@ -1,5 +1,7 @@
 //! The [`Delivery`] extractor for axum handlers (feature `axum`).
 //!
+//! This makes `axum-core` 0.5 (axum 0.8) a public dependency of the crate.
+//!
 //! ```
 //! use axum::{routing::post, Router};
 //! use kendo_webhooks::{Delivery, Event, KendoWebhookLayer};
@@ -18,12 +20,25 @@
 
 use std::fmt;
 
-use axum_core::extract::FromRequestParts;
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::StatusCode;
 
 use crate::event::Delivery;
+
+/// `Option<Delivery>`: `None` when the route is not behind the layer, for
+/// handlers shared between webhook and other routes.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Delivery {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Delivery>().cloned())
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Delivery {
     type Rejection = MissingDelivery;

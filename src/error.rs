@@ -23,6 +23,9 @@ pub enum BuildError {
     ZeroReadTimeout,
     /// The de-duplication capacity is zero.
     ZeroCapacity,
+    /// Both a capacity (for the default in-memory store) and a store of
+    /// your own were given: the capacity would be ignored.
+    CapacityWithCustomStore,
 }
 
 impl fmt::Display for BuildError {
@@ -41,6 +44,10 @@ impl fmt::Display for BuildError {
             Self::ZeroReadTimeout => {
                 f.write_str("body read timeout is zero: use a few seconds (default 10 s)")
             }
+            Self::CapacityWithCustomStore => f.write_str(
+                "dedupe_capacity sizes the default in-memory store, but dedupe_store replaced it: \
+                 size your own store instead",
+            ),
             Self::ZeroCapacity => f.write_str(
                 "de-duplication capacity is zero: remember at least the deliveries of Kendo's retry window",
             ),

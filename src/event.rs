@@ -61,11 +61,13 @@ struct Inner {
 }
 
 impl Delivery {
-    /// Parses a body whose signature you already checked (see
-    /// [`Verifier`](crate::Verifier)), with the delivery id and event name
-    /// from the `X-Kendo-Delivery-Id` and `X-Kendo-Event` headers.
+    /// Parses a body whose signature you **already checked**, with the
+    /// delivery id and event name from the `X-Kendo-Delivery-Id` and
+    /// `X-Kendo-Event` headers. It does not verify anything: to verify and
+    /// parse in one step, use
+    /// [`Verifier::verify_delivery`](crate::Verifier::verify_delivery).
     ///
-    /// For pipelines that verify on receipt, queue the raw body and process
+    /// For pipelines that verify on receipt, queue the raw body and parse it
     /// later. The body's `event` is authoritative (it is signed); the header
     /// must agree with it unless `data._isTest` is `true`.
     ///

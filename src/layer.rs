@@ -154,8 +154,8 @@ impl KendoWebhookLayerBuilder {
         self
     }
 
-    /// Capacity of the default [`MemoryStore`]; ignored with
-    /// [`dedupe_store`](Self::dedupe_store).
+    /// Capacity of the default [`MemoryStore`] (default 100,000 keys); not
+    /// allowed together with [`dedupe_store`](Self::dedupe_store).
     pub fn dedupe_capacity(mut self, keys: usize) -> Self {
         self.capacity = Some(keys);
         self
@@ -214,7 +214,8 @@ impl KendoWebhookLayerBuilder {
             return Err(BuildError::ZeroReadTimeout);
         }
         let store = match (self.store, self.capacity) {
-            (Some(store), _) => store,
+            (Some(_), Some(_)) => return Err(BuildError::CapacityWithCustomStore),
+            (Some(store), None) => store,
             (None, Some(0)) => return Err(BuildError::ZeroCapacity),
             (None, capacity) => Arc::new(MemoryStore::new(
                 capacity.unwrap_or(MemoryStore::DEFAULT_CAPACITY),

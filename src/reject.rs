@@ -16,187 +16,120 @@ use std::fmt;
 
 use http::StatusCode;
 
-/// The reason a request was answered by the layer instead of the inner service.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Rejection {
+/// Defines [`Rejection`] and its fixed properties from one table, so a
+/// variant's status, name and text can never drift apart.
+macro_rules! rejections {
+    ($( $(#[doc = $doc:literal])* $variant:ident => $status:ident, $name:literal, $text:literal; )*) => {
+        /// The reason a request was answered by the layer instead of the inner service.
+        #[non_exhaustive]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Rejection {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl Rejection {
+            /// Every variant, in declaration order (for tests and metric registries).
+            pub const ALL: &'static [Rejection] = &[$(Self::$variant),*];
+
+            /// The status answered for this rejection.
+            #[must_use]
+            pub const fn status(self) -> StatusCode {
+                match self { $(Self::$variant => StatusCode::$status,)* }
+            }
+
+            /// A stable snake_case name, for logs, metrics and the response body.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name,)* }
+            }
+
+            /// One sentence for humans: what was wrong and what to do about it.
+            ///
+            /// Never contains the secret, the expected signature or request data.
+            #[must_use]
+            pub const fn description(self) -> &'static str {
+                match self { $(Self::$variant => $text,)* }
+            }
+
+            /// The response body: `"<name>: <description>\n"`, built at compile time.
+            pub(crate) const fn response_text(self) -> &'static str {
+                match self { $(Self::$variant => concat!($name, ": ", $text, "\n"),)* }
+            }
+        }
+    };
+}
+
+rejections! {
     /// The method was not `POST` (405).
-    MethodNotAllowed,
+    MethodNotAllowed => METHOD_NOT_ALLOWED, "method_not_allowed",
+        "Kendo webhooks are delivered with POST.";
     /// `Content-Type` was missing or not `application/json` (415).
-    UnsupportedMediaType,
+    UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+        "Content-Type must be application/json.";
     /// A `Content-Encoding` other than `identity` was sent (415): the
     /// signature covers the bytes Kendo signed, and untrusted input is never
     /// inflated.
-    UnsupportedEncoding,
+    UnsupportedEncoding => UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding",
+        "Content-Encoding must be absent or identity: the signature covers the raw body.";
     /// The body (declared or streamed) exceeds the configured limit (413).
-    PayloadTooLarge,
+    PayloadTooLarge => PAYLOAD_TOO_LARGE, "payload_too_large",
+        "The body exceeds this endpoint's size limit.";
     /// The body did not arrive within the read deadline (408).
-    BodyTimeout,
-    /// Reading the body failed, for example the client went away (400).
-    BodyReadFailed,
+    BodyTimeout => REQUEST_TIMEOUT, "body_timeout",
+        "The body did not arrive within the read deadline.";
+    /// Reading the body failed, for example the client went away, or
+    /// `Content-Length` is not a number (400).
+    BodyReadFailed => BAD_REQUEST, "body_read_failed",
+        "The body could not be read to its end.";
     /// No `X-Kendo-Signature` header (401).
-    MissingSignature,
+    MissingSignature => UNAUTHORIZED, "missing_signature",
+        "The X-Kendo-Signature header is missing.";
     /// `X-Kendo-Signature` is not 64 hex digits with an optional `sha256=`
     /// prefix, or was sent twice (401).
-    MalformedSignature,
+    MalformedSignature => UNAUTHORIZED, "malformed_signature",
+        "X-Kendo-Signature must be one header of 64 hex digits, optionally prefixed by sha256=.";
     /// The signature does not match the body under any configured secret (401).
-    InvalidSignature,
+    InvalidSignature => UNAUTHORIZED, "invalid_signature",
+        "X-Kendo-Signature does not match the body under any configured secret; check the endpoint's webhook secret and that the body is sent unchanged.";
     /// No `X-Kendo-Delivery-Id` header (400).
-    MissingDeliveryId,
+    MissingDeliveryId => BAD_REQUEST, "missing_delivery_id",
+        "The X-Kendo-Delivery-Id header is missing.";
     /// `X-Kendo-Delivery-Id` is not 1–256 visible ASCII characters, or was
     /// sent twice (400).
-    MalformedDeliveryId,
+    MalformedDeliveryId => BAD_REQUEST, "malformed_delivery_id",
+        "X-Kendo-Delivery-Id must be one header of 1 to 256 visible ASCII characters.";
     /// No `X-Kendo-Event` header (400).
-    MissingEventHeader,
+    MissingEventHeader => BAD_REQUEST, "missing_event_header",
+        "The X-Kendo-Event header is missing.";
     /// `X-Kendo-Event` is not 1–256 visible ASCII characters, or was sent
     /// twice (400).
-    MalformedEventHeader,
+    MalformedEventHeader => BAD_REQUEST, "malformed_event_header",
+        "X-Kendo-Event must be one header of 1 to 256 visible ASCII characters.";
     /// The body is not JSON, or not an object with string `id`, `event`,
     /// `created_at` and an object `data` (400).
-    MalformedEnvelope,
+    MalformedEnvelope => BAD_REQUEST, "malformed_envelope",
+        "The body must be a JSON object with string id, event and created_at, and an object data.";
     /// `X-Kendo-Event` names another event than the signed body (400).
-    EventMismatch,
+    EventMismatch => BAD_REQUEST, "event_mismatch",
+        "X-Kendo-Event does not name the event in the signed body.";
     /// A known event lacks its own id (`callId`, `trainingId`) (400).
-    MissingObjectId,
+    MissingObjectId => BAD_REQUEST, "missing_object_id",
+        "The event's data lacks its id (callId for call.uploaded, trainingId for ai.training.completed).";
     /// `created_at` is outside the configured replay window, or unreadable
     /// while the window is enabled (401).
-    OutsideReplayWindow,
+    OutsideReplayWindow => UNAUTHORIZED, "outside_replay_window",
+        "created_at is missing, unreadable or too far from the receiver's clock; check both clocks.";
     /// The delivery was already processed successfully (200, empty body):
     /// Kendo stops retrying and nothing runs twice.
-    Duplicate,
+    Duplicate => OK, "duplicate",
+        "This delivery was already processed.";
     /// The same delivery is being processed right now (409): Kendo retries
     /// later and finds it done, or free again if that attempt failed.
-    InFlight,
+    InFlight => CONFLICT, "in_flight",
+        "This delivery is being processed right now; retry later.";
     /// The de-duplication store failed and the policy is fail-closed (503).
-    StoreUnavailable,
-}
-
-impl Rejection {
-    /// The status answered for this rejection.
-    #[must_use]
-    pub const fn status(self) -> StatusCode {
-        match self {
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::UnsupportedMediaType | Self::UnsupportedEncoding => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::MissingSignature
-            | Self::MalformedSignature
-            | Self::InvalidSignature
-            | Self::OutsideReplayWindow => StatusCode::UNAUTHORIZED,
-            Self::BodyReadFailed
-            | Self::MissingDeliveryId
-            | Self::MalformedDeliveryId
-            | Self::MissingEventHeader
-            | Self::MalformedEventHeader
-            | Self::MalformedEnvelope
-            | Self::EventMismatch
-            | Self::MissingObjectId => StatusCode::BAD_REQUEST,
-            Self::Duplicate => StatusCode::OK,
-            Self::InFlight => StatusCode::CONFLICT,
-            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// A stable snake_case name, for logs, metrics and the response body.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::UnsupportedEncoding => "unsupported_encoding",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::BodyTimeout => "body_timeout",
-            Self::BodyReadFailed => "body_read_failed",
-            Self::MissingSignature => "missing_signature",
-            Self::MalformedSignature => "malformed_signature",
-            Self::InvalidSignature => "invalid_signature",
-            Self::MissingDeliveryId => "missing_delivery_id",
-            Self::MalformedDeliveryId => "malformed_delivery_id",
-            Self::MissingEventHeader => "missing_event_header",
-            Self::MalformedEventHeader => "malformed_event_header",
-            Self::MalformedEnvelope => "malformed_envelope",
-            Self::EventMismatch => "event_mismatch",
-            Self::MissingObjectId => "missing_object_id",
-            Self::OutsideReplayWindow => "outside_replay_window",
-            Self::Duplicate => "duplicate",
-            Self::InFlight => "in_flight",
-            Self::StoreUnavailable => "store_unavailable",
-        }
-    }
-
-    /// One sentence for humans: what was wrong and what to do about it.
-    ///
-    /// Never contains the secret, the expected signature or request data.
-    #[must_use]
-    pub const fn description(self) -> &'static str {
-        match self {
-            Self::MethodNotAllowed => "Kendo webhooks are delivered with POST.",
-            Self::UnsupportedMediaType => "Content-Type must be application/json.",
-            Self::UnsupportedEncoding => {
-                "Content-Encoding must be absent or identity: the signature covers the raw body."
-            }
-            Self::PayloadTooLarge => "The body exceeds this endpoint's size limit.",
-            Self::BodyTimeout => "The body did not arrive within the read deadline.",
-            Self::BodyReadFailed => "The body could not be read to its end.",
-            Self::MissingSignature => "The X-Kendo-Signature header is missing.",
-            Self::MalformedSignature => {
-                "X-Kendo-Signature must be one header of 64 hex digits, optionally prefixed by sha256=."
-            }
-            Self::InvalidSignature => {
-                "X-Kendo-Signature does not match the body under any configured secret; check the endpoint's webhook secret and that the body is sent unchanged."
-            }
-            Self::MissingDeliveryId => "The X-Kendo-Delivery-Id header is missing.",
-            Self::MalformedDeliveryId => {
-                "X-Kendo-Delivery-Id must be one header of 1 to 256 visible ASCII characters."
-            }
-            Self::MissingEventHeader => "The X-Kendo-Event header is missing.",
-            Self::MalformedEventHeader => {
-                "X-Kendo-Event must be one header of 1 to 256 visible ASCII characters."
-            }
-            Self::MalformedEnvelope => {
-                "The body must be a JSON object with string id, event and created_at, and an object data."
-            }
-            Self::EventMismatch => "X-Kendo-Event does not name the event in the signed body.",
-            Self::MissingObjectId => {
-                "The event's data lacks its id (callId for call.uploaded, trainingId for ai.training.completed)."
-            }
-            Self::OutsideReplayWindow => {
-                "created_at is missing, unreadable or too far from the receiver's clock; check both clocks."
-            }
-            Self::Duplicate => "This delivery was already processed.",
-            Self::InFlight => "This delivery is being processed right now; retry later.",
-            Self::StoreUnavailable => {
-                "The de-duplication store is unavailable; retry later."
-            }
-        }
-    }
-
-    /// Every variant, in declaration order (for tests and metric registries).
-    pub const ALL: [Rejection; 20] = [
-        Self::MethodNotAllowed,
-        Self::UnsupportedMediaType,
-        Self::UnsupportedEncoding,
-        Self::PayloadTooLarge,
-        Self::BodyTimeout,
-        Self::BodyReadFailed,
-        Self::MissingSignature,
-        Self::MalformedSignature,
-        Self::InvalidSignature,
-        Self::MissingDeliveryId,
-        Self::MalformedDeliveryId,
-        Self::MissingEventHeader,
-        Self::MalformedEventHeader,
-        Self::MalformedEnvelope,
-        Self::EventMismatch,
-        Self::MissingObjectId,
-        Self::OutsideReplayWindow,
-        Self::Duplicate,
-        Self::InFlight,
-        Self::StoreUnavailable,
-    ];
+    StoreUnavailable => SERVICE_UNAVAILABLE, "store_unavailable",
+        "The de-duplication store is unavailable; retry later.";
 }
 
 impl fmt::Display for Rejection {
@@ -278,6 +211,7 @@ mod tests {
     #[test]
     fn names_are_unique_snake_case() {
         let names: HashSet<&str> = Rejection::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(Rejection::ALL.len(), 20);
         assert_eq!(names.len(), Rejection::ALL.len());
         for name in names {
             assert!(
@@ -289,12 +223,19 @@ mod tests {
 
     #[test]
     fn only_duplicate_answers_success() {
-        for reason in Rejection::ALL {
+        for &reason in Rejection::ALL {
             assert_eq!(
                 reason.status().is_success(),
                 reason == Rejection::Duplicate,
                 "{reason}"
             );
+        }
+    }
+
+    #[test]
+    fn response_text_is_the_display_text() {
+        for &reason in Rejection::ALL {
+            assert_eq!(reason.response_text(), format!("{reason}\n"));
         }
     }
 

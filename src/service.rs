@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body::Body;
@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tower_service::Service;
 
 use crate::body::ResponseBody;
-use crate::dedupe::{Claim, ClaimToken, DedupeKey, DedupeStore};
+use crate::dedupe::{Claim, ClaimToken, DedupeStore};
 use crate::event::Delivery;
 use crate::layer::{Config, StoreErrorPolicy};
 use crate::reject::{Rejected, Rejection};
@@ -156,6 +156,8 @@ impl Seen<'_> {
 /// The checked Kendo headers of one request.
 struct KendoHeaders<'a> {
     tag: [u8; TAG_LEN],
+    /// `Content-Length`, when sent (already checked against the limit).
+    declared_len: Option<usize>,
     delivery_id: &'a str,
     event: &'a str,
 }
@@ -176,13 +178,14 @@ where
         delivery: None,
         verified: false,
     };
-    trace::record_delivery_id(single_id(&parts.headers, &DELIVERY_ID_HEADER).ok());
+    trace::record_delivery_id(&parts.headers);
 
     let headers = match check_parts(&parts.method, &parts.headers, config.body_limit) {
         Ok(headers) => headers,
         Err(reason) => return Ok(reject(&config, reason, seen)),
     };
-    let bytes = match read_body(body, config.body_limit, config.read_timeout).await {
+    let declared = headers.declared_len;
+    let bytes = match read_body(body, config.body_limit, declared, config.read_timeout).await {
         Ok(bytes) => bytes,
         Err(reason) => return Ok(reject(&config, reason, seen)),
     };
@@ -207,9 +210,9 @@ where
         return Ok(reject(&config, reason, seen));
     }
 
-    let key = dedupe_key(config.dedupe_key, &delivery);
-    let mut claim = match config.store.claim(key).await {
-        Ok(Claim::Acquired(token)) => Some(ClaimGuard::new(&config, &delivery, token)),
+    let key = config.dedupe_key.key_for(&delivery);
+    let mut claim = match config.store.claim(&key).await {
+        Ok(Claim::Acquired(token)) => Some(ClaimGuard::new(&config.store, key, token)),
         Ok(Claim::InFlight) => return Ok(reject(&config, Rejection::InFlight, seen)),
         Ok(Claim::Done) => return Ok(reject(&config, Rejection::Duplicate, seen)),
         Err(error) => match config.store_error_policy {
@@ -240,13 +243,6 @@ where
     result.map(|response| response.map(ResponseBody::service))
 }
 
-fn dedupe_key(key: DedupeKey, delivery: &Delivery) -> &str {
-    match key {
-        DedupeKey::EventId => delivery.event_id(),
-        DedupeKey::DeliveryId => delivery.delivery_id(),
-    }
-}
-
 /// Cheap checks on method and headers, before any byte of the body is read.
 fn check_parts<'a>(
     method: &Method,
@@ -268,16 +264,17 @@ fn check_parts<'a>(
     if !is_json(headers) {
         return Err(Rejection::UnsupportedMediaType);
     }
-    if let Some(length) = headers.get(CONTENT_LENGTH) {
-        let declared = length.to_str().ok().and_then(|l| l.parse::<u64>().ok());
-        match declared {
+    let declared_len = match headers.get(CONTENT_LENGTH) {
+        None => None,
+        Some(length) => match length.to_str().ok().and_then(|l| l.parse::<u64>().ok()) {
             Some(declared) if declared > body_limit as u64 => {
                 return Err(Rejection::PayloadTooLarge)
             }
-            Some(_) => {}
+            // At most `body_limit`, so it fits in a usize.
+            Some(declared) => usize::try_from(declared).ok(),
             None => return Err(Rejection::BodyReadFailed),
-        }
-    }
+        },
+    };
     let tag = match single(headers, &SIGNATURE_HEADER) {
         Single::Missing => return Err(Rejection::MissingSignature),
         Single::Many => return Err(Rejection::MalformedSignature),
@@ -299,6 +296,7 @@ fn check_parts<'a>(
     })?;
     Ok(KendoHeaders {
         tag,
+        declared_len,
         delivery_id,
         event,
     })
@@ -336,7 +334,7 @@ fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Single<'a> {
 
 /// A header holding one id: 1–256 visible ASCII characters, sent once.
 /// `Err(true)` when missing, `Err(false)` when malformed.
-fn single_id<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, bool> {
+pub(crate) fn single_id<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, bool> {
     match single(headers, name) {
         Single::Missing => Err(true),
         Single::Many => Err(false),
@@ -355,18 +353,52 @@ fn single_id<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, b
 async fn read_body<B>(
     body: B,
     limit: usize,
+    declared: Option<usize>,
     deadline: std::time::Duration,
 ) -> Result<Bytes, Rejection>
 where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    match tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await {
+    let collect = concatenate(Limited::new(body, limit), declared.unwrap_or(0));
+    match tokio::time::timeout(deadline, collect).await {
         Err(_elapsed) => Err(Rejection::BodyTimeout),
         Ok(Err(error)) if error.is::<LengthLimitError>() => Err(Rejection::PayloadTooLarge),
         Ok(Err(_)) => Err(Rejection::BodyReadFailed),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(bytes)) => Ok(bytes),
     }
+}
+
+/// Joins the body's data frames. A body of one frame is kept as it is (no
+/// copy); several are copied into one buffer as they arrive, so no more than
+/// the buffer and one frame are held at once. Trailers are ignored.
+async fn concatenate<B>(body: B, size_hint: usize) -> Result<Bytes, B::Error>
+where
+    B: Body,
+{
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(mut data) = frame?.into_data() else {
+            continue;
+        };
+        let chunk = data.copy_to_bytes(data.remaining());
+        if chunk.is_empty() {
+            continue;
+        }
+        if let Some(joined) = joined.as_mut() {
+            joined.extend_from_slice(&chunk);
+        } else if let Some(head) = first.take() {
+            let mut buffer = BytesMut::with_capacity(size_hint.max(head.len() + chunk.len()));
+            buffer.extend_from_slice(&head);
+            buffer.extend_from_slice(&chunk);
+            joined = Some(buffer);
+        } else {
+            first = Some(chunk);
+        }
+    }
+    Ok(joined.map(BytesMut::freeze).or(first).unwrap_or_default())
 }
 
 fn check_replay_window(config: &Config, delivery: &Delivery) -> Result<(), Rejection> {
@@ -396,7 +428,7 @@ fn reject<B>(config: &Config, reason: Rejection, seen: Seen<'_>) -> Response<Res
     let text = if reason == Rejection::Duplicate {
         Bytes::new()
     } else {
-        Bytes::from(format!("{reason}\n"))
+        Bytes::from_static(reason.response_text().as_bytes())
     };
     let mut response = Response::new(ResponseBody::layer(text));
     *response.status_mut() = reason.status();
@@ -423,19 +455,16 @@ fn reject<B>(config: &Config, reason: Rejection, seen: Seen<'_>) -> Response<Res
 /// happened.
 struct ClaimGuard {
     store: Arc<dyn DedupeStore>,
-    /// Holds the key (a delivery or event id) without copying it.
-    delivery: Delivery,
-    key: DedupeKey,
+    key: String,
     token: Option<ClaimToken>,
     inner_succeeded: bool,
 }
 
 impl ClaimGuard {
-    fn new(config: &Config, delivery: &Delivery, token: ClaimToken) -> Self {
+    fn new(store: &Arc<dyn DedupeStore>, key: String, token: ClaimToken) -> Self {
         Self {
-            store: Arc::clone(&config.store),
-            delivery: delivery.clone(),
-            key: config.dedupe_key,
+            store: Arc::clone(store),
+            key,
             token: Some(token),
             inner_succeeded: false,
         }
@@ -446,11 +475,10 @@ impl ClaimGuard {
         let Some(token) = self.token.clone() else {
             return;
         };
-        let key = dedupe_key(self.key, &self.delivery);
         let result = if success {
-            self.store.complete(key, token).await
+            self.store.complete(&self.key, token).await
         } else {
-            self.store.release(key, token).await
+            self.store.release(&self.key, token).await
         };
         // Reached only if the store call finished: nothing left for `drop`.
         self.token = None;
@@ -469,14 +497,13 @@ impl Drop for ClaimGuard {
             return;
         };
         let store = Arc::clone(&self.store);
-        let (delivery, key) = (self.delivery.clone(), self.key);
+        let key = std::mem::take(&mut self.key);
         let complete = self.inner_succeeded;
         let mut settle = Box::pin(async move {
-            let key = dedupe_key(key, &delivery);
             let result = if complete {
-                store.complete(key, token).await
+                store.complete(&key, token).await
             } else {
-                store.release(key, token).await
+                store.release(&key, token).await
             };
             if let Err(error) = result {
                 trace::store_error(
@@ -485,11 +512,26 @@ impl Drop for ClaimGuard {
                 );
             }
         });
-        // In-memory stores finish at once; others continue on the runtime.
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        if settle.as_mut().poll(&mut cx).is_pending() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(settle);
+        match tokio::runtime::Handle::try_current() {
+            // In-memory stores finish at the first poll; others go on as a task.
+            Ok(runtime) => {
+                if settle.as_mut().poll(&mut cx).is_pending() {
+                    runtime.spawn(settle);
+                }
+            }
+            // Outside a runtime (being torn down), a store that needs one may
+            // panic: never let that escape a `drop`, which could abort.
+            Err(_) => {
+                let poll = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    settle.as_mut().poll(&mut cx)
+                }));
+                if !matches!(poll, Ok(Poll::Ready(()))) {
+                    trace::store_error(
+                        &crate::dedupe::StoreError::new("no tokio runtime to settle on"),
+                        "could not settle a dropped claim; it expires with its TTL",
+                    );
+                }
             }
         }
     }

@@ -27,6 +27,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::error::BuildError;
+use crate::event::Delivery;
 use crate::reject::Rejection;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -194,6 +195,41 @@ impl Verifier {
     pub fn verify(&self, signature: &[u8], body: &[u8]) -> Result<&str, Rejection> {
         let expected = parse_signature(signature)?;
         self.verify_tag(&expected, body).map(|label| &**label)
+    }
+
+    /// Verifies and parses a delivery in one step: the receiving pipeline
+    /// without tower, for handlers that verify, queue and process later.
+    ///
+    /// Takes the raw `X-Kendo-Signature`, `X-Kendo-Delivery-Id` and
+    /// `X-Kendo-Event` header values and the raw body.
+    ///
+    /// # Errors
+    ///
+    /// The [`Rejection`] the layer would answer with: a signature problem
+    /// first, then an envelope problem.
+    ///
+    /// ```
+    /// use kendo_webhooks::{example_body, sign, Verifier};
+    ///
+    /// let body = example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+    /// let signature = sign("whsec", &body);
+    /// let verifier = Verifier::new(["whsec"])?;
+    /// let delivery = verifier.verify_delivery(signature.as_bytes(), "dlv_1", "call.uploaded", body)?;
+    /// assert_eq!(delivery.event_id(), "evt_1");
+    /// assert_eq!(delivery.secret_label(), Some("#1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn verify_delivery(
+        &self,
+        signature: &[u8],
+        delivery_id: &str,
+        event_header: &str,
+        body: impl Into<bytes::Bytes>,
+    ) -> Result<Delivery, Rejection> {
+        let body = body.into();
+        let tag = parse_signature(signature)?;
+        let label = Arc::clone(self.verify_tag(&tag, &body)?);
+        Delivery::parse_verified(body, delivery_id, event_header, Some(label))
     }
 
     pub(crate) fn verify_tag(

@@ -92,3 +92,25 @@ async fn the_extractor_without_the_layer_is_a_500_that_says_why() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_optional_delivery_is_none_without_the_layer() {
+    async fn maybe(delivery: Option<Delivery>) -> String {
+        delivery.map_or("no delivery".to_owned(), |d| d.event_id().to_owned())
+    }
+    let router = Router::new()
+        .route("/guarded", post(maybe).layer(layer()))
+        .route("/open", post(maybe));
+    let addr = serve(router).await;
+    let client = client();
+    for (path, expected) in [("/guarded", "evt_opt"), ("/open", "no delivery")] {
+        let url = format!("http://{addr}{path}");
+        let answer = send(
+            &client,
+            delivery("evt_opt", "dlv_opt").request(&url).unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}");
+        assert_eq!(&answer.body[..], expected.as_bytes(), "{path}");
+    }
+}

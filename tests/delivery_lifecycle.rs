@@ -430,3 +430,34 @@ async fn the_reject_hook_sees_every_answer_the_layer_gives() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_captured_request_resent_under_a_future_delivery_id_cannot_swallow_that_delivery() {
+    let server = Server::start(|b| b).await;
+    let client = client();
+    let captured = delivery("evt_captured", "dlv_captured");
+    assert_eq!(
+        deliver(&client, &server, &captured).await.status,
+        StatusCode::OK
+    );
+
+    // Someone holding the signed body resends it under a delivery id they
+    // expect Kendo to use next. The header is unsigned, so this replays the
+    // captured event (the documented limit of the delivery-id key)...
+    let replay = SignedDelivery::new(SECRET, "call.uploaded", "dlv_next", captured.body().clone());
+    assert_eq!(
+        deliver(&client, &server, &replay).await.status,
+        StatusCode::OK
+    );
+    // ...but it does not mark Kendo's real delivery of another event as seen.
+    let real = delivery("evt_next", "dlv_next");
+    let answer = deliver(&client, &server, &real).await;
+    assert_eq!((answer.status, answer.reason()), (StatusCode::OK, None));
+    let events: Vec<_> = server
+        .sink
+        .deliveries()
+        .iter()
+        .map(|d| d.event_id().to_owned())
+        .collect();
+    assert_eq!(events, ["evt_captured", "evt_captured", "evt_next"]);
+}

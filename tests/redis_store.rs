@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use kendo_webhooks::dedupe::{Claim, DedupeStore, RedisStore};
+use kendo_webhooks::dedupe::{Claim, DedupeKey, DedupeStore, RedisStore};
 use kendo_webhooks::{
     example_body, Delivery, KendoWebhookLayer, Rejection, SignedDelivery, StoreErrorPolicy,
 };
@@ -197,6 +197,14 @@ async fn send(client: &HttpClient, replica_url: &str, delivery: &SignedDelivery)
         .expect("a replica answers within the request deadline")
 }
 
+/// The store key the layer derives for delivery `n` (its delivery id bound
+/// to its event id, see `DedupeKey::key_for`).
+fn key_of(n: usize) -> String {
+    let d = delivery(n);
+    let parsed = Delivery::parse(d.body().clone(), d.delivery_id(), d.event()).expect("valid");
+    DedupeKey::DeliveryId.key_for(&parsed)
+}
+
 fn delivery(n: usize) -> SignedDelivery {
     let body = example_body(
         "call.uploaded",
@@ -311,7 +319,7 @@ async fn two_replicas_sharing_redis_process_every_delivery_exactly_once() {
     // Redis holds a done mark for every delivery, under the namespace.
     for n in [0, DELIVERIES / 2, DELIVERIES - 1] {
         let value = redis
-            .command(&["GET", &format!("exactly-once:dlv_{n}")])
+            .command(&["GET", &format!("exactly-once:{}", key_of(n))])
             .expect("GET");
         assert_eq!(value, "done", "delivery {n}");
     }
@@ -404,7 +412,12 @@ async fn a_dropped_attempt_on_one_replica_is_released_for_the_retry_on_another()
     );
     assert_eq!((a.calls(), b.calls()), (1, 1));
     assert_eq!(effects.count("evt_5"), 1);
-    assert_eq!(redis.command(&["GET", "drop:dlv_5"]).unwrap(), "done");
+    assert_eq!(
+        redis
+            .command(&["GET", &format!("drop:{}", key_of(5))])
+            .unwrap(),
+        "done"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,7 +438,8 @@ async fn a_crashed_replicas_claim_blocks_until_its_ttl_then_the_delivery_is_proc
         .build()
         .await
         .expect("connect");
-    let Claim::Acquired(_never_settled) = crashed.claim("dlv_7").await.expect("claim") else {
+    let key = key_of(7);
+    let Claim::Acquired(_never_settled) = crashed.claim(&key).await.expect("claim") else {
         panic!("a fresh key is acquired");
     };
 
@@ -655,7 +669,11 @@ async fn redis_crash_fail_open_keeps_accepting_fail_closed_answers_503_and_dedup
             answer.processed() && answer.status == StatusCode::OK,
             "{answer:?}"
         );
-        if redis.command(&["GET", &format!("crash:dlv_{n}")]).unwrap() == "done" {
+        if redis
+            .command(&["GET", &format!("crash:{}", key_of(n))])
+            .unwrap()
+            == "done"
+        {
             recorded = Some(d);
             break;
         }

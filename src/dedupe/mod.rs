@@ -34,6 +34,10 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use sha2::{Digest, Sha256};
+
+use crate::event::Delivery;
+
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -50,22 +54,87 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DedupeKey {
-    /// `X-Kendo-Delivery-Id` (the default, as Kendo recommends).
+    /// `X-Kendo-Delivery-Id`, bound to the signed event id (the default, as
+    /// Kendo recommends de-duplicating on the delivery id).
     ///
-    /// The header is *not* covered by the signature: someone holding one
-    /// captured request can resend it under a fresh delivery id and have it
-    /// processed again. Use [`DedupeKey::EventId`] (or an idempotent sink)
-    /// where that matters.
+    /// Kendo's retries repeat both ids, so they share the key. The header is
+    /// *not* covered by the signature, which is why the key also holds a
+    /// digest of the signed event id: someone holding one captured request
+    /// can resend it under a fresh delivery id and have *that event*
+    /// processed again, but can never mark another event's delivery as
+    /// seen. Use [`DedupeKey::EventId`] (or an idempotent sink) where
+    /// replays of the same event matter.
     #[default]
     DeliveryId,
     /// The body's `id`: signed, and the same on every retry of an event.
     ///
-    /// Two deliveries of one event (for example a manual re-send) are then
-    /// processed once.
+    /// Two deliveries of one event (for example a manual re-send from
+    /// Kendo's dashboard) are then processed once.
     EventId,
 }
 
+/// Longest key a [`DedupeStore`] is given.
+pub const MAX_KEY_LEN: usize = 256;
+
+impl DedupeKey {
+    /// The store key of `delivery`: at most [`MAX_KEY_LEN`] visible ASCII
+    /// characters, whatever the (signed, but arbitrary) event id holds.
+    ///
+    /// - `DeliveryId`: `<delivery id>.<first 32 hex digits of SHA-256(event id)>`;
+    /// - `EventId`: the event id itself when it is 1–256 visible ASCII
+    ///   characters;
+    /// - otherwise `sha256:<hex>` of what would not fit.
+    ///
+    /// ```
+    /// use kendo_webhooks::{example_body, DedupeKey, Delivery};
+    ///
+    /// let body = example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+    /// let delivery = Delivery::parse(body, "dlv_1", "call.uploaded")?;
+    /// assert_eq!(DedupeKey::EventId.key_for(&delivery), "evt_1");
+    /// assert!(DedupeKey::DeliveryId.key_for(&delivery).starts_with("dlv_1."));
+    /// # Ok::<(), kendo_webhooks::Rejection>(())
+    /// ```
+    #[must_use]
+    pub fn key_for(self, delivery: &Delivery) -> String {
+        match self {
+            Self::DeliveryId => {
+                let delivery_id = delivery.delivery_id();
+                let event_digest = Sha256::digest(delivery.event_id().as_bytes());
+                if is_visible_ascii(delivery_id) && delivery_id.len() + 33 <= MAX_KEY_LEN {
+                    let mut key = String::with_capacity(delivery_id.len() + 33);
+                    key.push_str(delivery_id);
+                    key.push('.');
+                    key.push_str(&hex::encode(&event_digest[..16]));
+                    key
+                } else {
+                    let mut hasher = Sha256::new();
+                    hasher.update(delivery_id.as_bytes());
+                    hasher.update([0]);
+                    hasher.update(event_digest);
+                    format!("sha256:{}", hex::encode(hasher.finalize()))
+                }
+            }
+            Self::EventId => {
+                let event_id = delivery.event_id();
+                if is_visible_ascii(event_id) && event_id.len() <= MAX_KEY_LEN {
+                    event_id.to_owned()
+                } else {
+                    format!(
+                        "sha256:{}",
+                        hex::encode(Sha256::digest(event_id.as_bytes()))
+                    )
+                }
+            }
+        }
+    }
+}
+
+fn is_visible_ascii(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
 /// The answer of [`DedupeStore::claim`].
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// The key is now ours; settle it with [`DedupeStore::complete`] or
@@ -106,7 +175,8 @@ impl ClaimToken {
 /// claims of one key, exactly one gets [`Claim::Acquired`]. In-flight claims
 /// must survive until settled (or, for stores shared between processes,
 /// until a TTL long enough for any request to finish, so a crashed process
-/// cannot block a key forever). Keys are at most 256 visible ASCII characters.
+/// cannot block a key forever). Keys are 1 to [`MAX_KEY_LEN`] visible ASCII
+/// characters (see [`DedupeKey::key_for`]).
 pub trait DedupeStore: Send + Sync + 'static {
     /// Claims `key` for processing.
     fn claim<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Claim>;

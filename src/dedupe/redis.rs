@@ -142,10 +142,12 @@ impl TokenSource {
 impl RedisStore {
     /// Default key prefix: keys are `kendo-webhooks:<key>`.
     pub const DEFAULT_NAMESPACE: &'static str = "kendo-webhooks";
-    /// Default lifetime of an unsettled claim: 60 s, longer than any request
-    /// (Kendo gives up after 10 s) and short enough that a crashed replica's
-    /// claim stops blocking before Kendo's later retries.
-    pub const DEFAULT_CLAIM_TTL: Duration = Duration::from_secs(60);
+    /// Default lifetime of an unsettled claim: 15 s. Longer than any request
+    /// Kendo waits for (it gives up after ~10 s), and short enough that a
+    /// crashed replica's claim has expired by Kendo's third attempt (~23 s
+    /// after the first: 10 s timeout, 1 s, 10 s, 2 s), so that attempt is
+    /// processed instead of answered 409 and lost.
+    pub const DEFAULT_CLAIM_TTL: Duration = Duration::from_secs(15);
     /// Default lifetime of a done mark: 24 h, far beyond Kendo's retries.
     pub const DEFAULT_DONE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
     /// Default bound on every Redis operation: 500 ms.
@@ -229,7 +231,20 @@ impl DedupeStore for RedisStore {
             let value = in_flight_value(&token);
             let ttl = Some(self.inner.claim_ttl_ms);
             let script = &self.inner.claim;
-            match self.run::<i64>("claim", script, key, &value, ttl).await? {
+            let answer = match self.run::<i64>("claim", script, key, &value, ttl).await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    // The claim may have reached Redis although we stopped
+                    // waiting: give it back (only if it holds our token), so
+                    // it cannot answer 409 to Kendo's retries until its TTL.
+                    let (store, key) = (self.clone(), key.to_owned());
+                    tokio::spawn(async move {
+                        let _ = store.release(&key, token).await;
+                    });
+                    return Err(error);
+                }
+            };
+            match answer {
                 0 => Ok(Claim::Acquired(token)),
                 1 => Ok(Claim::Done),
                 2 => Ok(Claim::InFlight),
@@ -299,9 +314,11 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long an unsettled claim blocks its key (default 60 s). Claims are
+    /// How long an unsettled claim blocks its key (default 15 s). Claims are
     /// settled as soon as your service answers; this only matters when a
-    /// replica dies mid-request. Keep it above your slowest request.
+    /// replica dies mid-request. Keep it above your slowest request, and
+    /// below ~20 s so that Kendo's last attempt finds a crashed replica's
+    /// claim expired.
     pub fn claim_ttl(mut self, ttl: Duration) -> Self {
         self.claim_ttl = ttl;
         self
