@@ -85,8 +85,14 @@
 //!
 //! # Without tower
 //!
-//! [`Verifier::verify`] and [`Delivery::parse`] are the same steps for
-//! pipelines that verify on receipt and process later.
+//! [`Verifier::verify_delivery`] runs the same verification and parsing for
+//! pipelines that verify on receipt and process later (or
+//! [`Verifier::verify`] and [`Delivery::parse`] separately).
+//!
+//! # Public dependencies
+//!
+//! `http` 1, `bytes` 1 and `serde_json` 1 (the raw `data` of unknown events)
+//! appear in the public API; with the `axum` feature, `axum-core` 0.5.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
