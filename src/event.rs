@@ -5,7 +5,10 @@
 //! leniently: every field but the event's own id is optional, and a field of
 //! an unexpected type reads as `None` instead of failing the delivery, so a
 //! change on Kendo's side never turns into lost events. Unknown event names
-//! arrive as [`Event::Other`] with their raw `data`.
+//! arrive as [`Event::Other`] with their raw `data`. Two things still reject
+//! a signed body as [`Rejection::MalformedEnvelope`], since no reading of it
+//! is safe: a key repeated within the envelope or a known event's `data`,
+//! and a number beyond the range of `f64` (such as `1e400`).
 //!
 //! ```
 //! use kendo_webhooks::{Delivery, Event};
