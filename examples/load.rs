@@ -319,6 +319,28 @@ async fn get_json(
     Ok(serde_json::from_slice(&body)?)
 }
 
+/// User + system CPU seconds of this process, from `/proc/self/stat`
+/// (NaN where unavailable).
+fn own_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
+        return f64::NAN;
+    };
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    match fields[..] {
+        // Clock ticks; USER_HZ is 100 on Linux.
+        [utime, stime] => (utime + stime) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -370,7 +392,10 @@ fn main() -> Result<(), BoxError> {
         let addr = shared.options.addr;
         let cpu_at_start = tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
-            get_json(addr, &stats_host, "/cpu").await
+            let own = own_cpu_seconds();
+            get_json(addr, &stats_host, "/cpu")
+                .await
+                .map(|server| (server, own))
         });
         let tasks: Vec<_> = (0..shared.options.concurrency as u64)
             .map(|slot| tokio::spawn(connection_loop(Arc::clone(&shared), slot)))
@@ -390,12 +415,22 @@ fn main() -> Result<(), BoxError> {
             total.acknowledged.extend(tally.acknowledged);
         }
         let finished = Instant::now();
+        let own_at_end = own_cpu_seconds();
         let window = finished
             .saturating_duration_since(measure_from)
             .as_secs_f64();
-        let at_start = cpu_at_start.await??;
+        let (at_start, own_at_start) = cpu_at_start.await??;
         let after = get_stats(addr, &host).await?;
-        report(&shared, total, window, &before, &at_start, &after)
+        let generator_cpu = own_at_end - own_at_start;
+        report(
+            &shared,
+            total,
+            window,
+            generator_cpu,
+            &before,
+            &at_start,
+            &after,
+        )
     })
 }
 
@@ -403,6 +438,7 @@ fn report(
     shared: &Shared,
     mut total: Tally,
     window: f64,
+    generator_cpu: f64,
     before: &serde_json::Value,
     at_start: &serde_json::Value,
     after: &serde_json::Value,
@@ -477,6 +513,10 @@ fn report(
         server_cpu / window * 100.0
     );
     println!(
+        "generator    {:.0} % of its core (near 100 % means the generator, not the server, set the pace)",
+        generator_cpu / window * 100.0
+    );
+    println!(
         "sink         {acknowledged} distinct deliveries answered 2xx; sink processed {distinct} distinct, {effects} effects, {duplicated} ids more than once"
     );
     if exhausted {
@@ -507,11 +547,12 @@ fn report(
         }
     );
     println!(
-        "RESULT label={} rps={rps:.0} p50_us={p50:.0} p99_us={p99:.0} max_us={max:.0} errors={} non2xx={} cpu_us_per_req={cpu_us_per_request:.2} cpu_pct={:.0} acknowledged={acknowledged} duplicates={} exactly_once={}",
+        "RESULT label={} rps={rps:.0} p50_us={p50:.0} p99_us={p99:.0} max_us={max:.0} errors={} non2xx={} cpu_us_per_req={cpu_us_per_request:.2} cpu_pct={:.0} generator_cpu_pct={:.0} acknowledged={acknowledged} duplicates={} exactly_once={}",
         options.label,
         total.errors,
         total.statuses.iter().filter(|(s, _)| !(200..300).contains(*s)).map(|(_, n)| n).sum::<u64>(),
         server_cpu / window * 100.0,
+        generator_cpu / window * 100.0,
         effects.saturating_sub(distinct),
         if ok { "ok" } else { "FAILED" },
     );
