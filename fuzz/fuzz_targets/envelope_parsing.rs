@@ -87,7 +87,12 @@ fuzz_target!(|input: Input| {
                 "parse answered {reason:?}, not an envelope rejection"
             );
             if reason == Rejection::EventMismatch {
-                let value = reference.expect("an event mismatch implies the body parsed");
+                let value = match reference {
+                    Ok(value) => value,
+                    // See below: numbers in skipped fields are not converted.
+                    Err(error) if error.to_string().contains("number out of range") => return,
+                    Err(error) => panic!("an event mismatch on a body that is not JSON: {error}"),
+                };
                 assert_ne!(
                     value["event"],
                     Value::String(header.clone()),
