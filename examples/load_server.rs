@@ -3,7 +3,7 @@
 //! The server side of the load run (see `BENCHMARKS.md`): one axum route,
 //! `POST /webhooks/kendo`, in one of two modes, plus `GET /stats`.
 //!
-//! - `bare`: the route reads the body and nothing else;
+//! - `bare`: the route reads the body and the delivery id header, nothing else;
 //! - `layered`: the same route behind `KendoWebhookLayer` (signature check,
 //!   typed parse, LRU de-duplication of delivery ids).
 //!
@@ -15,8 +15,8 @@
 //! Options: `--addr 127.0.0.1:0` (loopback only), `--workers 1` (tokio
 //! worker threads; pin the process with `taskset -c 0`), `--max-seconds 600`
 //! (the server stops by itself after that), `KENDO_WEBHOOK_SECRET` (default
-//! `whsec_load_test`, the generator's default too). It prints
-//! `GET /cpu` answers the CPU time alone. It prints
+//! `whsec_load_test`, the generator's default too). `GET /cpu` answers the
+//! CPU time alone (cheap enough to ask mid-run). It prints
 //! `listening on http://ADDR` once bound and stops on Ctrl-C / SIGINT.
 
 use std::collections::HashMap;
