@@ -272,6 +272,10 @@ pub(crate) fn parse_signature(value: &[u8]) -> Result<[u8; TAG_LEN], Rejection> 
         Some(head) if head.eq_ignore_ascii_case(PREFIX) => &value[PREFIX.len()..],
         _ => value,
     };
+    // Exactly 64 digits: no `0x` prefix, no whitespace, nothing else.
+    if hex_digits.len() != 2 * TAG_LEN {
+        return Err(Rejection::MalformedSignature);
+    }
     let mut tag = [0u8; TAG_LEN];
     hex::decode_to_slice(hex_digits, &mut tag).map_err(|_| Rejection::MalformedSignature)?;
     Ok(tag)
@@ -321,6 +325,9 @@ mod tests {
             &format!(" {DIGEST}"),
             &format!("sha1={DIGEST}"),
             &format!("sha256=sha256={DIGEST}"),
+            &format!("0x{DIGEST}"),
+            &format!("0x{}", &DIGEST[..62]),
+            &format!("sha256=0x{}", &DIGEST[..62]),
         ] {
             assert_eq!(
                 verifier.verify(header.as_bytes(), DATA),

@@ -1,6 +1,7 @@
 //! The default store: an in-process LRU of done keys plus a set of in-flight claims.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -13,6 +14,10 @@ use super::{Claim, ClaimToken, DedupeStore, StoreFuture};
 /// one lock.
 const SHARDS: usize = 16;
 
+/// A 128-bit keyed fingerprint of a key: what the store remembers instead
+/// of the key itself (no allocation per claim, 16 bytes per entry).
+type Fingerprint = u128;
+
 /// An in-memory [`DedupeStore`] for a single receiver process.
 ///
 /// Done keys live in LRU caches holding `capacity` keys in all (the oldest
@@ -20,19 +25,58 @@ const SHARDS: usize = 16;
 /// evicted, so memory is bounded by capacity plus concurrent requests. No
 /// lock is held across an `.await`: every operation completes immediately.
 ///
-/// Size it to cover Kendo's retry window (three attempts over ~7 s plus the
-/// request timeouts) at your peak delivery rate, with a wide margin: the
-/// default 100,000 keys cost a few MiB.
+/// Keys are remembered as 128-bit fingerprints (two SipHash-1-3 digests with
+/// per-process random keys), about 60 bytes per remembered key in all; two
+/// distinct keys share a fingerprint with probability about 2⁻¹²⁸.
+///
+/// Size it to cover Kendo's retry window (three attempts over about 25 s,
+/// timeouts included) at your peak delivery rate, with a wide margin: the
+/// default 100,000 keys cost about 6 MiB.
 #[derive(Debug)]
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
     next_token: AtomicU64,
+    hash_keys: (RandomState, RandomState),
 }
 
 #[derive(Debug)]
 struct Shard {
-    done: LruCache<Box<str>, ()>,
-    in_flight: HashMap<Box<str>, u64>,
+    done: LruCache<Fingerprint, (), Prehashed>,
+    in_flight: HashMap<Fingerprint, u64, Prehashed>,
+}
+
+/// The maps' hasher: fingerprints are already uniformly random, so folding
+/// them is enough.
+#[derive(Debug, Clone, Copy, Default)]
+struct Prehashed;
+
+impl BuildHasher for Prehashed {
+    type Hasher = PrehashedHasher;
+
+    fn build_hasher(&self) -> PrehashedHasher {
+        PrehashedHasher(0)
+    }
+}
+
+#[derive(Debug)]
+struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only fingerprints are hashed (via `write_u128`); fold anything else.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    #[allow(clippy::cast_possible_truncation)]
+    fn write_u128(&mut self, value: u128) {
+        self.0 ^= (value as u64) ^ ((value >> 64) as u64);
+    }
 }
 
 impl MemoryStore {
@@ -45,54 +89,53 @@ impl MemoryStore {
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
-                    done: LruCache::new(per_shard),
-                    in_flight: HashMap::new(),
+                    done: LruCache::with_hasher(per_shard, Prehashed),
+                    in_flight: HashMap::with_hasher(Prehashed),
                 })
             })
             .collect();
         Self {
             shards,
             next_token: AtomicU64::new(1),
+            hash_keys: (RandomState::new(), RandomState::new()),
         }
     }
 
-    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        // FNV-1a: keys come from verified deliveries only, so no attacker
-        // chooses them; a keyed hash would cost more than it protects.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in key.bytes() {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-        // A panic while holding the lock leaves consistent maps behind.
+    /// The shard holding `key`, locked, and the key's fingerprint.
+    fn shard(&self, key: &str) -> (MutexGuard<'_, Shard>, Fingerprint) {
+        let high = self.hash_keys.0.hash_one(key);
+        let low = self.hash_keys.1.hash_one(key);
+        let fingerprint = (u128::from(high) << 64) | u128::from(low);
         #[allow(clippy::cast_possible_truncation)]
-        let index = (hash % SHARDS as u64) as usize;
-        self.shards[index]
+        let index = (high % SHARDS as u64) as usize;
+        // A panic while holding the lock leaves consistent maps behind.
+        let shard = self.shards[index]
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner);
+        (shard, fingerprint)
     }
 
     fn claim_now(&self, key: &str) -> Claim {
-        let mut shard = self.shard(key);
-        if shard.in_flight.contains_key(key) {
+        let (mut shard, fingerprint) = self.shard(key);
+        if shard.in_flight.contains_key(&fingerprint) {
             return Claim::InFlight;
         }
-        if shard.done.get(key).is_some() {
+        if shard.done.get(&fingerprint).is_some() {
             return Claim::Done;
         }
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        shard.in_flight.insert(key.into(), token);
+        shard.in_flight.insert(fingerprint, token);
         Claim::Acquired(ClaimToken::new(token))
     }
 
     fn settle_now(&self, key: &str, token: &ClaimToken, done: bool) {
-        let mut shard = self.shard(key);
-        if shard.in_flight.get(key) != Some(&token.value()) {
+        let (mut shard, fingerprint) = self.shard(key);
+        if shard.in_flight.get(&fingerprint) != Some(&token.value()) {
             return;
         }
-        if let Some((key, _)) = shard.in_flight.remove_entry(key) {
-            if done {
-                shard.done.put(key, ());
-            }
+        shard.in_flight.remove(&fingerprint);
+        if done {
+            shard.done.put(fingerprint, ());
         }
     }
 
