@@ -360,12 +360,24 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    let collect = concatenate(Limited::new(body, limit), declared.unwrap_or(0));
-    match tokio::time::timeout(deadline, collect).await {
-        Err(_elapsed) => Err(Rejection::BodyTimeout),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(Rejection::PayloadTooLarge),
-        Ok(Err(_)) => Err(Rejection::BodyReadFailed),
-        Ok(Ok(bytes)) => Ok(bytes),
+    let mut collect = std::pin::pin!(concatenate(
+        Limited::new(body, limit),
+        declared.unwrap_or(0)
+    ));
+    // A small body usually arrives with the headers: when it is complete at
+    // the first poll, no deadline timer needs to be armed.
+    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let collected = match first {
+        Poll::Ready(collected) => collected,
+        Poll::Pending => match tokio::time::timeout(deadline, collect).await {
+            Ok(collected) => collected,
+            Err(_elapsed) => return Err(Rejection::BodyTimeout),
+        },
+    };
+    match collected {
+        Err(error) if error.is::<LengthLimitError>() => Err(Rejection::PayloadTooLarge),
+        Err(_) => Err(Rejection::BodyReadFailed),
+        Ok(bytes) => Ok(bytes),
     }
 }
 
