@@ -384,14 +384,12 @@ impl DedupeStore for ContractCheckingStore {
     }
 }
 
-/// FINDING (fails today): with `DedupeKey::EventId` the layer hands the
-/// body's `id` to the store unchecked, although `DedupeStore` promises
-/// implementors keys of at most 256 visible ASCII characters. A signed `id`
-/// may be any JSON string (spaces, non-ASCII, up to the body limit), so a
-/// store built on that promise (a fixed-width column, a key format) fails
-/// or, fail-open, processes without de-duplication. Whatever the fix
-/// (reject such ids, or map them to a conforming key such as a hash), the
-/// store must only ever see conforming keys.
+/// Regression test of a finding of this suite: with `DedupeKey::EventId`
+/// the layer used to hand the body's `id` to the store unchecked, although
+/// `DedupeStore` promises implementors keys of at most 256 visible ASCII
+/// characters (a signed `id` may be any JSON string: spaces, non-ASCII, up
+/// to the body limit). Fixed in c325df3: such ids become `sha256:<hex>`
+/// keys. Whatever the event id, the store only ever sees conforming keys.
 #[test]
 fn with_the_event_id_as_key_the_store_only_sees_keys_within_its_contract() {
     let runtime = tokio::runtime::Builder::new_current_thread()
