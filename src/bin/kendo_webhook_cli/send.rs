@@ -211,7 +211,10 @@ async fn deliver(
 /// when it is one of the crate's [`Rejection`]s.
 fn rejection_note(value: &[u8]) -> String {
     let reason = printable(value);
-    let known = Rejection::ALL.iter().copied().find(|r| r.as_str() == reason);
+    let known = Rejection::ALL
+        .iter()
+        .copied()
+        .find(|r| r.as_str() == reason);
     match known {
         Some(rejection) => format!(
             ", {}: {reason} ({})",
