@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use lru::LruCache;
@@ -34,13 +33,20 @@ type Fingerprint = u128;
 /// default 100,000 keys cost about 6 MiB.
 #[derive(Debug)]
 pub struct MemoryStore {
-    shards: Box<[Mutex<Shard>]>,
-    next_token: AtomicU64,
+    shards: Box<[Padded]>,
     hash_keys: (RandomState, RandomState),
 }
 
+/// A shard on cache lines of its own, so two cores working on different
+/// shards do not invalidate each other's lines.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
+
 #[derive(Debug)]
 struct Shard {
+    /// Tokens handed out by this shard (unique among its live claims).
+    next_token: u64,
     done: LruCache<Fingerprint, (), Prehashed>,
     in_flight: HashMap<Fingerprint, u64, Prehashed>,
 }
@@ -88,15 +94,15 @@ impl MemoryStore {
         let per_shard = NonZeroUsize::new(capacity.div_ceil(SHARDS)).unwrap_or(NonZeroUsize::MIN);
         let shards = (0..SHARDS)
             .map(|_| {
-                Mutex::new(Shard {
+                Padded(Mutex::new(Shard {
+                    next_token: 1,
                     done: LruCache::with_hasher(per_shard, Prehashed),
                     in_flight: HashMap::with_hasher(Prehashed),
-                })
+                }))
             })
             .collect();
         Self {
             shards,
-            next_token: AtomicU64::new(1),
             hash_keys: (RandomState::new(), RandomState::new()),
         }
     }
@@ -110,6 +116,7 @@ impl MemoryStore {
         let index = (high % SHARDS as u64) as usize;
         // A panic while holding the lock leaves consistent maps behind.
         let shard = self.shards[index]
+            .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         (shard, fingerprint)
@@ -123,7 +130,8 @@ impl MemoryStore {
         if shard.done.get(&fingerprint).is_some() {
             return Claim::Done;
         }
-        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let token = shard.next_token;
+        shard.next_token += 1;
         shard.in_flight.insert(fingerprint, token);
         Claim::Acquired(ClaimToken::new(token))
     }
@@ -143,7 +151,12 @@ impl MemoryStore {
     pub fn done_len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).done.len())
+            .map(|s| {
+                s.0.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .done
+                    .len()
+            })
             .sum()
     }
 
@@ -152,7 +165,7 @@ impl MemoryStore {
         self.shards
             .iter()
             .map(|s| {
-                s.lock()
+                s.0.lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .in_flight
                     .len()

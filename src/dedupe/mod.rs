@@ -104,7 +104,10 @@ impl DedupeKey {
                     let mut key = String::with_capacity(delivery_id.len() + 33);
                     key.push_str(delivery_id);
                     key.push('.');
-                    key.push_str(&hex::encode(&event_digest[..16]));
+                    let mut digest_hex = [0u8; 32];
+                    hex::encode_to_slice(&event_digest[..16], &mut digest_hex)
+                        .expect("16 bytes are 32 hex digits");
+                    key.push_str(std::str::from_utf8(&digest_hex).expect("hex is ASCII"));
                     key
                 } else {
                     let mut hasher = Sha256::new();
