@@ -432,24 +432,20 @@ fn verify_rejects_a_malformed_signature() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_delivers_a_verified_delivery_to_the_layer() {
     let (log, url) = layer_server(SECRET).await;
-    let run = run_async(
-        strings(&[
-            "send",
-            "--url",
-            &url,
-            "--secret",
-            SECRET,
-            "--event",
-            "ai.training.completed",
-            "--event-id",
-            "evt_cli_1",
-            "--delivery-id",
-            "dlv_cli_1",
-        ]),
-        None,
-        vec![],
-    )
-    .await;
+    let args = strings(&[
+        "send",
+        "--url",
+        &url,
+        "--secret",
+        SECRET,
+        "--event",
+        "ai.training.completed",
+        "--event-id",
+        "evt_cli_1",
+        "--delivery-id",
+        "dlv_cli_1",
+    ]);
+    let run = run_async(args.clone(), None, vec![]).await;
     run.assert_code(0);
     assert!(run.stdout.contains("attempt 1/3: 200 OK in "), "{run:#?}");
     assert!(!run.stdout.contains("attempt 2/3"), "{run:#?}");
@@ -474,24 +470,7 @@ async fn send_delivers_a_verified_delivery_to_the_layer() {
     assert!(log.rejected.lock().unwrap().is_empty());
 
     // The same ids again: the layer answers 200 as a duplicate, nothing reaches the handler.
-    let again = run_async(
-        strings(&[
-            "send",
-            "--url",
-            &url,
-            "--secret",
-            SECRET,
-            "--event",
-            "ai.training.completed",
-            "--event-id",
-            "evt_cli_1",
-            "--delivery-id",
-            "dlv_cli_1",
-        ]),
-        None,
-        vec![],
-    )
-    .await;
+    let again = run_async(args, None, vec![]).await;
     again.assert_code(0);
     assert!(
         again
