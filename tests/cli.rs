@@ -39,6 +39,14 @@ struct Run {
 }
 
 impl Run {
+    /// The lines `send` printed for its attempts.
+    fn attempts(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with("attempt "))
+            .collect()
+    }
+
     fn assert_code(&self, code: i32) {
         assert_eq!(self.code, Some(code), "{self:#?}");
     }
@@ -584,11 +592,7 @@ async fn send_retries_with_the_same_delivery_and_kendos_backoff_until_a_2xx() {
     )
     .await;
     run.assert_code(0);
-    let attempts: Vec<&str> = run
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("attempt "))
-        .collect();
+    let attempts: Vec<&str> = run.attempts();
     assert_eq!(attempts.len(), 3, "{run:#?}");
     assert!(
         attempts[0].starts_with("attempt 1/3: 500 Internal Server Error in "),
@@ -636,11 +640,7 @@ async fn send_gives_up_after_exactly_three_attempts_and_prints_the_rejection() {
     )
     .await;
     run.assert_code(1);
-    let attempts: Vec<&str> = run
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("attempt "))
-        .collect();
+    let attempts: Vec<&str> = run.attempts();
     assert_eq!(attempts.len(), 3, "{run:#?}");
     for (n, line) in attempts.iter().enumerate() {
         assert!(
@@ -681,11 +681,7 @@ async fn send_times_out_each_attempt_after_10_s_and_retries() {
     )
     .await;
     run.assert_code(1);
-    let attempts: Vec<&str> = run
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("attempt "))
-        .collect();
+    let attempts: Vec<&str> = run.attempts();
     assert_eq!(attempts.len(), 3, "{run:#?}");
     assert!(
         attempts.iter().all(|l| l.contains("timed out after")),
@@ -713,11 +709,7 @@ async fn send_counts_a_refused_connection_as_a_failed_attempt() {
     )
     .await;
     run.assert_code(1);
-    let attempts: Vec<&str> = run
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("attempt "))
-        .collect();
+    let attempts: Vec<&str> = run.attempts();
     assert_eq!(attempts.len(), 3, "{run:#?}");
     assert!(
         attempts.iter().all(|l| l.contains("cannot connect")),
