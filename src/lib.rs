@@ -119,8 +119,8 @@ pub use crate::event::{
     AiTrainingCompleted, CallUploaded, Delivery, Event, AI_TRAINING_COMPLETED, CALL_UPLOADED,
 };
 pub use crate::layer::{
-    KendoWebhookLayer, KendoWebhookLayerBuilder, StoreErrorPolicy, DEFAULT_BODY_LIMIT,
-    DEFAULT_READ_TIMEOUT,
+    KendoWebhookLayer, KendoWebhookLayerBuilder, StoreErrorPolicy, DEFAULT_BODY_BUDGET,
+    DEFAULT_BODY_LIMIT, DEFAULT_IN_FLIGHT_WAIT, DEFAULT_READ_TIMEOUT,
 };
 pub use crate::reject::{Rejected, Rejection};
 pub use crate::sender::{example_body, SignedDelivery};

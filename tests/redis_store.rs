@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use kendo_webhooks::dedupe::{Claim, DedupeKey, DedupeStore, RedisStore};
+use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeKey, DedupeStore, RedisStore};
 use kendo_webhooks::{
     example_body, Delivery, KendoWebhookLayer, Rejection, SignedDelivery, StoreErrorPolicy,
 };
@@ -109,10 +109,23 @@ impl Replica {
         effects: &Arc<Effects>,
         work: bool,
     ) -> Self {
+        Self::start_waiting(store, policy, effects, work, Duration::ZERO).await
+    }
+
+    async fn start_waiting(
+        store: RedisStore,
+        policy: StoreErrorPolicy,
+        effects: &Arc<Effects>,
+        work: bool,
+        in_flight_wait: Duration,
+    ) -> Self {
         let layer = KendoWebhookLayer::builder()
             .secret(SECRET)
             .dedupe_store(store)
             .store_error_policy(policy)
+            // 409 at once, so these tests see each claim's state directly;
+            // the wait has tests of its own.
+            .in_flight_wait(in_flight_wait)
             .build()
             .expect("valid layer");
         let inner = Inner {
@@ -421,52 +434,37 @@ async fn a_dropped_attempt_on_one_replica_is_released_for_the_retry_on_another()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crashed_replicas_claim_blocks_until_its_ttl_then_the_delivery_is_processed() {
-    let Some(redis) = RedisServer::start_or_skip("claim_ttl") else {
+async fn a_crashed_replicas_claim_lapses_with_its_lease_and_a_waiting_copy_is_processed() {
+    let Some(redis) = RedisServer::start_or_skip("lease") else {
         return;
     };
     let effects = Arc::new(Effects::default());
     let policy = StoreErrorPolicy::FailClosed;
-    let live = Replica::start(store(&redis, "ttl").await, policy, &effects, false).await;
+    let wait = Duration::from_secs(4);
+    let live =
+        Replica::start_waiting(store(&redis, "lease").await, policy, &effects, false, wait).await;
     let client = client();
     let d = delivery(7);
-    // The "crashed" replica claims and never settles.
+    // The "crashed" replica claims and never renews nor settles.
     let crashed = RedisStore::builder(redis.url())
-        .namespace("ttl")
-        .claim_ttl(Duration::from_secs(2))
+        .namespace("lease")
+        .lease(Duration::from_secs(2))
         .timeout(Duration::from_secs(5))
         .build()
         .await
         .expect("connect");
     let key = key_of(7);
-    let Claim::Acquired(_never_settled) = crashed.claim(&key).await.expect("claim") else {
-        panic!("a fresh key is acquired");
-    };
+    let never_settled = ClaimToken::generate();
+    let claim = crashed.claim(&key, never_settled).await.expect("claim");
+    assert_eq!(claim, Claim::Acquired);
+    let lease = pttl(&redis, &format!("lease:{key}"));
+    assert!(lease > 0 && lease <= 2_000, "{lease}");
 
-    let blocked = send(&client, &live.url(), &d).await;
-    assert_eq!(blocked, answer(Rejection::InFlight));
-    assert_eq!(live.calls(), 0);
-
-    // Kendo retries; poll like it does, bounded in count and time.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut attempts = 1;
-    let last = loop {
-        let answer = send(&client, &live.url(), &d).await;
-        attempts += 1;
-        if answer != self::answer(Rejection::InFlight)
-            || attempts >= 400
-            || Instant::now() > deadline
-        {
-            break answer;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(
-        last.status,
-        StatusCode::OK,
-        "after {attempts} attempts: {last:?}"
-    );
-    assert!(last.processed(), "{last:?}");
+    // One copy waits out the lapse (under 2 s, inside its 4 s wait) and is
+    // processed; no 409 is ever answered.
+    let first = send(&client, &live.url(), &d).await;
+    assert_eq!(first.status, StatusCode::OK, "{first:?}");
+    assert!(first.processed(), "{first:?}");
     assert_eq!(live.calls(), 1);
     assert_eq!(effects.count("evt_7"), 1);
     assert_eq!(
@@ -476,33 +474,57 @@ async fn a_crashed_replicas_claim_blocks_until_its_ttl_then_the_delivery_is_proc
 }
 
 #[tokio::test]
+async fn renewing_extends_only_the_holders_lease() {
+    let Some(redis) = RedisServer::start_or_skip("renew") else {
+        return;
+    };
+    let a = RedisStore::builder(redis.url())
+        .namespace("renew")
+        .lease(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(a.lease(), Some(Duration::from_secs(2)));
+    let holder = ClaimToken::generate();
+    assert_eq!(a.claim("k", holder).await.unwrap(), Claim::Acquired);
+    redis.command(&["PEXPIRE", "renew:k", "500"]).unwrap();
+    assert!(a.renew("k", holder).await.unwrap());
+    let renewed = pttl(&redis, "renew:k");
+    assert!(renewed > 500 && renewed <= 2_000, "{renewed}");
+    // Another token cannot renew it, and a lapsed lease is not revived.
+    assert!(!a.renew("k", ClaimToken::generate()).await.unwrap());
+    redis.command(&["DEL", "renew:k"]).unwrap();
+    assert!(!a.renew("k", holder).await.unwrap());
+    assert_eq!(redis.command(&["EXISTS", "renew:k"]).unwrap(), ":0");
+}
+
+#[tokio::test]
 async fn a_stale_token_cannot_settle_a_newer_claim() {
     let Some(redis) = RedisServer::start_or_skip("token_ownership") else {
         return;
     };
     let slow = store(&redis, "tokens").await;
     let other = store(&redis, "tokens").await;
-    let Claim::Acquired(stale) = slow.claim("k").await.unwrap() else {
-        panic!("fresh key");
-    };
-    slow.release("k", stale.clone()).await.unwrap();
-    let Claim::Acquired(current) = other.claim("k").await.unwrap() else {
-        panic!("released key is free again");
-    };
+    let stale = ClaimToken::generate();
+    assert_eq!(slow.claim("k", stale).await.unwrap(), Claim::Acquired);
+    slow.release("k", stale).await.unwrap();
+    let current = ClaimToken::generate();
+    assert_eq!(other.claim("k", current).await.unwrap(), Claim::Acquired);
     assert_ne!(stale, current);
 
-    slow.release("k", stale.clone()).await.unwrap();
-    assert_eq!(other.claim("k").await.unwrap(), Claim::InFlight);
+    slow.release("k", stale).await.unwrap();
+    assert_eq!(other.claim("k", stale).await.unwrap(), Claim::InFlight);
     slow.complete("k", stale).await.unwrap();
-    assert_eq!(other.claim("k").await.unwrap(), Claim::InFlight);
+    assert_eq!(other.claim("k", stale).await.unwrap(), Claim::InFlight);
     let held = redis.command(&["GET", "tokens:k"]).unwrap();
     assert_eq!(held, format!("inflight:{:016x}", current.value()));
 
-    other.complete("k", current.clone()).await.unwrap();
-    assert_eq!(slow.claim("k").await.unwrap(), Claim::Done);
+    other.complete("k", current).await.unwrap();
+    assert_eq!(slow.claim("k", stale).await.unwrap(), Claim::Done);
     // Releasing after completion changes nothing either.
     other.release("k", current).await.unwrap();
-    assert_eq!(slow.claim("k").await.unwrap(), Claim::Done);
+    assert_eq!(slow.claim("k", stale).await.unwrap(), Claim::Done);
 }
 
 #[tokio::test]
@@ -512,14 +534,13 @@ async fn a_completion_after_the_claim_expired_still_marks_the_delivery_done() {
     };
     let slow = RedisStore::builder(redis.url())
         .namespace("late")
-        .claim_ttl(Duration::from_millis(100))
+        .lease(Duration::from_millis(100))
         .timeout(Duration::from_secs(5))
         .build()
         .await
         .unwrap();
-    let Claim::Acquired(token) = slow.claim("k").await.unwrap() else {
-        panic!("fresh key");
-    };
+    let token = ClaimToken::generate();
+    assert_eq!(slow.claim("k", token).await.unwrap(), Claim::Acquired);
     // The service outlives the claim: wait until Redis expired it (bounded).
     let mut polls = 0;
     while redis.command(&["EXISTS", "late:k"]).unwrap() != ":0" && polls < 200 {
@@ -530,7 +551,10 @@ async fn a_completion_after_the_claim_expired_still_marks_the_delivery_done() {
     // Its effect happened, so the late completion still records it.
     slow.complete("k", token).await.unwrap();
     assert_eq!(redis.command(&["GET", "late:k"]).unwrap(), "done");
-    assert_eq!(slow.claim("k").await.unwrap(), Claim::Done);
+    assert_eq!(
+        slow.claim("k", ClaimToken::generate()).await.unwrap(),
+        Claim::Done
+    );
 }
 
 #[tokio::test]
@@ -538,32 +562,32 @@ async fn keys_are_namespaced_and_carry_their_ttls() {
     let Some(redis) = RedisServer::start_or_skip("namespaces_and_ttls") else {
         return;
     };
-    let claim_ttl = Duration::from_secs(30);
+    let lease = Duration::from_secs(30);
     let done_ttl = Duration::from_secs(3_600);
     let a = RedisStore::builder(redis.url())
         .namespace("svc-a")
-        .claim_ttl(claim_ttl)
+        .lease(lease)
         .done_ttl(done_ttl)
         .build()
         .await
         .unwrap();
     let b = store(&redis, "svc-b").await;
 
-    let Claim::Acquired(token) = a.claim("dlv").await.unwrap() else {
-        panic!("fresh key");
-    };
+    let token = ClaimToken::generate();
+    assert_eq!(a.claim("dlv", token).await.unwrap(), Claim::Acquired);
     assert_eq!(a.redis_key("dlv"), "svc-a:dlv");
     let claim_pttl = pttl(&redis, "svc-a:dlv");
     assert!(claim_pttl > 0 && claim_pttl <= 30_000, "{claim_pttl}");
     // Another namespace does not see it.
-    assert!(matches!(b.claim("dlv").await.unwrap(), Claim::Acquired(_)));
+    let fresh = ClaimToken::generate();
+    assert_eq!(b.claim("dlv", fresh).await.unwrap(), Claim::Acquired);
 
     a.complete("dlv", token).await.unwrap();
     assert_eq!(redis.command(&["GET", "svc-a:dlv"]).unwrap(), "done");
     let done_pttl = pttl(&redis, "svc-a:dlv");
     assert!(done_pttl > 30_000 && done_pttl <= 3_600_000, "{done_pttl}");
-    assert_eq!(a.claim("dlv").await.unwrap(), Claim::Done);
-    assert_eq!(b.claim("dlv").await.unwrap(), Claim::InFlight);
+    assert_eq!(a.claim("dlv", fresh).await.unwrap(), Claim::Done);
+    assert_eq!(b.claim("dlv", token).await.unwrap(), Claim::InFlight);
 }
 
 fn pttl(redis: &RedisServer, key: &str) -> i64 {
@@ -708,7 +732,11 @@ async fn a_frozen_redis_times_out_instead_of_hanging() {
         .await
         .unwrap();
     redis.pause();
-    let outcome = tokio::time::timeout(Duration::from_secs(10), store.claim("k")).await;
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.claim("k", ClaimToken::generate()),
+    )
+    .await;
     redis.resume();
     let error = outcome
         .expect("the store's own timeout fires first")
@@ -720,7 +748,7 @@ async fn a_frozen_redis_times_out_instead_of_hanging() {
     // Thawed, it answers again through the same store (bounded patience).
     let mut last = None;
     for _ in 0..100 {
-        match store.claim("after").await {
+        match store.claim("after", ClaimToken::generate()).await {
             Ok(claim) => {
                 last = Some(claim);
                 break;
@@ -728,7 +756,7 @@ async fn a_frozen_redis_times_out_instead_of_hanging() {
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
-    assert!(matches!(last, Some(Claim::Acquired(_))), "{last:?}");
+    assert_eq!(last, Some(Claim::Acquired));
 }
 
 #[tokio::test]
@@ -750,11 +778,11 @@ async fn build_errors_say_what_is_wrong() {
     assert!(!tls.to_string().contains(":pw@"), "{tls}");
 
     let zero = RedisStore::builder("redis://127.0.0.1:1/")
-        .claim_ttl(Duration::ZERO)
+        .lease(Duration::ZERO)
         .build()
         .await
         .unwrap_err();
-    assert!(zero.to_string().contains("claim_ttl"), "{zero}");
+    assert!(zero.to_string().contains("lease"), "{zero}");
 
     // Nothing listens on a port we just released.
     let port = {
@@ -791,10 +819,10 @@ async fn credentials_are_used_and_never_shown() {
         debug.contains(&format!("127.0.0.1:{}", redis.port())),
         "{debug}"
     );
-    assert!(matches!(
-        store.claim("k").await.unwrap(),
-        Claim::Acquired(_)
-    ));
+    assert_eq!(
+        store.claim("k", ClaimToken::generate()).await.unwrap(),
+        Claim::Acquired
+    );
 
     let wrong = format!("redis://:wrong@127.0.0.1:{}/", redis.port());
     let error = RedisStore::builder(wrong).build().await.unwrap_err();
@@ -819,7 +847,8 @@ async fn claim_complete_throughput_against_local_redis() {
             let mut acquired = 0;
             for n in (task..PAIRS).step_by(TASKS) {
                 let key = format!("k{n}");
-                if let Claim::Acquired(token) = store.claim(&key).await.expect("claim") {
+                let token = ClaimToken::generate();
+                if store.claim(&key, token).await.expect("claim") == Claim::Acquired {
                     store.complete(&key, token).await.expect("complete");
                     acquired += 1;
                 }
@@ -833,9 +862,13 @@ async fn claim_complete_throughput_against_local_redis() {
     }
     let elapsed = started.elapsed();
     assert_eq!(acquired, PAIRS, "every distinct key is acquired once");
-    assert_eq!(store.claim("k0").await.unwrap(), Claim::Done);
+    let token = ClaimToken::generate();
+    assert_eq!(store.claim("k0", token).await.unwrap(), Claim::Done);
     assert_eq!(
-        store.claim(&format!("k{}", PAIRS - 1)).await.unwrap(),
+        store
+            .claim(&format!("k{}", PAIRS - 1), token)
+            .await
+            .unwrap(),
         Claim::Done
     );
     println!(

@@ -2,13 +2,15 @@
 //! one Redis.
 //!
 //! Every key lives at `<namespace>:<key>` and holds either
-//! `inflight:<token>` (a claim, which expires after the claim TTL so that a
-//! crashed replica cannot block a delivery forever) or `done` (which expires
-//! after the done TTL). Each operation is one Lua script, so it is atomic and
-//! costs one round-trip:
+//! `inflight:<token>` (a claim: a lease of a few seconds, renewed by the
+//! layer while the service runs, so that a crashed replica's claim lapses
+//! before Kendo's next attempt) or `done` (which expires after the done
+//! TTL). Each operation is one Lua script, so it is atomic and costs one
+//! round-trip:
 //!
-//! - **claim**: `SET key inflight:<token> NX PX <claim_ttl>`; if the key
+//! - **claim**: `SET key inflight:<token> NX PX <lease>`; if the key
 //!   exists, its value tells [`Claim::Done`] from [`Claim::InFlight`].
+//! - **renew**: `PEXPIRE key <lease>` if the key still holds our claim.
 //! - **complete**: if the key still holds our claim (or holds nothing: our
 //!   claim expired while the service ran, and the effect did happen), it
 //!   becomes `done` with the done TTL. A newer claim of another replica is
@@ -22,8 +24,6 @@
 //! to the delivery. Reconnection is left to redis-rs's connection manager.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +53,15 @@ local value = redis.call('GET', KEYS[1])
 if value == ARGV[1] or value == false then
   redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
   return 1
+end
+return 0
+";
+
+/// Extends `KEYS[1]` to `ARGV[2]` ms if it holds `ARGV[1]` (our claim).
+/// Returns 1 when extended, 0 when the claim is no longer ours.
+const RENEW_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 ";
@@ -108,46 +117,29 @@ struct Inner {
     /// `host:port/db`, without credentials, for `Debug` and error messages.
     address: String,
     namespace: String,
-    claim_ttl_ms: u64,
+    lease: Duration,
+    lease_ms: u64,
     done_ttl_ms: u64,
     timeout: Duration,
     claim: Script,
+    renew: Script,
     complete: Script,
     release: Script,
-    tokens: TokenSource,
-}
-
-/// Random, distinct claim tokens: SipHash with process-random keys over a
-/// counter, so two replicas do not draw the same token for one key.
-struct TokenSource {
-    keys: RandomState,
-    counter: AtomicU64,
-}
-
-impl TokenSource {
-    fn new() -> Self {
-        Self {
-            keys: RandomState::new(),
-            counter: AtomicU64::new(0),
-        }
-    }
-
-    fn next(&self) -> ClaimToken {
-        let mut hasher = self.keys.build_hasher();
-        hasher.write_u64(self.counter.fetch_add(1, Ordering::Relaxed));
-        ClaimToken::new(hasher.finish())
-    }
 }
 
 impl RedisStore {
     /// Default key prefix: keys are `kendo-webhooks:<key>`.
     pub const DEFAULT_NAMESPACE: &'static str = "kendo-webhooks";
-    /// Default lifetime of an unsettled claim: 15 s. Longer than any request
-    /// Kendo waits for (it gives up after ~10 s), and short enough that a
-    /// crashed replica's claim has expired by Kendo's third attempt (~23 s
-    /// after the first: 10 s timeout, 1 s, 10 s, 2 s), so that attempt is
-    /// processed instead of answered 409 and lost.
-    pub const DEFAULT_CLAIM_TTL: Duration = Duration::from_secs(15);
+    /// Default lease of an in-flight claim: 3 s, renewed every second while
+    /// the service runs. A replica killed mid-request stops renewing, so its
+    /// claim lapses at most 3 s after its death. Kendo retries about 1 s
+    /// after a reset connection; with the layer's default wait for in-flight
+    /// claims (4 s), that retry waits out the lapse on another replica and
+    /// is processed there, well inside Kendo's 10 s timeout (and the attempt
+    /// after it, ~2 s later, finds the key free). Short enough for that,
+    /// long enough that two missed renewals (Redis timeouts of 500 ms each)
+    /// do not lose the lease.
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(3);
     /// Default lifetime of a done mark: 24 h, far beyond Kendo's retries.
     pub const DEFAULT_DONE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
     /// Default bound on every Redis operation: 500 ms.
@@ -159,7 +151,7 @@ impl RedisStore {
         RedisStoreBuilder {
             url: url.into(),
             namespace: Self::DEFAULT_NAMESPACE.to_owned(),
-            claim_ttl: Self::DEFAULT_CLAIM_TTL,
+            lease: Self::DEFAULT_LEASE,
             done_ttl: Self::DEFAULT_DONE_TTL,
             timeout: Self::DEFAULT_TIMEOUT,
         }
@@ -217,7 +209,7 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("address", &self.inner.address)
             .field("namespace", &self.inner.namespace)
-            .field("claim_ttl_ms", &self.inner.claim_ttl_ms)
+            .field("lease", &self.inner.lease)
             .field("done_ttl_ms", &self.inner.done_ttl_ms)
             .field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
@@ -225,27 +217,15 @@ impl fmt::Debug for RedisStore {
 }
 
 impl DedupeStore for RedisStore {
-    fn claim<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Claim> {
+    fn claim<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, Claim> {
         Box::pin(async move {
-            let token = self.inner.tokens.next();
-            let value = in_flight_value(&token);
-            let ttl = Some(self.inner.claim_ttl_ms);
+            // If this fails or is cancelled after the SET landed, the layer's
+            // guard releases the key with the same token.
+            let value = in_flight_value(token);
+            let ttl = Some(self.inner.lease_ms);
             let script = &self.inner.claim;
-            let answer = match self.run::<i64>("claim", script, key, &value, ttl).await {
-                Ok(answer) => answer,
-                Err(error) => {
-                    // The claim may have reached Redis although we stopped
-                    // waiting: give it back (only if it holds our token), so
-                    // it cannot answer 409 to Kendo's retries until its TTL.
-                    let (store, key) = (self.clone(), key.to_owned());
-                    tokio::spawn(async move {
-                        let _ = store.release(&key, token).await;
-                    });
-                    return Err(error);
-                }
-            };
-            match answer {
-                0 => Ok(Claim::Acquired(token)),
+            match self.run::<i64>("claim", script, key, &value, ttl).await? {
+                0 => Ok(Claim::Acquired),
                 1 => Ok(Claim::Done),
                 2 => Ok(Claim::InFlight),
                 other => Err(StoreError::new(format!(
@@ -259,7 +239,7 @@ impl DedupeStore for RedisStore {
 
     fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let value = in_flight_value(&token);
+            let value = in_flight_value(token);
             let ttl = Some(self.inner.done_ttl_ms);
             let script = &self.inner.complete;
             self.run::<i64>("complete", script, key, &value, ttl)
@@ -270,16 +250,30 @@ impl DedupeStore for RedisStore {
 
     fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let value = in_flight_value(&token);
+            let value = in_flight_value(token);
             let script = &self.inner.release;
             self.run::<i64>("release", script, key, &value, None)
                 .await?;
             Ok(())
         })
     }
+
+    fn lease(&self) -> Option<Duration> {
+        Some(self.inner.lease)
+    }
+
+    fn renew<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let value = in_flight_value(token);
+            let ttl = Some(self.inner.lease_ms);
+            let script = &self.inner.renew;
+            let renewed = self.run::<i64>("renew", script, key, &value, ttl).await?;
+            Ok(renewed == 1)
+        })
+    }
 }
 
-fn in_flight_value(token: &ClaimToken) -> String {
+fn in_flight_value(token: ClaimToken) -> String {
     format!("inflight:{:016x}", token.value())
 }
 
@@ -288,7 +282,7 @@ fn in_flight_value(token: &ClaimToken) -> String {
 pub struct RedisStoreBuilder {
     url: String,
     namespace: String,
-    claim_ttl: Duration,
+    lease: Duration,
     done_ttl: Duration,
     timeout: Duration,
 }
@@ -298,7 +292,7 @@ impl fmt::Debug for RedisStoreBuilder {
         f.debug_struct("RedisStoreBuilder")
             .field("url", &redact_url(&self.url))
             .field("namespace", &self.namespace)
-            .field("claim_ttl", &self.claim_ttl)
+            .field("lease", &self.lease)
             .field("done_ttl", &self.done_ttl)
             .field("timeout", &self.timeout)
             .finish()
@@ -314,13 +308,17 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long an unsettled claim blocks its key (default 15 s). Claims are
-    /// settled as soon as your service answers; this only matters when a
-    /// replica dies mid-request. Keep it above your slowest request, and
-    /// below ~20 s so that Kendo's last attempt finds a crashed replica's
-    /// claim expired.
-    pub fn claim_ttl(mut self, ttl: Duration) -> Self {
-        self.claim_ttl = ttl;
+    /// Lease of an in-flight claim (default 3 s, see
+    /// [`RedisStore::DEFAULT_LEASE`]). The layer renews it every third of
+    /// the lease while your service runs, so it need not cover your slowest
+    /// request: it bounds how long a dead replica's claim blocks the key.
+    /// Keep it a few times the store's timeout, or a Redis hiccup makes
+    /// leases lapse (and a second copy run) while their holder is alive;
+    /// and keep it below the layer's
+    /// [`in_flight_wait`](crate::KendoWebhookLayerBuilder::in_flight_wait)
+    /// plus about 1 s, or Kendo's retry after a crash is answered 409.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
         self
     }
 
@@ -353,7 +351,7 @@ impl RedisStoreBuilder {
     /// Redis cannot be reached, refuses the credentials or does not answer
     /// `PING` within the timeout.
     pub async fn build(self) -> Result<RedisStore, StoreError> {
-        let claim_ttl_ms = positive_millis("claim_ttl", self.claim_ttl)?;
+        let lease_ms = positive_millis("lease", self.lease)?;
         let done_ttl_ms = positive_millis("done_ttl", self.done_ttl)?;
         if self.timeout.is_zero() {
             return Err(StoreError::new(
@@ -423,13 +421,14 @@ impl RedisStoreBuilder {
             inner: Arc::new(Inner {
                 address,
                 namespace: self.namespace,
-                claim_ttl_ms,
+                lease: self.lease,
+                lease_ms,
                 done_ttl_ms,
                 timeout: self.timeout,
                 claim: Script::new(CLAIM_SCRIPT),
+                renew: Script::new(RENEW_SCRIPT),
                 complete: Script::new(COMPLETE_SCRIPT),
                 release: Script::new(RELEASE_SCRIPT),
-                tokens: TokenSource::new(),
             }),
             connection,
         })
@@ -521,17 +520,9 @@ mod tests {
     }
 
     #[test]
-    fn tokens_are_distinct() {
-        let source = TokenSource::new();
-        let tokens: std::collections::HashSet<u64> =
-            (0..10_000).map(|_| source.next().value()).collect();
-        assert_eq!(tokens.len(), 10_000);
-    }
-
-    #[test]
     fn zero_ttls_are_refused_with_their_name() {
-        let error = positive_millis("claim_ttl", Duration::ZERO).unwrap_err();
-        assert!(error.to_string().contains("claim_ttl"), "{error}");
+        let error = positive_millis("lease", Duration::ZERO).unwrap_err();
+        assert!(error.to_string().contains("lease"), "{error}");
         assert_eq!(
             positive_millis("done_ttl", Duration::from_secs(2)).unwrap(),
             2000
