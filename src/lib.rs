@@ -80,7 +80,7 @@
 //! |---|---|
 //! | `axum` | `Delivery` as an axum extractor |
 //! | `tracing` | one span per delivery: delivery id, event id, event name, outcome |
-//! | `redis` | `RedisStore`, de-duplication shared by several replicas |
+//! | `redis` | `RedisStore`, de-duplication shared by several replicas (TLS with `rediss://`) |
 //! | `cli` | the `kendo-webhook` binary: send, sign and verify deliveries |
 //!
 //! # Without tower

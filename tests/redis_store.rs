@@ -2,6 +2,9 @@
 //! (nothing mocked): several replicas behind real HTTP servers sharing one
 //! Redis, claim expiry, token ownership, Redis crashing and coming back.
 //!
+//! The same over TLS (`rediss://`), with a CA and server certificate made by
+//! the test; and no error or `Debug` output ever shows a password.
+//!
 //! Without `redis-server` on `PATH` each test prints a SKIPPED line and
 //! passes, unless `CI` is set.
 
@@ -29,7 +32,7 @@ use kendo_webhooks::{
 };
 use rand::seq::SliceRandom;
 use rand::Rng;
-use redis_server::RedisServer;
+use redis_server::{RedisServer, TlsPem};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -770,12 +773,27 @@ async fn build_errors_say_what_is_wrong() {
         "{invalid}"
     );
 
-    let tls = RedisStore::builder("rediss://:pw@127.0.0.1:1/")
+    let tls_without_tls = RedisStore::builder("redis://:pw@127.0.0.1:1/")
+        .tls_ca_certificate(TestPki::new("other").ca_pem)
         .build()
         .await
         .unwrap_err();
-    assert!(tls.to_string().contains("TLS"), "{tls}");
-    assert!(!tls.to_string().contains(":pw@"), "{tls}");
+    let message = tls_without_tls.to_string();
+    assert!(message.contains("rediss://"), "{message}");
+    assert!(!message.contains(":pw@"), "{message}");
+
+    let insecure = RedisStore::builder("rediss://127.0.0.1:1/#insecure")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(insecure.to_string().contains("#insecure"), "{insecure}");
+
+    let not_pem = RedisStore::builder("rediss://127.0.0.1:1/")
+        .tls_ca_certificate("not a certificate")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(not_pem.to_string().contains("CA certificate"), "{not_pem}");
 
     let zero = RedisStore::builder("redis://127.0.0.1:1/")
         .lease(Duration::ZERO)
@@ -876,4 +894,262 @@ async fn claim_complete_throughput_against_local_redis() {
          {elapsed:?}, this build's profile, local redis-server)",
         PAIRS as f64 / elapsed.as_secs_f64()
     );
+}
+
+/// A CA and a server certificate it signed, for `localhost` and `127.0.0.1`.
+struct TestPki {
+    ca_pem: String,
+    server_cert_pem: String,
+    server_key_pem: String,
+}
+
+impl TestPki {
+    /// `name` tells CAs apart (a CA of the same name and another key fails
+    /// differently: bad signature rather than unknown issuer).
+    fn new(name: &str) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.distinguished_name
+            .push(DnType::CommonName, format!("kendo-webhooks test CA {name}"));
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_pem = ca.self_signed(&ca_key).expect("self-sign the CA").pem();
+        let issuer = Issuer::new(ca, ca_key);
+
+        let server_key = KeyPair::generate().expect("server key");
+        let mut server =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server params");
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert_pem = server
+            .signed_by(&server_key, &issuer)
+            .expect("sign the server certificate")
+            .pem();
+        Self {
+            ca_pem,
+            server_cert_pem,
+            server_key_pem: server_key.serialize_pem(),
+        }
+    }
+
+    fn start_server(&self, test: &str) -> Option<RedisServer> {
+        RedisServer::start_tls_or_skip(
+            test,
+            &TlsPem {
+                cert: &self.server_cert_pem,
+                key: &self.server_key_pem,
+                ca: &self.ca_pem,
+            },
+        )
+    }
+}
+
+#[tokio::test]
+async fn claims_round_trip_over_tls_with_a_private_ca() {
+    let pki = TestPki::new("redis");
+    let Some(redis) = pki.start_server("tls_round_trip") else {
+        return;
+    };
+    assert!(redis.url().starts_with("rediss://"), "{}", redis.url());
+    let tls_store = || {
+        RedisStore::builder(redis.url())
+            .namespace("tls")
+            .timeout(Duration::from_secs(5))
+            .tls_ca_certificate(pki.ca_pem.as_bytes())
+            .build()
+    };
+    let a = tls_store().await.expect("connect over TLS");
+    let b = tls_store().await.expect("connect over TLS");
+
+    let Claim::Acquired(token) = a.claim("dlv").await.expect("claim") else {
+        panic!("a fresh key is acquired");
+    };
+    assert_eq!(b.claim("dlv").await.expect("claim"), Claim::InFlight);
+    a.complete("dlv", token).await.expect("complete");
+    assert_eq!(b.claim("dlv").await.expect("claim"), Claim::Done);
+
+    let Claim::Acquired(token) = b.claim("other").await.expect("claim") else {
+        panic!("a fresh key is acquired");
+    };
+    b.release("other", token).await.expect("release");
+    assert!(matches!(
+        a.claim("other").await.expect("claim"),
+        Claim::Acquired(_)
+    ));
+
+    // The host name in the URL is checked against the certificate too.
+    let by_name = RedisStore::builder(format!("rediss://localhost:{}/", redis.port()))
+        .timeout(Duration::from_secs(5))
+        .tls_ca_certificate(pki.ca_pem.clone())
+        .build()
+        .await
+        .expect("the certificate names localhost");
+    assert!(matches!(
+        by_name.claim("by-name").await.expect("claim"),
+        Claim::Acquired(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_tls_redis_signed_by_another_ca_fails_at_build_saying_why() {
+    let pki = TestPki::new("redis");
+    let Some(redis) = pki.start_server("tls_wrong_ca") else {
+        return;
+    };
+    let other_ca = TestPki::new("other").ca_pem;
+    let wrong_ca = RedisStore::builder(redis.url())
+        .timeout(Duration::from_secs(5))
+        .tls_ca_certificate(other_ca)
+        .build();
+    let error = tokio::time::timeout(Duration::from_secs(30), wrong_ca)
+        .await
+        .expect("build gives up within its timeout")
+        .expect_err("a certificate from another CA is refused");
+    let message = error.to_string();
+    assert!(message.contains("TLS handshake"), "{message}");
+    assert!(message.contains("not trusted"), "{message}");
+    assert!(message.contains("tls_ca_certificate"), "{message}");
+    assert!(
+        message.contains(&format!("127.0.0.1:{}", redis.port())),
+        "{message}"
+    );
+
+    // Without a CA, the system's roots do not know the test CA either.
+    let system_roots = RedisStore::builder(redis.url())
+        .timeout(Duration::from_secs(5))
+        .build();
+    let error = tokio::time::timeout(Duration::from_secs(30), system_roots)
+        .await
+        .expect("build gives up within its timeout")
+        .expect_err("an unknown CA is refused");
+    assert!(error.to_string().contains("not trusted"), "{error}");
+}
+
+#[tokio::test]
+async fn plain_redis_urls_to_a_tls_port_fail_at_build() {
+    let pki = TestPki::new("redis");
+    let Some(redis) = pki.start_server("tls_port_plain_url") else {
+        return;
+    };
+    let plain = RedisStore::builder(format!("redis://127.0.0.1:{}/", redis.port()))
+        .timeout(Duration::from_secs(2))
+        .build();
+    let error = tokio::time::timeout(Duration::from_secs(30), plain)
+        .await
+        .expect("build gives up within its timeout")
+        .expect_err("a TLS port does not answer plain Redis");
+    assert!(error.to_string().contains("Redis"), "{error}");
+}
+
+/// Every text `error` can show: `Display`, `Debug`, and both for each
+/// error in its `source()` chain.
+fn every_text_of(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut texts = Vec::new();
+    let mut next = Some(error);
+    while let Some(current) = next {
+        texts.push(current.to_string());
+        texts.push(format!("{current:?}"));
+        next = current.source();
+    }
+    texts
+}
+
+fn assert_hidden(secrets: &[&str], texts: &[String], context: &str) {
+    for text in texts {
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "{context}: {secret:?} shown in {text:?}"
+            );
+        }
+    }
+}
+
+/// Passwords as written in URLs (some unencoded on purpose), with the
+/// pieces of them that must never be shown. `Kx7q` and `Wm3z` cannot occur
+/// in any message by chance.
+const ODD_PASSWORDS: [(&str, &[&str]); 8] = [
+    ("Kx7q/Wm3z", &["Kx7q", "Wm3z"]),
+    ("Kx7q?Wm3z", &["Kx7q", "Wm3z"]),
+    ("Kx7q#Wm3z", &["Kx7q", "Wm3z"]),
+    ("Kx7q@Wm3z", &["Kx7q", "Wm3z"]),
+    ("Kx7q:Wm3z", &["Kx7q", "Wm3z"]),
+    ("Zm9v/YmFy+YmF6==", &["Zm9v", "YmFy", "YmF6"]),
+    ("Kx7q%2FWm3z%40", &["Kx7q", "Wm3z"]),
+    ("6380/Wm3z", &["Wm3z"]),
+];
+
+#[tokio::test]
+async fn build_errors_and_debug_never_show_odd_passwords() {
+    // Nothing listens on a port we just released: parsable URLs fail to
+    // connect, the others fail before connecting.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    for (password, secrets) in ODD_PASSWORDS {
+        for url in [
+            format!("redis://:{password}@127.0.0.1:{port}/0"),
+            format!("redis://app:{password}@127.0.0.1:{port}/0"),
+            format!("rediss://:{password}@127.0.0.1:{port}/0"),
+            // A lone word before `@` is taken for a password too (unless it
+            // holds `:`, which makes it `user:password`).
+            format!(
+                "redis://{}@127.0.0.1:{port}/0",
+                password.replace(':', "%3A")
+            ),
+            format!("redis://:{password}@[::1]:{port}/0"),
+            format!(":{password}@127.0.0.1:{port}/0"),
+            format!("app:{password}@127.0.0.1:{port}"),
+            format!("redis+unix:///nonexistent/redis.sock?pass={password}"),
+        ] {
+            let builder = RedisStore::builder(url.as_str()).timeout(Duration::from_millis(300));
+            assert_hidden(secrets, &[format!("{builder:?}")], &url);
+            let built = tokio::time::timeout(Duration::from_secs(10), builder.build())
+                .await
+                .expect("build gives up within its timeout");
+            let error = built.expect_err("nothing to connect to");
+            assert_hidden(secrets, &every_text_of(&error), &url);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_odd_password_percent_encoded_works_and_is_never_shown() {
+    let password = "Kx7q/Wm3z?@#:";
+    let Some(redis) =
+        RedisServer::start_with_args_or_skip("odd_password", &["--requirepass", password])
+    else {
+        return;
+    };
+    let encoded = "Kx7q%2FWm3z%3F%40%23%3A";
+    let secrets = ["Kx7q", "Wm3z", encoded, password];
+    let url = format!("redis://:{encoded}@127.0.0.1:{}/", redis.port());
+    let builder = RedisStore::builder(url.as_str()).namespace("odd");
+    assert_hidden(&secrets, &[format!("{builder:?}")], &url);
+    let store = builder
+        .build()
+        .await
+        .expect("the decoded password is right");
+    assert_hidden(&secrets, &[format!("{store:?}")], &url);
+    assert!(matches!(
+        store.claim("k").await.unwrap(),
+        Claim::Acquired(_)
+    ));
+
+    for wrong in ["Kx7q%2FWm3z", "Kx7q/Wm3z?@#:"] {
+        let url = format!("redis://app:{wrong}@127.0.0.1:{}/", redis.port());
+        let error = RedisStore::builder(url.as_str())
+            .build()
+            .await
+            .expect_err("wrong password or URL");
+        assert_hidden(&secrets, &every_text_of(&error), &url);
+    }
 }
