@@ -968,21 +968,22 @@ async fn claims_round_trip_over_tls_with_a_private_ca() {
     let a = tls_store().await.expect("connect over TLS");
     let b = tls_store().await.expect("connect over TLS");
 
-    let Claim::Acquired(token) = a.claim("dlv").await.expect("claim") else {
-        panic!("a fresh key is acquired");
-    };
-    assert_eq!(b.claim("dlv").await.expect("claim"), Claim::InFlight);
+    let token = ClaimToken::generate();
+    let other = ClaimToken::generate();
+    assert_eq!(a.claim("dlv", token).await.expect("claim"), Claim::Acquired);
+    assert_eq!(b.claim("dlv", other).await.expect("claim"), Claim::InFlight);
     a.complete("dlv", token).await.expect("complete");
-    assert_eq!(b.claim("dlv").await.expect("claim"), Claim::Done);
+    assert_eq!(b.claim("dlv", other).await.expect("claim"), Claim::Done);
 
-    let Claim::Acquired(token) = b.claim("other").await.expect("claim") else {
-        panic!("a fresh key is acquired");
-    };
+    assert_eq!(
+        b.claim("other", token).await.expect("claim"),
+        Claim::Acquired
+    );
     b.release("other", token).await.expect("release");
-    assert!(matches!(
-        a.claim("other").await.expect("claim"),
-        Claim::Acquired(_)
-    ));
+    assert_eq!(
+        a.claim("other", other).await.expect("claim"),
+        Claim::Acquired
+    );
 
     // The host name in the URL is checked against the certificate too.
     let by_name = RedisStore::builder(format!("rediss://localhost:{}/", redis.port()))
@@ -991,10 +992,13 @@ async fn claims_round_trip_over_tls_with_a_private_ca() {
         .build()
         .await
         .expect("the certificate names localhost");
-    assert!(matches!(
-        by_name.claim("by-name").await.expect("claim"),
-        Claim::Acquired(_)
-    ));
+    assert_eq!(
+        by_name
+            .claim("by-name", ClaimToken::generate())
+            .await
+            .expect("claim"),
+        Claim::Acquired
+    );
 }
 
 #[tokio::test]
@@ -1139,10 +1143,10 @@ async fn an_odd_password_percent_encoded_works_and_is_never_shown() {
         .await
         .expect("the decoded password is right");
     assert_hidden(&secrets, &[format!("{store:?}")], &url);
-    assert!(matches!(
-        store.claim("k").await.unwrap(),
-        Claim::Acquired(_)
-    ));
+    assert_eq!(
+        store.claim("k", ClaimToken::generate()).await.unwrap(),
+        Claim::Acquired
+    );
 
     for wrong in ["Kx7q%2FWm3z", "Kx7q/Wm3z?@#:"] {
         let url = format!("redis://app:{wrong}@127.0.0.1:{}/", redis.port());
