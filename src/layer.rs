@@ -4,11 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use tower_layer::Layer;
 
 use crate::body::{BodyBudget, SMALL_BODY};
 use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 use crate::error::BuildError;
+use crate::outcome::Report;
 use crate::reject::Rejected;
 use crate::service::KendoWebhook;
 use crate::signature::{Secret, Verifier};
@@ -55,6 +57,7 @@ pub enum StoreErrorPolicy {
 
 type Clock = dyn Fn() -> SystemTime + Send + Sync;
 type RejectHook = dyn Fn(&Rejected) + Send + Sync;
+type OutcomeHook = dyn Fn(&Report<'_>) + Send + Sync;
 
 /// Layer that applies [`KendoWebhook`], which verifies, de-duplicates and
 /// types Kendo deliveries before they reach the inner service.
@@ -76,7 +79,8 @@ pub struct KendoWebhookLayer {
 }
 
 pub(crate) struct Config {
-    pub(crate) verifier: Verifier,
+    /// Swapped atomically by [`KendoWebhookLayer::replace_secrets`].
+    pub(crate) verifier: ArcSwap<Verifier>,
     pub(crate) body_limit: usize,
     pub(crate) body_budget: BodyBudget,
     pub(crate) read_timeout: Duration,
@@ -87,6 +91,7 @@ pub(crate) struct Config {
     pub(crate) clock: Arc<Clock>,
     pub(crate) store_error_policy: StoreErrorPolicy,
     pub(crate) on_reject: Option<Arc<RejectHook>>,
+    pub(crate) on_outcome: Option<Arc<OutcomeHook>>,
 }
 
 impl KendoWebhookLayer {
@@ -102,6 +107,41 @@ impl KendoWebhookLayer {
     /// A builder to configure secrets, limits, de-duplication and hooks.
     pub fn builder() -> KendoWebhookLayerBuilder {
         KendoWebhookLayerBuilder::default()
+    }
+
+    /// Replaces the secrets of this layer and of every service built from
+    /// it (or from its clones), atomically and without a restart: each
+    /// request is verified against either the whole old set or the whole
+    /// new one, never a mix.
+    ///
+    /// To rotate without losing deliveries, first add the new secret next
+    /// to the old one, then, once Kendo signs with the new one
+    /// ([`Delivery::secret_label`](crate::Delivery::secret_label) tells),
+    /// remove the old one.
+    ///
+    /// ```
+    /// use kendo_webhooks::{KendoWebhookLayer, Secret};
+    ///
+    /// let layer = KendoWebhookLayer::new(Secret::new("whsec_old").with_label("old"))?;
+    /// layer.replace_secrets([
+    ///     Secret::new("whsec_new").with_label("new"),
+    ///     Secret::new("whsec_old").with_label("old"),
+    /// ])?;
+    /// # Ok::<(), kendo_webhooks::BuildError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::NoSecret`] or [`BuildError::EmptySecret`]; the secrets
+    /// in use are then left unchanged.
+    pub fn replace_secrets<I>(&self, secrets: I) -> Result<(), BuildError>
+    where
+        I: IntoIterator,
+        I::Item: Into<Secret>,
+    {
+        let verifier = Verifier::new(secrets)?;
+        self.config.verifier.store(Arc::new(verifier));
+        Ok(())
     }
 }
 
@@ -122,7 +162,7 @@ impl fmt::Debug for KendoWebhookLayer {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KendoWebhookLayer")
-            .field("verifier", &self.verifier)
+            .field("verifier", &self.verifier.load())
             .field("body_limit", &self.body_limit)
             .field("body_budget", &self.body_budget)
             .field("read_timeout", &self.read_timeout)
@@ -150,6 +190,7 @@ pub struct KendoWebhookLayerBuilder {
     clock: Option<Arc<Clock>>,
     store_error_policy: StoreErrorPolicy,
     on_reject: Option<Arc<RejectHook>>,
+    on_outcome: Option<Arc<OutcomeHook>>,
 }
 
 impl KendoWebhookLayerBuilder {
@@ -249,10 +290,22 @@ impl KendoWebhookLayerBuilder {
     }
 
     /// Called for every request the layer answers itself (rejections and
-    /// duplicates), for delivery logs and metrics. Keep it fast: it runs on
-    /// the request path.
+    /// duplicates), with owned ids. Keep it fast: it runs on the request
+    /// path. [`on_outcome`](Self::on_outcome) sees every outcome instead.
     pub fn on_reject(mut self, hook: impl Fn(&Rejected) + Send + Sync + 'static) -> Self {
         self.on_reject = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called once for every request, whatever happened to it (accepted
+    /// with the inner status and latency, inner failure, rejection,
+    /// duplicate), and once more for each de-duplication store failure,
+    /// under either policy. See [`Outcome`](crate::Outcome) and
+    /// [`Report`](crate::Report); for delivery logs and metrics (the
+    /// `metrics` feature records the same outcomes by itself). Keep it
+    /// fast: it runs on the request path.
+    pub fn on_outcome(mut self, hook: impl Fn(&Report<'_>) + Send + Sync + 'static) -> Self {
+        self.on_outcome = Some(Arc::new(hook));
         self
     }
 
@@ -296,7 +349,7 @@ impl KendoWebhookLayerBuilder {
         };
         Ok(KendoWebhookLayer {
             config: Arc::new(Config {
-                verifier,
+                verifier: ArcSwap::from_pointee(verifier),
                 body_limit,
                 body_budget: BodyBudget::new(body_budget),
                 read_timeout,
@@ -307,6 +360,7 @@ impl KendoWebhookLayerBuilder {
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemTime::now)),
                 store_error_policy: self.store_error_policy,
                 on_reject: self.on_reject,
+                on_outcome: self.on_outcome,
             }),
         })
     }

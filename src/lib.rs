@@ -81,6 +81,7 @@
 //! | `axum` | `Delivery` as an axum extractor |
 //! | `tracing` | one span per delivery: delivery id, event id, event name, outcome |
 //! | `redis` | `RedisStore`, de-duplication shared by several replicas (TLS with `rediss://`) |
+//! | `metrics` | counters and a latency histogram of every outcome through the `metrics` facade |
 //! | `cli` | the `kendo-webhook` binary: send, sign and verify deliveries |
 //!
 //! # Without tower
@@ -100,6 +101,9 @@ pub mod dedupe;
 mod error;
 mod event;
 mod layer;
+#[cfg(feature = "metrics")]
+mod metrics;
+mod outcome;
 mod reject;
 mod sender;
 mod service;
@@ -122,6 +126,7 @@ pub use crate::layer::{
     KendoWebhookLayer, KendoWebhookLayerBuilder, StoreErrorPolicy, DEFAULT_BODY_BUDGET,
     DEFAULT_BODY_LIMIT, DEFAULT_IN_FLIGHT_WAIT, DEFAULT_READ_TIMEOUT,
 };
+pub use crate::outcome::{Outcome, Report};
 pub use crate::reject::{Rejected, Rejection};
 pub use crate::sender::{example_body, SignedDelivery};
 pub use crate::service::{

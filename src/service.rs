@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
@@ -16,9 +17,10 @@ use tower_service::Service;
 
 use crate::body::{read_body, Reservation, ResponseBody};
 use crate::dedupe::claim::ClaimGuard;
-use crate::dedupe::Claim;
+use crate::dedupe::{Claim, StoreError};
 use crate::event::Delivery;
 use crate::layer::{Config, StoreErrorPolicy};
+use crate::outcome::{Outcome, Report};
 use crate::reject::{Rejected, Rejection};
 use crate::signature::{parse_signature, TAG_LEN};
 use crate::trace;
@@ -126,23 +128,36 @@ impl<B, E> fmt::Debug for ResponseFuture<B, E> {
     }
 }
 
-/// What is known about the request so far, for the hook.
+/// What is known about the request so far, for the hooks.
 #[derive(Clone, Copy)]
 struct Seen<'a> {
-    headers: &'a HeaderMap,
+    /// The delivery id header, if well formed (unverified until `verified`).
+    delivery_id: Option<&'a str>,
     delivery: Option<&'a Delivery>,
     verified: bool,
 }
 
-impl Seen<'_> {
+impl<'a> Seen<'a> {
+    fn unverified(headers: &'a HeaderMap) -> Self {
+        Self {
+            delivery_id: single_id(headers, &DELIVERY_ID_HEADER).ok(),
+            delivery: None,
+            verified: false,
+        }
+    }
+
+    fn delivery(delivery: Option<&'a Delivery>) -> Self {
+        Self {
+            delivery_id: delivery.map(Delivery::delivery_id),
+            delivery,
+            verified: true,
+        }
+    }
+
     fn rejected(self, reason: Rejection) -> Rejected {
-        let delivery_id = match self.delivery {
-            Some(delivery) => Some(delivery.delivery_id()),
-            None => single_id(self.headers, &DELIVERY_ID_HEADER).ok(),
-        };
         Rejected {
             reason,
-            delivery_id: delivery_id.map(str::to_owned),
+            delivery_id: self.delivery_id.map(str::to_owned),
             event_id: self.delivery.map(|d| d.event_id().to_owned()),
             event_name: self.delivery.map(|d| d.event_name().to_owned()),
             secret_label: self
@@ -151,6 +166,26 @@ impl Seen<'_> {
                 .map(str::to_owned),
             verified: self.verified,
         }
+    }
+
+    fn report(self, outcome: Outcome<'a>) -> Report<'a> {
+        Report {
+            outcome,
+            delivery_id: self.delivery_id,
+            event_id: self.delivery.map(Delivery::event_id),
+            event_name: self.delivery.map(Delivery::event_name),
+            secret_label: self.delivery.and_then(Delivery::secret_label),
+            verified: self.verified,
+        }
+    }
+}
+
+/// Tells the `on_outcome` hook and the metrics how a request ended.
+fn report(config: &Config, seen: Seen<'_>, outcome: Outcome<'_>) {
+    #[cfg(feature = "metrics")]
+    crate::metrics::record(&outcome);
+    if let Some(hook) = &config.on_outcome {
+        hook(&seen.report(outcome));
     }
 }
 
@@ -174,11 +209,7 @@ where
     ReqBody::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
-    let mut seen = Seen {
-        headers: &parts.headers,
-        delivery: None,
-        verified: false,
-    };
+    let mut seen = Seen::unverified(&parts.headers);
     trace::record_delivery_id(&parts.headers);
 
     let headers = match check_parts(&parts.method, &parts.headers, config.body_limit) {
@@ -198,7 +229,7 @@ where
         Ok(bytes) => bytes,
         Err(reason) => return Ok(reject(&config, reason, seen)),
     };
-    let label = match config.verifier.verify_tag(&headers.tag, &bytes) {
+    let label = match config.verifier.load().verify_tag(&headers.tag, &bytes) {
         Ok(label) => Arc::clone(label),
         Err(reason) => return Ok(reject(&config, reason, seen)),
     };
@@ -223,52 +254,107 @@ where
     // Armed before the claim is sent: a request dropped from here on
     // releases whatever claim landed.
     let mut guard = ClaimGuard::new(&config.store, key);
-    match guard.claim(config.in_flight_wait).await {
-        Ok(Claim::Acquired) => {}
+    let claimed = match guard.claim(config.in_flight_wait).await {
+        Ok(Claim::Acquired) => true,
         Ok(Claim::Done) => return Ok(reject(&config, Rejection::Duplicate, seen)),
         Ok(_in_flight) => return Ok(reject(&config, Rejection::InFlight, seen)),
-        Err(error) => match config.store_error_policy {
-            StoreErrorPolicy::FailOpen => {
-                trace::store_error(&error, "processing without de-duplication (fail-open)");
-                // Gives back (in the background) a claim that may have landed.
-                drop(guard);
-                return call_inner(inner, parts, bytes, delivery).await;
-            }
-            StoreErrorPolicy::FailClosed => {
+        Err(error) => {
+            let policy = config.store_error_policy;
+            report_store_error(&config, seen, "claim", &error);
+            if policy == StoreErrorPolicy::FailClosed {
                 trace::store_error(&error, "answering 503 (fail-closed)");
                 return Ok(reject(&config, Rejection::StoreUnavailable, seen));
             }
-        },
-    }
-    let result = guard
-        .renewing(call_inner(inner, parts, bytes, delivery))
-        .await;
+            trace::store_error(&error, "processing without de-duplication (fail-open)");
+            false
+        }
+    };
+
+    // The hook reports after the delivery moved into the request.
+    let kept = config.on_outcome.is_some().then(|| delivery.clone());
+    let started = Instant::now();
+    let call = call_inner(inner, parts, bytes, delivery);
+    let result = if claimed {
+        let seen = Seen::delivery(kept.as_ref());
+        let on_error = |error: &StoreError| report_store_error(&config, seen, "renew", error);
+        guard.renewing(call, on_error).await
+    } else {
+        // Gives back (in the background) a claim that may have landed.
+        drop(guard);
+        return finish(&config, kept.as_ref(), call.await, started);
+    };
+    let result = finish(&config, kept.as_ref(), result, started);
     let success = matches!(&result, Ok(response) if response.status().is_success());
-    guard.settle(success).await;
+    if let Err(error) = guard.settle(success).await {
+        report_store_error(&config, Seen::delivery(kept.as_ref()), "settle", &error);
+    }
     result
 }
 
-/// Hands the verified delivery to the inner service and reports how it went.
+fn report_store_error(
+    config: &Config,
+    seen: Seen<'_>,
+    operation: &'static str,
+    error: &StoreError,
+) {
+    let policy = config.store_error_policy;
+    let outcome = Outcome::StoreFailed {
+        operation,
+        error,
+        policy,
+    };
+    report(config, seen, outcome);
+}
+
+/// Hands the verified delivery to the inner service.
 async fn call_inner<S, ResBody>(
     mut inner: S,
     mut parts: http::request::Parts,
     bytes: Bytes,
     delivery: Delivery,
-) -> Result<Response<ResponseBody<ResBody>>, S::Error>
+) -> Result<Response<ResBody>, S::Error>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
 {
     parts.extensions.insert(delivery);
-    let result = inner
+    inner
         .call(Request::from_parts(parts, Full::new(bytes)))
-        .await;
-    trace::record_outcome(match &result {
-        Ok(response) if response.status().is_success() => {
-            trace::Outcome::Accepted(response.status())
-        }
-        Ok(response) => trace::Outcome::InnerFailed(response.status()),
-        Err(_) => trace::Outcome::InnerError,
-    });
+        .await
+}
+
+/// Reports how the inner service answered and wraps its response.
+fn finish<ResBody, E>(
+    config: &Config,
+    kept: Option<&Delivery>,
+    result: Result<Response<ResBody>, E>,
+    started: Instant,
+) -> Result<Response<ResponseBody<ResBody>>, E> {
+    let latency = started.elapsed();
+    let (traced, outcome) = match &result {
+        Ok(response) if response.status().is_success() => (
+            trace::Outcome::Accepted(response.status()),
+            Outcome::Accepted {
+                status: response.status(),
+                latency,
+            },
+        ),
+        Ok(response) => (
+            trace::Outcome::InnerFailed(response.status()),
+            Outcome::InnerFailed {
+                status: Some(response.status()),
+                latency,
+            },
+        ),
+        Err(_) => (
+            trace::Outcome::InnerError,
+            Outcome::InnerFailed {
+                status: None,
+                latency,
+            },
+        ),
+    };
+    trace::record_outcome(traced);
+    report(config, Seen::delivery(kept), outcome);
     result.map(|response| response.map(ResponseBody::service))
 }
 
@@ -402,6 +488,7 @@ fn reject<B>(config: &Config, reason: Rejection, seen: Seen<'_>) -> Response<Res
     if let Some(hook) = &config.on_reject {
         hook(&seen.rejected(reason));
     }
+    report(config, seen, Outcome::Rejected(reason));
     let text = if reason == Rejection::Duplicate {
         Bytes::new()
     } else {

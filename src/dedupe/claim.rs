@@ -87,10 +87,14 @@ impl ClaimGuard {
     /// Runs `future` (the inner service) while renewing the claim's lease
     /// every third of it, when the store has leases.
     ///
-    /// A renewal that fails or finds the lease lost is reported and the
-    /// service goes on: its effect is still wanted, and an idempotent sink
-    /// absorbs the copy another replica may then process.
-    pub(crate) async fn renewing<F: Future>(&self, future: F) -> F::Output {
+    /// A renewal that fails or finds the lease lost is reported to
+    /// `on_error` and the service goes on: its effect is still wanted, and
+    /// an idempotent sink absorbs the copy another replica may then process.
+    pub(crate) async fn renewing<F: Future>(
+        &self,
+        future: F,
+        on_error: impl Fn(&StoreError),
+    ) -> F::Output {
         let Some(lease) = self.store.lease() else {
             return future.await;
         };
@@ -108,7 +112,7 @@ impl ClaimGuard {
                         return Poll::Pending;
                     };
                     renewal = None;
-                    report_renewal(renewed);
+                    report_renewal(renewed, &on_error);
                     timer.as_mut().reset(Instant::now() + every);
                 }
                 if timer.as_mut().poll(cx).is_pending() {
@@ -122,8 +126,9 @@ impl ClaimGuard {
 
     /// Settles a held claim: done after a 2xx (`success`), released
     /// otherwise. If this future is dropped before the store answered, the
-    /// guard's `drop` settles the same way.
-    pub(crate) async fn settle(&mut self, success: bool) {
+    /// guard's `drop` settles the same way. A failure is returned (and
+    /// traced); the lease, or the store's TTL, then frees the key.
+    pub(crate) async fn settle(&mut self, success: bool) -> Result<(), StoreError> {
         self.on_drop = if success {
             OnDrop::Complete
         } else {
@@ -136,28 +141,31 @@ impl ClaimGuard {
         };
         // Reached only if the store call finished: nothing left for `drop`.
         self.on_drop = OnDrop::Nothing;
-        if let Err(error) = result {
+        if let Err(error) = &result {
             trace::store_error(
-                &error,
+                error,
                 "could not settle the claim; its lease (or TTL) frees the key",
             );
         }
+        result
     }
 }
 
-fn report_renewal(renewed: Result<bool, StoreError>) {
-    match renewed {
-        Ok(true) => {}
-        Ok(false) => trace::store_error(
-            &StoreError::new("the claim's lease lapsed while the service ran"),
-            "another replica may process this delivery too; an idempotent sink absorbs it",
+fn report_renewal(renewed: Result<bool, StoreError>, on_error: &impl Fn(&StoreError)) {
+    let error = match renewed {
+        Ok(true) => return,
+        Ok(false) => StoreError::new(
+            "the claim's lease lapsed while the service ran; another replica may process \
+             this delivery too (an idempotent sink absorbs it)",
         ),
-        Err(error) => trace::store_error(
-            &error,
-            "could not renew the claim's lease; if it lapses, another replica may process \
-             this delivery too",
-        ),
-    }
+        Err(error) => error,
+    };
+    trace::store_error(
+        &error,
+        "could not renew the claim's lease; if it lapses, another replica may process this \
+         delivery too",
+    );
+    on_error(&error);
 }
 
 impl Drop for ClaimGuard {
@@ -223,6 +231,7 @@ mod tests {
         calls: Mutex<Vec<String>>,
         claim_hangs: bool,
         lease: Option<Duration>,
+        lease_lost: bool,
     }
 
     impl Recording {
@@ -260,7 +269,7 @@ mod tests {
         }
         fn renew<'a>(&'a self, _key: &'a str, _token: ClaimToken) -> StoreFuture<'a, bool> {
             self.log("renew");
-            Box::pin(std::future::ready(Ok(true)))
+            Box::pin(std::future::ready(Ok(!self.lease_lost)))
         }
     }
 
@@ -313,7 +322,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
         let released_at = Instant::now();
-        holder.settle(false).await;
+        holder.settle(false).await.unwrap();
         let (claim, claimed_at) = waiter.await.unwrap();
         assert_eq!(claim, Claim::Acquired);
         // Claimed again within one pause of the release.
@@ -333,7 +342,7 @@ mod tests {
             }
         });
         tokio::time::sleep(Duration::from_millis(500)).await;
-        holder.settle(true).await;
+        holder.settle(true).await.unwrap();
         assert_eq!(waiter.await.unwrap(), Claim::Done);
     }
 
@@ -358,14 +367,42 @@ mod tests {
         let mut guard = ClaimGuard::new(&store, "k".to_owned());
         guard.claim(Duration::ZERO).await.unwrap();
         let answer = guard
-            .renewing(async {
-                tokio::time::sleep(Duration::from_millis(3_500)).await;
-                7
-            })
+            .renewing(
+                async {
+                    tokio::time::sleep(Duration::from_millis(3_500)).await;
+                    7
+                },
+                |error| panic!("{error}"),
+            )
             .await;
         assert_eq!(answer, 7);
         // At 1 s, 2 s and 3 s.
         assert_eq!(recording.calls(), ["claim", "renew", "renew", "renew"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_lease_is_reported_and_the_service_goes_on() {
+        let (_recording, store) = store(Recording {
+            lease: Some(Duration::from_secs(3)),
+            lease_lost: true,
+            ..Recording::default()
+        });
+        let mut guard = ClaimGuard::new(&store, "k".to_owned());
+        guard.claim(Duration::ZERO).await.unwrap();
+        let reported = Mutex::new(Vec::new());
+        let answer = guard
+            .renewing(
+                async {
+                    tokio::time::sleep(Duration::from_millis(2_500)).await;
+                    "done"
+                },
+                |error| reported.lock().unwrap().push(error.to_string()),
+            )
+            .await;
+        assert_eq!(answer, "done");
+        let reported = reported.into_inner().unwrap();
+        assert_eq!(reported.len(), 2, "{reported:?}");
+        assert!(reported[0].contains("lease lapsed"), "{reported:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -374,9 +411,9 @@ mod tests {
         let mut guard = ClaimGuard::new(&store, "k".to_owned());
         guard.claim(Duration::ZERO).await.unwrap();
         guard
-            .renewing(tokio::time::sleep(Duration::from_secs(30)))
+            .renewing(tokio::time::sleep(Duration::from_secs(30)), |_| {})
             .await;
-        guard.settle(true).await;
+        guard.settle(true).await.unwrap();
         drop(guard);
         assert_eq!(recording.calls(), ["claim", "complete"]);
     }
