@@ -78,7 +78,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `axum` | `Delivery` as an axum extractor |
+//! | `axum` | `Delivery` as an axum extractor; `VerifiedDelivery`, which verifies without the layer (no de-duplication); `IntoResponse` for [`Rejection`] |
 //! | `tracing` | one span per delivery: delivery id, event id, event name, outcome |
 //! | `redis` | `RedisStore`, de-duplication shared by several replicas |
 //! | `cli` | the `kendo-webhook` binary: send, sign and verify deliveries |
@@ -111,7 +111,7 @@ mod trace;
 mod axum;
 
 #[cfg(feature = "axum")]
-pub use crate::axum::MissingDelivery;
+pub use crate::axum::{MissingDelivery, VerifiedDelivery};
 pub use crate::body::ResponseBody;
 pub use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 pub use crate::error::BuildError;
