@@ -45,7 +45,10 @@
 //!
 //! # Testing your endpoint
 //!
-//! [`SignedDelivery`] builds requests exactly as Kendo sends them:
+//! [`TestDelivery`] builds a signed request with any field values (typed
+//! payloads from [`CallUploaded::builder`] and
+//! [`AiTrainingCompleted::builder`]); [`SignedDelivery`] signs a body you
+//! already have, exactly as Kendo sends it:
 //!
 //! ```
 //! use axum::{http::StatusCode, routing::post, Extension, Router};
@@ -104,6 +107,7 @@ mod reject;
 mod sender;
 mod service;
 mod signature;
+mod testing;
 mod trace;
 
 #[cfg(feature = "axum")]
@@ -116,7 +120,8 @@ pub use crate::body::ResponseBody;
 pub use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 pub use crate::error::BuildError;
 pub use crate::event::{
-    AiTrainingCompleted, CallUploaded, Delivery, Event, AI_TRAINING_COMPLETED, CALL_UPLOADED,
+    AiTrainingCompleted, AiTrainingCompletedBuilder, CallUploaded, CallUploadedBuilder, Delivery,
+    Event, AI_TRAINING_COMPLETED, CALL_UPLOADED,
 };
 pub use crate::layer::{
     KendoWebhookLayer, KendoWebhookLayerBuilder, StoreErrorPolicy, DEFAULT_BODY_LIMIT,
@@ -129,3 +134,4 @@ pub use crate::service::{
     SIGNATURE_HEADER,
 };
 pub use crate::signature::{sign, Secret, Verifier};
+pub use crate::testing::TestDelivery;
