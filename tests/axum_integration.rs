@@ -82,9 +82,7 @@ async fn method_router_layer_guards_one_handler() {
 /// The README's second placement: a nested router holding only the webhook.
 #[tokio::test]
 async fn nested_router_layer_guards_only_the_nested_routes() {
-    let webhooks = Router::new()
-        .route("/kendo", post(handler))
-        .layer(layer());
+    let webhooks = Router::new().route("/kendo", post(handler)).layer(layer());
     let router = Router::new()
         .nest("/webhooks", webhooks)
         .route("/health", get(health));
