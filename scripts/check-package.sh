@@ -7,18 +7,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
-# Run on a checkout with uncommitted changes too (CI's is clean).
-dirty=()
-if [ -n "$(git status --porcelain 2>/dev/null)" ]; then dirty=(--allow-dirty); fi
+# Runs on a checkout with uncommitted changes too (CI's is clean).
+allow_dirty() {
+  if [ -n "$(git status --porcelain 2>/dev/null)" ]; then echo --allow-dirty; fi
+}
 
 echo "-- cargo package --list"
-files=$(cargo package --locked --list "${dirty[@]}")
+files=$(cargo package --locked --list $(allow_dirty))
 echo "$files" | sed 's/^/   /'
 if echo "$files" | grep -E '^(fuzz/|target/|scripts/|\.ci/|\.cargo/|.*\.sqlite3)'; then
   echo "the files above must not be packaged: fix include in Cargo.toml" >&2
   exit 1
 fi
-large=$(cd "$(pwd)" && echo "$files" | while read -r f; do
+large=$(echo "$files" | while read -r f; do
   if [ -f "$f" ] && [ "$(stat -c %s "$f")" -gt 102400 ]; then echo "$f"; fi
 done)
 if [ -n "$large" ]; then
@@ -27,6 +28,6 @@ if [ -n "$large" ]; then
 fi
 
 echo "-- cargo package (builds the packaged crate)"
-cargo package --locked "${dirty[@]}"
+cargo package --locked $(allow_dirty)
 echo "-- cargo publish --dry-run"
-cargo publish --dry-run --locked "${dirty[@]}"
+cargo publish --dry-run --locked $(allow_dirty)
