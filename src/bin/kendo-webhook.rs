@@ -2,6 +2,13 @@
 //! exactly as Kendo does (feature `cli`). Usage: `kendo-webhook --help`, or
 //! `docs/cli.md`, whose reference part is this file's help texts
 //! (`tests/cli.rs` checks they match).
+// The doc comments of the clap types below are the `--help` texts: plain
+// text for a terminal, not Markdown for rustdoc.
+#![allow(
+    rustdoc::bare_urls,
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_html_tags
+)]
 
 use std::fmt;
 use std::io::{IsTerminal, Read};
