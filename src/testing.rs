@@ -42,19 +42,20 @@ use crate::sender::SignedDelivery;
 /// and `data`, signed with the secret you give when turning it into a
 /// request.
 ///
-/// Unset, the event id and delivery id are fresh in this process
+/// Unless set, the event id and delivery id are fresh in this process
 /// (`evt_test_<n>`, `dlv_test_<n>`), so deliveries never de-duplicate each
-/// other by accident, and `created_at` is now (so a replay window accepts
-/// it).
+/// other by accident, and `created_at` is the time it was created (so a
+/// replay window accepts it). They are fixed at creation: signing the same
+/// `TestDelivery` twice gives one delivery twice, as Kendo's retries are.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct TestDelivery {
     event: String,
     header: Option<String>,
     data: Value,
-    event_id: Option<String>,
-    delivery_id: Option<String>,
-    created_at: Option<String>,
+    event_id: String,
+    delivery_id: String,
+    created_at: String,
     is_test: Option<bool>,
 }
 
@@ -78,33 +79,34 @@ impl TestDelivery {
     /// A delivery of an event named `name` with `data` as sent, for events
     /// this crate does not type, or malformed `data` on purpose.
     pub fn other(name: impl Into<String>, data: Value) -> Self {
+        let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Self {
             event: name.into(),
             header: None,
             data,
-            event_id: None,
-            delivery_id: None,
-            created_at: None,
+            event_id: format!("evt_test_{n}"),
+            delivery_id: format!("dlv_test_{n}"),
+            created_at: now_rfc3339(),
             is_test: None,
         }
     }
 
     /// Sets the event `id` in the body (signed, stable across retries).
     pub fn event_id(mut self, id: impl Into<String>) -> Self {
-        self.event_id = Some(id.into());
+        self.event_id = id.into();
         self
     }
 
     /// Sets `X-Kendo-Delivery-Id`.
     pub fn delivery_id(mut self, id: impl Into<String>) -> Self {
-        self.delivery_id = Some(id.into());
+        self.delivery_id = id.into();
         self
     }
 
     /// Sets `created_at`, as sent (normally RFC 3339, such as
     /// `2026-03-05T12:00:00Z`; anything else tests the replay window).
     pub fn created_at(mut self, created_at: impl Into<String>) -> Self {
-        self.created_at = Some(created_at.into());
+        self.created_at = created_at.into();
         self
     }
 
@@ -128,19 +130,29 @@ impl TestDelivery {
     }
 
     /// The body: the envelope `{id, event, created_at, data}`, as JSON.
-    ///
-    /// Fresh ids and the current time are fixed here: call it once per
-    /// delivery (or set them), since each call without them picks new ones.
     #[must_use]
     pub fn body(&self) -> Bytes {
-        self.resolved().1
+        let mut data = self.data.clone();
+        if let (Some(is_test), Value::Object(object)) = (self.is_test, &mut data) {
+            if is_test {
+                object.insert("_isTest".to_owned(), Value::Bool(true));
+            } else {
+                object.remove("_isTest");
+            }
+        }
+        let envelope = json!({
+            "id": self.event_id,
+            "event": self.event,
+            "created_at": self.created_at,
+            "data": data,
+        });
+        Bytes::from(envelope.to_string())
     }
 
     /// The delivery signed with `secret`: body, signature and headers.
     pub fn sign(&self, secret: impl AsRef<[u8]>) -> SignedDelivery {
-        let (delivery_id, body) = self.resolved();
         let header = self.header.as_deref().unwrap_or(&self.event);
-        SignedDelivery::new(secret, header, delivery_id, body)
+        SignedDelivery::new(secret, header, &self.delivery_id, self.body())
     }
 
     /// A `POST` to `uri` signed with `secret`, with Kendo's four headers:
@@ -156,35 +168,6 @@ impl TestDelivery {
         uri: &str,
     ) -> Result<Request<Full<Bytes>>, http::Error> {
         self.sign(secret).request(uri)
-    }
-
-    /// The delivery id and the body, with fresh ids and now filled in.
-    fn resolved(&self) -> (String, Bytes) {
-        let fresh = || NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let event_id = self
-            .event_id
-            .clone()
-            .unwrap_or_else(|| format!("evt_test_{}", fresh()));
-        let delivery_id = self
-            .delivery_id
-            .clone()
-            .unwrap_or_else(|| format!("dlv_test_{}", fresh()));
-        let created_at = self.created_at.clone().unwrap_or_else(now_rfc3339);
-        let mut data = self.data.clone();
-        if let (Some(is_test), Value::Object(object)) = (self.is_test, &mut data) {
-            if is_test {
-                object.insert("_isTest".to_owned(), Value::Bool(true));
-            } else {
-                object.remove("_isTest");
-            }
-        }
-        let envelope = json!({
-            "id": event_id,
-            "event": self.event,
-            "created_at": created_at,
-            "data": data,
-        });
-        (delivery_id, Bytes::from(envelope.to_string()))
     }
 }
 
@@ -250,9 +233,12 @@ mod tests {
     }
 
     #[test]
-    fn unset_ids_are_fresh_and_created_at_is_now() {
+    fn unset_ids_are_fresh_per_delivery_and_created_at_is_now() {
         let base = TestDelivery::other("deal.won", json!({"amount": 5}));
-        let (one, two) = (verified(&base.sign("k")), verified(&base.sign("k")));
+        let (one, retry) = (verified(&base.sign("k")), verified(&base.sign("k")));
+        assert_eq!(one.event_id(), retry.event_id());
+        assert_eq!(one.delivery_id(), retry.delivery_id());
+        let two = verified(&TestDelivery::other("deal.won", json!({})).sign("k"));
         assert_ne!(one.event_id(), two.event_id());
         assert_ne!(one.delivery_id(), two.delivery_id());
         let age = std::time::SystemTime::now()
