@@ -68,7 +68,7 @@ use std::fmt;
 use axum_core::body::Body;
 use axum_core::extract::{FromRef, FromRequest, FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
-use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -145,7 +145,7 @@ impl IntoResponse for MissingDelivery {
 /// The response the layer answers for this rejection: its status, the
 /// `x-kendo-webhook-rejection` header ([`REJECTION_HEADER`]) and, except for
 /// duplicates (200, empty), a one-line `text/plain` explanation. A 405 also
-/// carries `Allow: POST`.
+/// carries `Allow: POST`, a 503 `Retry-After: 1`.
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let mut response = if self == Rejection::Duplicate {
@@ -163,6 +163,9 @@ impl IntoResponse for Rejection {
         headers.insert(REJECTION_HEADER, HeaderValue::from_static(self.as_str()));
         if self == Rejection::MethodNotAllowed {
             headers.insert(ALLOW, HeaderValue::from_static("POST"));
+        }
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

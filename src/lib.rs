@@ -91,7 +91,7 @@
 //! |---|---|
 //! | `axum` | `Delivery` as an axum extractor; `VerifiedDelivery`, which verifies without the layer (no de-duplication); `IntoResponse` for [`Rejection`] |
 //! | `tracing` | one span per delivery: delivery id, event id, event name, outcome |
-//! | `redis` | `RedisStore`, de-duplication shared by several replicas |
+//! | `redis` | `RedisStore`, de-duplication shared by several replicas (TLS with `rediss://`) |
 //! | `cli` | the `kendo-webhook` binary: send, listen, sign and verify deliveries |
 //!
 //! # Without tower
@@ -132,8 +132,8 @@ pub use crate::event::{
     Event, AI_TRAINING_COMPLETED, CALL_UPLOADED,
 };
 pub use crate::layer::{
-    KendoWebhookLayer, KendoWebhookLayerBuilder, StoreErrorPolicy, DEFAULT_BODY_LIMIT,
-    DEFAULT_READ_TIMEOUT,
+    KendoWebhookLayer, KendoWebhookLayerBuilder, StoreErrorPolicy, DEFAULT_BODY_BUDGET,
+    DEFAULT_BODY_LIMIT, DEFAULT_IN_FLIGHT_WAIT, DEFAULT_READ_TIMEOUT,
 };
 pub use crate::reject::{Rejected, Rejection};
 pub use crate::sender::{example_body, SignedDelivery};

@@ -7,15 +7,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
-use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use tower_service::Service;
 
-use crate::body::ResponseBody;
-use crate::dedupe::{Claim, ClaimToken, DedupeStore};
+use crate::body::{read_body, Reservation, ResponseBody};
+use crate::dedupe::claim::ClaimGuard;
+use crate::dedupe::Claim;
 use crate::event::Delivery;
 use crate::layer::{Config, StoreErrorPolicy};
 use crate::reject::{Rejected, Rejection};
@@ -164,7 +165,7 @@ struct KendoHeaders<'a> {
 
 async fn handle<S, ReqBody, ResBody>(
     config: Arc<Config>,
-    mut inner: S,
+    inner: S,
     req: Request<ReqBody>,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
@@ -172,7 +173,7 @@ where
     ReqBody: Body,
     ReqBody::Error: Into<BoxError>,
 {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let mut seen = Seen {
         headers: &parts.headers,
         delivery: None,
@@ -185,7 +186,15 @@ where
         Err(reason) => return Ok(reject(&config, reason, seen)),
     };
     let declared = headers.declared_len;
-    let bytes = match read_body(body, config.body_limit, declared, config.read_timeout).await {
+    let mut reservation = Reservation::new(&config.body_budget);
+    let read = read_body(
+        body,
+        config.body_limit,
+        declared,
+        config.read_timeout,
+        &mut reservation,
+    );
+    let bytes = match read.await {
         Ok(bytes) => bytes,
         Err(reason) => return Ok(reject(&config, reason, seen)),
     };
@@ -211,35 +220,55 @@ where
     }
 
     let key = config.dedupe_key.key_for(&delivery);
-    let mut claim = match config.store.claim(&key).await {
-        Ok(Claim::Acquired(token)) => Some(ClaimGuard::new(&config.store, key, token)),
-        Ok(Claim::InFlight) => return Ok(reject(&config, Rejection::InFlight, seen)),
+    // Armed before the claim is sent: a request dropped from here on
+    // releases whatever claim landed.
+    let mut guard = ClaimGuard::new(&config.store, key);
+    match guard.claim(config.in_flight_wait).await {
+        Ok(Claim::Acquired) => {}
         Ok(Claim::Done) => return Ok(reject(&config, Rejection::Duplicate, seen)),
+        Ok(_in_flight) => return Ok(reject(&config, Rejection::InFlight, seen)),
         Err(error) => match config.store_error_policy {
             StoreErrorPolicy::FailOpen => {
                 trace::store_error(&error, "processing without de-duplication (fail-open)");
-                None
+                // Gives back (in the background) a claim that may have landed.
+                drop(guard);
+                return call_inner(inner, parts, bytes, delivery).await;
             }
             StoreErrorPolicy::FailClosed => {
                 trace::store_error(&error, "answering 503 (fail-closed)");
                 return Ok(reject(&config, Rejection::StoreUnavailable, seen));
             }
         },
-    };
+    }
+    let result = guard
+        .renewing(call_inner(inner, parts, bytes, delivery))
+        .await;
+    let success = matches!(&result, Ok(response) if response.status().is_success());
+    guard.settle(success).await;
+    result
+}
 
+/// Hands the verified delivery to the inner service and reports how it went.
+async fn call_inner<S, ResBody>(
+    mut inner: S,
+    mut parts: http::request::Parts,
+    bytes: Bytes,
+    delivery: Delivery,
+) -> Result<Response<ResponseBody<ResBody>>, S::Error>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
+{
     parts.extensions.insert(delivery);
     let result = inner
         .call(Request::from_parts(parts, Full::new(bytes)))
         .await;
-    let success = matches!(&result, Ok(response) if response.status().is_success());
     trace::record_outcome(match &result {
-        Ok(response) if success => trace::Outcome::Accepted(response.status()),
+        Ok(response) if response.status().is_success() => {
+            trace::Outcome::Accepted(response.status())
+        }
         Ok(response) => trace::Outcome::InnerFailed(response.status()),
         Err(_) => trace::Outcome::InnerError,
     });
-    if let Some(claim) = claim.as_mut() {
-        claim.settle(success).await;
-    }
     result.map(|response| response.map(ResponseBody::service))
 }
 
@@ -349,70 +378,6 @@ pub(crate) fn single_id<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result
     }
 }
 
-/// Buffers the body, never holding more than `limit` bytes, within `deadline`.
-async fn read_body<B>(
-    body: B,
-    limit: usize,
-    declared: Option<usize>,
-    deadline: std::time::Duration,
-) -> Result<Bytes, Rejection>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    let mut collect = std::pin::pin!(concatenate(
-        Limited::new(body, limit),
-        declared.unwrap_or(0)
-    ));
-    // A small body usually arrives with the headers: when it is complete at
-    // the first poll, no deadline timer needs to be armed.
-    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
-    let collected = match first {
-        Poll::Ready(collected) => collected,
-        Poll::Pending => match tokio::time::timeout(deadline, collect).await {
-            Ok(collected) => collected,
-            Err(_elapsed) => return Err(Rejection::BodyTimeout),
-        },
-    };
-    match collected {
-        Err(error) if error.is::<LengthLimitError>() => Err(Rejection::PayloadTooLarge),
-        Err(_) => Err(Rejection::BodyReadFailed),
-        Ok(bytes) => Ok(bytes),
-    }
-}
-
-/// Joins the body's data frames. A body of one frame is kept as it is (no
-/// copy); several are copied into one buffer as they arrive, so no more than
-/// the buffer and one frame are held at once. Trailers are ignored.
-async fn concatenate<B>(body: B, size_hint: usize) -> Result<Bytes, B::Error>
-where
-    B: Body,
-{
-    let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<BytesMut> = None;
-    while let Some(frame) = body.frame().await {
-        let Ok(mut data) = frame?.into_data() else {
-            continue;
-        };
-        let chunk = data.copy_to_bytes(data.remaining());
-        if chunk.is_empty() {
-            continue;
-        }
-        if let Some(joined) = joined.as_mut() {
-            joined.extend_from_slice(&chunk);
-        } else if let Some(head) = first.take() {
-            let mut buffer = BytesMut::with_capacity(size_hint.max(head.len() + chunk.len()));
-            buffer.extend_from_slice(&head);
-            buffer.extend_from_slice(&chunk);
-            joined = Some(buffer);
-        } else {
-            first = Some(chunk);
-        }
-    }
-    Ok(joined.map(BytesMut::freeze).or(first).unwrap_or_default())
-}
-
 fn check_replay_window(config: &Config, delivery: &Delivery) -> Result<(), Rejection> {
     let Some(tolerance) = config.replay_tolerance else {
         return Ok(());
@@ -455,96 +420,8 @@ fn reject<B>(config: &Config, reason: Rejection, seen: Seen<'_>) -> Response<Res
     if reason == Rejection::MethodNotAllowed {
         headers.insert(ALLOW, HeaderValue::from_static("POST"));
     }
+    if reason.status() == http::StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     response
-}
-
-/// A claim that is settled exactly once: explicitly after the inner service
-/// answered, or when the request future is dropped.
-///
-/// Dropped before the inner service answered (client gone, timeout): the key
-/// is released, so Kendo's retry is processed. Dropped after a 2xx answer but
-/// before the store confirmed: the key is still marked done, since the effect
-/// happened.
-struct ClaimGuard {
-    store: Arc<dyn DedupeStore>,
-    key: String,
-    token: Option<ClaimToken>,
-    inner_succeeded: bool,
-}
-
-impl ClaimGuard {
-    fn new(store: &Arc<dyn DedupeStore>, key: String, token: ClaimToken) -> Self {
-        Self {
-            store: Arc::clone(store),
-            key,
-            token: Some(token),
-            inner_succeeded: false,
-        }
-    }
-
-    async fn settle(&mut self, success: bool) {
-        self.inner_succeeded = success;
-        let Some(token) = self.token.clone() else {
-            return;
-        };
-        let result = if success {
-            self.store.complete(&self.key, token).await
-        } else {
-            self.store.release(&self.key, token).await
-        };
-        // Reached only if the store call finished: nothing left for `drop`.
-        self.token = None;
-        if let Err(error) = result {
-            trace::store_error(
-                &error,
-                "could not settle the claim; it expires with its TTL",
-            );
-        }
-    }
-}
-
-impl Drop for ClaimGuard {
-    fn drop(&mut self) {
-        let Some(token) = self.token.take() else {
-            return;
-        };
-        let store = Arc::clone(&self.store);
-        let key = std::mem::take(&mut self.key);
-        let complete = self.inner_succeeded;
-        let mut settle = Box::pin(async move {
-            let result = if complete {
-                store.complete(&key, token).await
-            } else {
-                store.release(&key, token).await
-            };
-            if let Err(error) = result {
-                trace::store_error(
-                    &error,
-                    "could not settle a dropped claim; it expires with its TTL",
-                );
-            }
-        });
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match tokio::runtime::Handle::try_current() {
-            // In-memory stores finish at the first poll; others go on as a task.
-            Ok(runtime) => {
-                if settle.as_mut().poll(&mut cx).is_pending() {
-                    runtime.spawn(settle);
-                }
-            }
-            // Outside a runtime (being torn down), a store that needs one may
-            // panic: never let that escape a `drop`, which could abort.
-            Err(_) => {
-                let poll = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    settle.as_mut().poll(&mut cx)
-                }));
-                if !matches!(poll, Ok(Poll::Ready(()))) {
-                    trace::store_error(
-                        &crate::dedupe::StoreError::new("no tokio runtime to settle on"),
-                        "could not settle a dropped claim; it expires with its TTL",
-                    );
-                }
-            }
-        }
-    }
 }

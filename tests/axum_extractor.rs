@@ -79,7 +79,12 @@ fn request_to(url: &str, edit: impl Fn(&mut Request<Full<Bytes>>)) -> Request<Fu
 
 fn same_answer(extracted: &Answer, layered: &Answer, case: &str) {
     assert_eq!(extracted.status, layered.status, "{case}");
-    for header in [REJECTION_HEADER.as_str(), "content-type", "allow"] {
+    for header in [
+        REJECTION_HEADER.as_str(),
+        "content-type",
+        "allow",
+        "retry-after",
+    ] {
         assert_eq!(
             extracted.headers.get(header),
             layered.headers.get(header),
@@ -331,6 +336,25 @@ async fn a_declared_body_over_the_limit_is_refused_unread() {
         assert!(
             answer.contains("x-kendo-webhook-rejection: payload_too_large"),
             "{path}: {answer}"
+        );
+    }
+}
+
+/// Every reason answers its status and header; the 503s ask to retry.
+#[test]
+fn every_rejection_answers_its_status_header_and_retry_after() {
+    use axum::response::IntoResponse;
+    for &reason in Rejection::ALL {
+        let response = reason.into_response();
+        assert_eq!(response.status(), reason.status(), "{reason}");
+        assert_eq!(
+            response.headers()[REJECTION_HEADER.as_str()],
+            reason.as_str()
+        );
+        assert_eq!(
+            response.headers().contains_key("retry-after"),
+            reason.status() == StatusCode::SERVICE_UNAVAILABLE,
+            "{reason}"
         );
     }
 }
