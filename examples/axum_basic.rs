@@ -3,55 +3,40 @@
 //! Then send a delivery:
 //! `cargo run --features cli --bin kendo-webhook -- send --url http://127.0.0.1:3000/webhooks/kendo --secret whsec_test`
 //!
-//! A minimal receiver: the layer verifies, de-duplicates and types every
-//! delivery; the handler only sees new, verified ones.
+//! This file is the README's axum quick start, word for word (`tests/readme.rs` checks it).
 
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use kendo_webhooks::{Delivery, Event, KendoWebhookLayer};
 
 async fn kendo(delivery: Delivery) -> &'static str {
-    match delivery.event() {
-        Event::CallUploaded(call) => println!(
-            "call {} by {} scored {:?} (test: {})",
-            call.call_id,
-            call.agent_name.as_deref().unwrap_or("?"),
-            call.ai_score,
-            delivery.is_test()
-        ),
-        Event::AiTrainingCompleted(training) => {
-            println!(
-                "training {} scored {:?}",
-                training.training_id, training.ai_score
-            )
-        }
-        other => println!("event not handled yet: {other:?}"),
+    if let Event::CallUploaded(call) = delivery.event() {
+        println!("call {} scored {:?}", call.call_id, call.ai_score); // aiScore as a number
     }
-    // Answering 2xx marks the delivery done: Kendo's retries are dropped.
+    "ok" // any 2xx marks the delivery done; a non-2xx lets Kendo's retry through
+}
+
+async fn health() -> &'static str {
     "ok"
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let secret = std::env::var("KENDO_WEBHOOK_SECRET")
         .map_err(|_| "set KENDO_WEBHOOK_SECRET to the secret from Kendo's webhook settings")?;
-    let layer = KendoWebhookLayer::builder()
-        .secret(secret)
-        .on_reject(|rejected| {
-            eprintln!(
-                "rejected {:?}: {}",
-                rejected.delivery_id(),
-                rejected.reason()
-            )
-        })
-        .build()?;
-    let app = Router::new().route("/webhooks/kendo", post(kendo).layer(layer));
-
+    let layer = KendoWebhookLayer::new(secret)?; // an empty secret is refused here, saying so
+    let app = Router::new()
+        // The layer on the webhook's route only: `/health` and unknown paths stay untouched.
+        .route("/webhooks/kendo", post(kendo).layer(layer))
+        .route("/health", get(health));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    println!(
-        "listening on http://{}/webhooks/kendo",
-        listener.local_addr()?
-    );
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(error) = run().await {
+        eprintln!("error: {error}"); // a sentence, not `Error: NotPresent`
+        std::process::exit(1);
+    }
 }

@@ -1,9 +1,16 @@
-//! The [`Delivery`] extractor for axum handlers (feature `axum`).
+//! axum integration (feature `axum`): [`Delivery`] as an extractor behind
+//! the layer, [`VerifiedDelivery`] for verification without it, and
+//! [`Rejection`] as a response.
 //!
 //! This makes `axum-core` 0.5 (axum 0.8) a public dependency of the crate.
 //!
+//! # Behind the layer (recommended)
+//!
+//! Put the layer on the webhook's `MethodRouter`, so other routes stay
+//! untouched, and take [`Delivery`] in the handler:
+//!
 //! ```
-//! use axum::{routing::post, Router};
+//! use axum::{routing::{get, post}, Router};
 //! use kendo_webhooks::{Delivery, Event, KendoWebhookLayer};
 //!
 //! async fn kendo(delivery: Delivery) -> &'static str {
@@ -14,18 +21,65 @@
 //! }
 //!
 //! let layer = KendoWebhookLayer::new("whsec_from_kendo")?;
-//! let app: Router = Router::new().route("/webhooks/kendo", post(kendo).layer(layer));
+//! let app: Router = Router::new()
+//!     .route("/webhooks/kendo", post(kendo).layer(layer))
+//!     .route("/health", get(|| async { "ok" }));
+//! # Ok::<(), kendo_webhooks::BuildError>(())
+//! ```
+//!
+//! # Without the layer: verify and parse only
+//!
+//! [`VerifiedDelivery`] verifies the signature and parses the body inside the
+//! handler, with a [`Verifier`] taken from the router's state. It does **not**
+//! de-duplicate: see its documentation for why that needs the layer.
+//!
+//! [`Rejection`] implements `IntoResponse` (the same status, header and text
+//! as the layer answers), so `?` works in handlers that verify by hand:
+//!
+//! ```
+//! use axum::http::HeaderMap;
+//! use axum::{body::Bytes, extract::State, routing::post, Router};
+//! use kendo_webhooks::{Rejection, Verifier};
+//!
+//! async fn kendo(
+//!     State(verifier): State<Verifier>,
+//!     headers: HeaderMap,
+//!     body: Bytes,
+//! ) -> Result<&'static str, Rejection> {
+//!     let header = |name| headers.get(name).map(|v| v.as_bytes()).unwrap_or_default();
+//!     let delivery = verifier.verify_delivery(
+//!         header("x-kendo-signature"),
+//!         std::str::from_utf8(header("x-kendo-delivery-id")).unwrap_or_default(),
+//!         std::str::from_utf8(header("x-kendo-event")).unwrap_or_default(),
+//!         body,
+//!     )?;
+//!     println!("{} {}", delivery.event_name(), delivery.event_id());
+//!     Ok("ok")
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/webhooks/kendo", post(kendo))
+//!     .with_state(Verifier::new(["whsec_from_kendo"])?);
 //! # Ok::<(), kendo_webhooks::BuildError>(())
 //! ```
 
 use std::fmt;
 
-use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::body::Body;
+use axum_core::extract::{FromRef, FromRequest, FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
+use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
-use http::StatusCode;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::event::Delivery;
+use crate::layer::{DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
+use crate::reject::Rejection;
+use crate::service::{
+    single_id, DELIVERY_ID_HEADER, EVENT_HEADER, REJECTION_HEADER, SIGNATURE_HEADER,
+};
+use crate::signature::Verifier;
 
 /// `Option<Delivery>`: `None` when the route is not behind the layer, for
 /// handlers shared between webhook and other routes.
@@ -85,5 +139,201 @@ impl std::error::Error for MissingDelivery {}
 impl IntoResponse for MissingDelivery {
     fn into_response(self) -> Response {
         (self.status(), self.body_text()).into_response()
+    }
+}
+
+/// The response the layer answers for this rejection: its status, the
+/// `x-kendo-webhook-rejection` header ([`REJECTION_HEADER`]) and, except for
+/// duplicates (200, empty), a one-line `text/plain` explanation. A 405 also
+/// carries `Allow: POST`, a 503 `Retry-After: 1`.
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut response = if self == Rejection::Duplicate {
+            Response::new(Body::empty())
+        } else {
+            let mut response = Response::new(Body::from(self.response_text()));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            response
+        };
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(REJECTION_HEADER, HeaderValue::from_static(self.as_str()));
+        if self == Rejection::MethodNotAllowed {
+            headers.insert(ALLOW, HeaderValue::from_static("POST"));
+        }
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// An extractor that verifies and parses a delivery by itself, without the
+/// layer: the signature against the [`Verifier`] in the router's state
+/// (through [`FromRef`], so it can be one field of your own state), then the
+/// envelope into a [`Delivery`].
+///
+/// It runs the layer's checks in the layer's order and rejects with the same
+/// [`Rejection`] (and response): method, `Content-Encoding`, `Content-Type`,
+/// the three Kendo headers, a body read bounded by [`DEFAULT_BODY_LIMIT`]
+/// (`Content-Length` first, then while streaming) and
+/// [`DEFAULT_READ_TIMEOUT`], the signature, the envelope. It has no replay
+/// window.
+///
+/// # It does not de-duplicate
+///
+/// Kendo retries deliveries and sometimes sends one twice. De-duplicating
+/// them safely means *claiming* the delivery before your handler runs and
+/// *settling* the claim after it, from the handler's answer: done on a 2xx,
+/// released on a failure or when the request is dropped, so Kendo's retry is
+/// processed. An extractor runs before the handler and never sees its
+/// answer, so it cannot do the second half: claiming here would either lose
+/// the event when the handler fails or leave a claim nobody settles. That is
+/// what [`KendoWebhookLayer`](crate::KendoWebhookLayer) does around your
+/// handler; use it (and take [`Delivery`]) unless your handler is idempotent
+/// on [`Delivery::event_id`] by itself, for example because it only inserts
+/// into a table with a unique event id.
+///
+/// ```
+/// use axum::extract::FromRef;
+/// use axum::{routing::post, Router};
+/// use kendo_webhooks::{Verifier, VerifiedDelivery};
+///
+/// #[derive(Clone)]
+/// struct AppState {
+///     verifier: Verifier,
+///     // ... your database pool, settings
+/// }
+///
+/// // Or `#[derive(FromRef)]` with axum's `macros` feature.
+/// impl FromRef<AppState> for Verifier {
+///     fn from_ref(state: &AppState) -> Verifier {
+///         state.verifier.clone()
+///     }
+/// }
+///
+/// async fn kendo(VerifiedDelivery(delivery): VerifiedDelivery) -> &'static str {
+///     // Verified, not de-duplicated: insert idempotently on the event id.
+///     println!("{} {}", delivery.event_name(), delivery.event_id());
+///     "ok"
+/// }
+///
+/// let state = AppState { verifier: Verifier::new(["whsec_from_kendo"])? };
+/// let app: Router = Router::new()
+///     .route("/webhooks/kendo", post(kendo))
+///     .with_state(state);
+/// # Ok::<(), kendo_webhooks::BuildError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct VerifiedDelivery(pub Delivery);
+
+impl<S> FromRequest<S> for VerifiedDelivery
+where
+    Verifier: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Rejection;
+
+    async fn from_request(req: Request<Body>, state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = Verifier::from_ref(state);
+        let (parts, body) = req.into_parts();
+        let checked = check_parts(&parts.method, &parts.headers)?;
+        let limited = Limited::new(body, DEFAULT_BODY_LIMIT);
+        let collected = tokio::time::timeout(DEFAULT_READ_TIMEOUT, limited.collect())
+            .await
+            .map_err(|_elapsed| Rejection::BodyTimeout)?;
+        let bytes = match collected {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<LengthLimitError>() => return Err(Rejection::PayloadTooLarge),
+            Err(_) => return Err(Rejection::BodyReadFailed),
+        };
+        verifier
+            .verify_delivery(
+                checked.signature.as_bytes(),
+                checked.delivery_id,
+                checked.event,
+                bytes,
+            )
+            .map(Self)
+    }
+}
+
+/// The Kendo headers of a request, checked as the layer checks them.
+struct Checked<'a> {
+    signature: &'a HeaderValue,
+    delivery_id: &'a str,
+    event: &'a str,
+}
+
+fn check_parts<'a>(method: &Method, headers: &'a HeaderMap) -> Result<Checked<'a>, Rejection> {
+    if method != Method::POST {
+        return Err(Rejection::MethodNotAllowed);
+    }
+    let identity = |value: &HeaderValue| {
+        value
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"identity")
+    };
+    if !headers.get_all(CONTENT_ENCODING).iter().all(identity) {
+        return Err(Rejection::UnsupportedEncoding);
+    }
+    let json = one(headers, &CONTENT_TYPE)
+        .ok()
+        .flatten()
+        .and_then(|value| value.as_bytes().split(|&b| b == b';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"application/json")
+        });
+    if !json {
+        return Err(Rejection::UnsupportedMediaType);
+    }
+    if let Some(length) = headers.get(CONTENT_LENGTH) {
+        match length.to_str().ok().and_then(|l| l.parse::<u64>().ok()) {
+            Some(declared) if declared > DEFAULT_BODY_LIMIT as u64 => {
+                return Err(Rejection::PayloadTooLarge)
+            }
+            Some(_) => {}
+            None => return Err(Rejection::BodyReadFailed),
+        }
+    }
+    let signature = match one(headers, &SIGNATURE_HEADER) {
+        Ok(Some(value)) => value,
+        Ok(None) => return Err(Rejection::MissingSignature),
+        Err(()) => return Err(Rejection::MalformedSignature),
+    };
+    let delivery_id = single_id(headers, &DELIVERY_ID_HEADER).map_err(|missing| {
+        if missing {
+            Rejection::MissingDeliveryId
+        } else {
+            Rejection::MalformedDeliveryId
+        }
+    })?;
+    let event = single_id(headers, &EVENT_HEADER).map_err(|missing| {
+        if missing {
+            Rejection::MissingEventHeader
+        } else {
+            Rejection::MalformedEventHeader
+        }
+    })?;
+    Ok(Checked {
+        signature,
+        delivery_id,
+        event,
+    })
+}
+
+/// The header's value when sent once, `None` when absent, `Err` when repeated.
+fn one<'a>(headers: &'a HeaderMap, name: &http::HeaderName) -> Result<Option<&'a HeaderValue>, ()> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => Ok(Some(value)),
+        (Some(_), Some(_)) => Err(()),
     }
 }

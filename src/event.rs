@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -253,72 +253,270 @@ impl Event {
 }
 
 /// `data` of a `call.uploaded` event.
+///
+/// It serialises back to the camelCase `data` Kendo sends (unset fields
+/// left out). Build one for your tests with [`CallUploaded::builder`].
 #[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CallUploaded {
     /// The call's id (required).
     #[serde(default, deserialize_with = "lenient_string_id")]
     pub call_id: String,
     /// The AI agent's id.
-    #[serde(default, deserialize_with = "lenient_string")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_id: Option<String>,
     /// The AI agent's display name.
-    #[serde(default, deserialize_with = "lenient_string")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_name: Option<String>,
     /// The Kendo user the call belongs to.
-    #[serde(default, deserialize_with = "lenient_string")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_id: Option<String>,
     /// The team member who took the call.
-    #[serde(default, deserialize_with = "lenient_string")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub team_member_user_id: Option<String>,
     /// Length of the call in seconds (may be fractional).
-    #[serde(default, deserialize_with = "lenient_number")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub duration: Option<f64>,
     /// The AI score; Kendo sends it as a string holding a number.
-    #[serde(default, deserialize_with = "lenient_number")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_number",
+        serialize_with = "number_as_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ai_score: Option<f64>,
     /// When the call happened, as sent (ISO 8601).
-    #[serde(default, deserialize_with = "lenient_string")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timestamp: Option<String>,
     /// `_isTest`: set on deliveries from "Send Test".
-    #[serde(default, rename = "_isTest", deserialize_with = "lenient_bool")]
+    #[serde(
+        default,
+        rename = "_isTest",
+        deserialize_with = "lenient_bool",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub is_test: bool,
 }
 
 /// `data` of an `ai.training.completed` event.
+///
+/// It serialises back to the camelCase `data` Kendo sends (unset fields
+/// left out). Build one for your tests with [`AiTrainingCompleted::builder`].
 #[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AiTrainingCompleted {
     /// The training session's id (required).
     #[serde(default, deserialize_with = "lenient_string_id")]
     pub training_id: String,
     /// The AI agent's id.
-    #[serde(default, deserialize_with = "lenient_string")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_id: Option<String>,
     /// The AI agent's display name.
-    #[serde(default, deserialize_with = "lenient_string")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_name: Option<String>,
     /// The Kendo user the training belongs to.
-    #[serde(default, deserialize_with = "lenient_string")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_id: Option<String>,
     /// The team member who trained.
-    #[serde(default, deserialize_with = "lenient_string")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub team_member_user_id: Option<String>,
     /// Length of the session in seconds (may be fractional).
-    #[serde(default, deserialize_with = "lenient_number")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub duration: Option<f64>,
     /// The AI score; Kendo sends it as a string holding a number.
-    #[serde(default, deserialize_with = "lenient_number")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_number",
+        serialize_with = "number_as_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ai_score: Option<f64>,
     /// When the session completed, as sent (ISO 8601).
-    #[serde(default, deserialize_with = "lenient_string")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timestamp: Option<String>,
     /// `_isTest`: set on deliveries from "Send Test".
-    #[serde(default, rename = "_isTest", deserialize_with = "lenient_bool")]
+    #[serde(
+        default,
+        rename = "_isTest",
+        deserialize_with = "lenient_bool",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub is_test: bool,
 }
+
+macro_rules! payload_builder {
+    (
+        $payload:ident, $builder:ident, $id:ident, $id_doc:literal, $example:literal
+    ) => {
+        impl $payload {
+            #[doc = concat!("A builder of `", stringify!($payload), "` with ", $id_doc, " set and every other field unset,")]
+            /// for your own tests (the struct is `#[non_exhaustive]`).
+            ///
+            /// ```
+            #[doc = $example]
+            /// ```
+            pub fn builder($id: impl Into<String>) -> $builder {
+                $builder {
+                    payload: Self {
+                        $id: $id.into(),
+                        agent_id: None,
+                        agent_name: None,
+                        user_id: None,
+                        team_member_user_id: None,
+                        duration: None,
+                        ai_score: None,
+                        timestamp: None,
+                        is_test: false,
+                    },
+                }
+            }
+        }
+
+        #[doc = concat!("Builder of [`", stringify!($payload), "`], from [`", stringify!($payload), "::builder`].")]
+        #[derive(Debug, Clone)]
+        #[must_use]
+        pub struct $builder {
+            payload: $payload,
+        }
+
+        impl $builder {
+            /// Sets `agentId`.
+            pub fn agent_id(mut self, agent_id: impl Into<String>) -> Self {
+                self.payload.agent_id = Some(agent_id.into());
+                self
+            }
+
+            /// Sets `agentName`.
+            pub fn agent_name(mut self, agent_name: impl Into<String>) -> Self {
+                self.payload.agent_name = Some(agent_name.into());
+                self
+            }
+
+            /// Sets `userId`.
+            pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
+                self.payload.user_id = Some(user_id.into());
+                self
+            }
+
+            /// Sets `teamMemberUserId`.
+            pub fn team_member_user_id(mut self, user_id: impl Into<String>) -> Self {
+                self.payload.team_member_user_id = Some(user_id.into());
+                self
+            }
+
+            /// Sets `duration`, in seconds.
+            pub fn duration(mut self, seconds: f64) -> Self {
+                self.payload.duration = Some(seconds);
+                self
+            }
+
+            /// Sets `aiScore` (sent as a string holding the number, as Kendo does).
+            pub fn ai_score(mut self, score: f64) -> Self {
+                self.payload.ai_score = Some(score);
+                self
+            }
+
+            /// Sets `timestamp` (ISO 8601, as sent).
+            pub fn timestamp(mut self, timestamp: impl Into<String>) -> Self {
+                self.payload.timestamp = Some(timestamp.into());
+                self
+            }
+
+            /// Sets `_isTest`, as on deliveries from "Send Test".
+            pub fn is_test(mut self, is_test: bool) -> Self {
+                self.payload.is_test = is_test;
+                self
+            }
+
+            #[doc = concat!("The `", stringify!($payload), "`.")]
+            #[must_use]
+            pub fn build(self) -> $payload {
+                self.payload
+            }
+        }
+
+        impl From<$payload> for Event {
+            fn from(payload: $payload) -> Self {
+                Self::$payload(payload)
+            }
+        }
+    };
+}
+
+payload_builder!(
+    CallUploaded,
+    CallUploadedBuilder,
+    call_id,
+    "`callId`",
+    r#"use kendo_webhooks::CallUploaded;
+
+let call = CallUploaded::builder("call_1").agent_name("Ada").ai_score(87.0).build();
+assert_eq!(call.call_id, "call_1");
+assert_eq!(call.ai_score, Some(87.0));
+assert_eq!(call.duration, None);"#
+);
+
+payload_builder!(
+    AiTrainingCompleted,
+    AiTrainingCompletedBuilder,
+    training_id,
+    "`trainingId`",
+    r#"use kendo_webhooks::AiTrainingCompleted;
+
+let training = AiTrainingCompleted::builder("training_1").duration(300.0).build();
+assert_eq!(training.training_id, "training_1");
+assert_eq!(training.duration, Some(300.0));"#
+);
 
 /// A field value of any JSON type, so an unexpected type can be turned into
 /// `None` instead of an error. Objects and arrays are skipped, not built.
@@ -409,6 +607,14 @@ fn lenient_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Err
         Loose::Str(s) => s.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
         _ => None,
     })
+}
+
+/// `aiScore` as Kendo sends it: a string holding the number (`"87"`).
+fn number_as_string<S: serde::Serializer>(value: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(number) => s.serialize_str(&number.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -535,6 +741,34 @@ mod tests {
                 name: "deal.won".into(),
                 data: serde_json::json!({"amount": 5})
             }
+        );
+    }
+
+    #[test]
+    fn built_payloads_serialise_as_kendo_sends_them_and_parse_back() {
+        let call = CallUploaded::builder("c_1")
+            .agent_name("Ada")
+            .ai_score(87.0)
+            .duration(245.5)
+            .is_test(true)
+            .build();
+        let data = serde_json::to_value(&call).unwrap();
+        assert_eq!(
+            data,
+            serde_json::json!({"callId": "c_1", "agentName": "Ada", "aiScore": "87", "duration": 245.5, "_isTest": true})
+        );
+        let parsed: CallUploaded = serde_json::from_value(data).unwrap();
+        assert_eq!(parsed, call);
+
+        let training = AiTrainingCompleted::builder("t_1").user_id("u").build();
+        let data = serde_json::to_value(&training).unwrap();
+        assert_eq!(
+            data,
+            serde_json::json!({"trainingId": "t_1", "userId": "u"})
+        );
+        assert_eq!(
+            serde_json::from_value::<AiTrainingCompleted>(data).unwrap(),
+            training
         );
     }
 

@@ -19,7 +19,7 @@
 //! # Example
 //!
 //! ```
-//! use axum::{routing::post, Extension, Router};
+//! use axum::{routing::{get, post}, Extension, Router};
 //! use kendo_webhooks::{Delivery, Event, KendoWebhookLayer};
 //!
 //! async fn kendo(Extension(delivery): Extension<Delivery>) -> &'static str {
@@ -32,20 +32,32 @@
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let secret = std::env::var("KENDO_WEBHOOK_SECRET")?;
+//! let secret = std::env::var("KENDO_WEBHOOK_SECRET")
+//!     .map_err(|_| "set KENDO_WEBHOOK_SECRET to the secret from Kendo's webhook settings")?;
 //! let app = Router::new()
-//!     .route("/webhooks/kendo", post(kendo))
-//!     .layer(KendoWebhookLayer::new(secret)?);
+//!     // On the webhook's route (its `MethodRouter`), not on the whole router:
+//!     .route("/webhooks/kendo", post(kendo).layer(KendoWebhookLayer::new(secret)?))
+//!     .route("/health", get(|| async { "ok" }));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```
 //!
+//! Put the layer on the webhook's `MethodRouter` as above, or on a nested
+//! router that holds only the webhook. `Router::layer` wraps *every* route
+//! of the router and its fallback: a `GET /health` beside the webhook would
+//! reach the layer and be answered `405 method_not_allowed`, and unknown
+//! paths too. For hyper without a router, dispatch on the path first (the
+//! README shows how).
+//!
 //! With the `axum` feature, [`Delivery`] is itself an extractor.
 //!
 //! # Testing your endpoint
 //!
-//! [`SignedDelivery`] builds requests exactly as Kendo sends them:
+//! [`TestDelivery`] builds a signed request with any field values (typed
+//! payloads from [`CallUploaded::builder`] and
+//! [`AiTrainingCompleted::builder`]); [`SignedDelivery`] signs a body you
+//! already have, exactly as Kendo sends it:
 //!
 //! ```
 //! use axum::{http::StatusCode, routing::post, Extension, Router};
@@ -53,9 +65,8 @@
 //! use tower::ServiceExt;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! let app = Router::new()
-//!     .route("/hook", post(|Extension(d): Extension<Delivery>| async move { d.event_id().to_owned() }))
-//!     .layer(KendoWebhookLayer::new("whsec_test")?);
+//! let handler = |Extension(d): Extension<Delivery>| async move { d.event_id().to_owned() };
+//! let app = Router::new().route("/hook", post(handler).layer(KendoWebhookLayer::new("whsec_test")?));
 //!
 //! let body = example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
 //! let delivery = SignedDelivery::new("whsec_test", "call.uploaded", "dlv_1", body);
@@ -78,11 +89,11 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `axum` | `Delivery` as an axum extractor |
+//! | `axum` | `Delivery` as an axum extractor; `VerifiedDelivery`, which verifies without the layer (no de-duplication); `IntoResponse` for [`Rejection`] |
 //! | `tracing` | one span per delivery: delivery id, event id, event name, outcome |
 //! | `redis` | `RedisStore`, de-duplication shared by several replicas (TLS with `rediss://`) |
 //! | `metrics` | counters and a latency histogram of every outcome through the `metrics` facade |
-//! | `cli` | the `kendo-webhook` binary: send, sign and verify deliveries |
+//! | `cli` | the `kendo-webhook` binary: send, listen, sign and verify deliveries |
 //!
 //! # Without tower
 //!
@@ -108,6 +119,7 @@ mod reject;
 mod sender;
 mod service;
 mod signature;
+mod testing;
 mod trace;
 
 #[cfg(feature = "axum")]
@@ -115,12 +127,13 @@ mod trace;
 mod axum;
 
 #[cfg(feature = "axum")]
-pub use crate::axum::MissingDelivery;
+pub use crate::axum::{MissingDelivery, VerifiedDelivery};
 pub use crate::body::ResponseBody;
 pub use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 pub use crate::error::BuildError;
 pub use crate::event::{
-    AiTrainingCompleted, CallUploaded, Delivery, Event, AI_TRAINING_COMPLETED, CALL_UPLOADED,
+    AiTrainingCompleted, AiTrainingCompletedBuilder, CallUploaded, CallUploadedBuilder, Delivery,
+    Event, AI_TRAINING_COMPLETED, CALL_UPLOADED,
 };
 pub use crate::layer::{
     KendoWebhookLayer, KendoWebhookLayerBuilder, StoreErrorPolicy, DEFAULT_BODY_BUDGET,
@@ -134,3 +147,4 @@ pub use crate::service::{
     SIGNATURE_HEADER,
 };
 pub use crate::signature::{sign, Secret, Verifier};
+pub use crate::testing::TestDelivery;

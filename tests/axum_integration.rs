@@ -79,6 +79,16 @@ async fn method_router_layer_guards_one_handler() {
     assert_guarded(router, "/hooks", StatusCode::OK).await;
 }
 
+/// The README's second placement: a nested router holding only the webhook.
+#[tokio::test]
+async fn nested_router_layer_guards_only_the_nested_routes() {
+    let webhooks = Router::new().route("/kendo", post(handler)).layer(layer());
+    let router = Router::new()
+        .nest("/webhooks", webhooks)
+        .route("/health", get(health));
+    assert_guarded(router, "/webhooks/kendo", StatusCode::OK).await;
+}
+
 #[tokio::test]
 async fn the_extractor_without_the_layer_is_a_500_that_says_why() {
     let router = Router::new().route("/hooks", post(handler));

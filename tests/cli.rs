@@ -1,10 +1,10 @@
 //! The `kendo-webhook` binary as a user runs it: real processes, real HTTP
 //! servers on 127.0.0.1, signatures checked against an independent HMAC.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -651,6 +651,13 @@ async fn send_gives_up_after_exactly_three_attempts_and_prints_the_rejection() {
             line.contains("x-kendo-webhook-rejection: invalid_signature"),
             "{line}"
         );
+        // The header's explanation, not again from the layer's body.
+        assert_eq!(
+            line.matches(Rejection::InvalidSignature.description())
+                .count(),
+            1,
+            "{line}"
+        );
     }
     assert!(run.stderr.contains("no 2xx after 3 attempts"), "{run:#?}");
     assert_eq!(
@@ -687,6 +694,8 @@ async fn send_times_out_each_attempt_after_10_s_and_retries() {
         attempts.iter().all(|l| l.contains("timed out after")),
         "{run:#?}"
     );
+    // Progress while waiting: a line every 2 s of each 10 s attempt.
+    assert!(run.stderr.contains("waiting for the answer: "), "{run:#?}");
     let arrivals = arrivals.lock().unwrap();
     assert_eq!(arrivals.len(), 3);
     // Lower bounds: a 10 s timeout, then the 1 s and 2 s waits.
@@ -734,5 +743,358 @@ fn send_refuses_a_bad_url_or_delivery_id_as_usage_errors() {
         run.assert_code(2);
         assert!(run.stderr.contains(flag), "{args:?}: {run:#?}");
         assert!(!run.stdout.contains("attempt"), "{args:?}: {run:#?}");
+    }
+}
+
+#[test]
+fn send_refuses_zero_attempts_or_raw_with_data() {
+    let raw = write_temp(b"{}");
+    let raw = raw.path().to_str().unwrap();
+    for args in [
+        vec!["--attempts", "0"],
+        vec!["--attempts", "11"],
+        vec!["--raw", raw, "--data", raw],
+        vec!["--raw", raw, "--test"],
+    ] {
+        let mut all = vec!["send", "--secret", SECRET, "--url", "http://127.0.0.1:9/x"];
+        all.extend(&args);
+        let run = run(&all, None, &[]);
+        run.assert_code(2);
+        assert!(!run.stdout.contains("attempt"), "{args:?}: {run:#?}");
+    }
+}
+
+// ---- send --raw, --attempts, credentials --------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_raw_sends_the_exact_bytes_of_the_file_and_takes_the_event_from_it() {
+    let (rec, url) = recording_server(0).await;
+    // Key order, spacing, escapes and a trailing newline a re-serialiser would change.
+    let body = b"{ \"id\" : \"evt_raw\",\n  \"event\":\"ai.training.completed\", \"created_at\":\"2026-03-05T12:00:00Z\",\n  \"data\":{\"trainingId\":\"t\\u00e9\",\"duration\":1.50} }\n";
+    let file = write_temp(body);
+    let run = run_async(
+        strings(&[
+            "send",
+            "--url",
+            &url,
+            "--secret",
+            SECRET,
+            "--raw",
+            file.path().to_str().unwrap(),
+            "--delivery-id",
+            "dlv_raw",
+        ]),
+        None,
+        vec![],
+    )
+    .await;
+    run.assert_code(0);
+    assert!(run.stdout.contains("event id evt_raw"), "{run:#?}");
+    let seen = rec.seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(&seen[0].body[..], &body[..]);
+    assert_eq!(
+        header(&seen[0].headers, "x-kendo-signature"),
+        hmac_hex(SECRET.as_bytes(), body)
+    );
+    assert_eq!(
+        header(&seen[0].headers, "x-kendo-event"),
+        "ai.training.completed"
+    );
+    assert_eq!(header(&seen[0].headers, "x-kendo-delivery-id"), "dlv_raw");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_raw_passes_a_captured_delivery_through_the_layer() {
+    let (log, url) = layer_server(SECRET).await;
+    let body =
+        kendo_webhooks::example_body("call.uploaded", "evt_cap", "2026-03-05T12:00:00Z", true);
+    let file = write_temp(&body);
+    let run = run_async(
+        strings(&["send", "--url", &url, "--secret", SECRET, "--raw", "-"]),
+        Some(std::fs::read(file.path()).unwrap()),
+        vec![],
+    )
+    .await;
+    run.assert_code(0);
+    let deliveries = log.deliveries.lock().unwrap();
+    assert_eq!(deliveries.len(), 1, "{run:#?}");
+    assert_eq!(deliveries[0].event_id(), "evt_cap");
+    assert!(deliveries[0].is_test());
+    assert_eq!(deliveries[0].body(), &body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_attempts_sets_how_many_attempts_are_made() {
+    for attempts in [1usize, 2] {
+        let (log, url) = layer_server("whsec_the_receivers_secret").await;
+        let n = attempts.to_string();
+        let run = run_async(
+            strings(&["send", "--url", &url, "--secret", SECRET, "--attempts", &n]),
+            None,
+            vec![],
+        )
+        .await;
+        run.assert_code(1);
+        assert_eq!(run.attempts().len(), attempts, "{run:#?}");
+        assert!(
+            run.attempts()[0].starts_with(&format!("attempt 1/{attempts}: 401")),
+            "{run:#?}"
+        );
+        assert_eq!(log.rejected.lock().unwrap().len(), attempts);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_with_credentials_is_never_echoed() {
+    // Unparsable (a space in the host), and valid but pointing at a closed port.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = listener.local_addr().unwrap();
+    drop(listener);
+    for url in [
+        "http://quxuser:s3cret-pw@exa mple.com/hook?token=t0ken".to_owned(),
+        "http://quxuser:s3cret-pw@[::1/hook".to_owned(),
+        format!("http://quxuser:s3cret-pw@{closed}/hook?token=t0ken"),
+    ] {
+        let run = run_async(
+            strings(&["send", "--url", &url, "--secret", SECRET, "--attempts", "1"]),
+            None,
+            vec![],
+        )
+        .await;
+        assert!(matches!(run.code, Some(1 | 2)), "{run:#?}");
+        for secret in ["s3cret-pw", "quxuser", "t0ken"] {
+            assert!(!run.output().contains(secret), "{url}: {run:#?}");
+        }
+    }
+}
+
+// ---- listen ------------------------------------------------------------------
+
+/// A running `kendo-webhook listen`, killed when dropped.
+struct Listener {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    url: String,
+}
+
+impl Listener {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("listen")
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("KENDO_WEBHOOK_SECRET")
+            .env_remove("KENDO_WEBHOOK_SECRET_PREVIOUS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the kendo-webhook binary starts");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut listener = Self {
+            child,
+            lines,
+            url: String::new(),
+        };
+        let first = listener.next_line();
+        let addr = first
+            .strip_prefix("listening on http://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("first line: {first}"));
+        listener.url = format!("http://{addr}{PATH}");
+        listener
+    }
+
+    /// The next line printed (a hang guard, not a timing check).
+    fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(PROCESS_DEADLINE)
+            .expect("listen prints a line")
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_verifies_prints_and_forwards_each_delivery_unchanged() {
+    let (rec, app_url) = recording_server(0).await;
+    let listen = Listener::start(&[
+        "--secret",
+        "whsec_new",
+        "--previous-secret",
+        SECRET,
+        "--forward-to",
+        &app_url,
+    ]);
+    assert!(listen
+        .next_line()
+        .starts_with("forwarding verified deliveries, unchanged, to http://127.0.0.1:"),);
+    let url = listen.url.clone();
+    let send = |extra: &[&str]| {
+        let mut args = strings(&["send", "--url", &url, "--attempts", "1"]);
+        args.extend(strings(extra));
+        run_async(args, None, vec![])
+    };
+
+    // Signed with the previous secret: verified, printed, forwarded byte for byte.
+    let ok = send(&[
+        "--secret",
+        SECRET,
+        "--event-id",
+        "evt_l",
+        "--delivery-id",
+        "dlv_l",
+    ])
+    .await;
+    ok.assert_code(0);
+    let line = listen.next_line();
+    assert!(
+        line.contains(" accepted  call.uploaded  event evt_l  delivery dlv_l  secret previous"),
+        "{line}"
+    );
+    assert!(line.contains("-> forwarded to http://127.0.0.1:"), "{line}");
+    assert!(line.ends_with(": 200 OK"), "{line}");
+    {
+        let seen = rec.seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let body = &seen[0].body;
+        assert_eq!(
+            header(&seen[0].headers, "x-kendo-signature"),
+            hmac_hex(SECRET.as_bytes(), body),
+            "the original signature and bytes reach the app"
+        );
+        assert_eq!(header(&seen[0].headers, "x-kendo-delivery-id"), "dlv_l");
+        assert_eq!(header(&seen[0].headers, "x-kendo-event"), "call.uploaded");
+        assert!(String::from_utf8_lossy(body).contains("\"evt_l\""));
+    }
+
+    // The same delivery again: a duplicate, not forwarded.
+    let dup = send(&[
+        "--secret",
+        SECRET,
+        "--event-id",
+        "evt_l",
+        "--delivery-id",
+        "dlv_l",
+    ])
+    .await;
+    dup.assert_code(0);
+    let line = listen.next_line();
+    assert!(
+        line.contains(" duplicate  call.uploaded  event evt_l  delivery dlv_l"),
+        "{line}"
+    );
+
+    // A wrong secret: rejected with the reason explained, not forwarded.
+    let forged = send(&["--secret", "whsec_guess", "--delivery-id", "dlv_f"]).await;
+    forged.assert_code(1);
+    let line = listen.next_line();
+    assert!(
+        line.contains(" rejected  401 invalid_signature  event -  delivery dlv_f: "),
+        "{line}"
+    );
+    assert!(
+        line.contains(Rejection::InvalidSignature.description()),
+        "{line}"
+    );
+    assert_eq!(rec.seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_without_forward_to_answers_verified_deliveries_200() {
+    let listen = Listener::start(&["--secret", SECRET]);
+    assert_eq!(
+        listen.next_line(),
+        "answering 200 to verified deliveries (no --forward-to)"
+    );
+    let run = run_async(
+        strings(&[
+            "send",
+            "--url",
+            &listen.url,
+            "--secret",
+            SECRET,
+            "--test",
+            "--event",
+            "ai.training.completed",
+        ]),
+        None,
+        vec![],
+    )
+    .await;
+    run.assert_code(0);
+    let line = listen.next_line();
+    assert!(
+        line.contains(" accepted  ai.training.completed  event evt_"),
+        "{line}"
+    );
+    assert!(line.ends_with("secret current  (test)  -> 200"), "{line}");
+}
+
+// ---- completions and docs -----------------------------------------------------
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let run = run(&["completions", shell], None, &[]);
+        run.assert_code(0);
+        for word in ["kendo-webhook", "listen", "forward-to", "attempts"] {
+            assert!(run.stdout.contains(word), "{shell}: {word}");
+        }
+    }
+    run(&["completions", "tcsh"], None, &[]).assert_code(2);
+}
+
+/// `docs/cli.md` shows each command's `--help` under `<!-- help: ARGS -->`;
+/// with `KENDO_WEBHOOK_UPDATE_DOCS=1` this test writes them instead.
+#[test]
+fn docs_cli_md_shows_the_binarys_own_help() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md");
+    let page = std::fs::read_to_string(&path).unwrap();
+    let mut out = String::new();
+    let mut rest = page.as_str();
+    let mut blocks = 0;
+    while let Some(at) = rest.find("<!-- help: ") {
+        let (before, marker) = rest.split_at(at);
+        out.push_str(before);
+        let end = marker.find(" -->").expect("marker ends");
+        let args: Vec<&str> = marker["<!-- help: ".len()..end].split(' ').collect();
+        let open = marker
+            .find("```text\n")
+            .expect("a ```text block after the marker")
+            + "```text\n".len();
+        let close = open + marker[open..].find("```").expect("block ends");
+        let help = run(&args, None, &[]);
+        help.assert_code(0);
+        out.push_str(&marker[..open]);
+        out.push_str(help.stdout.trim_end());
+        out.push('\n');
+        rest = &marker[close..];
+        blocks += 1;
+    }
+    out.push_str(rest);
+    assert_eq!(blocks, 5, "one block per command");
+    if std::env::var_os("KENDO_WEBHOOK_UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &out).unwrap();
+    } else {
+        assert!(
+            page == out,
+            "docs/cli.md differs from the binary's --help; run \
+             KENDO_WEBHOOK_UPDATE_DOCS=1 cargo test --features cli --test cli docs_cli_md"
+        );
     }
 }

@@ -1,26 +1,56 @@
-//! `kendo-webhook`: send, sign and verify Kendo webhook deliveries exactly as
-//! Kendo does (feature `cli`). Usage: `kendo-webhook --help` or `docs/cli.md`.
+//! `kendo-webhook`: send, receive, sign and verify Kendo webhook deliveries
+//! exactly as Kendo does (feature `cli`). Usage: `kendo-webhook --help`, or
+//! `docs/cli.md`, whose reference part is this file's help texts
+//! (`tests/cli.rs` checks they match).
+// The doc comments of the clap types below are the `--help` texts: plain
+// text for a terminal, not Markdown for rustdoc.
+#![allow(
+    rustdoc::bare_urls,
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_html_tags
+)]
 
 use std::fmt;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use kendo_webhooks::{sign, Secret, Verifier, CALL_UPLOADED};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use kendo_webhooks::{sign, Secret, Verifier};
 
-#[path = "kendo_webhook_cli/help.rs"]
-mod help;
+#[path = "kendo_webhook_cli/listen.rs"]
+mod listen;
 #[path = "kendo_webhook_cli/send.rs"]
 mod send;
-
-use help::*;
 
 /// Exit code for usage and I/O errors (clap's own usage errors use it too).
 const EXIT_USAGE: u8 = 2;
 
+/// Send, receive, sign and verify Kendo webhook deliveries exactly as Kendo does.
+///
+/// Test your endpoint before Kendo calls it: `send` POSTs a signed delivery with
+/// Kendo's four headers, its 10 s timeout per attempt and its retry policy (3
+/// attempts, about 1 s then 2 s apart, the same delivery id each time). `listen`
+/// is a local receiver that verifies and prints every delivery, and can forward
+/// it to your app. `sign` and `verify` compute and check an X-Kendo-Signature
+/// (HMAC-SHA256 of the raw body, lowercase hex) for a body you have.
+///
+/// The secret comes from --secret or the KENDO_WEBHOOK_SECRET environment
+/// variable. Prefer the variable: command-line arguments are visible to other
+/// users of the machine. The secret is never printed.
+///
+/// Examples:
+///   export KENDO_WEBHOOK_SECRET='whsec_...'
+///   kendo-webhook send --url http://127.0.0.1:3000/webhooks/kendo
+///   kendo-webhook send --url http://127.0.0.1:3000/webhooks/kendo --event ai.training.completed --test
+///   kendo-webhook listen --forward-to http://127.0.0.1:3000/webhooks/kendo
+///   kendo-webhook sign body.json
+///   kendo-webhook verify --signature 5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843 body.json
+///
+/// Exit codes: 0 success; 1 the delivery got no 2xx, or the signature does not
+/// verify; 2 usage or I/O error.
 #[derive(Parser)]
-#[command(name = "kendo-webhook", version, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(name = "kendo-webhook", version, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,12 +58,94 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    #[command(about = SEND_ABOUT, long_about = SEND_LONG_ABOUT)]
+    /// POST a signed delivery with Kendo's headers, timeout and retries.
+    ///
+    /// The body is Kendo's documented example payload for --event, with a fresh event
+    /// id (evt_<hex>) and created_at set to now; with --data FILE (or - for stdin) the
+    /// file's JSON object becomes `data` inside the envelope {id, event, created_at,
+    /// data} instead. --test adds "_isTest": true to `data`, as Kendo's "Send Test"
+    /// button does. --raw FILE sends the file's bytes exactly as they are (a captured
+    /// body, re-sent byte for byte); X-Kendo-Event is then --event, or the body's
+    /// `event` when --event is not given.
+    ///
+    /// The request carries Content-Type: application/json, X-Kendo-Signature,
+    /// X-Kendo-Event and X-Kendo-Delivery-Id (a fresh dlv_<hex> unless given). Each
+    /// attempt times out after 10 s; a timeout, a connection error or any non-2xx
+    /// status (redirects are not followed) is retried: 3 attempts in all unless
+    /// --attempts says otherwise, waiting about 1 s, 2 s, 4 s ... between them, with
+    /// the same delivery id and the same bytes. One line is printed per attempt:
+    /// status, latency and the receiver's x-kendo-webhook-rejection reason when it
+    /// sends one. While an answer is slow to come, a line every 2 s on stderr says
+    /// how long the attempt has waited.
+    ///
+    /// Exits 0 on a 2xx, 1 when every attempt failed, 2 on a usage or I/O error.
+    ///
+    /// Examples (the secret in --secret or KENDO_WEBHOOK_SECRET):
+    ///   kendo-webhook send --url http://127.0.0.1:3000/webhooks/kendo --secret whsec_test
+    ///   KENDO_WEBHOOK_SECRET=whsec_test kendo-webhook send --url https://crm.example.com/webhooks/kendo --event ai.training.completed --test
+    ///   echo '{"callId": "c_42", "aiScore": "71"}' | kendo-webhook send --url http://127.0.0.1:3000/webhooks/kendo --data -
+    ///   kendo-webhook send --url http://127.0.0.1:3000/webhooks/kendo --raw captured-body.json --attempts 1
+    ///   kendo-webhook send --url http://127.0.0.1:3000/webhooks/kendo --event-id evt_1 --delivery-id dlv_1   # send twice: the second is a duplicate
+    #[command(verbatim_doc_comment)]
     Send(SendArgs),
-    #[command(about = SIGN_ABOUT, long_about = SIGN_LONG_ABOUT)]
+    /// Receive deliveries locally: verify, print and optionally forward each one.
+    ///
+    /// Listens on --addr (default 127.0.0.1:8787) and runs every request, on any path,
+    /// through the crate's KendoWebhookLayer with --secret (and --previous-secret):
+    /// the verdict is exactly what your receiver would answer. Each request prints
+    /// one line: the event, event id and delivery id, the verdict (which secret
+    /// matched, or the rejection reason and what it means) and, with --forward-to, the
+    /// status your app answered. Verified deliveries are forwarded unchanged (the
+    /// same bytes and Kendo headers) to --forward-to, and your app's status and body
+    /// are answered to the sender; without it, they are answered 200. Rejected
+    /// requests are answered by the layer and never forwarded; a copy of a delivery
+    /// already answered 2xx is answered as a duplicate, as the layer does.
+    ///
+    /// Runs until interrupted (Ctrl-C).
+    ///
+    /// Examples:
+    ///   kendo-webhook listen --secret whsec_test
+    ///   kendo-webhook listen --secret whsec_test --forward-to http://127.0.0.1:3000/webhooks/kendo
+    ///   kendo-webhook send --url http://127.0.0.1:8787/webhooks/kendo --secret whsec_test
+    #[command(verbatim_doc_comment)]
+    Listen(ListenArgs),
+    /// Print the X-Kendo-Signature of a body (the exact bytes of FILE or stdin).
+    ///
+    /// Lowercase hex of HMAC-SHA256 keyed with the secret, over the exact bytes of
+    /// FILE (or stdin with - or no FILE). Nothing is trimmed or re-encoded: a
+    /// trailing newline is part of the body and changes the signature.
+    ///
+    /// Examples:
+    ///   kendo-webhook sign --secret whsec_test body.json
+    ///   printf '%s' '{"id":"evt_1"}' | KENDO_WEBHOOK_SECRET=whsec_test kendo-webhook sign
+    ///   curl -X POST http://127.0.0.1:3000/webhooks/kendo -H 'Content-Type: application/json' \
+    ///     -H "X-Kendo-Signature: $(kendo-webhook sign body.json)" -H 'X-Kendo-Event: call.uploaded' \
+    ///     -H 'X-Kendo-Delivery-Id: dlv_1' --data-binary @body.json
+    #[command(verbatim_doc_comment)]
     Sign(SignArgs),
-    #[command(about = VERIFY_ABOUT, long_about = VERIFY_LONG_ABOUT)]
+    /// Check an X-Kendo-Signature against a body (FILE or stdin).
+    ///
+    /// Checks against the exact bytes of a body (FILE, or stdin with - or no FILE), as
+    /// the receiving layer does: 64 hex digits of either case, optionally prefixed by
+    /// sha256=, compared in constant time.
+    ///
+    /// Prints `ok (secret current)` (or `previous` when it matched
+    /// --previous-secret) and exits 0; otherwise prints one line with the stable
+    /// reason and what to check, and exits 1. Exits 2 on a usage or I/O error.
+    ///
+    /// Examples:
+    ///   kendo-webhook verify --secret whsec_test --signature 5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843 body.json
+    ///   cat body.json | kendo-webhook verify --signature "$SIG" --previous-secret "$OLD_SECRET" -
+    #[command(verbatim_doc_comment)]
     Verify(VerifyArgs),
+    /// Print a shell completion script for kendo-webhook.
+    ///
+    /// Examples:
+    ///   kendo-webhook completions bash > ~/.local/share/bash-completion/completions/kendo-webhook
+    ///   kendo-webhook completions zsh > "${fpath[1]}/_kendo-webhook"
+    ///   kendo-webhook completions fish > ~/.config/fish/completions/kendo-webhook.fish
+    #[command(verbatim_doc_comment)]
+    Completions(CompletionsArgs),
 }
 
 #[derive(Args)]
@@ -50,27 +162,60 @@ struct SecretArg {
 }
 
 #[derive(Args)]
+struct PreviousSecretArg {
+    /// A secret being rotated out, also accepted (reported as `previous`).
+    #[arg(
+        long,
+        env = "KENDO_WEBHOOK_SECRET_PREVIOUS",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    previous_secret: Option<String>,
+}
+
+#[derive(Args)]
 struct SendArgs {
     /// The endpoint to POST to (http or https).
     #[arg(long, value_name = "URL")]
     url: String,
     #[command(flatten)]
     secret: SecretArg,
-    /// The event name: call.uploaded, ai.training.completed or any other NAME.
-    #[arg(long, value_name = "NAME", default_value = CALL_UPLOADED)]
-    event: String,
+    /// The event name: call.uploaded, ai.training.completed or any other NAME
+    /// [default: call.uploaded; with --raw, the body's `event`].
+    #[arg(long, value_name = "NAME")]
+    event: Option<String>,
     /// A JSON object to send as the event's `data` (FILE, or - for stdin).
-    #[arg(long, value_name = "FILE|-", value_parser = parse_input)]
+    #[arg(long, value_name = "FILE|-", value_parser = parse_input, conflicts_with = "raw")]
     data: Option<Input>,
+    /// Send the exact bytes of FILE (or - for stdin) as the body, unwrapped.
+    #[arg(long, value_name = "FILE|-", value_parser = parse_input)]
+    raw: Option<Input>,
     /// Mark the delivery as a test: `data._isTest = true`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "raw")]
     test: bool,
     /// The X-Kendo-Delivery-Id to send [default: a fresh `dlv_` + random hex].
     #[arg(long, value_name = "ID")]
     delivery_id: Option<String>,
     /// The event `id` in the body [default: a fresh `evt_` + random hex].
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with = "raw")]
     event_id: Option<String>,
+    /// How many attempts to make before giving up (Kendo makes 3).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+    attempts: u32,
+}
+
+#[derive(Args)]
+struct ListenArgs {
+    #[command(flatten)]
+    secret: SecretArg,
+    #[command(flatten)]
+    previous: PreviousSecretArg,
+    /// The address to listen on (port 0: any free port, printed at start).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+    addr: std::net::SocketAddr,
+    /// Forward every verified delivery, unchanged, to this URL (http or https).
+    #[arg(long, value_name = "URL")]
+    forward_to: Option<String>,
 }
 
 #[derive(Args)]
@@ -86,20 +231,21 @@ struct SignArgs {
 struct VerifyArgs {
     #[command(flatten)]
     secret: SecretArg,
-    /// A secret being rotated out, also accepted (reported as `previous`).
-    #[arg(
-        long,
-        env = "KENDO_WEBHOOK_SECRET_PREVIOUS",
-        hide_env_values = true,
-        value_name = "SECRET"
-    )]
-    previous_secret: Option<String>,
+    #[command(flatten)]
+    previous: PreviousSecretArg,
     /// The X-Kendo-Signature value to check.
     #[arg(long, value_name = "SIG")]
     signature: String,
     /// The body that was signed: a file, or - for stdin.
     #[arg(value_name = "FILE|-", default_value = "-", value_parser = parse_input)]
     input: Input,
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    /// The shell to write completions for.
+    #[arg(value_name = "SHELL")]
+    shell: clap_complete::Shell,
 }
 
 /// Where a body comes from.
@@ -139,8 +285,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Send(args) => send::send(args),
+        Command::Listen(args) => listen::listen(args),
         Command::Sign(args) => sign_body(args),
         Command::Verify(args) => verify(args),
+        Command::Completions(args) => {
+            clap_complete::generate(
+                args.shell,
+                &mut Cli::command(),
+                "kendo-webhook",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     };
     result.unwrap_or_else(|UsageError(message)| {
         eprintln!("kendo-webhook: error: {message}");
@@ -196,14 +352,23 @@ fn sign_body(args: SignArgs) -> Result<ExitCode, UsageError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(args: VerifyArgs) -> Result<ExitCode, UsageError> {
-    let mut secrets = vec![Secret::new(secret(&args.secret)?).with_label("current")];
-    match args.previous_secret.as_deref() {
+/// `--secret` labelled `current`, then `--previous-secret` labelled `previous`.
+fn secrets(
+    secret_arg: &SecretArg,
+    previous: &PreviousSecretArg,
+) -> Result<Vec<Secret>, UsageError> {
+    let mut secrets = vec![Secret::new(secret(secret_arg)?).with_label("current")];
+    match previous.previous_secret.as_deref() {
         Some("") => return Err("--previous-secret is empty; omit it or give the old secret".into()),
         Some(previous) => secrets.push(Secret::new(previous).with_label("previous")),
         None => {}
     }
-    let verifier = Verifier::new(secrets).map_err(|e| e.to_string())?;
+    Ok(secrets)
+}
+
+fn verify(args: VerifyArgs) -> Result<ExitCode, UsageError> {
+    let verifier =
+        Verifier::new(secrets(&args.secret, &args.previous)?).map_err(|e| e.to_string())?;
     let body = read_input(&args.input)?;
     match verifier.verify(args.signature.as_bytes(), &body) {
         Ok(label) => {

@@ -1,0 +1,223 @@
+//! `kendo-webhook listen`: a local receiver that runs every request through
+//! the crate's layer, prints the verdict, and forwards verified deliveries.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use kendo_webhooks::{Delivery, KendoWebhookLayer, Rejected, Rejection};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::send::{chain, parse_url, shown_url};
+use crate::{secrets, ListenArgs, UsageError};
+
+/// How long the app behind `--forward-to` may take, as Kendo would wait.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) fn listen(args: ListenArgs) -> Result<ExitCode, UsageError> {
+    let secrets = secrets(&args.secret, &args.previous)?;
+    let labels: Vec<String> = secrets
+        .iter()
+        .filter_map(|s| s.label().map(str::to_owned))
+        .collect();
+    let forward_to = args
+        .forward_to
+        .as_deref()
+        .map(|url| parse_url("--forward-to", url))
+        .transpose()?;
+    let forward_note = match &forward_to {
+        Some(url) => format!(
+            "forwarding verified deliveries, unchanged, to {}",
+            shown_url(url)
+        ),
+        None => "answering 200 to verified deliveries (no --forward-to)".to_owned(),
+    };
+    let mut builder = KendoWebhookLayer::builder().on_reject(print_rejected);
+    for secret in secrets {
+        builder = builder.secret(secret);
+    }
+    let layer = builder.build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .timeout(FORWARD_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", chain(e)))?;
+    let service = layer.layer(Forward {
+        to: forward_to.map(Arc::new),
+        client,
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the listening address: {e}"))?;
+        println!(
+            "listening on http://{addr}/ (any path), verifying with secret {}",
+            labels.join(" and ")
+        );
+        println!("{forward_note}");
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    eprintln!("kendo-webhook: accept failed: {e}");
+                    continue;
+                }
+            };
+            let service = service.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let mut service = service.clone();
+                    async move {
+                        std::future::poll_fn(|cx| {
+                            Service::<Request<Incoming>>::poll_ready(&mut service, cx)
+                        })
+                        .await?;
+                        service.call(request).await
+                    }
+                });
+                if let Err(e) = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    eprintln!("kendo-webhook: connection error: {e}");
+                }
+            });
+        }
+    })
+}
+
+/// `HH:MM:SS` in UTC, to tell deliveries apart when reading the log.
+fn clock() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
+}
+
+/// The layer's `on_reject` hook: one line per request it answered itself.
+fn print_rejected(rejected: &Rejected) {
+    let reason = rejected.reason();
+    let ids = format!(
+        "event {}  delivery {}",
+        rejected.event_id().unwrap_or("-"),
+        rejected.delivery_id().unwrap_or("-")
+    );
+    match reason {
+        Rejection::Duplicate | Rejection::InFlight => println!(
+            "{} {}  {}  {ids}  secret {}: {} (not forwarded)",
+            clock(),
+            reason.as_str(),
+            rejected.event_name().unwrap_or("-"),
+            rejected.secret_label().unwrap_or("-"),
+            reason.description(),
+        ),
+        _ => println!(
+            "{} rejected  {} {}  {ids}: {}",
+            clock(),
+            reason.status().as_u16(),
+            reason.as_str(),
+            reason.description()
+        ),
+    }
+}
+
+/// The inner service: prints each verified delivery and forwards it.
+#[derive(Clone)]
+struct Forward {
+    to: Option<Arc<reqwest::Url>>,
+    client: reqwest::Client,
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+impl Service<Request<Full<Bytes>>> for Forward {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(request).await) })
+    }
+}
+
+impl Forward {
+    async fn handle(self, request: Request<Full<Bytes>>) -> Response<Full<Bytes>> {
+        let Some(delivery) = request.extensions().get::<Delivery>().cloned() else {
+            // The layer always sets it; answer 500 rather than guess.
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "no verified delivery");
+        };
+        let verdict = format!(
+            "{} accepted  {}  event {}  delivery {}  secret {}{}",
+            clock(),
+            delivery.event_name(),
+            delivery.event_id(),
+            delivery.delivery_id(),
+            delivery.secret_label().unwrap_or("-"),
+            if delivery.is_test() { "  (test)" } else { "" }
+        );
+        let Some(to) = &self.to else {
+            println!("{verdict}  -> 200");
+            return text(StatusCode::OK, "ok");
+        };
+        let mut headers = request.headers().clone();
+        for hop in [HOST, CONTENT_LENGTH, CONNECTION, TRANSFER_ENCODING] {
+            headers.remove(hop);
+        }
+        let sent = self
+            .client
+            .post(to.as_ref().clone())
+            .headers(headers)
+            .body(delivery.body().clone())
+            .send()
+            .await;
+        let shown = shown_url(to);
+        match sent {
+            Ok(answer) => {
+                let status = answer.status();
+                let content_type = answer.headers().get(CONTENT_TYPE).cloned();
+                let body = answer.bytes().await.unwrap_or_default();
+                println!("{verdict}  -> forwarded to {shown}: {status}");
+                let mut response = Response::new(Full::new(body));
+                *response.status_mut() = status;
+                if let Some(content_type) = content_type {
+                    response.headers_mut().insert(CONTENT_TYPE, content_type);
+                }
+                response
+            }
+            Err(e) => {
+                let error = chain(e);
+                println!("{verdict}  -> forwarding to {shown} failed: {error}; answered 502");
+                text(StatusCode::BAD_GATEWAY, "forwarding failed")
+            }
+        }
+    }
+}
+
+fn text(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response
+}
