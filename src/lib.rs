@@ -81,6 +81,8 @@
 //! | `axum` | `Delivery` as an axum extractor |
 //! | `tracing` | one span per delivery: delivery id, event id, event name, outcome |
 //! | `redis` | `RedisStore`, de-duplication shared by several replicas |
+//! | `inbox-sqlite` | [`inbox`]: a durable inbox on SQLite and a worker that hands deliveries to your handler |
+//! | `inbox-postgres` | [`inbox`] on PostgreSQL, shared by replicas |
 //! | `cli` | the `kendo-webhook` binary: send, sign and verify deliveries |
 //!
 //! # Without tower
@@ -105,6 +107,13 @@ mod sender;
 mod service;
 mod signature;
 mod trace;
+
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres")))
+)]
+pub mod inbox;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
