@@ -18,5 +18,7 @@ CREATE TABLE kendo_inbox (
 -- What workers look for: due rows, including leases that ended.
 CREATE INDEX kendo_inbox_due ON kendo_inbox (next_at)
     WHERE state IN ('pending', 'leased', 'failed');
--- Listing by state (dead rows to re-queue), oldest first.
-CREATE INDEX kendo_inbox_state ON kendo_inbox (state, received_at);
+-- Listing the rows an operator looks at (dead, failed), oldest first. Not
+-- pending or done rows: every insert would pay for an index nobody reads.
+CREATE INDEX kendo_inbox_trouble ON kendo_inbox (state, received_at)
+    WHERE state IN ('failed', 'dead');
