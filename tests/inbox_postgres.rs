@@ -46,6 +46,14 @@ async fn retries_then_dead_then_requeue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_handler_is_cut_off_and_ends_dead() {
+    let Some((_server, inbox)) = open("hung_handler_is_cut_off_and_ends_dead").await else {
+        return;
+    };
+    suite::hung_handler_is_cut_off_and_ends_dead(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_mid_batch_loses_nothing() {
     let Some((_server, inbox)) = open("restart_mid_batch_loses_nothing").await else {
         return;

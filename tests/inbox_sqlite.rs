@@ -35,6 +35,12 @@ async fn retries_then_dead_then_requeue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_handler_is_cut_off_and_ends_dead() {
+    let (_dir, _, inbox) = open().await;
+    suite::hung_handler_is_cut_off_and_ends_dead(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_mid_batch_loses_nothing() {
     let (_dir, _, inbox) = open().await;
     suite::restart_mid_batch_loses_nothing(inbox).await;

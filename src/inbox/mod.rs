@@ -648,3 +648,54 @@ pub(crate) fn from_ms(ms: i64) -> SystemTime {
 pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
+
+#[cfg(all(test, feature = "inbox-sqlite"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_states_read_back_from_their_names() {
+        for state in [
+            RowState::Pending,
+            RowState::Leased,
+            RowState::Done,
+            RowState::Failed,
+            RowState::Dead,
+        ] {
+            assert_eq!(RowState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(RowState::parse("lost"), None);
+    }
+
+    #[tokio::test]
+    async fn a_request_without_the_layer_is_answered_500_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open_sqlite(dir.path().join("inbox.db"))
+            .await
+            .unwrap();
+        let response = inbox
+            .call(Request::new(Full::new(Bytes::new())))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()[INBOX_HEADER], "missing");
+        assert_eq!(inbox.counts().await.unwrap(), Counts::default());
+    }
+
+    #[tokio::test]
+    async fn a_stored_delivery_is_answered_200_then_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open_sqlite(dir.path().join("inbox.db"))
+            .await
+            .unwrap();
+        let body = crate::example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+        let delivery = Delivery::parse(body, "dlv_1", "call.uploaded").unwrap();
+        for expected in ["stored", "duplicate"] {
+            let mut request = Request::new(Full::new(Bytes::new()));
+            request.extensions_mut().insert(delivery.clone());
+            let response = inbox.call(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()[INBOX_HEADER], expected);
+        }
+    }
+}

@@ -61,6 +61,7 @@ pub struct Worker<H> {
     max_backoff: Duration,
     poll_interval: Duration,
     shutdown_grace: Duration,
+    handler_timeout: Duration,
     owner: String,
 }
 
@@ -75,6 +76,7 @@ impl<H> fmt::Debug for Worker<H> {
             .field("max_backoff", &self.max_backoff)
             .field("poll_interval", &self.poll_interval)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("handler_timeout", &self.handler_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +152,7 @@ impl<H: Handler> Worker<H> {
             max_backoff: Duration::from_secs(300),
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(30),
+            handler_timeout: Duration::from_secs(300),
             owner,
         }
     }
@@ -203,6 +206,16 @@ impl<H: Handler> Worker<H> {
     #[must_use]
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Longest one handler call may take (default 5 min); a call still
+    /// running then is cut off and counts as a failed attempt. The batch it
+    /// belongs to settles only when all its calls have ended, so this also
+    /// bounds how long a hung handler holds up the worker.
+    #[must_use]
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
@@ -311,8 +324,14 @@ impl<H: Handler> Worker<H> {
                 Ok(delivery) => {
                     let handler = Arc::clone(&self.handler);
                     report.handed += 1;
+                    let timeout = self.handler_timeout;
                     tasks.spawn(async move {
-                        let result = handler.handle(delivery).await.map_err(|e| e.to_string());
+                        let result = match tokio::time::timeout(timeout, handler.handle(delivery))
+                            .await
+                        {
+                            Ok(result) => result.map_err(|e| e.to_string()),
+                            Err(_) => Err(format!("the handler did not finish within {timeout:?}")),
+                        };
                         (index, result)
                     });
                     running.push(Some((row.event_id, row.attempts)));

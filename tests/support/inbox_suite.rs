@@ -379,3 +379,37 @@ where
         assert_eq!(recorder.count(&format!("evt_{i}")), 1, "evt_{i}");
     }
 }
+
+/// A handler that never finishes is cut off after the worker's handler
+/// timeout; each cut-off counts as an attempt, and the row ends dead.
+pub async fn hung_handler_is_cut_off_and_ends_dead(inbox: Inbox) {
+    let client = client();
+    let addr = serve_inbox(&inbox).await;
+    let recorder = Arc::new(Recorder::default());
+    recorder.hanging.lock().unwrap().push("evt_hung".to_owned());
+    assert_eq!(
+        post(&client, addr, "evt_hung", "dlv_hung").await.status,
+        StatusCode::OK
+    );
+    let worker = inbox
+        .worker(recorder.handler())
+        .max_attempts(2)
+        .handler_timeout(Duration::from_millis(50))
+        .backoff(Duration::from_millis(10), Duration::from_millis(10))
+        .poll_interval(Duration::from_millis(10))
+        .spawn();
+    wait_until("evt_hung is dead", || async {
+        inbox.counts().await.unwrap().dead == 1
+    })
+    .await;
+    let report = worker.shutdown().await;
+    assert_eq!(
+        (report.handed, report.failed, report.dead),
+        (2, 2, 1),
+        "{report:?}"
+    );
+    let dead = inbox.list(RowState::Dead, 1).await.unwrap();
+    let error = dead[0].last_error.as_deref().unwrap_or("");
+    assert!(error.contains("did not finish within"), "{error}");
+    assert_eq!(recorder.count("evt_hung"), 2);
+}
