@@ -54,6 +54,14 @@ async fn hung_handler_is_cut_off_and_ends_dead() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_settles_rows_in_flight() {
+    let Some((_server, inbox)) = open("shutdown_settles_rows_in_flight").await else {
+        return;
+    };
+    suite::shutdown_settles_rows_in_flight(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_mid_batch_loses_nothing() {
     let Some((_server, inbox)) = open("restart_mid_batch_loses_nothing").await else {
         return;

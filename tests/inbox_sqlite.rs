@@ -41,6 +41,12 @@ async fn hung_handler_is_cut_off_and_ends_dead() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_settles_rows_in_flight() {
+    let (_dir, _, inbox) = open().await;
+    suite::shutdown_settles_rows_in_flight(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_mid_batch_loses_nothing() {
     let (_dir, _, inbox) = open().await;
     suite::restart_mid_batch_loses_nothing(inbox).await;

@@ -77,6 +77,8 @@ pub struct Recorder {
     pub failing: Mutex<Vec<String>>,
     /// Event ids whose handling never finishes (a hung handler).
     pub hanging: Mutex<Vec<String>>,
+    /// Event ids whose handling takes 300 ms.
+    pub slow: Mutex<Vec<String>>,
 }
 
 impl Recorder {
@@ -105,6 +107,9 @@ impl Recorder {
             Box::pin(async move {
                 let id = delivery.event_id().to_owned();
                 *recorder.seen.lock().unwrap().entry(id.clone()).or_default() += 1;
+                if recorder.slow.lock().unwrap().contains(&id) {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
                 if recorder.hanging.lock().unwrap().contains(&id) {
                     std::future::pending::<()>().await;
                 }
@@ -412,4 +417,68 @@ pub async fn hung_handler_is_cut_off_and_ends_dead(inbox: Inbox) {
     let error = dead[0].last_error.as_deref().unwrap_or("");
     assert!(error.contains("did not finish within"), "{error}");
     assert_eq!(recorder.count("evt_hung"), 2);
+}
+
+/// A graceful shutdown lets a handler in flight finish and settles its row;
+/// a handler still running when the grace period ends is cut off, and its
+/// row is returned as a failed attempt (not left leased).
+pub async fn shutdown_settles_rows_in_flight(inbox: Inbox) {
+    let client = client();
+    let addr = serve_inbox(&inbox).await;
+    let recorder = Arc::new(Recorder::default());
+    recorder.slow.lock().unwrap().push("evt_slow".to_owned());
+    recorder.hanging.lock().unwrap().push("evt_hung".to_owned());
+
+    assert_eq!(
+        post(&client, addr, "evt_slow", "dlv_slow").await.status,
+        StatusCode::OK
+    );
+    let worker = inbox
+        .worker(recorder.handler())
+        .poll_interval(Duration::from_millis(10))
+        .spawn();
+    wait_until("evt_slow is being handled", || async {
+        recorder.count("evt_slow") == 1
+    })
+    .await;
+    let report = worker.shutdown().await;
+    assert_eq!(
+        (report.handed, report.succeeded, report.cut_off),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!((counts.done, counts.leased), (1, 0), "{counts:?}");
+
+    assert_eq!(
+        post(&client, addr, "evt_hung", "dlv_hung").await.status,
+        StatusCode::OK
+    );
+    let worker = inbox
+        .worker(recorder.handler())
+        .shutdown_grace(Duration::from_millis(50))
+        .backoff(Duration::from_secs(60), Duration::from_secs(60))
+        .poll_interval(Duration::from_millis(10))
+        .spawn();
+    wait_until("evt_hung is being handled", || async {
+        recorder.count("evt_hung") == 1
+    })
+    .await;
+    let report = worker.shutdown().await;
+    assert_eq!((report.handed, report.cut_off), (1, 1), "{report:?}");
+    let failed = inbox.list(RowState::Failed, 10).await.unwrap();
+    assert_eq!(
+        failed.len(),
+        1,
+        "the cut-off row is returned, not left leased"
+    );
+    assert_eq!(
+        (failed[0].event_id.as_str(), failed[0].attempts),
+        ("evt_hung", 1)
+    );
+    let error = failed[0].last_error.as_deref().unwrap_or("");
+    assert!(
+        error.contains("shut down before the handler finished"),
+        "{error}"
+    );
 }
