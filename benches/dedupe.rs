@@ -24,7 +24,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use kendo_webhooks::dedupe::Claim;
+use kendo_webhooks::dedupe::{Claim, ClaimToken};
 use kendo_webhooks::{DedupeStore, MemoryStore};
 
 /// Polls a store future that must be ready at once (the memory store's are).
@@ -53,8 +53,9 @@ fn key(n: u64, buf: &mut [u8; 20]) -> &str {
 fn claim_complete(store: &MemoryStore, n: u64) {
     let mut buf = [0u8; 20];
     let key = key(n, &mut buf);
-    match now(store.claim(key)) {
-        Ok(Claim::Acquired(token)) => {
+    let token = ClaimToken::generate();
+    match now(store.claim(key, token)) {
+        Ok(Claim::Acquired) => {
             now(store.complete(key, token)).expect("the memory store never fails");
         }
         other => panic!("key {key} was new, the store answered {other:?}"),

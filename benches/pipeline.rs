@@ -89,8 +89,8 @@ struct FloorCall {
 struct ForgetfulStore;
 
 impl DedupeStore for ForgetfulStore {
-    fn claim<'a>(&'a self, _key: &'a str) -> StoreFuture<'a, Claim> {
-        Box::pin(std::future::ready(Ok(Claim::Acquired(ClaimToken::new(1)))))
+    fn claim<'a>(&'a self, _key: &'a str, _token: ClaimToken) -> StoreFuture<'a, Claim> {
+        Box::pin(std::future::ready(Ok(Claim::Acquired)))
     }
 
     fn complete<'a>(&'a self, _key: &'a str, _token: ClaimToken) -> StoreFuture<'a, ()> {
@@ -230,8 +230,9 @@ fn bench_pipeline(c: &mut Criterion) {
         let mut cx = std::task::Context::from_waker(waker);
         allocations_per_call(|| {
             let key = keys.next().expect("one key per counted call");
-            let token = match counted_store.claim(key).as_mut().poll(&mut cx) {
-                std::task::Poll::Ready(Ok(Claim::Acquired(token))) => token,
+            let token = ClaimToken::generate();
+            match counted_store.claim(key, token).as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(Ok(Claim::Acquired)) => {}
                 other => panic!("{key} is new, the store answered {other:?}"),
             };
             let settled = counted_store.complete(key, token).as_mut().poll(&mut cx);
@@ -312,8 +313,9 @@ fn bench_pipeline(c: &mut Criterion) {
         let key = format!("dlv_{key_number:012}");
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
-        match parts_store.claim(&key).as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(Ok(Claim::Acquired(token))) => {
+        let token = ClaimToken::generate();
+        match parts_store.claim(&key, token).as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Ok(Claim::Acquired)) => {
                 let settled = parts_store.complete(&key, token).as_mut().poll(&mut cx);
                 assert!(matches!(settled, std::task::Poll::Ready(Ok(()))));
             }

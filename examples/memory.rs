@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use kendo_webhooks::dedupe::Claim;
+use kendo_webhooks::dedupe::{Claim, ClaimToken};
 use kendo_webhooks::{
     example_body, DedupeStore, KendoWebhookLayer, MemoryStore, SignedDelivery, CALL_UPLOADED,
 };
@@ -105,8 +105,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if store_only {
             let waker = std::task::Waker::noop();
             let mut cx = std::task::Context::from_waker(waker);
-            let claim = match store.claim(&id).as_mut().poll(&mut cx) {
-                std::task::Poll::Ready(Ok(Claim::Acquired(token))) => token,
+            let claim = ClaimToken::generate();
+            match store.claim(&id, claim).as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(Ok(Claim::Acquired)) => {}
                 other => {
                     return Err(format!("delivery {id} was new, the store said {other:?}").into())
                 }

@@ -23,6 +23,14 @@ pub enum BuildError {
     ZeroReadTimeout,
     /// The de-duplication capacity is zero.
     ZeroCapacity,
+    /// The body budget cannot hold one body of the body limit (bodies over
+    /// 16 KiB may use only seven eighths of the budget).
+    BodyBudgetBelowLimit {
+        /// The configured budget, in bytes.
+        budget: usize,
+        /// The configured body limit, in bytes.
+        body_limit: usize,
+    },
     /// Both a capacity (for the default in-memory store) and a store of
     /// your own were given: the capacity would be ignored.
     CapacityWithCustomStore,
@@ -39,8 +47,14 @@ impl fmt::Display for BuildError {
                 "webhook secret #{position} is empty: check the variable it is read from"
             ),
             Self::ZeroBodyLimit => {
-                f.write_str("body limit is zero: use at least a few KiB (default 1 MiB)")
+                f.write_str("body limit is zero: use at least a few KiB (default 64 KiB)")
             }
+            Self::BodyBudgetBelowLimit { budget, body_limit } => write!(
+                f,
+                "body budget of {budget} bytes cannot hold one body of the {body_limit}-byte \
+                 limit (bodies over 16 KiB may use seven eighths of it): raise the budget or \
+                 lower the limit"
+            ),
             Self::ZeroReadTimeout => {
                 f.write_str("body read timeout is zero: use a few seconds (default 10 s)")
             }

@@ -4,16 +4,41 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use tower_layer::Layer;
 
+use crate::body::{BodyBudget, SMALL_BODY};
 use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 use crate::error::BuildError;
+use crate::outcome::Report;
 use crate::reject::Rejected;
 use crate::service::KendoWebhook;
 use crate::signature::{Secret, Verifier};
 
-/// Default body limit: 1 MiB, far above any documented Kendo payload.
-pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// Default body limit: 64 KiB.
+///
+/// Kendo's payloads are under 1 KiB (a handful of ids, a name, two numbers
+/// and two timestamps); 64 KiB leaves room for 60 times more fields without
+/// letting one request hold much memory. Raise it only if Kendo documents
+/// larger events.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+/// Default body budget: 16 MiB of bodies buffered at once, by all requests
+/// together.
+///
+/// That is 256 maximum-size bodies at the default limit, or over 16,000
+/// Kendo-size ones. A flood of stalled bodies is answered 503 past it
+/// instead of growing the process; the last eighth is kept for bodies of at
+/// most 16 KiB, so real deliveries still get through such a flood.
+pub const DEFAULT_BODY_BUDGET: usize = 16 * 1024 * 1024;
+/// Default wait for a delivery that another request holds: 4 s.
+///
+/// When a replica dies mid-request, Kendo retries about 1 s later; the
+/// retry then waits for the dead claim's lease to lapse (a shared store's
+/// default lease is 3 s) and is processed, well inside Kendo's 10 s
+/// timeout. When the holder is alive, the wait ends as soon as it answers:
+/// a copy of a delivery that succeeded gets 200, one that failed is
+/// processed.
+pub const DEFAULT_IN_FLIGHT_WAIT: Duration = Duration::from_secs(4);
 /// Default body read deadline: Kendo's own request timeout.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -32,6 +57,7 @@ pub enum StoreErrorPolicy {
 
 type Clock = dyn Fn() -> SystemTime + Send + Sync;
 type RejectHook = dyn Fn(&Rejected) + Send + Sync;
+type OutcomeHook = dyn Fn(&Report<'_>) + Send + Sync;
 
 /// Layer that applies [`KendoWebhook`], which verifies, de-duplicates and
 /// types Kendo deliveries before they reach the inner service.
@@ -53,15 +79,19 @@ pub struct KendoWebhookLayer {
 }
 
 pub(crate) struct Config {
-    pub(crate) verifier: Verifier,
+    /// Swapped atomically by [`KendoWebhookLayer::replace_secrets`].
+    pub(crate) verifier: ArcSwap<Verifier>,
     pub(crate) body_limit: usize,
+    pub(crate) body_budget: BodyBudget,
     pub(crate) read_timeout: Duration,
     pub(crate) store: Arc<dyn DedupeStore>,
+    pub(crate) in_flight_wait: Duration,
     pub(crate) dedupe_key: DedupeKey,
     pub(crate) replay_tolerance: Option<Duration>,
     pub(crate) clock: Arc<Clock>,
     pub(crate) store_error_policy: StoreErrorPolicy,
     pub(crate) on_reject: Option<Arc<RejectHook>>,
+    pub(crate) on_outcome: Option<Arc<OutcomeHook>>,
 }
 
 impl KendoWebhookLayer {
@@ -77,6 +107,41 @@ impl KendoWebhookLayer {
     /// A builder to configure secrets, limits, de-duplication and hooks.
     pub fn builder() -> KendoWebhookLayerBuilder {
         KendoWebhookLayerBuilder::default()
+    }
+
+    /// Replaces the secrets of this layer and of every service built from
+    /// it (or from its clones), atomically and without a restart: each
+    /// request is verified against either the whole old set or the whole
+    /// new one, never a mix.
+    ///
+    /// To rotate without losing deliveries, first add the new secret next
+    /// to the old one, then, once Kendo signs with the new one
+    /// ([`Delivery::secret_label`](crate::Delivery::secret_label) tells),
+    /// remove the old one.
+    ///
+    /// ```
+    /// use kendo_webhooks::{KendoWebhookLayer, Secret};
+    ///
+    /// let layer = KendoWebhookLayer::new(Secret::new("whsec_old").with_label("old"))?;
+    /// layer.replace_secrets([
+    ///     Secret::new("whsec_new").with_label("new"),
+    ///     Secret::new("whsec_old").with_label("old"),
+    /// ])?;
+    /// # Ok::<(), kendo_webhooks::BuildError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::NoSecret`] or [`BuildError::EmptySecret`]; the secrets
+    /// in use are then left unchanged.
+    pub fn replace_secrets<I>(&self, secrets: I) -> Result<(), BuildError>
+    where
+        I: IntoIterator,
+        I::Item: Into<Secret>,
+    {
+        let verifier = Verifier::new(secrets)?;
+        self.config.verifier.store(Arc::new(verifier));
+        Ok(())
     }
 }
 
@@ -97,9 +162,11 @@ impl fmt::Debug for KendoWebhookLayer {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KendoWebhookLayer")
-            .field("verifier", &self.verifier)
+            .field("verifier", &self.verifier.load())
             .field("body_limit", &self.body_limit)
+            .field("body_budget", &self.body_budget)
             .field("read_timeout", &self.read_timeout)
+            .field("in_flight_wait", &self.in_flight_wait)
             .field("dedupe_key", &self.dedupe_key)
             .field("replay_tolerance", &self.replay_tolerance)
             .field("store_error_policy", &self.store_error_policy)
@@ -113,7 +180,9 @@ impl fmt::Debug for Config {
 pub struct KendoWebhookLayerBuilder {
     secrets: Vec<Secret>,
     body_limit: Option<usize>,
+    body_budget: Option<usize>,
     read_timeout: Option<Duration>,
+    in_flight_wait: Option<Duration>,
     store: Option<Arc<dyn DedupeStore>>,
     capacity: Option<usize>,
     dedupe_key: DedupeKey,
@@ -121,6 +190,7 @@ pub struct KendoWebhookLayerBuilder {
     clock: Option<Arc<Clock>>,
     store_error_policy: StoreErrorPolicy,
     on_reject: Option<Arc<RejectHook>>,
+    on_outcome: Option<Arc<OutcomeHook>>,
 }
 
 impl KendoWebhookLayerBuilder {
@@ -133,10 +203,40 @@ impl KendoWebhookLayerBuilder {
         self
     }
 
-    /// Largest body accepted, declared or streamed (default 1 MiB); larger
-    /// requests get 413 and never more than this is held in memory.
+    /// Largest body accepted, declared or streamed (default 64 KiB, see
+    /// [`DEFAULT_BODY_LIMIT`]); larger requests get 413, and never more
+    /// than this is held in memory per request.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = Some(bytes);
+        self
+    }
+
+    /// Most bytes of request bodies buffered at once, by all in-flight
+    /// requests together (default 16 MiB, see [`DEFAULT_BODY_BUDGET`]).
+    ///
+    /// A request that would exceed it gets 503 with `Retry-After`
+    /// ([`Rejection::BodyBudgetExhausted`](crate::Rejection::BodyBudgetExhausted))
+    /// at once: a declared `Content-Length` is reserved before the body is
+    /// read, a streamed body as its bytes arrive. Bodies larger than 16 KiB
+    /// may fill only seven eighths of it, so a flood of large stalled
+    /// bodies leaves room for Kendo's small ones. It must be at least
+    /// eight sevenths of the body limit.
+    pub fn body_budget(mut self, bytes: usize) -> Self {
+        self.body_budget = Some(bytes);
+        self
+    }
+
+    /// How long a delivery that another request is processing right now
+    /// may wait for it to settle (default 4 s, see
+    /// [`DEFAULT_IN_FLIGHT_WAIT`]); `Duration::ZERO` answers 409 at once.
+    ///
+    /// The store is asked again with backoff (25 ms doubling to 200 ms).
+    /// If the holder answers 2xx, this copy gets 200 (duplicate); if it
+    /// fails, or its lease lapses because its replica died, this copy is
+    /// processed; if it is still running at the end, 409. Keep the wait
+    /// plus your service's own time well under Kendo's 10 s timeout.
+    pub fn in_flight_wait(mut self, wait: Duration) -> Self {
+        self.in_flight_wait = Some(wait);
         self
     }
 
@@ -190,10 +290,22 @@ impl KendoWebhookLayerBuilder {
     }
 
     /// Called for every request the layer answers itself (rejections and
-    /// duplicates), for delivery logs and metrics. Keep it fast: it runs on
-    /// the request path.
+    /// duplicates), with owned ids. Keep it fast: it runs on the request
+    /// path. [`on_outcome`](Self::on_outcome) sees every outcome instead.
     pub fn on_reject(mut self, hook: impl Fn(&Rejected) + Send + Sync + 'static) -> Self {
         self.on_reject = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called once for every request, whatever happened to it (accepted
+    /// with the inner status and latency, inner failure, rejection,
+    /// duplicate), and once more for each de-duplication store failure,
+    /// under either policy. See [`Outcome`](crate::Outcome) and
+    /// [`Report`](crate::Report); for delivery logs and metrics (the
+    /// `metrics` feature records the same outcomes by itself). Keep it
+    /// fast: it runs on the request path.
+    pub fn on_outcome(mut self, hook: impl Fn(&Report<'_>) + Send + Sync + 'static) -> Self {
+        self.on_outcome = Some(Arc::new(hook));
         self
     }
 
@@ -201,13 +313,27 @@ impl KendoWebhookLayerBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError`] when no secret was given, a secret is empty, or the
-    /// body limit, read timeout or capacity is zero.
+    /// [`BuildError`] when no secret was given, a secret is empty, the
+    /// body limit, read timeout or capacity is zero, or the body budget
+    /// cannot hold one body of the limit.
     pub fn build(self) -> Result<KendoWebhookLayer, BuildError> {
         let verifier = Verifier::new(self.secrets)?;
         let body_limit = self.body_limit.unwrap_or(DEFAULT_BODY_LIMIT);
         if body_limit == 0 {
             return Err(BuildError::ZeroBodyLimit);
+        }
+        let body_budget = self.body_budget.unwrap_or(DEFAULT_BODY_BUDGET);
+        // Large bodies may use seven eighths of the budget; small ones all.
+        let usable = if body_limit <= SMALL_BODY {
+            body_budget
+        } else {
+            body_budget - body_budget / 8
+        };
+        if usable < body_limit {
+            return Err(BuildError::BodyBudgetBelowLimit {
+                budget: body_budget,
+                body_limit,
+            });
         }
         let read_timeout = self.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT);
         if read_timeout.is_zero() {
@@ -223,15 +349,18 @@ impl KendoWebhookLayerBuilder {
         };
         Ok(KendoWebhookLayer {
             config: Arc::new(Config {
-                verifier,
+                verifier: ArcSwap::from_pointee(verifier),
                 body_limit,
+                body_budget: BodyBudget::new(body_budget),
                 read_timeout,
+                in_flight_wait: self.in_flight_wait.unwrap_or(DEFAULT_IN_FLIGHT_WAIT),
                 store,
                 dedupe_key: self.dedupe_key,
                 replay_tolerance: self.replay_tolerance,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemTime::now)),
                 store_error_policy: self.store_error_policy,
                 on_reject: self.on_reject,
+                on_outcome: self.on_outcome,
             }),
         })
     }
@@ -276,6 +405,45 @@ mod tests {
         assert_eq!(
             with_secret().dedupe_capacity(0).build().unwrap_err(),
             BuildError::ZeroCapacity
+        );
+        assert_eq!(
+            with_secret().body_budget(0).build().unwrap_err(),
+            BuildError::BodyBudgetBelowLimit {
+                budget: 0,
+                body_limit: DEFAULT_BODY_LIMIT
+            }
+        );
+    }
+
+    #[test]
+    fn the_budget_must_hold_one_body_of_the_limit() {
+        let with_secret = || KendoWebhookLayer::builder().secret("s");
+        // Small limits may use the whole budget, larger ones seven eighths.
+        assert!(with_secret()
+            .body_limit(SMALL_BODY)
+            .body_budget(SMALL_BODY)
+            .build()
+            .is_ok());
+        assert!(with_secret()
+            .body_limit(SMALL_BODY)
+            .body_budget(SMALL_BODY - 1)
+            .build()
+            .is_err());
+        assert!(with_secret()
+            .body_limit(70_000)
+            .body_budget(80_000)
+            .build()
+            .is_ok());
+        assert_eq!(
+            with_secret()
+                .body_limit(70_001)
+                .body_budget(80_000)
+                .build()
+                .unwrap_err(),
+            BuildError::BodyBudgetBelowLimit {
+                budget: 80_000,
+                body_limit: 70_001
+            }
         );
     }
 

@@ -80,7 +80,8 @@
 //! |---|---|
 //! | `axum` | `Delivery` as an axum extractor |
 //! | `tracing` | one span per delivery: delivery id, event id, event name, outcome |
-//! | `redis` | `RedisStore`, de-duplication shared by several replicas |
+//! | `redis` | `RedisStore`, de-duplication shared by several replicas (TLS with `rediss://`) |
+//! | `metrics` | counters and a latency histogram of every outcome through the `metrics` facade |
 //! | `inbox-sqlite` | [`inbox`]: a durable inbox on SQLite and a worker that hands deliveries to your handler |
 //! | `inbox-postgres` | [`inbox`] on PostgreSQL, shared by replicas |
 //! | `cli` | the `kendo-webhook` binary: send, sign and verify deliveries |
@@ -102,6 +103,9 @@ pub mod dedupe;
 mod error;
 mod event;
 mod layer;
+#[cfg(feature = "metrics")]
+mod metrics;
+mod outcome;
 mod reject;
 mod sender;
 mod service;
@@ -128,9 +132,10 @@ pub use crate::event::{
     AiTrainingCompleted, CallUploaded, Delivery, Event, AI_TRAINING_COMPLETED, CALL_UPLOADED,
 };
 pub use crate::layer::{
-    KendoWebhookLayer, KendoWebhookLayerBuilder, StoreErrorPolicy, DEFAULT_BODY_LIMIT,
-    DEFAULT_READ_TIMEOUT,
+    KendoWebhookLayer, KendoWebhookLayerBuilder, StoreErrorPolicy, DEFAULT_BODY_BUDGET,
+    DEFAULT_BODY_LIMIT, DEFAULT_IN_FLIGHT_WAIT, DEFAULT_READ_TIMEOUT,
 };
+pub use crate::outcome::{Outcome, Report};
 pub use crate::reject::{Rejected, Rejection};
 pub use crate::sender::{example_body, SignedDelivery};
 pub use crate::service::{

@@ -74,6 +74,11 @@ rejections! {
     /// The body (declared or streamed) exceeds the configured limit (413).
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "payload_too_large",
         "The body exceeds this endpoint's size limit.";
+    /// Too many request bodies are being buffered at once: this one would
+    /// exceed the layer's body budget (503, with `Retry-After`). Answered
+    /// as soon as that is known, before or while the body arrives.
+    BodyBudgetExhausted => SERVICE_UNAVAILABLE, "body_budget_exhausted",
+        "Too many request bodies are being received at once; retry shortly.";
     /// The body did not arrive within the read deadline (408).
     BodyTimeout => REQUEST_TIMEOUT, "body_timeout",
         "The body did not arrive within the read deadline.";
@@ -123,11 +128,13 @@ rejections! {
     /// Kendo stops retrying and nothing runs twice.
     Duplicate => OK, "duplicate",
         "This delivery was already processed.";
-    /// The same delivery is being processed right now (409): Kendo retries
-    /// later and finds it done, or free again if that attempt failed.
+    /// The same delivery was still being processed when the layer's
+    /// bounded wait for it ended (409): Kendo retries later and finds it
+    /// done, or free again if that attempt failed or its holder died.
     InFlight => CONFLICT, "in_flight",
         "This delivery is being processed right now; retry later.";
-    /// The de-duplication store failed and the policy is fail-closed (503).
+    /// The de-duplication store failed and the policy is fail-closed (503,
+    /// with `Retry-After`).
     StoreUnavailable => SERVICE_UNAVAILABLE, "store_unavailable",
         "The de-duplication store is unavailable; retry later.";
 }
@@ -211,7 +218,7 @@ mod tests {
     #[test]
     fn names_are_unique_snake_case() {
         let names: HashSet<&str> = Rejection::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(Rejection::ALL.len(), 20);
+        assert_eq!(Rejection::ALL.len(), 21);
         assert_eq!(names.len(), Rejection::ALL.len());
         for name in names {
             assert!(

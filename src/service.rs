@@ -6,18 +6,21 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
-use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use tower_service::Service;
 
-use crate::body::ResponseBody;
-use crate::dedupe::{Claim, ClaimToken, DedupeStore};
+use crate::body::{read_body, Reservation, ResponseBody};
+use crate::dedupe::claim::ClaimGuard;
+use crate::dedupe::{Claim, StoreError};
 use crate::event::Delivery;
 use crate::layer::{Config, StoreErrorPolicy};
+use crate::outcome::{Outcome, Report};
 use crate::reject::{Rejected, Rejection};
 use crate::signature::{parse_signature, TAG_LEN};
 use crate::trace;
@@ -125,23 +128,36 @@ impl<B, E> fmt::Debug for ResponseFuture<B, E> {
     }
 }
 
-/// What is known about the request so far, for the hook.
+/// What is known about the request so far, for the hooks.
 #[derive(Clone, Copy)]
 struct Seen<'a> {
-    headers: &'a HeaderMap,
+    /// The delivery id header, if well formed (unverified until `verified`).
+    delivery_id: Option<&'a str>,
     delivery: Option<&'a Delivery>,
     verified: bool,
 }
 
-impl Seen<'_> {
+impl<'a> Seen<'a> {
+    fn unverified(headers: &'a HeaderMap) -> Self {
+        Self {
+            delivery_id: single_id(headers, &DELIVERY_ID_HEADER).ok(),
+            delivery: None,
+            verified: false,
+        }
+    }
+
+    fn delivery(delivery: Option<&'a Delivery>) -> Self {
+        Self {
+            delivery_id: delivery.map(Delivery::delivery_id),
+            delivery,
+            verified: true,
+        }
+    }
+
     fn rejected(self, reason: Rejection) -> Rejected {
-        let delivery_id = match self.delivery {
-            Some(delivery) => Some(delivery.delivery_id()),
-            None => single_id(self.headers, &DELIVERY_ID_HEADER).ok(),
-        };
         Rejected {
             reason,
-            delivery_id: delivery_id.map(str::to_owned),
+            delivery_id: self.delivery_id.map(str::to_owned),
             event_id: self.delivery.map(|d| d.event_id().to_owned()),
             event_name: self.delivery.map(|d| d.event_name().to_owned()),
             secret_label: self
@@ -150,6 +166,26 @@ impl Seen<'_> {
                 .map(str::to_owned),
             verified: self.verified,
         }
+    }
+
+    fn report(self, outcome: Outcome<'a>) -> Report<'a> {
+        Report {
+            outcome,
+            delivery_id: self.delivery_id,
+            event_id: self.delivery.map(Delivery::event_id),
+            event_name: self.delivery.map(Delivery::event_name),
+            secret_label: self.delivery.and_then(Delivery::secret_label),
+            verified: self.verified,
+        }
+    }
+}
+
+/// Tells the `on_outcome` hook and the metrics how a request ended.
+fn report(config: &Config, seen: Seen<'_>, outcome: Outcome<'_>) {
+    #[cfg(feature = "metrics")]
+    crate::metrics::record(&outcome);
+    if let Some(hook) = &config.on_outcome {
+        hook(&seen.report(outcome));
     }
 }
 
@@ -164,7 +200,7 @@ struct KendoHeaders<'a> {
 
 async fn handle<S, ReqBody, ResBody>(
     config: Arc<Config>,
-    mut inner: S,
+    inner: S,
     req: Request<ReqBody>,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
@@ -172,12 +208,8 @@ where
     ReqBody: Body,
     ReqBody::Error: Into<BoxError>,
 {
-    let (mut parts, body) = req.into_parts();
-    let mut seen = Seen {
-        headers: &parts.headers,
-        delivery: None,
-        verified: false,
-    };
+    let (parts, body) = req.into_parts();
+    let mut seen = Seen::unverified(&parts.headers);
     trace::record_delivery_id(&parts.headers);
 
     let headers = match check_parts(&parts.method, &parts.headers, config.body_limit) {
@@ -185,11 +217,19 @@ where
         Err(reason) => return Ok(reject(&config, reason, seen)),
     };
     let declared = headers.declared_len;
-    let bytes = match read_body(body, config.body_limit, declared, config.read_timeout).await {
+    let mut reservation = Reservation::new(&config.body_budget);
+    let read = read_body(
+        body,
+        config.body_limit,
+        declared,
+        config.read_timeout,
+        &mut reservation,
+    );
+    let bytes = match read.await {
         Ok(bytes) => bytes,
         Err(reason) => return Ok(reject(&config, reason, seen)),
     };
-    let label = match config.verifier.verify_tag(&headers.tag, &bytes) {
+    let label = match config.verifier.load().verify_tag(&headers.tag, &bytes) {
         Ok(label) => Arc::clone(label),
         Err(reason) => return Ok(reject(&config, reason, seen)),
     };
@@ -211,35 +251,110 @@ where
     }
 
     let key = config.dedupe_key.key_for(&delivery);
-    let mut claim = match config.store.claim(&key).await {
-        Ok(Claim::Acquired(token)) => Some(ClaimGuard::new(&config.store, key, token)),
-        Ok(Claim::InFlight) => return Ok(reject(&config, Rejection::InFlight, seen)),
+    // Armed before the claim is sent: a request dropped from here on
+    // releases whatever claim landed.
+    let mut guard = ClaimGuard::new(&config.store, key);
+    let claimed = match guard.claim(config.in_flight_wait).await {
+        Ok(Claim::Acquired) => true,
         Ok(Claim::Done) => return Ok(reject(&config, Rejection::Duplicate, seen)),
-        Err(error) => match config.store_error_policy {
-            StoreErrorPolicy::FailOpen => {
-                trace::store_error(&error, "processing without de-duplication (fail-open)");
-                None
-            }
-            StoreErrorPolicy::FailClosed => {
+        Ok(_in_flight) => return Ok(reject(&config, Rejection::InFlight, seen)),
+        Err(error) => {
+            let policy = config.store_error_policy;
+            report_store_error(&config, seen, "claim", &error);
+            if policy == StoreErrorPolicy::FailClosed {
                 trace::store_error(&error, "answering 503 (fail-closed)");
                 return Ok(reject(&config, Rejection::StoreUnavailable, seen));
             }
-        },
+            trace::store_error(&error, "processing without de-duplication (fail-open)");
+            false
+        }
     };
 
-    parts.extensions.insert(delivery);
-    let result = inner
-        .call(Request::from_parts(parts, Full::new(bytes)))
-        .await;
+    // The hook reports after the delivery moved into the request.
+    let kept = config.on_outcome.is_some().then(|| delivery.clone());
+    let started = Instant::now();
+    let call = call_inner(inner, parts, bytes, delivery);
+    let result = if claimed {
+        let seen = Seen::delivery(kept.as_ref());
+        let on_error = |error: &StoreError| report_store_error(&config, seen, "renew", error);
+        guard.renewing(call, on_error).await
+    } else {
+        // Gives back (in the background) a claim that may have landed.
+        drop(guard);
+        return finish(&config, kept.as_ref(), call.await, started);
+    };
+    let result = finish(&config, kept.as_ref(), result, started);
     let success = matches!(&result, Ok(response) if response.status().is_success());
-    trace::record_outcome(match &result {
-        Ok(response) if success => trace::Outcome::Accepted(response.status()),
-        Ok(response) => trace::Outcome::InnerFailed(response.status()),
-        Err(_) => trace::Outcome::InnerError,
-    });
-    if let Some(claim) = claim.as_mut() {
-        claim.settle(success).await;
+    if let Err(error) = guard.settle(success).await {
+        report_store_error(&config, Seen::delivery(kept.as_ref()), "settle", &error);
     }
+    result
+}
+
+fn report_store_error(
+    config: &Config,
+    seen: Seen<'_>,
+    operation: &'static str,
+    error: &StoreError,
+) {
+    let policy = config.store_error_policy;
+    let outcome = Outcome::StoreFailed {
+        operation,
+        error,
+        policy,
+    };
+    report(config, seen, outcome);
+}
+
+/// Hands the verified delivery to the inner service.
+async fn call_inner<S, ResBody>(
+    mut inner: S,
+    mut parts: http::request::Parts,
+    bytes: Bytes,
+    delivery: Delivery,
+) -> Result<Response<ResBody>, S::Error>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
+{
+    parts.extensions.insert(delivery);
+    inner
+        .call(Request::from_parts(parts, Full::new(bytes)))
+        .await
+}
+
+/// Reports how the inner service answered and wraps its response.
+fn finish<ResBody, E>(
+    config: &Config,
+    kept: Option<&Delivery>,
+    result: Result<Response<ResBody>, E>,
+    started: Instant,
+) -> Result<Response<ResponseBody<ResBody>>, E> {
+    let latency = started.elapsed();
+    let (traced, outcome) = match &result {
+        Ok(response) if response.status().is_success() => (
+            trace::Outcome::Accepted(response.status()),
+            Outcome::Accepted {
+                status: response.status(),
+                latency,
+            },
+        ),
+        Ok(response) => (
+            trace::Outcome::InnerFailed(response.status()),
+            Outcome::InnerFailed {
+                status: Some(response.status()),
+                latency,
+            },
+        ),
+        Err(_) => (
+            trace::Outcome::InnerError,
+            Outcome::InnerFailed {
+                status: None,
+                latency,
+            },
+        ),
+    };
+    trace::record_outcome(traced);
+    report(config, Seen::delivery(kept), outcome);
     result.map(|response| response.map(ResponseBody::service))
 }
 
@@ -349,70 +464,6 @@ pub(crate) fn single_id<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result
     }
 }
 
-/// Buffers the body, never holding more than `limit` bytes, within `deadline`.
-async fn read_body<B>(
-    body: B,
-    limit: usize,
-    declared: Option<usize>,
-    deadline: std::time::Duration,
-) -> Result<Bytes, Rejection>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    let mut collect = std::pin::pin!(concatenate(
-        Limited::new(body, limit),
-        declared.unwrap_or(0)
-    ));
-    // A small body usually arrives with the headers: when it is complete at
-    // the first poll, no deadline timer needs to be armed.
-    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
-    let collected = match first {
-        Poll::Ready(collected) => collected,
-        Poll::Pending => match tokio::time::timeout(deadline, collect).await {
-            Ok(collected) => collected,
-            Err(_elapsed) => return Err(Rejection::BodyTimeout),
-        },
-    };
-    match collected {
-        Err(error) if error.is::<LengthLimitError>() => Err(Rejection::PayloadTooLarge),
-        Err(_) => Err(Rejection::BodyReadFailed),
-        Ok(bytes) => Ok(bytes),
-    }
-}
-
-/// Joins the body's data frames. A body of one frame is kept as it is (no
-/// copy); several are copied into one buffer as they arrive, so no more than
-/// the buffer and one frame are held at once. Trailers are ignored.
-async fn concatenate<B>(body: B, size_hint: usize) -> Result<Bytes, B::Error>
-where
-    B: Body,
-{
-    let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<BytesMut> = None;
-    while let Some(frame) = body.frame().await {
-        let Ok(mut data) = frame?.into_data() else {
-            continue;
-        };
-        let chunk = data.copy_to_bytes(data.remaining());
-        if chunk.is_empty() {
-            continue;
-        }
-        if let Some(joined) = joined.as_mut() {
-            joined.extend_from_slice(&chunk);
-        } else if let Some(head) = first.take() {
-            let mut buffer = BytesMut::with_capacity(size_hint.max(head.len() + chunk.len()));
-            buffer.extend_from_slice(&head);
-            buffer.extend_from_slice(&chunk);
-            joined = Some(buffer);
-        } else {
-            first = Some(chunk);
-        }
-    }
-    Ok(joined.map(BytesMut::freeze).or(first).unwrap_or_default())
-}
-
 fn check_replay_window(config: &Config, delivery: &Delivery) -> Result<(), Rejection> {
     let Some(tolerance) = config.replay_tolerance else {
         return Ok(());
@@ -437,6 +488,7 @@ fn reject<B>(config: &Config, reason: Rejection, seen: Seen<'_>) -> Response<Res
     if let Some(hook) = &config.on_reject {
         hook(&seen.rejected(reason));
     }
+    report(config, seen, Outcome::Rejected(reason));
     let text = if reason == Rejection::Duplicate {
         Bytes::new()
     } else {
@@ -455,96 +507,8 @@ fn reject<B>(config: &Config, reason: Rejection, seen: Seen<'_>) -> Response<Res
     if reason == Rejection::MethodNotAllowed {
         headers.insert(ALLOW, HeaderValue::from_static("POST"));
     }
+    if reason.status() == http::StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     response
-}
-
-/// A claim that is settled exactly once: explicitly after the inner service
-/// answered, or when the request future is dropped.
-///
-/// Dropped before the inner service answered (client gone, timeout): the key
-/// is released, so Kendo's retry is processed. Dropped after a 2xx answer but
-/// before the store confirmed: the key is still marked done, since the effect
-/// happened.
-struct ClaimGuard {
-    store: Arc<dyn DedupeStore>,
-    key: String,
-    token: Option<ClaimToken>,
-    inner_succeeded: bool,
-}
-
-impl ClaimGuard {
-    fn new(store: &Arc<dyn DedupeStore>, key: String, token: ClaimToken) -> Self {
-        Self {
-            store: Arc::clone(store),
-            key,
-            token: Some(token),
-            inner_succeeded: false,
-        }
-    }
-
-    async fn settle(&mut self, success: bool) {
-        self.inner_succeeded = success;
-        let Some(token) = self.token.clone() else {
-            return;
-        };
-        let result = if success {
-            self.store.complete(&self.key, token).await
-        } else {
-            self.store.release(&self.key, token).await
-        };
-        // Reached only if the store call finished: nothing left for `drop`.
-        self.token = None;
-        if let Err(error) = result {
-            trace::store_error(
-                &error,
-                "could not settle the claim; it expires with its TTL",
-            );
-        }
-    }
-}
-
-impl Drop for ClaimGuard {
-    fn drop(&mut self) {
-        let Some(token) = self.token.take() else {
-            return;
-        };
-        let store = Arc::clone(&self.store);
-        let key = std::mem::take(&mut self.key);
-        let complete = self.inner_succeeded;
-        let mut settle = Box::pin(async move {
-            let result = if complete {
-                store.complete(&key, token).await
-            } else {
-                store.release(&key, token).await
-            };
-            if let Err(error) = result {
-                trace::store_error(
-                    &error,
-                    "could not settle a dropped claim; it expires with its TTL",
-                );
-            }
-        });
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match tokio::runtime::Handle::try_current() {
-            // In-memory stores finish at the first poll; others go on as a task.
-            Ok(runtime) => {
-                if settle.as_mut().poll(&mut cx).is_pending() {
-                    runtime.spawn(settle);
-                }
-            }
-            // Outside a runtime (being torn down), a store that needs one may
-            // panic: never let that escape a `drop`, which could abort.
-            Err(_) => {
-                let poll = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    settle.as_mut().poll(&mut cx)
-                }));
-                if !matches!(poll, Ok(Poll::Ready(()))) {
-                    trace::store_error(
-                        &crate::dedupe::StoreError::new("no tokio runtime to settle on"),
-                        "could not settle a dropped claim; it expires with its TTL",
-                    );
-                }
-            }
-        }
-    }
 }

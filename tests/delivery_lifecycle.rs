@@ -347,7 +347,7 @@ async fn replay_window_uses_the_given_clock() {
 struct DownStore;
 
 impl DedupeStore for DownStore {
-    fn claim<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Claim> {
+    fn claim<'a>(&'a self, _: &'a str, _: ClaimToken) -> StoreFuture<'a, Claim> {
         Box::pin(async { Err(StoreError::new("store is down")) })
     }
     fn complete<'a>(&'a self, _: &'a str, _: ClaimToken) -> StoreFuture<'a, ()> {

@@ -368,9 +368,9 @@ impl ContractCheckingStore {
 }
 
 impl DedupeStore for ContractCheckingStore {
-    fn claim<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Claim> {
+    fn claim<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, Claim> {
         self.check(key);
-        self.store.claim(key)
+        self.store.claim(key, token)
     }
 
     fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {

@@ -22,8 +22,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use kendo_webhooks::dedupe::{Claim, ClaimToken, StoreFuture};
-use kendo_webhooks::{BuildError, DedupeKey, DedupeStore, Delivery, KendoWebhookLayer, Secret};
+use kendo_webhooks::{BuildError, DedupeKey, Delivery, KendoWebhookLayer, Secret};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -96,7 +95,7 @@ fn layer(config: &mut AppConfig, log: LogQueue) -> Result<KendoWebhookLayer, Bui
         builder = builder.secret(Secret::new(previous).with_label("previous"));
     }
     if let Some(store) = config.dedupe_store.take() {
-        builder = builder.dedupe_store(BoxedStore(store));
+        builder = builder.dedupe_store(store);
     }
     builder.build()
 }
@@ -208,24 +207,6 @@ async fn dashboard_page(State(state): State<AppState>) -> Result<Response, ApiEr
         dropped_log_entries: state.log.dropped.load(Ordering::Relaxed),
     };
     Ok(Html(dashboard::render(&page)).into_response())
-}
-
-/// A boxed [`DedupeStore`] (for example the Redis store chosen at run time)
-/// passed to the layer's builder, which takes a concrete store type.
-struct BoxedStore(Box<dyn DedupeStore>);
-
-impl DedupeStore for BoxedStore {
-    fn claim<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Claim> {
-        self.0.claim(key)
-    }
-
-    fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
-        self.0.complete(key, token)
-    }
-
-    fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
-        self.0.release(key, token)
-    }
 }
 
 /// The app could not start, or stopped with an error.

@@ -6,9 +6,21 @@
 //!
 //! | your service answered | the claim becomes | a later copy gets |
 //! |---|---|---|
-//! | — (still running) | in flight | 409, Kendo retries later |
+//! | — (still running) | in flight | waits (bounded) for it to settle, else 409 |
 //! | 2xx | done | 200, not processed again |
 //! | non-2xx, error, or the request was dropped | released | processed normally |
+//!
+//! A claim is taken with a [`ClaimToken`] chosen *before* the claim is sent,
+//! so a request cancelled while its claim is on the wire can still give the
+//! claim back: the layer's guard releases it when dropped at any point.
+//!
+//! Stores shared between processes give in-flight claims a short *lease*
+//! ([`DedupeStore::lease`]) that the layer renews while your service runs
+//! ([`DedupeStore::renew`]). If the replica holding a claim dies, its lease
+//! lapses within that time and Kendo's next attempt is processed by another
+//! replica. The trade-off: a replica that is alive but stalled (a long GC-like
+//! pause, a frozen network to the store) past its lease lets a second copy
+//! through; make the effect idempotent on the event id to absorb it.
 //!
 //! Only requests whose signature verified ever reach the store, so a forged
 //! request cannot mark a real delivery as seen.
@@ -18,26 +30,32 @@
 //! `RedisStore`), or implement [`DedupeStore`] for your own.
 //!
 //! ```
-//! use kendo_webhooks::dedupe::{Claim, DedupeStore, MemoryStore};
+//! use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let store = MemoryStore::new(10_000);
-//! let Claim::Acquired(token) = store.claim("dlv_1").await? else { unreachable!() };
-//! assert_eq!(store.claim("dlv_1").await?, Claim::InFlight);
+//! let token = ClaimToken::generate();
+//! assert_eq!(store.claim("dlv_1", token).await?, Claim::Acquired);
+//! assert_eq!(store.claim("dlv_1", ClaimToken::generate()).await?, Claim::InFlight);
 //! store.complete("dlv_1", token).await?;
-//! assert_eq!(store.claim("dlv_1").await?, Claim::Done);
+//! assert_eq!(store.claim("dlv_1", ClaimToken::generate()).await?, Claim::Done);
 //! # Ok::<(), kendo_webhooks::dedupe::StoreError>(())
 //! # }).unwrap();
 //! ```
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use crate::event::Delivery;
 
+pub(crate) mod claim;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -140,29 +158,48 @@ fn is_visible_ascii(id: &str) -> bool {
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// The key is now ours; settle it with [`DedupeStore::complete`] or
-    /// [`DedupeStore::release`] and this token.
-    Acquired(ClaimToken),
+    /// The key is now held by the token given to [`DedupeStore::claim`];
+    /// settle it with [`DedupeStore::complete`] or [`DedupeStore::release`].
+    Acquired,
     /// Another request holds the key right now.
     InFlight,
     /// The key was processed successfully before.
     Done,
 }
 
-/// Proof of a claim, so that only its holder can settle it.
+/// Identifies one claim, so that only its holder can renew or settle it.
 ///
-/// A shared store whose in-flight claims expire can see a slow replica try
-/// to release a key that someone else has claimed since; the token tells
-/// the two apart.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The claimer chooses it *before* sending the claim: a request cancelled
+/// while its claim is on the wire can then release whatever landed. A
+/// shared store whose leases expire can see a slow replica try to release a
+/// key that someone else has claimed since; the token tells the two apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClaimToken(u64);
 
+thread_local! {
+    /// Per-thread hash keys (random) and counter: distinct tokens without a
+    /// shared atomic.
+    static TOKENS: (RandomState, Cell<u64>) = (RandomState::new(), Cell::new(0));
+}
+
 impl ClaimToken {
-    /// A token from a store-chosen value; it must be unique among the live
-    /// claims of one key (random, or a counter).
+    /// A token with this value; it must be unique among the live claims of
+    /// one key (use [`ClaimToken::generate`] unless you replay a known one).
     #[must_use]
     pub fn new(value: u64) -> Self {
         Self(value)
+    }
+
+    /// A fresh token: a keyed hash of a per-thread counter, with random
+    /// per-thread keys, so tokens drawn by other threads, processes and
+    /// replicas collide with probability about 2⁻⁶⁴.
+    #[must_use]
+    pub fn generate() -> Self {
+        TOKENS.with(|(keys, counter)| {
+            let n = counter.get();
+            counter.set(n.wrapping_add(1));
+            Self(keys.hash_one(n))
+        })
     }
 
     /// The value given to [`ClaimToken::new`].
@@ -175,38 +212,84 @@ impl ClaimToken {
 /// A shared record of which deliveries are in flight or done.
 ///
 /// Implementations must make `claim` atomic: of any number of concurrent
-/// claims of one key, exactly one gets [`Claim::Acquired`]. In-flight claims
-/// must survive until settled (or, for stores shared between processes,
-/// until a TTL long enough for any request to finish, so a crashed process
-/// cannot block a key forever). Keys are 1 to [`MAX_KEY_LEN`] visible ASCII
-/// characters (see [`DedupeKey::key_for`]).
+/// claims of one key, exactly one gets [`Claim::Acquired`]. An in-flight
+/// claim lives until it is settled or, in stores shared between processes,
+/// until its [`lease`](DedupeStore::lease) lapses without a
+/// [`renew`](DedupeStore::renew), so a crashed process cannot block a key
+/// for longer than one lease. Every operation that names a token must act
+/// only if that token holds the key. Keys are 1 to [`MAX_KEY_LEN`] visible
+/// ASCII characters (see [`DedupeKey::key_for`]).
 pub trait DedupeStore: Send + Sync + 'static {
-    /// Claims `key` for processing.
-    fn claim<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Claim>;
+    /// Claims `key` for processing under `token`.
+    ///
+    /// Claiming again with the token that already holds the key is not
+    /// required to succeed; the layer never does it.
+    fn claim<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, Claim>;
 
     /// Marks a claimed key done: later claims answer [`Claim::Done`].
+    ///
+    /// Also marks it done when the key is free (our lease lapsed while the
+    /// service ran, and the effect did happen), but never over another
+    /// token's claim.
     fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()>;
 
     /// Gives a claimed key up, so the next delivery of it is processed.
-    /// Does nothing if `token` no longer holds the key.
+    /// Does nothing if `token` does not hold the key, including when the
+    /// claim never landed.
     fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()>;
+
+    /// How long an in-flight claim lives unless renewed, or `None` (the
+    /// default) when claims live until settled, as in a store private to
+    /// one process, which dies with its claims.
+    ///
+    /// With `Some(lease)`, the layer calls [`renew`](DedupeStore::renew)
+    /// about every third of it while the inner service runs.
+    fn lease(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Extends the claim's lease to a full [`lease`](DedupeStore::lease)
+    /// from now. `Ok(false)` when `token` no longer holds the key (the
+    /// lease lapsed and someone else may be processing the delivery).
+    ///
+    /// The default, for stores without leases, does nothing and answers
+    /// `Ok(true)`.
+    fn renew<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, bool> {
+        let _ = (key, token);
+        Box::pin(std::future::ready(Ok(true)))
+    }
 }
 
-/// A shared store is a store: keep an `Arc` to read its metrics, or share
-/// one store between several layers.
-impl<T: DedupeStore + ?Sized> DedupeStore for std::sync::Arc<T> {
-    fn claim<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Claim> {
-        (**self).claim(key)
-    }
+macro_rules! forward_store {
+    ($($pointer:ident),*) => {$(
+        /// A store behind a pointer is a store: share one between layers,
+        /// keep an `Arc` to read its metrics, or choose one at run time as
+        /// a `Box<dyn DedupeStore>`.
+        impl<T: DedupeStore + ?Sized> DedupeStore for $pointer<T> {
+            fn claim<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, Claim> {
+                (**self).claim(key, token)
+            }
 
-    fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
-        (**self).complete(key, token)
-    }
+            fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
+                (**self).complete(key, token)
+            }
 
-    fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
-        (**self).release(key, token)
-    }
+            fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
+                (**self).release(key, token)
+            }
+
+            fn lease(&self) -> Option<Duration> {
+                (**self).lease()
+            }
+
+            fn renew<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, bool> {
+                (**self).renew(key, token)
+            }
+        }
+    )*};
 }
+
+forward_store!(Arc, Box);
 
 /// A de-duplication store failed (unreachable, timed out, bad answer).
 ///

@@ -115,9 +115,9 @@ impl CountingStore {
 }
 
 impl DedupeStore for CountingStore {
-    fn claim<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Claim> {
+    fn claim<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, Claim> {
         self.claims.fetch_add(1, Ordering::SeqCst);
-        self.store.claim(key)
+        self.store.claim(key, token)
     }
     fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
         self.completes.fetch_add(1, Ordering::SeqCst);

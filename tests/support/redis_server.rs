@@ -9,6 +9,9 @@
 //! let url = redis.url();
 //! ```
 //!
+//! [`RedisServer::start_tls_or_skip`] starts one that speaks only TLS, with
+//! the certificate, key and CA the test gives.
+//!
 //! Where `redis-server` is not on `PATH`, `start_or_skip` prints
 //! `SKIPPED: redis-server not found` and returns `None`, so the test passes;
 //! when the `CI` environment variable is set, that is a failure instead.
@@ -30,7 +33,19 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     extra_args: Vec<String>,
+    /// Serves only TLS on `port` (no plain port).
+    tls: bool,
     dir: tempfile::TempDir,
+}
+
+/// PEM texts for a TLS `redis-server`.
+pub struct TlsPem<'a> {
+    /// The server's certificate (chain).
+    pub cert: &'a str,
+    /// The server certificate's private key.
+    pub key: &'a str,
+    /// The CA redis-server requires (clients are not asked for certificates).
+    pub ca: &'a str,
 }
 
 impl RedisServer {
@@ -48,6 +63,20 @@ impl RedisServer {
     /// [`start_or_skip`](Self::start_or_skip) with extra `redis-server`
     /// arguments, e.g. `["--requirepass", "secret"]`.
     pub fn start_with_args_or_skip(test: &str, args: &[&str]) -> Option<Self> {
+        Self::start_inner(test, args, None)
+    }
+
+    /// [`start_or_skip`](Self::start_or_skip) for a server that speaks only
+    /// TLS (`--port 0 --tls-port <port>`), with `pem`'s certificate and key,
+    /// and without client certificates (`--tls-auth-clients no`).
+    ///
+    /// [`command`](Self::command) does not speak TLS, so it does not work on
+    /// this server.
+    pub fn start_tls_or_skip(test: &str, pem: &TlsPem<'_>) -> Option<Self> {
+        Self::start_inner(test, &[], Some(pem))
+    }
+
+    fn start_inner(test: &str, args: &[&str], tls: Option<&TlsPem<'_>>) -> Option<Self> {
         let Some(binary) = redis_server_binary() else {
             if std::env::var_os("CI").is_some() {
                 panic!(
@@ -59,10 +88,25 @@ impl RedisServer {
             return None;
         };
         let dir = tempfile::tempdir().expect("create a temporary directory for redis-server");
+        let mut extra_args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+        if let Some(pem) = tls {
+            for (option, name, text) in [
+                ("--tls-cert-file", "server.crt", pem.cert),
+                ("--tls-key-file", "server.key", pem.key),
+                ("--tls-ca-cert-file", "ca.crt", pem.ca),
+            ] {
+                let path = dir.path().join(name);
+                std::fs::write(&path, text).expect("write a TLS file for redis-server");
+                extra_args.push(option.to_owned());
+                extra_args.push(path.to_str().expect("UTF-8 temporary path").to_owned());
+            }
+            extra_args.extend(["--tls-auth-clients".to_owned(), "no".to_owned()]);
+        }
         let mut server = Self {
             child: None,
             port: 0,
-            extra_args: args.iter().map(|&a| a.to_owned()).collect(),
+            extra_args,
+            tls: tls.is_some(),
             dir,
         };
         // A free port can be taken by someone else between our check and
@@ -78,9 +122,10 @@ impl RedisServer {
         panic!("{test}: redis-server did not start: {last_error}");
     }
 
-    /// `redis://127.0.0.1:<port>/`.
+    /// `redis://127.0.0.1:<port>/` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// The port the server listens on (kept across [`restart`](Self::restart)).
@@ -155,8 +200,14 @@ impl RedisServer {
     }
 
     fn spawn(&mut self, binary: &PathBuf) -> Result<(), String> {
+        let port = self.port.to_string();
+        let ports = if self.tls {
+            vec!["--port", "0", "--tls-port", &port]
+        } else {
+            vec!["--port", &port]
+        };
         let mut child = Command::new(binary)
-            .args(["--port", &self.port.to_string()])
+            .args(ports)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
@@ -174,22 +225,29 @@ impl RedisServer {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("exited with {status} (port {} taken?)", self.port));
             }
-            match raw_command(self.port, &["PING"]) {
+            let ready = if self.tls {
+                // The handshake is the client's job; a listening port is
+                // enough (redis-server listens once it is ready).
+                let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+                TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+            } else {
                 // `-NOAUTH` also proves the server is up (with --requirepass).
-                Ok(reply) if reply == "+PONG" || reply.starts_with("-NOAUTH") => {
-                    self.child = Some(child);
-                    return Ok(());
-                }
-                _ if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!(
-                        "no PONG on port {} within {STARTUP_DEADLINE:?}",
-                        self.port
-                    ));
-                }
-                _ => std::thread::sleep(POLL_INTERVAL),
+                raw_command(self.port, &["PING"])
+                    .is_ok_and(|reply| reply == "+PONG" || reply.starts_with("-NOAUTH"))
+            };
+            if ready {
+                self.child = Some(child);
+                return Ok(());
             }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "not ready on port {} within {STARTUP_DEADLINE:?}",
+                    self.port
+                ));
+            }
+            std::thread::sleep(POLL_INTERVAL);
         }
     }
 }

@@ -111,9 +111,9 @@ pub struct CountingStore {
 }
 
 impl DedupeStore for CountingStore {
-    fn claim<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Claim> {
+    fn claim<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, Claim> {
         self.claims.fetch_add(1, Ordering::SeqCst);
-        self.inner.claim(key)
+        self.inner.claim(key, token)
     }
 
     fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {

@@ -1,0 +1,420 @@
+//! [`ClaimGuard`]: one delivery's claim in the de-duplication store, from
+//! before it is sent until it is settled, whatever happens to the request.
+//!
+//! - The token is chosen before the claim is sent, and the guard is armed
+//!   from then on: dropped at any point (client gone, timeout, the claim
+//!   still on the wire), it releases whatever landed under that token.
+//! - A key found in flight is claimed again, with backoff, for a bounded
+//!   time: the holder may finish (then the copy is a duplicate), fail (then
+//!   the key is free), or have died (then its lease lapses).
+//! - While the inner service runs, the lease of a shared store is renewed
+//!   every third of its length, so only a dead holder's claim lapses.
+
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
+use crate::trace;
+
+/// First pause before claiming an in-flight key again; doubles up to
+/// [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(25);
+/// Longest pause between two claims of an in-flight key: a waiting request
+/// costs a store round-trip at most every this often.
+const MAX_PAUSE: Duration = Duration::from_millis(200);
+
+/// What the guard does if it is dropped now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnDrop {
+    /// Nothing of ours can be in the store.
+    Nothing,
+    /// Release: the claim may have landed, or the service did not succeed.
+    Release,
+    /// Complete: the service answered 2xx, the effect happened.
+    Complete,
+}
+
+/// A claim that is settled exactly once: explicitly, or when dropped.
+pub(crate) struct ClaimGuard {
+    store: Arc<dyn DedupeStore>,
+    key: String,
+    token: ClaimToken,
+    on_drop: OnDrop,
+}
+
+impl ClaimGuard {
+    /// A guard for `key` with a fresh token; nothing is sent yet.
+    pub(crate) fn new(store: &Arc<dyn DedupeStore>, key: String) -> Self {
+        Self {
+            store: Arc::clone(store),
+            key,
+            token: ClaimToken::generate(),
+            on_drop: OnDrop::Nothing,
+        }
+    }
+
+    /// Claims the key. While another request holds it, claims again with
+    /// backoff for up to `wait`, and answers [`Claim::InFlight`] only if it
+    /// is still held then.
+    ///
+    /// On `Ok(Claim::Acquired)` the guard holds the key; on an error it
+    /// stays armed, so dropping it releases a claim that may have landed.
+    pub(crate) async fn claim(&mut self, wait: Duration) -> Result<Claim, StoreError> {
+        let deadline = Instant::now() + wait;
+        let mut pause = FIRST_PAUSE;
+        loop {
+            self.on_drop = OnDrop::Release;
+            let claim = self.store.claim(&self.key, self.token).await?;
+            if claim == Claim::Acquired {
+                return Ok(claim);
+            }
+            // Held by someone else, or done: nothing of ours is stored.
+            self.on_drop = OnDrop::Nothing;
+            let now = Instant::now();
+            if claim != Claim::InFlight || now >= deadline {
+                return Ok(claim);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    }
+
+    /// Runs `future` (the inner service) while renewing the claim's lease
+    /// every third of it, when the store has leases.
+    ///
+    /// A renewal that fails or finds the lease lost is reported to
+    /// `on_error` and the service goes on: its effect is still wanted, and
+    /// an idempotent sink absorbs the copy another replica may then process.
+    pub(crate) async fn renewing<F: Future>(
+        &self,
+        future: F,
+        on_error: impl Fn(&StoreError),
+    ) -> F::Output {
+        let Some(lease) = self.store.lease() else {
+            return future.await;
+        };
+        let every = (lease / 3).max(Duration::from_millis(1));
+        let mut future = pin!(future);
+        let mut timer = pin!(tokio::time::sleep(every));
+        let mut renewal: Option<StoreFuture<'_, bool>> = None;
+        poll_fn(|cx: &mut Context<'_>| {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(output);
+            }
+            loop {
+                if let Some(pending) = renewal.as_mut() {
+                    let Poll::Ready(renewed) = pending.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    renewal = None;
+                    report_renewal(renewed, &on_error);
+                    timer.as_mut().reset(Instant::now() + every);
+                }
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                renewal = Some(self.store.renew(&self.key, self.token));
+            }
+        })
+        .await
+    }
+
+    /// Settles a held claim: done after a 2xx (`success`), released
+    /// otherwise. If this future is dropped before the store answered, the
+    /// guard's `drop` settles the same way. A failure is returned (and
+    /// traced); the lease, or the store's TTL, then frees the key.
+    pub(crate) async fn settle(&mut self, success: bool) -> Result<(), StoreError> {
+        self.on_drop = if success {
+            OnDrop::Complete
+        } else {
+            OnDrop::Release
+        };
+        let result = if success {
+            self.store.complete(&self.key, self.token).await
+        } else {
+            self.store.release(&self.key, self.token).await
+        };
+        // Reached only if the store call finished: nothing left for `drop`.
+        self.on_drop = OnDrop::Nothing;
+        if let Err(error) = &result {
+            trace::store_error(
+                error,
+                "could not settle the claim; its lease (or TTL) frees the key",
+            );
+        }
+        result
+    }
+}
+
+fn report_renewal(renewed: Result<bool, StoreError>, on_error: &impl Fn(&StoreError)) {
+    let error = match renewed {
+        Ok(true) => return,
+        Ok(false) => StoreError::new(
+            "the claim's lease lapsed while the service ran; another replica may process \
+             this delivery too (an idempotent sink absorbs it)",
+        ),
+        Err(error) => error,
+    };
+    trace::store_error(
+        &error,
+        "could not renew the claim's lease; if it lapses, another replica may process this \
+         delivery too",
+    );
+    on_error(&error);
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        let complete = match self.on_drop {
+            OnDrop::Nothing => return,
+            OnDrop::Release => false,
+            OnDrop::Complete => true,
+        };
+        let store = Arc::clone(&self.store);
+        let key = std::mem::take(&mut self.key);
+        let token = self.token;
+        let mut settle = Box::pin(async move {
+            let result = if complete {
+                store.complete(&key, token).await
+            } else {
+                store.release(&key, token).await
+            };
+            if let Err(error) = result {
+                trace::store_error(
+                    &error,
+                    "could not settle a dropped claim; its lease (or TTL) frees the key",
+                );
+            }
+        });
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match tokio::runtime::Handle::try_current() {
+            // In-memory stores finish at the first poll; others go on as a task.
+            Ok(runtime) => {
+                if settle.as_mut().poll(&mut cx).is_pending() {
+                    runtime.spawn(settle);
+                }
+            }
+            // Outside a runtime (being torn down), a store that needs one may
+            // panic: never let that escape a `drop`, which could abort.
+            Err(_) => {
+                let poll = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    settle.as_mut().poll(&mut cx)
+                }));
+                if !matches!(poll, Ok(Poll::Ready(()))) {
+                    trace::store_error(
+                        &StoreError::new("no tokio runtime to settle on"),
+                        "could not settle a dropped claim; its lease (or TTL) frees the key",
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::dedupe::MemoryStore;
+
+    /// A store that records every call; `claim` lands at its first poll and
+    /// then never answers (Redis paused after receiving the command).
+    #[derive(Default)]
+    struct Recording {
+        memory: MemoryStore,
+        calls: Mutex<Vec<String>>,
+        claim_hangs: bool,
+        lease: Option<Duration>,
+        lease_lost: bool,
+    }
+
+    impl Recording {
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+        fn log(&self, call: &str) {
+            self.calls.lock().unwrap().push(call.to_owned());
+        }
+    }
+
+    impl DedupeStore for Recording {
+        fn claim<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, Claim> {
+            self.log("claim");
+            let landed = self.memory.claim(key, token);
+            if self.claim_hangs {
+                Box::pin(async move {
+                    let _ = landed.await;
+                    std::future::pending().await
+                })
+            } else {
+                landed
+            }
+        }
+        fn complete<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
+            self.log("complete");
+            self.memory.complete(key, token)
+        }
+        fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
+            self.log("release");
+            self.memory.release(key, token)
+        }
+        fn lease(&self) -> Option<Duration> {
+            self.lease
+        }
+        fn renew<'a>(&'a self, _key: &'a str, _token: ClaimToken) -> StoreFuture<'a, bool> {
+            self.log("renew");
+            Box::pin(std::future::ready(Ok(!self.lease_lost)))
+        }
+    }
+
+    fn store(recording: Recording) -> (Arc<Recording>, Arc<dyn DedupeStore>) {
+        let recording = Arc::new(recording);
+        let store: Arc<dyn DedupeStore> = recording.clone();
+        (recording, store)
+    }
+
+    #[tokio::test]
+    async fn a_claim_dropped_before_the_store_answered_is_released() {
+        let (recording, store) = store(Recording {
+            claim_hangs: true,
+            ..Recording::default()
+        });
+        let mut guard = ClaimGuard::new(&store, "k".to_owned());
+        let claim = tokio::time::timeout(Duration::from_millis(20), guard.claim(Duration::ZERO));
+        assert!(claim.await.is_err(), "the claim should hang");
+        assert_eq!(recording.memory.in_flight_len(), 1, "the claim landed");
+        drop(guard);
+        assert_eq!(recording.calls(), ["claim", "release"]);
+        assert_eq!(recording.memory.in_flight_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_guard_that_found_the_key_held_releases_nothing() {
+        let (recording, store) = store(Recording::default());
+        let mut holder = ClaimGuard::new(&store, "k".to_owned());
+        assert_eq!(holder.claim(Duration::ZERO).await.unwrap(), Claim::Acquired);
+        let mut other = ClaimGuard::new(&store, "k".to_owned());
+        assert_eq!(other.claim(Duration::ZERO).await.unwrap(), Claim::InFlight);
+        drop(other);
+        assert_eq!(recording.calls(), ["claim", "claim"]);
+        drop(holder);
+        assert_eq!(recording.calls(), ["claim", "claim", "release"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_gets_the_key_once_the_holder_releases_it() {
+        let (_recording, store) = store(Recording::default());
+        let mut holder = ClaimGuard::new(&store, "k".to_owned());
+        holder.claim(Duration::ZERO).await.unwrap();
+        let waiter = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                let mut waiter = ClaimGuard::new(&store, "k".to_owned());
+                let claim = waiter.claim(Duration::from_secs(4)).await.unwrap();
+                (claim, Instant::now())
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let released_at = Instant::now();
+        holder.settle(false).await.unwrap();
+        let (claim, claimed_at) = waiter.await.unwrap();
+        assert_eq!(claim, Claim::Acquired);
+        // Claimed again within one pause of the release.
+        assert!(claimed_at - released_at <= MAX_PAUSE, "{claimed_at:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_answers_duplicate_once_the_holder_completes() {
+        let (_recording, store) = store(Recording::default());
+        let mut holder = ClaimGuard::new(&store, "k".to_owned());
+        holder.claim(Duration::ZERO).await.unwrap();
+        let waiter = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                let mut waiter = ClaimGuard::new(&store, "k".to_owned());
+                waiter.claim(Duration::from_secs(4)).await.unwrap()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        holder.settle(true).await.unwrap();
+        assert_eq!(waiter.await.unwrap(), Claim::Done);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_gives_up_at_its_deadline() {
+        let (_recording, store) = store(Recording::default());
+        let mut holder = ClaimGuard::new(&store, "k".to_owned());
+        holder.claim(Duration::ZERO).await.unwrap();
+        let start = Instant::now();
+        let mut waiter = ClaimGuard::new(&store, "k".to_owned());
+        let claim = waiter.claim(Duration::from_secs(4)).await.unwrap();
+        assert_eq!(claim, Claim::InFlight);
+        assert_eq!(Instant::now() - start, Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lease_is_renewed_every_third_while_the_service_runs() {
+        let (recording, store) = store(Recording {
+            lease: Some(Duration::from_secs(3)),
+            ..Recording::default()
+        });
+        let mut guard = ClaimGuard::new(&store, "k".to_owned());
+        guard.claim(Duration::ZERO).await.unwrap();
+        let answer = guard
+            .renewing(
+                async {
+                    tokio::time::sleep(Duration::from_millis(3_500)).await;
+                    7
+                },
+                |error| panic!("{error}"),
+            )
+            .await;
+        assert_eq!(answer, 7);
+        // At 1 s, 2 s and 3 s.
+        assert_eq!(recording.calls(), ["claim", "renew", "renew", "renew"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_lease_is_reported_and_the_service_goes_on() {
+        let (_recording, store) = store(Recording {
+            lease: Some(Duration::from_secs(3)),
+            lease_lost: true,
+            ..Recording::default()
+        });
+        let mut guard = ClaimGuard::new(&store, "k".to_owned());
+        guard.claim(Duration::ZERO).await.unwrap();
+        let reported = Mutex::new(Vec::new());
+        let answer = guard
+            .renewing(
+                async {
+                    tokio::time::sleep(Duration::from_millis(2_500)).await;
+                    "done"
+                },
+                |error| reported.lock().unwrap().push(error.to_string()),
+            )
+            .await;
+        assert_eq!(answer, "done");
+        let reported = reported.into_inner().unwrap();
+        assert_eq!(reported.len(), 2, "{reported:?}");
+        assert!(reported[0].contains("lease lapsed"), "{reported:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stores_without_leases_are_never_renewed() {
+        let (recording, store) = store(Recording::default());
+        let mut guard = ClaimGuard::new(&store, "k".to_owned());
+        guard.claim(Duration::ZERO).await.unwrap();
+        guard
+            .renewing(tokio::time::sleep(Duration::from_secs(30)), |_| {})
+            .await;
+        guard.settle(true).await.unwrap();
+        drop(guard);
+        assert_eq!(recording.calls(), ["claim", "complete"]);
+    }
+}

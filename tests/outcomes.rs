@@ -1,0 +1,203 @@
+//! The `on_outcome` hook sees every outcome, over real HTTP; secrets are
+//! replaced atomically while requests are in flight.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use common::*;
+use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
+use kendo_webhooks::{
+    example_body, KendoWebhookLayer, Outcome, Report, SignedDelivery, StoreErrorPolicy,
+};
+
+/// What the hook saw: the outcome label, event id and verified flag.
+type Seen = Arc<Mutex<Vec<(String, Option<String>, bool, Option<u16>)>>>;
+
+fn recorder() -> (Seen, impl Fn(&Report<'_>) + Send + Sync + 'static) {
+    let seen: Seen = Arc::default();
+    let hook_seen = Arc::clone(&seen);
+    let hook = move |report: &Report<'_>| {
+        let status = match report.outcome() {
+            Outcome::Accepted { status, .. } => Some(status.as_u16()),
+            Outcome::InnerFailed { status, .. } => status.map(|s| s.as_u16()),
+            Outcome::Rejected(reason) => Some(reason.status().as_u16()),
+            _ => None,
+        };
+        hook_seen.lock().unwrap().push((
+            report.outcome().as_str().to_owned(),
+            report.event_id().map(str::to_owned),
+            report.is_verified(),
+            status,
+        ));
+    };
+    (seen, hook)
+}
+
+fn entry(
+    label: &str,
+    event: Option<&str>,
+    verified: bool,
+    status: Option<u16>,
+) -> (String, Option<String>, bool, Option<u16>) {
+    (label.to_owned(), event.map(str::to_owned), verified, status)
+}
+
+#[tokio::test]
+async fn every_request_is_reported_once_with_its_outcome() {
+    let (seen, hook) = recorder();
+    let server = Server::start(|b| b.on_outcome(hook)).await;
+    server
+        .sink
+        .fail_next
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let client = client();
+    let d = delivery("evt_1", "dlv_1");
+    // Fails in the inner service, then is processed, then is a duplicate.
+    assert_eq!(
+        deliver(&client, &server, &d).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(deliver(&client, &server, &d).await.status, StatusCode::OK);
+    assert_eq!(
+        deliver(&client, &server, &d).await.reason(),
+        Some("duplicate")
+    );
+    let forged = SignedDelivery::new("wrong", "call.uploaded", "dlv_2", d.body().clone());
+    assert_eq!(
+        deliver(&client, &server, &forged).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            entry("inner_failed", Some("evt_1"), true, Some(500)),
+            entry("accepted", Some("evt_1"), true, Some(200)),
+            entry("duplicate", Some("evt_1"), true, Some(200)),
+            entry("invalid_signature", None, false, Some(401)),
+        ]
+    );
+}
+
+/// A store that is down: every operation fails.
+struct DownStore;
+
+impl DedupeStore for DownStore {
+    fn claim<'a>(&'a self, _: &'a str, _: ClaimToken) -> StoreFuture<'a, Claim> {
+        Box::pin(async { Err(StoreError::new("store is down")) })
+    }
+    fn complete<'a>(&'a self, _: &'a str, _: ClaimToken) -> StoreFuture<'a, ()> {
+        Box::pin(async { Err(StoreError::new("store is down")) })
+    }
+    fn release<'a>(&'a self, _: &'a str, _: ClaimToken) -> StoreFuture<'a, ()> {
+        Box::pin(async { Err(StoreError::new("store is down")) })
+    }
+}
+
+async fn with_down_store(policy: StoreErrorPolicy) -> (Seen, StatusCode) {
+    let (seen, hook) = recorder();
+    let layer = KendoWebhookLayer::builder()
+        .secret(SECRET)
+        .dedupe_store(DownStore)
+        .store_error_policy(policy)
+        .on_outcome(hook)
+        .build()
+        .unwrap();
+    let sink = Arc::new(Sink::default());
+    let addr = serve(app(layer, sink)).await;
+    let d = delivery("evt_down", "dlv_down");
+    let answer = send(
+        &client(),
+        d.request(&format!("http://{addr}{PATH}")).unwrap(),
+    )
+    .await;
+    (seen, answer.status)
+}
+
+#[tokio::test]
+async fn store_failures_are_reported_under_either_policy() {
+    let (seen, status) = with_down_store(StoreErrorPolicy::FailOpen).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [
+            entry("store_failed", Some("evt_down"), true, None),
+            entry("accepted", Some("evt_down"), true, Some(200)),
+        ]
+    );
+    let (seen, status) = with_down_store(StoreErrorPolicy::FailClosed).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [
+            entry("store_failed", Some("evt_down"), true, None),
+            entry("store_unavailable", Some("evt_down"), true, Some(503)),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_replaced_atomically_under_concurrent_load() {
+    let layer = KendoWebhookLayer::builder()
+        .secret("whsec_a")
+        .secret("whsec_b")
+        .build()
+        .unwrap();
+    let sink = Arc::new(Sink::default());
+    let addr = serve(app(layer.clone(), Arc::clone(&sink))).await;
+    let url = format!("http://{addr}{PATH}");
+    let signed = |secret: &str, n: usize| {
+        let body = example_body(
+            "call.uploaded",
+            &format!("evt_{secret}_{n}"),
+            "2026-03-05T12:00:00Z",
+            false,
+        );
+        SignedDelivery::new(secret, "call.uploaded", format!("dlv_{secret}_{n}"), body)
+    };
+    // Senders for a secret kept in both sets (b), while the set is swapped
+    // back and forth between {a, b} and {b, c}.
+    let mut senders = tokio::task::JoinSet::new();
+    for task in 0..8usize {
+        let (url, client) = (url.clone(), client());
+        let delivery = move |n| signed("whsec_b", task * 1_000 + n);
+        senders.spawn(async move {
+            let mut refused = 0;
+            for n in 0..50usize {
+                let answer = send(&client, delivery(n).request(&url).unwrap()).await;
+                if answer.status != StatusCode::OK {
+                    refused += 1;
+                }
+            }
+            refused
+        });
+    }
+    for round in 0..200 {
+        let set = if round % 2 == 0 {
+            ["whsec_b", "whsec_c"]
+        } else {
+            ["whsec_a", "whsec_b"]
+        };
+        layer.replace_secrets(set).unwrap();
+        tokio::task::yield_now().await;
+    }
+    let mut refused = 0;
+    while let Some(joined) = senders.join_next().await {
+        refused += joined.unwrap();
+    }
+    assert_eq!(refused, 0, "a secret present in every set was refused");
+    assert_eq!(sink.calls(), 400);
+
+    // After the last swap ({a, b}), c is refused and a accepted; an empty
+    // set is refused and leaves the secrets as they were.
+    let client = client();
+    let c = send(&client, signed("whsec_c", 0).request(&url).unwrap()).await;
+    assert_eq!(c.reason(), Some("invalid_signature"));
+    assert!(layer.replace_secrets(Vec::<String>::new()).is_err());
+    assert!(layer.replace_secrets([""]).is_err());
+    let a = send(&client, signed("whsec_a", 0).request(&url).unwrap()).await;
+    assert_eq!(a.status, StatusCode::OK);
+}
