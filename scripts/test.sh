@@ -4,8 +4,9 @@
 #   bash scripts/test.sh            # every test, every feature
 #   bash scripts/test.sh --test bad_input   # extra arguments go to cargo test
 #
-# The Redis tests start their own redis-server on a free loopback port; this
-# script installs it from the distribution's packages when it is missing.
+# The Redis tests start their own redis-server, and the Postgres inbox tests
+# their own PostgreSQL (initdb + postgres), on free loopback ports; this
+# script installs them from the distribution's packages when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,19 @@ if ! command -v redis-server >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
   else
     echo "no apt-get here: install redis-server yourself, or the Redis tests are skipped (and fail under CI=true)." >&2
+  fi
+fi
+
+# Debian's postgresql package puts initdb and postgres in
+# /usr/lib/postgresql/<version>/bin (not on PATH); the tests look there too.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "initdb not found: installing PostgreSQL (Debian package postgresql)..."
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  if command -v apt-get >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  else
+    echo "no apt-get here: install PostgreSQL yourself, or the Postgres tests are skipped (and fail under CI=true)." >&2
   fi
 fi
 

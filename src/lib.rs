@@ -93,6 +93,8 @@
 //! | `tracing` | one span per delivery: delivery id, event id, event name, outcome |
 //! | `redis` | `RedisStore`, de-duplication shared by several replicas (TLS with `rediss://`) |
 //! | `metrics` | counters and a latency histogram of every outcome through the `metrics` facade |
+//! | `inbox-sqlite` | [`inbox`]: a durable inbox on SQLite and a worker that hands deliveries to your handler |
+//! | `inbox-postgres` | [`inbox`] on PostgreSQL, shared by replicas |
 //! | `cli` | the `kendo-webhook` binary: send, listen, sign and verify deliveries |
 //!
 //! # Without tower
@@ -121,6 +123,13 @@ mod service;
 mod signature;
 mod testing;
 mod trace;
+
+#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres")))
+)]
+pub mod inbox;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -1,0 +1,701 @@
+//! The durable inbox: commit each verified delivery, answer 2xx, and hand it
+//! to your handler in the background (features `inbox-sqlite`,
+//! `inbox-postgres`).
+//!
+//! Kendo's own guidance is "return 200 as soon as the event is enqueued
+//! safely; process in the background; handle duplicates using `id`". An
+//! [`Inbox`] is that guidance as a component:
+//!
+//! - **As the inner service** behind [`KendoWebhookLayer`](crate::KendoWebhookLayer),
+//!   it commits the verified [`Delivery`] (ids, event name, raw body) in one
+//!   database row, unique on the signed event id, and answers `200` only
+//!   once the commit is durable; `200` with `x-kendo-inbox: duplicate` when
+//!   the event is already stored; `503` with `Retry-After` when the database
+//!   is unavailable, so Kendo retries.
+//! - **A [`Worker`]** hands each stored delivery to your async handler, at
+//!   least once: your handler should be idempotent on
+//!   [`Delivery::event_id`]. A failure is retried with exponential backoff up
+//!   to [`Worker::max_attempts`] hand-offs; then the row is `dead`, listed by
+//!   [`Inbox::list`] and re-queued by [`Inbox::requeue`].
+//!
+//! # Example (SQLite)
+//!
+//! ```
+//! use axum::{routing::post_service, Router};
+//! use kendo_webhooks::inbox::{Inbox, RowState};
+//! use kendo_webhooks::{Delivery, KendoWebhookLayer};
+//!
+//! async fn project(delivery: Delivery) -> Result<(), String> {
+//!     // Write to your CRM here, idempotent on `delivery.event_id()`.
+//!     println!("{} {}", delivery.event_name(), delivery.event_id());
+//!     Ok(())
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let dir = tempfile::tempdir()?;
+//! let inbox = Inbox::open_sqlite(dir.path().join("inbox.db")).await?;
+//!
+//! // Verify, de-duplicate, commit, answer 2xx.
+//! let app: Router = Router::new().route(
+//!     "/webhooks/kendo",
+//!     post_service(inbox.clone()).layer(KendoWebhookLayer::new("whsec_test")?),
+//! );
+//!
+//! // Process in the background; stop gracefully on shutdown.
+//! let worker = inbox.worker(project).max_attempts(5).spawn();
+//! # let _ = app;
+//! # let body = kendo_webhooks::example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+//! # let delivery = Delivery::parse(body, "dlv_1", "call.uploaded")?;
+//! # inbox.enqueue(&delivery).await?;
+//! # for _ in 0..500 {
+//! #     if inbox.counts().await?.done == 1 { break }
+//! #     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+//! # }
+//! let report = worker.shutdown().await;
+//! # assert_eq!(report.succeeded, 1);
+//!
+//! // Deliveries whose attempts are used up wait in the dead state.
+//! for row in inbox.list(RowState::Dead, 100).await? {
+//!     println!("{} failed {} times: {:?}", row.event_id, row.attempts, row.last_error);
+//!     inbox.requeue(&row.event_id).await?;
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Rows and their states
+//!
+//! One table, `kendo_inbox`, keyed by the event id. A row is `pending` when
+//! committed; a worker *claims* due rows in batches and makes them
+//! `leased` (a lease owner and an end time, counting one attempt); the
+//! handler's result settles each row as `done`, or `failed` (attempts, the
+//! time of the next try, the error), or `dead` when its attempts are used
+//! up. A lease that ends before its row is settled (the worker crashed or
+//! hung) makes the row due again; a worker keeps the leases of the rows it
+//! is still handling alive. `done` rows stay, so a retry of an old event is
+//! still a duplicate; [`Inbox::purge_done`] removes old ones.
+//!
+//! Migrations are embedded and versioned (`kendo_inbox_migrations`); they
+//! run when the inbox opens.
+//!
+//! # Group commit
+//!
+//! Concurrent enqueues share one transaction, and so one fsync: one writer
+//! takes every delivery waiting at the time and commits them together,
+//! then answers each. SQLite runs in WAL mode with `synchronous=FULL`, on a
+//! thread of its own; Postgres with its default `synchronous_commit=on`.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use tokio::sync::Notify;
+use tower_service::Service;
+
+use crate::event::Delivery;
+use crate::reject::Rejection;
+
+#[cfg(feature = "inbox-postgres")]
+mod postgres;
+#[cfg(feature = "inbox-sqlite")]
+mod sqlite;
+mod worker;
+
+pub use self::worker::{Handler, Worker, WorkerHandle, WorkerReport};
+
+/// Response header naming what the inbox did: `stored`, `duplicate` or
+/// `unavailable`.
+pub const INBOX_HEADER: &str = "x-kendo-inbox";
+
+/// Seconds in the `Retry-After` header of a `503` (Kendo retries on its own
+/// schedule; other senders may honour it).
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// A durable inbox of verified deliveries, on SQLite or Postgres.
+///
+/// Cheap to clone: clones share one database and one group-commit writer.
+/// As a tower service it takes the [`Delivery`] that
+/// [`KendoWebhookLayer`](crate::KendoWebhookLayer) put in the request
+/// extensions (see the [module docs](self)).
+#[derive(Clone)]
+pub struct Inbox {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    backend: Box<dyn Backend>,
+    /// Woken when a new row is committed, so idle workers start at once.
+    wake: Notify,
+    name: &'static str,
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("backend", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Inbox::enqueue`] did with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new row, durably committed.
+    Stored,
+    /// The event id was already in the inbox; nothing was written.
+    Duplicate,
+}
+
+impl Enqueued {
+    /// `stored` or `duplicate`, as in the [`INBOX_HEADER`] header.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// The state of an inbox row.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RowState {
+    /// Committed, waiting for a worker.
+    Pending,
+    /// Claimed by a worker whose lease has not ended.
+    Leased,
+    /// Handled successfully.
+    Done,
+    /// The handler failed; tried again at `next_at`.
+    Failed,
+    /// The handler failed on every allowed attempt; waits for
+    /// [`Inbox::requeue`].
+    Dead,
+}
+
+impl RowState {
+    /// The state's name as stored in the database.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Leased => "leased",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "pending" => Self::Pending,
+            "leased" => Self::Leased,
+            "done" => Self::Done,
+            "failed" => Self::Failed,
+            "dead" => Self::Dead,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for RowState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One inbox row, as listed by [`Inbox::list`].
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDelivery {
+    /// The signed event id (the row's key).
+    pub event_id: String,
+    /// `X-Kendo-Delivery-Id` of the delivery that was committed.
+    pub delivery_id: String,
+    /// The event name from the signed body.
+    pub event_name: String,
+    /// The raw body as received and verified.
+    pub body: Bytes,
+    /// The row's state.
+    pub state: RowState,
+    /// How many times it was handed to a handler.
+    pub attempts: u32,
+    /// The last handler error, if any.
+    pub last_error: Option<String>,
+    /// When it was committed.
+    pub received_at: SystemTime,
+    /// Pending or failed: when it is due; leased: when the lease ends;
+    /// done: when it was done; dead: when it died.
+    pub next_at: SystemTime,
+    /// The worker holding (or that last held) the lease.
+    pub lease_owner: Option<String>,
+}
+
+impl StoredDelivery {
+    /// Parses the stored body back into a [`Delivery`].
+    ///
+    /// # Errors
+    ///
+    /// A [`Rejection`] if the stored body no longer parses (it did when it
+    /// was committed; only a changed row can fail).
+    pub fn delivery(&self) -> Result<Delivery, Rejection> {
+        Delivery::parse(self.body.clone(), &self.delivery_id, &self.event_name)
+    }
+}
+
+/// How many rows are in each state, from [`Inbox::counts`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Committed, not yet claimed.
+    pub pending: u64,
+    /// Claimed by a worker.
+    pub leased: u64,
+    /// Handled.
+    pub done: u64,
+    /// Waiting for another attempt.
+    pub failed: u64,
+    /// Out of attempts.
+    pub dead: u64,
+}
+
+impl Counts {
+    /// Rows not yet done or dead: pending, leased and failed.
+    #[must_use]
+    pub fn backlog(&self) -> u64 {
+        self.pending + self.leased + self.failed
+    }
+}
+
+/// What kind of failure an [`InboxError`] is.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxErrorKind {
+    /// The database could not be opened or reached, or a statement failed:
+    /// usually temporary (locked, restarting, network). The service answers
+    /// 503 so Kendo retries.
+    Unavailable,
+    /// The schema could not be brought to this version.
+    Migration,
+    /// The inbox's writer is gone (its thread or task ended).
+    Closed,
+}
+
+/// An inbox operation failed: what was being done, why, and what to try.
+#[derive(Debug, Clone)]
+pub struct InboxError {
+    kind: InboxErrorKind,
+    what: String,
+    reason: String,
+}
+
+impl InboxError {
+    pub(crate) fn new(
+        kind: InboxErrorKind,
+        what: impl Into<String>,
+        reason: impl fmt::Display,
+    ) -> Self {
+        Self {
+            kind,
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub(crate) fn unavailable(what: impl Into<String>, reason: impl fmt::Display) -> Self {
+        Self::new(InboxErrorKind::Unavailable, what, reason)
+    }
+
+    pub(crate) fn closed() -> Self {
+        Self::new(
+            InboxErrorKind::Closed,
+            "the inbox's database writer has stopped",
+            "its thread or task ended (a panic or a runtime shutting down); open the inbox again",
+        )
+    }
+
+    /// What kind of failure this is.
+    #[must_use]
+    pub fn kind(&self) -> InboxErrorKind {
+        self.kind
+    }
+
+    /// Whether retrying later may succeed (the database was unavailable).
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == InboxErrorKind::Unavailable
+    }
+}
+
+impl fmt::Display for InboxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.reason)
+    }
+}
+
+impl std::error::Error for InboxError {}
+
+/// A claimed row, handed to the worker.
+pub(crate) struct Claimed {
+    pub(crate) event_id: String,
+    pub(crate) delivery_id: String,
+    pub(crate) event_name: String,
+    pub(crate) body: Bytes,
+    pub(crate) attempts: u32,
+}
+
+/// How the worker settles one leased row.
+#[derive(Clone)]
+pub(crate) enum Settle {
+    /// Handled: `done`.
+    Done,
+    /// Failed: `failed`, due again after `delay`.
+    Retry { delay: Duration, error: String },
+    /// Failed for the last time: `dead`.
+    Dead { error: String },
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A database behind the inbox. Crate-private: the backends are SQLite and
+/// Postgres, chosen by the constructor.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Commits a delivery (grouped with concurrent ones).
+    fn enqueue(&self, delivery: Delivery) -> BoxFuture<'_, Result<Enqueued, InboxError>>;
+    /// Marks due rows out of attempts `dead`, then leases up to `limit` due
+    /// rows to `owner` for `lease`, counting one attempt each.
+    fn claim(
+        &self,
+        owner: String,
+        limit: usize,
+        lease: Duration,
+        max_attempts: u32,
+    ) -> BoxFuture<'_, Result<Vec<Claimed>, InboxError>>;
+    /// Settles rows still leased to `owner` (others are left alone).
+    fn settle(
+        &self,
+        owner: String,
+        rows: Vec<(String, Settle)>,
+    ) -> BoxFuture<'_, Result<(), InboxError>>;
+    /// Extends the leases of rows still leased to `owner`.
+    fn extend(
+        &self,
+        owner: String,
+        event_ids: Vec<String>,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<(), InboxError>>;
+    /// Rows in `state`, oldest first.
+    fn list(
+        &self,
+        state: RowState,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StoredDelivery>, InboxError>>;
+    /// Makes dead rows pending again with no attempts: one (`Some`) or all.
+    fn requeue(&self, event_id: Option<String>) -> BoxFuture<'_, Result<u64, InboxError>>;
+    /// Rows per state.
+    fn counts(&self) -> BoxFuture<'_, Result<Counts, InboxError>>;
+    /// Deletes done rows older than `older_than`.
+    fn purge_done(&self, older_than: Duration) -> BoxFuture<'_, Result<u64, InboxError>>;
+}
+
+impl Inbox {
+    fn from_backend(backend: Box<dyn Backend>, name: &'static str) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                backend,
+                wake: Notify::new(),
+                name,
+            }),
+        }
+    }
+
+    /// Opens (creating if needed) and migrates a SQLite inbox at `path`, in
+    /// WAL mode with `synchronous=FULL`.
+    ///
+    /// The database runs on a thread of its own that ends when the last
+    /// clone of the inbox (and its workers) is dropped. Needs a tokio
+    /// runtime only for the async calls, not for the thread.
+    ///
+    /// # Errors
+    ///
+    /// [`InboxErrorKind::Unavailable`] when the file cannot be opened or
+    /// written (check the path, its directory and permissions);
+    /// [`InboxErrorKind::Migration`] when the schema cannot be migrated.
+    #[cfg(feature = "inbox-sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "inbox-sqlite")))]
+    pub async fn open_sqlite(path: impl AsRef<std::path::Path>) -> Result<Self, InboxError> {
+        let backend = sqlite::Sqlite::open(path.as_ref().to_path_buf()).await?;
+        Ok(Self::from_backend(Box::new(backend), "sqlite"))
+    }
+
+    /// Connects to Postgres with a libpq-style URL or key-value string
+    /// (`postgres://user:password@host:5432/db` or
+    /// `host=... user=... dbname=...`), without TLS, and migrates the
+    /// schema. Any number of inboxes (replicas) can share one database.
+    ///
+    /// Call it inside a tokio runtime: the connections run as tasks on it.
+    ///
+    /// # Errors
+    ///
+    /// [`InboxErrorKind::Unavailable`] when the URL does not parse or the
+    /// server cannot be reached; [`InboxErrorKind::Migration`] when the
+    /// schema cannot be migrated.
+    #[cfg(feature = "inbox-postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "inbox-postgres")))]
+    pub async fn connect_postgres(url: &str) -> Result<Self, InboxError> {
+        let backend = postgres::Postgres::connect(url).await?;
+        Ok(Self::from_backend(Box::new(backend), "postgres"))
+    }
+
+    /// Commits a verified delivery, unless its event id is already stored.
+    /// Returns once the commit is durable.
+    ///
+    /// # Errors
+    ///
+    /// [`InboxErrorKind::Unavailable`] when the database cannot commit now
+    /// (answer 503 so the sender retries); [`InboxErrorKind::Closed`] when
+    /// the writer has stopped.
+    pub async fn enqueue(&self, delivery: &Delivery) -> Result<Enqueued, InboxError> {
+        let enqueued = self.shared.backend.enqueue(delivery.clone()).await?;
+        if enqueued == Enqueued::Stored {
+            self.shared.wake.notify_one();
+        }
+        Ok(enqueued)
+    }
+
+    /// A [`Worker`] that hands stored deliveries to `handler`; configure it,
+    /// then [`spawn`](Worker::spawn) or [`run`](Worker::run) it.
+    pub fn worker<H: Handler>(&self, handler: H) -> Worker<H> {
+        Worker::new(self.clone(), handler)
+    }
+
+    /// Up to `limit` rows (at most 1,000) in `state`, oldest first: for
+    /// example the dead ones, to inspect and [`requeue`](Self::requeue).
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be read.
+    pub async fn list(
+        &self,
+        state: RowState,
+        limit: usize,
+    ) -> Result<Vec<StoredDelivery>, InboxError> {
+        self.shared.backend.list(state, limit.min(1_000)).await
+    }
+
+    /// Makes a dead row pending again, with its attempts reset; `false` when
+    /// no dead row has this event id.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be written.
+    pub async fn requeue(&self, event_id: &str) -> Result<bool, InboxError> {
+        let requeued = self
+            .shared
+            .backend
+            .requeue(Some(event_id.to_owned()))
+            .await?;
+        if requeued > 0 {
+            self.shared.wake.notify_one();
+        }
+        Ok(requeued > 0)
+    }
+
+    /// Makes every dead row pending again; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be written.
+    pub async fn requeue_dead(&self) -> Result<u64, InboxError> {
+        let requeued = self.shared.backend.requeue(None).await?;
+        if requeued > 0 {
+            self.shared.wake.notify_one();
+        }
+        Ok(requeued)
+    }
+
+    /// How many rows are in each state.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be read.
+    pub async fn counts(&self) -> Result<Counts, InboxError> {
+        self.shared.backend.counts().await
+    }
+
+    /// Deletes `done` rows finished more than `older_than` ago; returns how
+    /// many. Keep them longer than any sender retries (Kendo: seconds), or
+    /// a late retry of a purged event is stored and handled again.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be written.
+    pub async fn purge_done(&self, older_than: Duration) -> Result<u64, InboxError> {
+        self.shared.backend.purge_done(older_than).await
+    }
+
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        &*self.shared.backend
+    }
+
+    pub(crate) fn wake(&self) -> &Notify {
+        &self.shared.wake
+    }
+}
+
+/// Takes the verified [`Delivery`] from the request extensions (the body is
+/// not read: the delivery holds the raw bytes), so it accepts any body type:
+/// `Full<Bytes>` behind the layer, or axum's body in `post_service`.
+impl<B> Service<Request<B>> for Inbox {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = InboxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let delivery = request.extensions().get::<Delivery>().cloned();
+        let inbox = self.clone();
+        InboxFuture {
+            inner: Box::pin(async move { Ok(inbox.respond(delivery).await) }),
+        }
+    }
+}
+
+impl Inbox {
+    async fn respond(&self, delivery: Option<Delivery>) -> Response<Full<Bytes>> {
+        let Some(delivery) = delivery else {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "missing",
+                "no verified Delivery in the request extensions: put KendoWebhookLayer in front of the inbox service",
+            );
+        };
+        match self.enqueue(&delivery).await {
+            Ok(enqueued) => text(StatusCode::OK, enqueued.as_str(), enqueued.as_str()),
+            Err(error) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(%error, event_id = delivery.event_id(), "inbox unavailable; answered 503");
+                let _ = &error;
+                let mut response = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "inbox unavailable; retry later",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+                response
+            }
+        }
+    }
+}
+
+fn text(status: StatusCode, outcome: &'static str, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(INBOX_HEADER, HeaderValue::from_static(outcome));
+    response
+}
+
+/// Response future for [`Inbox`].
+pub struct InboxFuture {
+    inner: BoxFuture<'static, Result<Response<Full<Bytes>>, Infallible>>,
+}
+
+impl Future for InboxFuture {
+    type Output = Result<Response<Full<Bytes>>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for InboxFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboxFuture").finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the Unix epoch on this machine's clock.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A point in time from Unix milliseconds (clamped at the epoch).
+pub(crate) fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A duration in whole milliseconds, as stored (saturating).
+pub(crate) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(all(test, feature = "inbox-sqlite"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_states_read_back_from_their_names() {
+        for state in [
+            RowState::Pending,
+            RowState::Leased,
+            RowState::Done,
+            RowState::Failed,
+            RowState::Dead,
+        ] {
+            assert_eq!(RowState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(RowState::parse("lost"), None);
+    }
+
+    #[tokio::test]
+    async fn a_request_without_the_layer_is_answered_500_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open_sqlite(dir.path().join("inbox.db"))
+            .await
+            .unwrap();
+        let response = inbox
+            .call(Request::new(Full::new(Bytes::new())))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()[INBOX_HEADER], "missing");
+        assert_eq!(inbox.counts().await.unwrap(), Counts::default());
+    }
+
+    #[tokio::test]
+    async fn a_stored_delivery_is_answered_200_then_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inbox = Inbox::open_sqlite(dir.path().join("inbox.db"))
+            .await
+            .unwrap();
+        let body = crate::example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+        let delivery = Delivery::parse(body, "dlv_1", "call.uploaded").unwrap();
+        for expected in ["stored", "duplicate"] {
+            let mut request = Request::new(Full::new(Bytes::new()));
+            request.extensions_mut().insert(delivery.clone());
+            let response = inbox.call(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()[INBOX_HEADER], expected);
+        }
+    }
+}

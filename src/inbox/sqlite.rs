@@ -1,0 +1,459 @@
+//! The SQLite backend: one connection on a thread of its own.
+//!
+//! Every write goes through that thread, in the order asked, so the inbox's
+//! own writers never wait on each other's locks. Enqueues waiting in its
+//! channel are committed together in one `BEGIN IMMEDIATE` transaction (one
+//! fsync in WAL mode with `synchronous=FULL`); while it commits, the next
+//! group gathers. Claims, settlements and reads are run one at a time
+//! between groups.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rusqlite::{params, Connection, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    from_ms, millis, now_ms, Backend, BoxFuture, Claimed, Counts, Enqueued, InboxError,
+    InboxErrorKind, RowState, Settle, StoredDelivery,
+};
+use crate::event::Delivery;
+
+/// Schema migrations, applied in order; append, never edit.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "create kendo_inbox",
+    include_str!("migrations/sqlite/0001_inbox.sql"),
+)];
+
+/// How long a statement waits for a lock held by another connection (or
+/// process) before the inbox answers 503.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most deliveries committed in one transaction.
+const MAX_GROUP: usize = 1024;
+/// Requests queued for the database thread before callers wait.
+const CHANNEL: usize = 4096;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+enum Command {
+    Enqueue(Delivery, oneshot::Sender<Result<Enqueued, InboxError>>),
+    Run(Job),
+}
+
+pub(crate) struct Sqlite {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Sqlite {
+    pub(crate) async fn open(path: PathBuf) -> Result<Self, InboxError> {
+        let (commands, receiver) = mpsc::channel(CHANNEL);
+        let (ready, opened) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("kendo-inbox-sqlite".to_owned())
+            .spawn(move || match open(&path) {
+                Ok(connection) => {
+                    let _ = ready.send(Ok(()));
+                    serve(connection, receiver);
+                }
+                Err(error) => {
+                    let _ = ready.send(Err(error));
+                }
+            })
+            .map_err(|e| InboxError::unavailable("could not start the SQLite inbox's thread", e))?;
+        opened.await.map_err(|_| InboxError::closed())??;
+        Ok(Self { commands })
+    }
+
+    /// Runs `job` on the database thread and returns its result.
+    async fn run<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        job: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, InboxError> {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            let _ = reply.send(job(connection).map_err(|e| unavailable(what, &e)));
+        });
+        self.commands
+            .send(Command::Run(job))
+            .await
+            .map_err(|_| InboxError::closed())?;
+        answer.await.map_err(|_| InboxError::closed())?
+    }
+}
+
+fn unavailable(what: &str, error: &rusqlite::Error) -> InboxError {
+    let advice = match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            " (another connection or process holds a lock on the file; retry later)"
+        }
+        Some(rusqlite::ErrorCode::DiskFull) => " (the disk is full)",
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied) => {
+            " (the file or its directory is not writable)"
+        }
+        _ => "",
+    };
+    InboxError::unavailable(what, format!("{error}{advice}"))
+}
+
+fn open(path: &Path) -> Result<Connection, InboxError> {
+    let what = format!(
+        "could not open the SQLite inbox {} (its directory must exist and be writable)",
+        path.display()
+    );
+    let mut connection = Connection::open(path).map_err(|e| unavailable(&what, &e))?;
+    connection
+        .busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| unavailable(&what, &e))?;
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(|e| unavailable(&what, &e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(InboxError::unavailable(
+            what,
+            format!("it stays in journal mode {mode}, not WAL (an in-memory database cannot be durable)"),
+        ));
+    }
+    connection
+        .execute_batch("PRAGMA synchronous = FULL;")
+        .map_err(|e| unavailable(&what, &e))?;
+    migrate(&mut connection, path)?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection, path: &Path) -> Result<(), InboxError> {
+    let fail = |e: rusqlite::Error| {
+        InboxError::new(
+            InboxErrorKind::Migration,
+            format!("could not migrate the SQLite inbox {}", path.display()),
+            e,
+        )
+    };
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(fail)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS kendo_inbox_migrations (
+            version    INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL,
+            applied_at INTEGER NOT NULL)",
+    )
+    .map_err(fail)?;
+    let current: i64 = tx
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM kendo_inbox_migrations",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(fail)?;
+    let newest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > newest {
+        return Err(InboxError::new(
+            InboxErrorKind::Migration,
+            format!(
+                "the SQLite inbox {} is at schema version {current}",
+                path.display()
+            ),
+            format!("this version of kendo-webhooks knows versions up to {newest}: upgrade it"),
+        ));
+    }
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tx.execute_batch(sql).map_err(fail)?;
+        tx.execute(
+            "INSERT INTO kendo_inbox_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![version, name, now_ms()],
+        )
+        .map_err(fail)?;
+    }
+    tx.commit().map_err(fail)
+}
+
+/// The database thread: commits groups of enqueues, runs other jobs in
+/// between, until every sender is gone.
+fn serve(mut connection: Connection, mut commands: mpsc::Receiver<Command>) {
+    let mut group = Vec::with_capacity(64);
+    let mut deferred: Option<Job> = None;
+    loop {
+        let command = match deferred.take() {
+            Some(job) => Command::Run(job),
+            None => match commands.blocking_recv() {
+                Some(command) => command,
+                None => break,
+            },
+        };
+        match command {
+            Command::Run(job) => job(&mut connection),
+            Command::Enqueue(delivery, reply) => {
+                group.push((delivery, reply));
+                while group.len() < MAX_GROUP {
+                    match commands.try_recv() {
+                        Ok(Command::Enqueue(delivery, reply)) => group.push((delivery, reply)),
+                        Ok(Command::Run(job)) => {
+                            deferred = Some(job);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                commit_group(&mut connection, &mut group);
+            }
+        }
+    }
+}
+
+/// Commits a group of deliveries in one transaction and answers each.
+fn commit_group(
+    connection: &mut Connection,
+    group: &mut Vec<(Delivery, oneshot::Sender<Result<Enqueued, InboxError>>)>,
+) {
+    let result = (|| {
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(group.len());
+        {
+            let now = now_ms();
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO kendo_inbox (event_id, delivery_id, event, body, received_at, next_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                 ON CONFLICT (event_id) DO NOTHING",
+            )?;
+            for (delivery, _) in group.iter() {
+                let inserted = insert.execute(params![
+                    delivery.event_id(),
+                    delivery.delivery_id(),
+                    delivery.event_name(),
+                    delivery.body().as_ref(),
+                    now,
+                ])?;
+                outcomes.push(if inserted == 1 {
+                    Enqueued::Stored
+                } else {
+                    Enqueued::Duplicate
+                });
+            }
+        }
+        tx.commit()?;
+        Ok::<_, rusqlite::Error>(outcomes)
+    })();
+    match result {
+        Ok(outcomes) => {
+            for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(error) => {
+            let error = unavailable("could not commit deliveries to the SQLite inbox", &error);
+            for (_, reply) in group.drain(..) {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "event_id, delivery_id, event, body, state, attempts, last_error, received_at, next_at, lease_owner";
+
+fn stored(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDelivery> {
+    let state: String = row.get(4)?;
+    Ok(StoredDelivery {
+        event_id: row.get(0)?,
+        delivery_id: row.get(1)?,
+        event_name: row.get(2)?,
+        body: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+        state: RowState::parse(&state).unwrap_or(RowState::Dead),
+        attempts: u32::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
+        last_error: row.get(6)?,
+        received_at: from_ms(row.get(7)?),
+        next_at: from_ms(row.get(8)?),
+        lease_owner: row.get(9)?,
+    })
+}
+
+impl Backend for Sqlite {
+    fn enqueue(&self, delivery: Delivery) -> BoxFuture<'_, Result<Enqueued, InboxError>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.commands
+                .send(Command::Enqueue(delivery, reply))
+                .await
+                .map_err(|_| InboxError::closed())?;
+            answer.await.map_err(|_| InboxError::closed())?
+        })
+    }
+
+    fn claim(
+        &self,
+        owner: String,
+        limit: usize,
+        lease: Duration,
+        max_attempts: u32,
+    ) -> BoxFuture<'_, Result<Vec<Claimed>, InboxError>> {
+        Box::pin(self.run("could not claim rows of the SQLite inbox", move |connection| {
+            let now = now_ms();
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "UPDATE kendo_inbox SET
+                    state = 'dead',
+                    next_at = ?1,
+                    last_error = CASE WHEN state = 'leased'
+                        THEN 'the lease of ' || coalesce(lease_owner, '?') || ' ended before attempt '
+                             || attempts || ' of ' || ?2 || ' was settled (the worker stopped or hung)'
+                        ELSE coalesce(last_error, 'no attempts left') END
+                 WHERE state IN ('pending', 'leased', 'failed') AND next_at <= ?1 AND attempts >= ?2",
+                params![now, max_attempts],
+            )?;
+            let claimed = {
+                let mut claim = tx.prepare_cached(
+                    "UPDATE kendo_inbox SET
+                        state = 'leased', lease_owner = ?1, next_at = ?2 + ?3, attempts = attempts + 1
+                     WHERE event_id IN (
+                        SELECT event_id FROM kendo_inbox
+                        WHERE state IN ('pending', 'leased', 'failed') AND next_at <= ?2
+                        ORDER BY next_at LIMIT ?4)
+                     RETURNING event_id, delivery_id, event, body, attempts",
+                )?;
+                let rows = claim.query_map(
+                    params![owner, now, millis(lease), i64::try_from(limit).unwrap_or(i64::MAX)],
+                    |row| {
+                        Ok(Claimed {
+                            event_id: row.get(0)?,
+                            delivery_id: row.get(1)?,
+                            event_name: row.get(2)?,
+                            body: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+                            attempts: u32::try_from(row.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+                        })
+                    },
+                )?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            tx.commit()?;
+            Ok(claimed)
+        }))
+    }
+
+    fn settle(
+        &self,
+        owner: String,
+        rows: Vec<(String, Settle)>,
+    ) -> BoxFuture<'_, Result<(), InboxError>> {
+        Box::pin(self.run("could not settle rows of the SQLite inbox", move |connection| {
+            let now = now_ms();
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut settle = tx.prepare_cached(
+                    "UPDATE kendo_inbox SET state = ?1, next_at = ?2, last_error = coalesce(?3, last_error)
+                     WHERE event_id = ?4 AND state = 'leased' AND lease_owner = ?5",
+                )?;
+                for (event_id, how) in &rows {
+                    let (state, at, error) = match how {
+                        Settle::Done => ("done", now, None),
+                        Settle::Retry { delay, error } => {
+                            ("failed", now.saturating_add(millis(*delay)), Some(error))
+                        }
+                        Settle::Dead { error } => ("dead", now, Some(error)),
+                    };
+                    settle.execute(params![state, at, error, event_id, owner])?;
+                }
+            }
+            tx.commit()
+        }))
+    }
+
+    fn extend(
+        &self,
+        owner: String,
+        event_ids: Vec<String>,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<(), InboxError>> {
+        Box::pin(self.run(
+            "could not renew leases in the SQLite inbox",
+            move |connection| {
+                let until = now_ms().saturating_add(millis(lease));
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                {
+                    let mut extend = tx.prepare_cached(
+                        "UPDATE kendo_inbox SET next_at = ?1
+                     WHERE event_id = ?2 AND state = 'leased' AND lease_owner = ?3",
+                    )?;
+                    for event_id in &event_ids {
+                        extend.execute(params![until, event_id, owner])?;
+                    }
+                }
+                tx.commit()
+            },
+        ))
+    }
+
+    fn list(
+        &self,
+        state: RowState,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StoredDelivery>, InboxError>> {
+        Box::pin(self.run(
+            "could not list rows of the SQLite inbox",
+            move |connection| {
+                let mut list = connection.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM kendo_inbox WHERE state = ?1
+                 ORDER BY received_at, event_id LIMIT ?2"
+                ))?;
+                let rows = list.query_map(
+                    params![state.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)],
+                    stored,
+                )?;
+                rows.collect()
+            },
+        ))
+    }
+
+    fn requeue(&self, event_id: Option<String>) -> BoxFuture<'_, Result<u64, InboxError>> {
+        Box::pin(self.run("could not re-queue rows of the SQLite inbox", move |connection| {
+            let sql = "UPDATE kendo_inbox SET state = 'pending', attempts = 0, next_at = ?1, lease_owner = NULL
+                       WHERE state = 'dead'";
+            let changed = match &event_id {
+                Some(id) => connection.execute(&format!("{sql} AND event_id = ?2"), params![now_ms(), id])?,
+                None => connection.execute(sql, params![now_ms()])?,
+            };
+            Ok(changed as u64)
+        }))
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Result<Counts, InboxError>> {
+        Box::pin(
+            self.run("could not count rows of the SQLite inbox", |connection| {
+                let mut counts = Counts::default();
+                let mut query = connection
+                    .prepare_cached("SELECT state, count(*) FROM kendo_inbox GROUP BY state")?;
+                let rows = query.query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?;
+                for row in rows {
+                    let (state, n) = row?;
+                    let n = u64::try_from(n).unwrap_or(0);
+                    match RowState::parse(&state) {
+                        Some(RowState::Pending) => counts.pending = n,
+                        Some(RowState::Leased) => counts.leased = n,
+                        Some(RowState::Done) => counts.done = n,
+                        Some(RowState::Failed) => counts.failed = n,
+                        Some(RowState::Dead) | None => counts.dead += n,
+                    }
+                }
+                Ok(counts)
+            }),
+        )
+    }
+
+    fn purge_done(&self, older_than: Duration) -> BoxFuture<'_, Result<u64, InboxError>> {
+        Box::pin(self.run(
+            "could not purge done rows of the SQLite inbox",
+            move |connection| {
+                let before = now_ms().saturating_sub(millis(older_than));
+                let deleted = connection.execute(
+                    "DELETE FROM kendo_inbox WHERE state = 'done' AND next_at < ?1",
+                    params![before],
+                )?;
+                Ok(deleted as u64)
+            },
+        ))
+    }
+}

@@ -1,0 +1,475 @@
+//! The worker: claims due rows in batches, hands each to the user's handler,
+//! settles the batch.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::{Claimed, Inbox, Settle};
+use crate::event::Delivery;
+
+/// Your code that processes one stored delivery.
+///
+/// Implemented for every `Fn(Delivery) -> impl Future<Output = Result<(), E>>`
+/// with a displayable `E`, so an `async fn` works as a handler. It runs at
+/// least once per delivery (more after a failure or a crash), so make it
+/// idempotent on [`Delivery::event_id`].
+pub trait Handler: Send + Sync + 'static {
+    /// Why handling failed; its text is stored as the row's `last_error`.
+    type Error: fmt::Display + Send + 'static;
+
+    /// Processes one delivery. `Ok` marks its row done; `Err` (or a panic)
+    /// schedules another attempt, or makes the row dead after the last one.
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+impl<F, Fut, E> Handler for F
+where
+    F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: fmt::Display + Send + 'static,
+{
+    type Error = E;
+
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), E>> + Send {
+        self(delivery)
+    }
+}
+
+/// Hands stored deliveries to a [`Handler`]: built by [`Inbox::worker`],
+/// configured with its methods, then [`spawn`](Self::spawn)ed or
+/// [`run`](Self::run).
+///
+/// Each round it claims up to [`batch_size`](Self::batch_size) due rows in
+/// one transaction (a lease of [`lease`](Self::lease) on each, one attempt
+/// counted), runs their handlers concurrently, renews the leases while they
+/// run, and settles the whole batch in one transaction. Any number of
+/// workers, in one process or many, can share an inbox: a row is leased to
+/// one of them at a time.
+pub struct Worker<H> {
+    inbox: Inbox,
+    handler: Arc<H>,
+    batch_size: usize,
+    max_attempts: u32,
+    lease: Duration,
+    first_backoff: Duration,
+    max_backoff: Duration,
+    poll_interval: Duration,
+    shutdown_grace: Duration,
+    handler_timeout: Duration,
+    owner: String,
+}
+
+impl<H> fmt::Debug for Worker<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("owner", &self.owner)
+            .field("batch_size", &self.batch_size)
+            .field("max_attempts", &self.max_attempts)
+            .field("lease", &self.lease)
+            .field("first_backoff", &self.first_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("poll_interval", &self.poll_interval)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("handler_timeout", &self.handler_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a worker did, returned when it stops.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Deliveries handed to the handler.
+    pub handed: u64,
+    /// Handler calls that succeeded (their rows are done).
+    pub succeeded: u64,
+    /// Handler calls that failed or panicked.
+    pub failed: u64,
+    /// Rows this worker made dead (attempts used up).
+    pub dead: u64,
+    /// Handler calls cut off by the shutdown grace period (their rows are
+    /// settled as failed attempts).
+    pub cut_off: u64,
+}
+
+/// A running worker: [`shutdown`](Self::shutdown) it gracefully, or
+/// [`abort`](Self::abort) it.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<WorkerReport>,
+}
+
+impl WorkerHandle {
+    /// Stops claiming, lets the handlers in flight finish (up to the
+    /// worker's [`shutdown_grace`](Worker::shutdown_grace)), settles their
+    /// rows and returns what the worker did.
+    pub async fn shutdown(self) -> WorkerReport {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or_default()
+    }
+
+    /// Stops the worker at once, like a crash: rows it holds stay leased
+    /// until their leases end, then another worker takes them (counting
+    /// the attempt).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+
+    /// Whether the worker's task has ended.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Default number of rows claimed at once.
+const DEFAULT_BATCH: usize = 128;
+
+impl<H: Handler> Worker<H> {
+    pub(crate) fn new(inbox: Inbox, handler: H) -> Self {
+        static WORKERS: AtomicU64 = AtomicU64::new(0);
+        let started = super::now_ms();
+        let owner = format!(
+            "{}-{}-{started}-{}",
+            hostname(),
+            std::process::id(),
+            WORKERS.fetch_add(1, Ordering::Relaxed)
+        );
+        Self {
+            inbox,
+            handler: Arc::new(handler),
+            batch_size: DEFAULT_BATCH,
+            max_attempts: 5,
+            lease: Duration::from_secs(30),
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            poll_interval: Duration::from_millis(500),
+            shutdown_grace: Duration::from_secs(30),
+            handler_timeout: Duration::from_secs(300),
+            owner,
+        }
+    }
+
+    /// Rows claimed and handled at once (default 128, at least 1, at most
+    /// 10,000). Their handlers run concurrently.
+    #[must_use]
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = rows.clamp(1, 10_000);
+        self
+    }
+
+    /// Most times a delivery is handed to a handler before its row is dead
+    /// (default 5, at least 1). A hand-off cut short by a crash counts.
+    #[must_use]
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// How long a claimed row stays leased without news from its worker
+    /// (default 30 s, at least 1 s; renewed every third of it while its
+    /// handler runs). After a crash, its rows wait this long.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Wait after the first failure, doubled after each further one, at
+    /// most `max` (default 1 s and 5 min).
+    #[must_use]
+    pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.first_backoff = first;
+        self.max_backoff = max.max(first);
+        self
+    }
+
+    /// How often an idle worker looks for due rows when nothing woke it
+    /// (default 500 ms). Rows committed through the same [`Inbox`] wake it
+    /// at once; this catches those of other processes and due retries.
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long [`WorkerHandle::shutdown`] waits for handlers in flight
+    /// (default 30 s); the ones still running then are cut off and their
+    /// rows settled as failed attempts.
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Longest one handler call may take (default 5 min); a call still
+    /// running then is cut off and counts as a failed attempt. The batch it
+    /// belongs to settles only when all its calls have ended, so this also
+    /// bounds how long a hung handler holds up the worker.
+    #[must_use]
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The lease owner's name, as shown in [`StoredDelivery::lease_owner`](super::StoredDelivery::lease_owner)
+    /// (default: host, process id, start time and a counter; keep it
+    /// unique per worker).
+    #[must_use]
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// Runs the worker as a tokio task.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    #[must_use = "dropping the handle stops the worker (as a graceful shutdown nobody waits for)"]
+    pub fn spawn(self) -> WorkerHandle {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(self.run_until(stopped));
+        WorkerHandle { stop, task }
+    }
+
+    /// Runs the worker until `shutdown` completes, then stops as
+    /// [`WorkerHandle::shutdown`] does.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> WorkerReport {
+        let (stop, stopped) = watch::channel(false);
+        let run = self.run_until(stopped);
+        tokio::pin!(run);
+        tokio::pin!(shutdown);
+        tokio::select! {
+            report = &mut run => return report,
+            () = &mut shutdown => {}
+        }
+        let _ = stop.send(true);
+        run.await
+    }
+
+    async fn run_until(self, mut stop: watch::Receiver<bool>) -> WorkerReport {
+        let mut report = WorkerReport::default();
+        let mut error_wait = Duration::from_millis(50);
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let claimed = self
+                .inbox
+                .backend()
+                .claim(
+                    self.owner.clone(),
+                    self.batch_size,
+                    self.lease,
+                    self.max_attempts,
+                )
+                .await;
+            let wait = match claimed {
+                Ok(rows) if rows.is_empty() => {
+                    error_wait = Duration::from_millis(50);
+                    self.poll_interval
+                }
+                Ok(rows) => {
+                    error_wait = Duration::from_millis(50);
+                    let full = rows.len() == self.batch_size;
+                    self.handle_batch(rows, &mut stop, &mut report).await;
+                    if full {
+                        continue;
+                    }
+                    // A short batch: look again at once, but without
+                    // spinning when rows keep failing quickly.
+                    Duration::ZERO
+                }
+                Err(_error) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(error = %_error, retry_in = ?error_wait, "inbox worker: could not claim rows");
+                    let wait = error_wait;
+                    error_wait = (error_wait * 2).min(Duration::from_secs(5));
+                    wait
+                }
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                () = self.inbox.wake().notified() => {}
+                () = tokio::time::sleep(wait) => {}
+                () = stopped(&mut stop) => break,
+            }
+        }
+        report
+    }
+
+    /// Hands a claimed batch to the handler, renews its leases while it
+    /// runs and settles it.
+    async fn handle_batch(
+        &self,
+        rows: Vec<Claimed>,
+        stop: &mut watch::Receiver<bool>,
+        report: &mut WorkerReport,
+    ) {
+        let mut tasks = JoinSet::new();
+        let mut running: Vec<Option<(String, u32)>> = Vec::with_capacity(rows.len());
+        let mut settled = Vec::with_capacity(rows.len());
+        for (index, row) in rows.into_iter().enumerate() {
+            match Delivery::parse(row.body, &row.delivery_id, &row.event_name) {
+                Ok(delivery) => {
+                    let handler = Arc::clone(&self.handler);
+                    report.handed += 1;
+                    let timeout = self.handler_timeout;
+                    tasks.spawn(async move {
+                        let result = match tokio::time::timeout(timeout, handler.handle(delivery))
+                            .await
+                        {
+                            Ok(result) => result.map_err(|e| e.to_string()),
+                            Err(_) => Err(format!("the handler did not finish within {timeout:?}")),
+                        };
+                        (index, result)
+                    });
+                    running.push(Some((row.event_id, row.attempts)));
+                }
+                Err(rejection) => {
+                    // Cannot happen for rows the layer verified; never
+                    // hand it, keep it for inspection.
+                    running.push(None);
+                    report.dead += 1;
+                    settled.push((
+                        row.event_id,
+                        Settle::Dead {
+                            error: format!(
+                                "the stored body no longer parses as a Kendo delivery ({rejection}); \
+                                 it was not handed to the handler"
+                            ),
+                        },
+                    ));
+                }
+            }
+        }
+        let renew_every = self.lease / 3;
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+        let mut grace_end: Option<tokio::time::Instant> = None;
+        loop {
+            let grace = async {
+                match grace_end {
+                    Some(end) => tokio::time::sleep_until(end).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                joined = tasks.join_next() => {
+                    let Some(joined) = joined else { break };
+                    // A panicked task's row is settled after the loop.
+                    let Ok((index, result)) = joined else { continue };
+                    let Some((event_id, attempts)) = running.get_mut(index).and_then(Option::take) else { continue };
+                    settled.push((event_id, self.settlement(result, attempts, report)));
+                }
+                _ = renew.tick() => {
+                    let ids: Vec<String> = running.iter().flatten().map(|(id, _)| id.clone()).collect();
+                    if !ids.is_empty() {
+                        let _ = self.inbox.backend().extend(self.owner.clone(), ids, self.lease).await;
+                    }
+                }
+                () = stopped(stop), if grace_end.is_none() => {
+                    grace_end = Some(tokio::time::Instant::now() + self.shutdown_grace);
+                }
+                () = grace => {
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                    for (event_id, attempts) in running.iter_mut().filter_map(Option::take) {
+                        report.cut_off += 1;
+                        let result = Err("the worker shut down before the handler finished".to_owned());
+                        settled.push((event_id, self.settlement(result, attempts, report)));
+                    }
+                    break;
+                }
+            }
+        }
+        // Tasks that ended without a result panicked.
+        for (event_id, attempts) in running.iter_mut().filter_map(Option::take) {
+            let result = Err("the handler panicked".to_owned());
+            settled.push((event_id, self.settlement(result, attempts, report)));
+        }
+        self.settle(settled).await;
+    }
+
+    fn settlement(
+        &self,
+        result: Result<(), String>,
+        attempts: u32,
+        report: &mut WorkerReport,
+    ) -> Settle {
+        match result {
+            Ok(()) => {
+                report.succeeded += 1;
+                Settle::Done
+            }
+            Err(error) if attempts >= self.max_attempts => {
+                report.failed += 1;
+                report.dead += 1;
+                Settle::Dead {
+                    error: format!("attempt {attempts} of {}: {error}", self.max_attempts),
+                }
+            }
+            Err(error) => {
+                report.failed += 1;
+                let doublings = attempts.saturating_sub(1).min(30);
+                let delay = self
+                    .first_backoff
+                    .saturating_mul(1 << doublings)
+                    .min(self.max_backoff);
+                Settle::Retry {
+                    delay,
+                    error: format!("attempt {attempts} of {}: {error}", self.max_attempts),
+                }
+            }
+        }
+    }
+
+    /// Settles a batch, retrying a few times while the database is
+    /// unavailable. Rows it cannot settle stay leased and are handed again
+    /// after their leases end (at least once).
+    async fn settle(&self, rows: Vec<(String, Settle)>) {
+        if rows.is_empty() {
+            return;
+        }
+        let mut rows = Some(rows);
+        let mut wait = Duration::from_millis(50);
+        for _attempt in 0..8 {
+            let batch = rows.take().unwrap_or_default();
+            let copy = batch.clone();
+            match self.inbox.backend().settle(self.owner.clone(), batch).await {
+                Ok(()) => return,
+                Err(_error) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(error = %_error, retry_in = ?wait, "inbox worker: could not settle rows");
+                    rows = Some(copy);
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(self.lease / 4);
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, not held across awaits.
+    let _ = stop.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "worker".to_owned())
+}

@@ -1,0 +1,173 @@
+//! The durable inbox on PostgreSQL, through real HTTP: each test starts its
+//! own server (`initdb` + `postgres` on a free loopback port; SKIPPED when
+//! PostgreSQL is not installed, a failure under `CI`).
+
+mod common;
+#[path = "support/postgres_server.rs"]
+mod postgres_server;
+#[path = "support/inbox_suite.rs"]
+mod suite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use kendo_webhooks::inbox::{Inbox, InboxErrorKind};
+use postgres_server::PostgresServer;
+
+async fn open(test: &str) -> Option<(PostgresServer, Inbox)> {
+    let server = PostgresServer::start_or_skip(test)?;
+    let inbox = Inbox::connect_postgres(&server.url()).await.unwrap();
+    Some((server, inbox))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_then_answers_and_dedupes() {
+    let Some((_server, inbox)) = open("commits_then_answers_and_dedupes").await else {
+        return;
+    };
+    suite::commits_then_answers_and_dedupes(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_hands_each_delivery_once() {
+    let Some((_server, inbox)) = open("worker_hands_each_delivery_once").await else {
+        return;
+    };
+    suite::worker_hands_each_delivery_once(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_then_dead_then_requeue() {
+    let Some((_server, inbox)) = open("retries_then_dead_then_requeue").await else {
+        return;
+    };
+    suite::retries_then_dead_then_requeue(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_handler_is_cut_off_and_ends_dead() {
+    let Some((_server, inbox)) = open("hung_handler_is_cut_off_and_ends_dead").await else {
+        return;
+    };
+    suite::hung_handler_is_cut_off_and_ends_dead(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_settles_rows_in_flight() {
+    let Some((_server, inbox)) = open("shutdown_settles_rows_in_flight").await else {
+        return;
+    };
+    suite::shutdown_settles_rows_in_flight(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_mid_batch_loses_nothing() {
+    let Some((_server, inbox)) = open("restart_mid_batch_loses_nothing").await else {
+        return;
+    };
+    suite::restart_mid_batch_loses_nothing(inbox).await;
+}
+
+/// The server is stopped for 5 s and started again on the same port and
+/// data directory: 503s meanwhile, nothing lost after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_down_answers_503_and_loses_nothing() {
+    let Some((server, inbox)) = open("server_down_answers_503_and_loses_nothing").await else {
+        return;
+    };
+    let server = Arc::new(std::sync::Mutex::new(server));
+    let outage_server = Arc::clone(&server);
+    suite::outage_answers_503_and_loses_nothing(inbox, || async move {
+        tokio::task::spawn_blocking(move || {
+            let mut server = outage_server.lock().unwrap();
+            server.stop();
+            std::thread::sleep(Duration::from_secs(5));
+            server.restart();
+        })
+        .await
+        .unwrap();
+    })
+    .await;
+    drop(server);
+}
+
+/// Two replicas (two inboxes, two workers) share one database: every
+/// delivery is handed exactly once, by one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_one_database_never_double_hand() {
+    const N: usize = 600;
+    let Some((server, first)) = open("two_workers_on_one_database_never_double_hand").await else {
+        return;
+    };
+    let second = Inbox::connect_postgres(&server.url()).await.unwrap();
+    let client = common::client();
+    let (a, b) = (
+        suite::serve_inbox(&first).await,
+        suite::serve_inbox(&second).await,
+    );
+    let mut senders = Vec::new();
+    for task in 0..8 {
+        let client = client.clone();
+        senders.push(tokio::spawn(async move {
+            for i in (task..N).step_by(8) {
+                let addr = if i % 2 == 0 { a } else { b };
+                let answer =
+                    suite::post(&client, addr, &format!("evt_{i}"), &format!("dlv_{i}")).await;
+                assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let recorder = Arc::new(suite::Recorder::default());
+    let workers: Vec<_> = [&first, &second]
+        .into_iter()
+        .map(|inbox| {
+            inbox
+                .worker(recorder.handler())
+                .batch_size(8)
+                .poll_interval(Duration::from_millis(5))
+                .spawn()
+        })
+        .collect();
+    suite::wait_until("every delivery is done", || async {
+        first.counts().await.unwrap().done == N as u64
+    })
+    .await;
+    let mut reports = Vec::new();
+    for worker in workers {
+        reports.push(worker.shutdown().await);
+    }
+    println!(
+        "handed by each worker: {:?}",
+        reports.iter().map(|r| r.handed).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        reports.iter().map(|r| r.handed).sum::<u64>(),
+        N as u64,
+        "{reports:?}"
+    );
+    for i in 0..N {
+        assert_eq!(recorder.count(&format!("evt_{i}")), 1, "evt_{i}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_an_error_that_says_so() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let error = Inbox::connect_postgres(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), InboxErrorKind::Unavailable);
+    assert!(error.to_string().contains("could not connect"), "{error}");
+    let error = Inbox::connect_postgres("postgres://[nonsense")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("does not parse"), "{error}");
+}

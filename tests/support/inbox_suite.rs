@@ -1,0 +1,484 @@
+//! Scenarios of the durable inbox, run against each backend through real
+//! HTTP: axum on a loopback port, `KendoWebhookLayer` in front of the
+//! `Inbox` service, a real worker and a recording handler.
+//!
+//! Include it after `mod common;` with
+//! `#[path = "support/inbox_suite.rs"] mod suite;`.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::routing::post_service;
+use axum::Router;
+use http::StatusCode;
+use kendo_webhooks::inbox::{Inbox, RowState, INBOX_HEADER};
+use kendo_webhooks::{Delivery, KendoWebhookLayer};
+
+use crate::common::{client, delivery, send, serve, Answer, HttpClient, PATH, SECRET};
+
+/// Pause between two looks in the bounded waits below.
+const STEP: Duration = Duration::from_millis(20);
+/// Looks before a bounded wait gives up (60 s of steps).
+const STEPS: usize = 3_000;
+
+/// Serves `inbox` behind the layer on a free loopback port.
+pub async fn serve_inbox(inbox: &Inbox) -> SocketAddr {
+    let layer = KendoWebhookLayer::new(SECRET).expect("a valid layer");
+    let router = Router::new().route(PATH, post_service(inbox.clone()).layer(layer));
+    serve(router).await
+}
+
+/// Sends a `call.uploaded` delivery with these ids to `addr`.
+pub async fn post(
+    client: &HttpClient,
+    addr: SocketAddr,
+    event_id: &str,
+    delivery_id: &str,
+) -> Answer {
+    let request = delivery(event_id, delivery_id)
+        .request(&format!("http://{addr}{PATH}"))
+        .expect("a valid request");
+    send(client, request).await
+}
+
+fn outcome(answer: &Answer) -> &str {
+    answer
+        .headers
+        .get(INBOX_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Waits, in bounded steps, until `check` holds; panics naming `what`.
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..STEPS {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(STEP).await;
+    }
+    panic!("gave up waiting until {what}");
+}
+
+/// How often the handler saw each event id, and how it behaves.
+#[derive(Default)]
+pub struct Recorder {
+    pub seen: Mutex<HashMap<String, u32>>,
+    /// Event ids whose handling fails while they are in this list.
+    pub failing: Mutex<Vec<String>>,
+    /// Event ids whose handling never finishes (a hung handler).
+    pub hanging: Mutex<Vec<String>>,
+    /// Event ids whose handling takes 300 ms.
+    pub slow: Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    pub fn count(&self, event_id: &str) -> u32 {
+        self.seen
+            .lock()
+            .unwrap()
+            .get(event_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn total(&self) -> u32 {
+        self.seen.lock().unwrap().values().sum()
+    }
+
+    pub fn handler(
+        self: &Arc<Self>,
+    ) -> impl Fn(Delivery) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+           + Send
+           + Sync
+           + 'static {
+        let recorder = Arc::clone(self);
+        move |delivery: Delivery| {
+            let recorder = Arc::clone(&recorder);
+            Box::pin(async move {
+                let id = delivery.event_id().to_owned();
+                *recorder.seen.lock().unwrap().entry(id.clone()).or_default() += 1;
+                if recorder.slow.lock().unwrap().contains(&id) {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                if recorder.hanging.lock().unwrap().contains(&id) {
+                    std::future::pending::<()>().await;
+                }
+                if recorder.failing.lock().unwrap().contains(&id) {
+                    return Err(format!("the CRM refused {id}"));
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+/// A new event is committed and answered 200 `stored`; the same event again
+/// (a new delivery id, or after a restart that emptied the layer's memory)
+/// is answered 200 `duplicate` and stored once.
+pub async fn commits_then_answers_and_dedupes(inbox: Inbox) {
+    let client = client();
+    let addr = serve_inbox(&inbox).await;
+    let first = post(&client, addr, "evt_1", "dlv_1").await;
+    assert_eq!(first.status, StatusCode::OK, "{first:?}");
+    assert_eq!(outcome(&first), "stored");
+    let pending = inbox.list(RowState::Pending, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].event_id, "evt_1");
+    assert_eq!(pending[0].delivery_id, "dlv_1");
+    assert_eq!(pending[0].body, *delivery("evt_1", "dlv_1").body());
+    assert_eq!(pending[0].delivery().unwrap().event_id(), "evt_1");
+
+    // Same event under a new delivery id: the layer's de-dup key differs,
+    // the inbox's unique event id catches it.
+    let again = post(&client, addr, "evt_1", "dlv_2").await;
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    assert_eq!(outcome(&again), "duplicate");
+
+    // A restarted receiver (a new layer, empty memory) still knows it.
+    let restarted = serve_inbox(&inbox).await;
+    let retry = post(&client, restarted, "evt_1", "dlv_1").await;
+    assert_eq!(retry.status, StatusCode::OK);
+    assert_eq!(outcome(&retry), "duplicate");
+
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!(counts.pending, 1, "{counts:?}");
+    assert_eq!(counts.backlog(), 1);
+}
+
+/// Many concurrent deliveries are all committed, and the worker hands each
+/// to the handler exactly once when nothing fails.
+pub async fn worker_hands_each_delivery_once(inbox: Inbox) {
+    const N: usize = 300;
+    let client = client();
+    let addr = serve_inbox(&inbox).await;
+    let mut senders = Vec::new();
+    for task in 0..16 {
+        let client = client.clone();
+        senders.push(tokio::spawn(async move {
+            for i in (task..N).step_by(16) {
+                let answer = post(&client, addr, &format!("evt_{i}"), &format!("dlv_{i}")).await;
+                assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+                assert_eq!(outcome(&answer), "stored");
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let recorder = Arc::new(Recorder::default());
+    let worker = inbox
+        .worker(recorder.handler())
+        .batch_size(32)
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    wait_until("every delivery is done", || async {
+        inbox.counts().await.unwrap().done == N as u64
+    })
+    .await;
+    let report = worker.shutdown().await;
+    assert_eq!(report.handed, N as u64, "{report:?}");
+    assert_eq!(report.succeeded, N as u64);
+    for i in 0..N {
+        assert_eq!(recorder.count(&format!("evt_{i}")), 1, "evt_{i}");
+    }
+}
+
+/// A failing delivery is retried with backoff up to `max_attempts`, then
+/// dead; listed, re-queued, it is handed again and done.
+pub async fn retries_then_dead_then_requeue(inbox: Inbox) {
+    let client = client();
+    let addr = serve_inbox(&inbox).await;
+    let recorder = Arc::new(Recorder::default());
+    recorder.failing.lock().unwrap().push("evt_bad".to_owned());
+    assert_eq!(
+        post(&client, addr, "evt_bad", "dlv_bad").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&client, addr, "evt_good", "dlv_good").await.status,
+        StatusCode::OK
+    );
+    let worker = inbox
+        .worker(recorder.handler())
+        .max_attempts(3)
+        .backoff(Duration::from_millis(10), Duration::from_millis(40))
+        .poll_interval(Duration::from_millis(10))
+        .spawn();
+    wait_until("evt_bad is dead", || async {
+        inbox.counts().await.unwrap().dead == 1
+    })
+    .await;
+    let dead = inbox.list(RowState::Dead, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event_id, "evt_bad");
+    assert_eq!(dead[0].attempts, 3);
+    let error = dead[0].last_error.as_deref().unwrap_or("");
+    assert!(
+        error.contains("attempt 3 of 3") && error.contains("the CRM refused evt_bad"),
+        "{error}"
+    );
+    assert_eq!(recorder.count("evt_bad"), 3);
+    assert_eq!(recorder.count("evt_good"), 1);
+
+    // Nothing more happens to a dead row until it is re-queued.
+    assert!(
+        !inbox.requeue("evt_good").await.unwrap(),
+        "only dead rows re-queue"
+    );
+    recorder.failing.lock().unwrap().clear();
+    assert!(inbox.requeue("evt_bad").await.unwrap());
+    wait_until("evt_bad is done after the re-queue", || async {
+        inbox.counts().await.unwrap().done == 2
+    })
+    .await;
+    assert_eq!(recorder.count("evt_bad"), 4);
+    let report = worker.shutdown().await;
+    assert_eq!(report.dead, 1, "{report:?}");
+    assert_eq!(inbox.requeue_dead().await.unwrap(), 0);
+}
+
+/// A worker killed mid-batch loses nothing: a new worker takes its rows once
+/// their leases end, and no delivery is handed more often than
+/// `max_attempts` allows.
+pub async fn restart_mid_batch_loses_nothing(inbox: Inbox) {
+    const N: usize = 120;
+    const MAX_ATTEMPTS: u32 = 3;
+    let client = client();
+    let addr = serve_inbox(&inbox).await;
+    for i in 0..N {
+        assert_eq!(
+            post(&client, addr, &format!("evt_{i}"), &format!("dlv_{i}"))
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    // The first worker hangs on every tenth delivery from evt_20 on, so its
+    // second batch never settles: it dies holding leased rows, most of them
+    // already handed successfully.
+    let first = Arc::new(Recorder::default());
+    first
+        .hanging
+        .lock()
+        .unwrap()
+        .extend((0..N).step_by(10).skip(2).map(|i| format!("evt_{i}")));
+    let worker = inbox
+        .worker(first.handler())
+        .batch_size(16)
+        .max_attempts(MAX_ATTEMPTS)
+        .lease(Duration::from_secs(1))
+        .poll_interval(Duration::from_millis(10))
+        .spawn();
+    wait_until(
+        "the first worker is stuck mid-batch with rows leased",
+        || async { first.count("evt_20") == 1 && inbox.counts().await.unwrap().leased > 0 },
+    )
+    .await;
+    worker.abort();
+    let leased = inbox.counts().await.unwrap().leased;
+    assert!(leased > 0);
+
+    let second = Arc::new(Recorder::default());
+    let worker = inbox
+        .worker(second.handler())
+        .batch_size(16)
+        .max_attempts(MAX_ATTEMPTS)
+        .lease(Duration::from_secs(1))
+        .poll_interval(Duration::from_millis(10))
+        .spawn();
+    wait_until("every delivery is done after the restart", || async {
+        inbox.counts().await.unwrap().done == N as u64
+    })
+    .await;
+    worker.shutdown().await;
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!((counts.dead, counts.backlog()), (0, 0), "{counts:?}");
+    let mut handed_twice = 0;
+    for i in 0..N {
+        let id = format!("evt_{i}");
+        let handed = first.count(&id) + second.count(&id);
+        assert!(
+            (1..=MAX_ATTEMPTS).contains(&handed),
+            "{id} handed {handed} times"
+        );
+        if handed > 1 {
+            handed_twice += 1;
+        }
+    }
+    // The rows the first worker held when it died were handed again.
+    assert!(handed_twice > 0 && handed_twice as u64 <= leased);
+}
+
+/// While the database is unavailable (`outage` runs, about 5 s), the inbox
+/// answers 503 with `Retry-After`; a sender that retries gets every
+/// delivery committed once it is back, and the worker hands each one.
+pub async fn outage_answers_503_and_loses_nothing<F, Fut>(inbox: Inbox, outage: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    const N: usize = 60;
+    let client = client();
+    let addr = serve_inbox(&inbox).await;
+    let recorder = Arc::new(Recorder::default());
+    let worker = inbox
+        .worker(recorder.handler())
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    let saw_503 = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let sender = {
+        let (saw_503, started) = (Arc::clone(&saw_503), Arc::clone(&started));
+        tokio::spawn(async move {
+            for i in 0..N {
+                if i == 10 {
+                    started.notify_one();
+                }
+                // A persistent sender: retry every 100 ms, at most 300 times.
+                let mut stored = false;
+                for _attempt in 0..300 {
+                    let answer =
+                        post(&client, addr, &format!("evt_{i}"), &format!("dlv_{i}")).await;
+                    if answer.status == StatusCode::OK {
+                        stored = true;
+                        break;
+                    }
+                    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+                    assert!(answer.headers.contains_key(http::header::RETRY_AFTER));
+                    assert_eq!(outcome(&answer), "unavailable");
+                    saw_503.store(true, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                assert!(stored, "evt_{i} was never stored");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    started.notified().await;
+    outage().await;
+    sender.await.unwrap();
+    assert!(
+        saw_503.load(Ordering::Relaxed),
+        "the outage never showed as a 503"
+    );
+    wait_until("every delivery is done after the outage", || async {
+        inbox
+            .counts()
+            .await
+            .map(|c| c.done == N as u64)
+            .unwrap_or(false)
+    })
+    .await;
+    worker.shutdown().await;
+    for i in 0..N {
+        assert_eq!(recorder.count(&format!("evt_{i}")), 1, "evt_{i}");
+    }
+}
+
+/// A handler that never finishes is cut off after the worker's handler
+/// timeout; each cut-off counts as an attempt, and the row ends dead.
+pub async fn hung_handler_is_cut_off_and_ends_dead(inbox: Inbox) {
+    let client = client();
+    let addr = serve_inbox(&inbox).await;
+    let recorder = Arc::new(Recorder::default());
+    recorder.hanging.lock().unwrap().push("evt_hung".to_owned());
+    assert_eq!(
+        post(&client, addr, "evt_hung", "dlv_hung").await.status,
+        StatusCode::OK
+    );
+    let worker = inbox
+        .worker(recorder.handler())
+        .max_attempts(2)
+        .handler_timeout(Duration::from_millis(50))
+        .backoff(Duration::from_millis(10), Duration::from_millis(10))
+        .poll_interval(Duration::from_millis(10))
+        .spawn();
+    wait_until("evt_hung is dead", || async {
+        inbox.counts().await.unwrap().dead == 1
+    })
+    .await;
+    let report = worker.shutdown().await;
+    assert_eq!(
+        (report.handed, report.failed, report.dead),
+        (2, 2, 1),
+        "{report:?}"
+    );
+    let dead = inbox.list(RowState::Dead, 1).await.unwrap();
+    let error = dead[0].last_error.as_deref().unwrap_or("");
+    assert!(error.contains("did not finish within"), "{error}");
+    assert_eq!(recorder.count("evt_hung"), 2);
+}
+
+/// A graceful shutdown lets a handler in flight finish and settles its row;
+/// a handler still running when the grace period ends is cut off, and its
+/// row is returned as a failed attempt (not left leased).
+pub async fn shutdown_settles_rows_in_flight(inbox: Inbox) {
+    let client = client();
+    let addr = serve_inbox(&inbox).await;
+    let recorder = Arc::new(Recorder::default());
+    recorder.slow.lock().unwrap().push("evt_slow".to_owned());
+    recorder.hanging.lock().unwrap().push("evt_hung".to_owned());
+
+    assert_eq!(
+        post(&client, addr, "evt_slow", "dlv_slow").await.status,
+        StatusCode::OK
+    );
+    let worker = inbox
+        .worker(recorder.handler())
+        .poll_interval(Duration::from_millis(10))
+        .spawn();
+    wait_until("evt_slow is being handled", || async {
+        recorder.count("evt_slow") == 1
+    })
+    .await;
+    let report = worker.shutdown().await;
+    assert_eq!(
+        (report.handed, report.succeeded, report.cut_off),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!((counts.done, counts.leased), (1, 0), "{counts:?}");
+
+    assert_eq!(
+        post(&client, addr, "evt_hung", "dlv_hung").await.status,
+        StatusCode::OK
+    );
+    let worker = inbox
+        .worker(recorder.handler())
+        .shutdown_grace(Duration::from_millis(50))
+        .backoff(Duration::from_secs(60), Duration::from_secs(60))
+        .poll_interval(Duration::from_millis(10))
+        .spawn();
+    wait_until("evt_hung is being handled", || async {
+        recorder.count("evt_hung") == 1
+    })
+    .await;
+    let report = worker.shutdown().await;
+    assert_eq!((report.handed, report.cut_off), (1, 1), "{report:?}");
+    let failed = inbox.list(RowState::Failed, 10).await.unwrap();
+    assert_eq!(
+        failed.len(),
+        1,
+        "the cut-off row is returned, not left leased"
+    );
+    assert_eq!(
+        (failed[0].event_id.as_str(), failed[0].attempts),
+        ("evt_hung", 1)
+    );
+    let error = failed[0].last_error.as_deref().unwrap_or("");
+    assert!(
+        error.contains("shut down before the handler finished"),
+        "{error}"
+    );
+}
