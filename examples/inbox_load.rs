@@ -288,7 +288,22 @@ fn drive(
 
 /// CPU seconds used by the calling thread (NaN where unavailable).
 fn thread_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+    stat_cpu_seconds(Path::new("/proc/thread-self/stat"))
+}
+
+/// CPU seconds used so far: by the whole process (threads that ended
+/// included) and by the SQLite inbox thread. The server's share is the
+/// process's minus the SQLite thread's minus the generator's (which the
+/// generator measures on its own thread before it ends).
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    process: f64,
+    sqlite: f64,
+}
+
+/// User + system seconds from a `/proc/.../stat` file (NaN where unavailable).
+fn stat_cpu_seconds(path: &Path) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return f64::NAN;
     };
     let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 1..)) else {
@@ -304,54 +319,27 @@ fn thread_cpu_seconds() -> f64 {
     fields.iter().sum::<f64>() / 100.0
 }
 
-/// CPU seconds used so far by this process's live threads, by role: the
-/// SQLite inbox thread, everything else (the server; the generator's
-/// thread is measured by itself, as it has ended by the time we look).
-#[derive(Clone, Copy, Default)]
-struct Cpu {
-    generator: f64,
-    sqlite: f64,
-    server: f64,
-}
-
 impl Cpu {
     fn now() -> Self {
-        let mut cpu = Self::default();
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-            return cpu;
-        };
-        for task in tasks.flatten() {
-            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-                continue;
-            };
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-                continue;
-            };
-            let name = &stat[open + 1..close];
-            let fields: Vec<f64> = stat[close + 1..]
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            // Clock ticks; USER_HZ is 100 on Linux.
-            let seconds = fields.iter().sum::<f64>() / 100.0;
-            if name.starts_with("load-generator") {
-                cpu.generator += seconds;
-            } else if name.starts_with("kendo-inbox") {
-                cpu.sqlite += seconds;
-            } else {
-                cpu.server += seconds;
+        let mut sqlite = 0.0;
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for task in tasks.flatten() {
+                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                if comm.starts_with("kendo-inbox") {
+                    sqlite += stat_cpu_seconds(&task.path().join("stat"));
+                }
             }
         }
-        cpu
+        Self {
+            process: stat_cpu_seconds(Path::new("/proc/self/stat")),
+            sqlite,
+        }
     }
 
     fn since(self, before: Self) -> Self {
         Self {
-            generator: self.generator - before.generator,
+            process: self.process - before.process,
             sqlite: self.sqlite - before.sqlite,
-            server: self.server - before.server,
         }
     }
 }
@@ -475,8 +463,8 @@ impl Bench {
         let cpu_before = Cpu::now();
         let (mut tally, used, generator) =
             drive(&self.deliveries, addr, concurrency, self.options.duration)?;
-        let mut cpu = Cpu::now().since(cpu_before);
-        cpu.generator = generator;
+        let cpu = Cpu::now().since(cpu_before);
+        let server_cpu = cpu.process - cpu.sqlite - generator;
         server.abort();
         tally.latencies_us.sort_unstable();
         let seconds = self.options.duration.as_secs_f64();
@@ -491,14 +479,14 @@ impl Bench {
             "{receiver:<15} c={concurrency:<3} {rate:>8.0} deliveries/s   p50 {p50:>6.1} ms   p99 {p99:>6.1} ms   non-2xx {}   errors {}   CPU µs/delivery: server {:.1}, sqlite thread {:.1}, generator {:.1}{}",
             tally.non_2xx,
             tally.errors,
-            per_request(cpu.server),
+            per_request(server_cpu),
             per_request(cpu.sqlite),
-            per_request(cpu.generator),
+            per_request(generator),
             if used >= self.deliveries.len() { "   (ran out of pre-signed deliveries)" } else { "" }
         );
         println!(
             "RESULT phase=ingest receiver={receiver} concurrency={concurrency} rps={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2} non2xx={} errors={} cpu_us_server={:.1} cpu_us_sqlite={:.1} cpu_us_generator={:.1}",
-            tally.non_2xx, tally.errors, per_request(cpu.server), per_request(cpu.sqlite), per_request(cpu.generator)
+            tally.non_2xx, tally.errors, per_request(server_cpu), per_request(cpu.sqlite), per_request(generator)
         );
         drop(target);
         Ok(())
