@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing what it needs on a fresh machine.
 #
-#   bash scripts/test.sh            # every test, every feature
+#   bash scripts/test.sh            # every test of the workspace (the library
+#                                   # and the CRM app), every feature
 #   bash scripts/test.sh --test bad_input   # extra arguments go to cargo test
 #
 # The Redis tests start their own redis-server, and the Postgres inbox tests
@@ -34,4 +35,4 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   fi
 fi
 
-cargo test --all-features "$@"
+cargo test --workspace --all-features "$@"

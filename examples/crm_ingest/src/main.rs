@@ -1,30 +1,16 @@
-//! Run with: `KENDO_WEBHOOK_SECRET=... cargo run --release --example crm_ingest`
+//! Run with: `KENDO_WEBHOOK_SECRET=... cargo run --release -p crm-ingest`
 //!
-//! A small but real CRM ingest service for Kendo webhooks, following Kendo's
-//! best practices: verify every delivery (the `KendoWebhookLayer`), make it
-//! durable in an SQLite inbox before answering 200, project it into `calls`
-//! and `trainings` in the background, drop duplicates (even across
-//! restarts), and keep a bounded delivery log.
-//!
-//! Environment:
-//!
-//! | variable | meaning |
-//! |---|---|
-//! | `KENDO_WEBHOOK_SECRET` | the endpoint's webhook secret (required) |
-//! | `KENDO_WEBHOOK_SECRET_PREVIOUS` | the previous secret, during a rotation |
-//! | `CRM_ADDR` | address to listen on (default `127.0.0.1:3000`) |
-//! | `CRM_DB` | SQLite file, created and migrated on start (default `crm.sqlite3`) |
-//! | `KENDO_DEDUPE_REDIS_URL` | share de-duplication between replicas (needs `--features redis`) |
-//! | `RUST_LOG` | log filter (default `info`) |
-//!
-//! Routes: `POST /webhooks/kendo`, `GET /api/calls`, `GET /api/trainings`,
-//! `GET /api/deliveries`, `GET /healthz`, `GET /` (dashboard).
-
-mod app;
+//! A CRM ingest service for Kendo webhooks, following Kendo's best
+//! practices: verify every delivery, commit it durably before answering
+//! 200, process it in the background (into `calls` and `trainings`), drop
+//! duplicates (across restarts and replicas), keep a delivery log. SQLite
+//! by default; `CRM_DATABASE_URL=postgres://…` for any number of replicas.
+//! Settings: see `crm_ingest::config` and `docs/deployment.md`.
 
 use std::process::ExitCode;
 
-use app::config::{AppConfig, REDIS_VAR};
+use crm_ingest::config::{AppConfig, ADMIN_TOKEN_VAR, REDIS_VAR};
+use crm_ingest::{app, routes};
 
 /// Exit code for a configuration the app cannot run with.
 const EXIT_CONFIG: u8 = 2;
@@ -41,7 +27,7 @@ async fn main() -> ExitCode {
     let mut config = match AppConfig::from_lookup(|name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("crm_ingest: {error}");
+            eprintln!("crm-ingest: {error}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -49,7 +35,7 @@ async fn main() -> ExitCode {
         return code;
     }
 
-    println!("crm_ingest: Kendo webhook receiver");
+    println!("crm-ingest: Kendo webhook receiver");
     for line in config.describe() {
         println!("  {line}");
     }
@@ -62,20 +48,26 @@ async fn main() -> ExitCode {
     let running = match app::start(config).await {
         Ok(running) => running,
         Err(error) => {
-            eprintln!("crm_ingest: {error}");
+            eprintln!("crm-ingest: {error}");
             return ExitCode::FAILURE;
         }
     };
     let addr = running.addr();
-    println!("  webhook URL   http://{addr}{}", app::WEBHOOK_PATH);
-    println!("  dashboard     http://{addr}/");
-    match running.run_until(shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("crm_ingest: {error}");
-            ExitCode::FAILURE
-        }
+    println!("  webhook URL   http://{addr}{}", routes::WEBHOOK_PATH);
+    if running.token_generated() {
+        println!(
+            "  dashboard     http://{addr}/  (log in with any user name and the password {token};\n                \
+             {ADMIN_TOKEN_VAR} was unset, so this token was generated and lasts until restart)\n  \
+             API           curl -H 'Authorization: Bearer {token}' http://{addr}/api/calls",
+            token = running.admin_token()
+        );
+    } else {
+        println!(
+            "  dashboard     http://{addr}/  (log in with any user name and {ADMIN_TOKEN_VAR} as password)"
+        );
     }
+    running.run_until(shutdown_signal()).await;
+    ExitCode::SUCCESS
 }
 
 /// Uses the Redis store when `KENDO_DEDUPE_REDIS_URL` is set; on failure,
@@ -93,14 +85,15 @@ async fn dedupe_store(config: &mut AppConfig) -> Result<(), ExitCode> {
             Ok(store) => {
                 config.dedupe_store = Some(Box::new(store));
                 // The URL may hold a password: name the variable, not its value.
-                config.dedupe_description =
-                    format!("Redis ({REDIS_VAR}), shared by replicas, keyed by event id");
+                config.dedupe_description = format!(
+                    "Redis ({REDIS_VAR}) shared by replicas, then the database's unique event id"
+                );
                 Ok(())
             }
             Err(error) => {
                 eprintln!(
-                    "crm_ingest: the Redis de-duplication store ({REDIS_VAR}) is unavailable: \
-                     {error}. Or unset {REDIS_VAR} to de-duplicate in memory"
+                    "crm-ingest: the Redis de-duplication store ({REDIS_VAR}) is unavailable: \
+                     {error}. Or unset {REDIS_VAR}: the database de-duplicates anyway"
                 );
                 Err(ExitCode::FAILURE)
             }
@@ -110,9 +103,9 @@ async fn dedupe_store(config: &mut AppConfig) -> Result<(), ExitCode> {
     {
         let _ = (url, config);
         eprintln!(
-            "crm_ingest: {REDIS_VAR} is set, but this build has no Redis support. \
-             Run with `cargo run --release --features redis --example crm_ingest`, \
-             or unset {REDIS_VAR} to de-duplicate in memory"
+            "crm-ingest: {REDIS_VAR} is set, but this build has no Redis support. \
+             Run with `cargo run --release -p crm-ingest --features redis`, \
+             or unset {REDIS_VAR}: the database de-duplicates anyway"
         );
         Err(ExitCode::from(EXIT_CONFIG))
     }

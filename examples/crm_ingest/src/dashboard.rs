@@ -1,27 +1,34 @@
-//! The server-rendered HTML dashboard: recent calls, trainings and the
-//! delivery log. One page, inline CSS, no scripts or external assets; every
-//! value is HTML-escaped.
+//! The server-rendered HTML dashboard: recent calls, trainings, the
+//! delivery log and rejections. One page, inline CSS, no scripts or
+//! external assets; every value is HTML-escaped. (To be replaced by the
+//! templated `views.rs` with charts.)
 
 use std::fmt::Write as _;
 
-use super::storage::{CallRow, Counts, DeliveryRow, TrainingRow};
+use crate::storage::{CallRow, Counts, DeliveryRow, RejectionRow, TrainingRow};
 
 /// Rows of each table shown on the dashboard (the JSON API has them all).
-pub(crate) const RECENT: usize = 50;
+pub const RECENT: usize = 50;
 
 /// What the dashboard shows.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Page {
-    /// Table sizes.
-    pub(crate) counts: Counts,
-    /// The newest calls.
-    pub(crate) calls: Vec<CallRow>,
-    /// The newest trainings.
-    pub(crate) trainings: Vec<TrainingRow>,
-    /// The newest delivery-log entries.
-    pub(crate) deliveries: Vec<DeliveryRow>,
+pub struct Page {
+    /// Table sizes (tests apart).
+    pub counts: Counts,
+    /// The inbox: rows not yet processed (pending, leased, failed).
+    pub inbox_backlog: u64,
+    /// The inbox: rows out of attempts.
+    pub inbox_dead: u64,
+    /// Unverified rejections per minute and reason, newest first.
+    pub rejections: Vec<RejectionRow>,
+    /// The newest calls (real and test).
+    pub calls: Vec<CallRow>,
+    /// The newest trainings (real and test).
+    pub trainings: Vec<TrainingRow>,
+    /// The newest verified delivery-log entries.
+    pub deliveries: Vec<DeliveryRow>,
     /// Log entries dropped because the log writer fell behind.
-    pub(crate) dropped_log_entries: u64,
+    pub dropped_log_entries: u64,
 }
 
 const STYLE: &str = "
@@ -42,7 +49,7 @@ code{font-size:.85em}
 ";
 
 /// Renders the whole page.
-pub(crate) fn render(page: &Page) -> String {
+pub fn render(page: &Page) -> String {
     let mut html = String::with_capacity(16 * 1024);
     html.push_str(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -62,19 +69,24 @@ pub(crate) fn render(page: &Page) -> String {
     for (label, value) in [
         ("calls", c.calls),
         ("trainings", c.trainings),
-        ("inbox rows", c.inbox),
-        ("waiting for the worker", c.inbox_pending),
-        ("delivery-log entries", c.deliveries),
-        ("log entries dropped", page.dropped_log_entries),
+        ("test deliveries", c.test_calls + c.test_trainings),
+        ("waiting for the worker", page.inbox_backlog),
+        ("failed for good", page.inbox_dead),
+        ("rejected (unverified)", c.rejections),
     ] {
         let _ = write!(html, "<div class=\"card\"><b>{value}</b>{label}</div>");
     }
     html.push_str("</div>\n");
 
-    section_header(&mut html, "Recent calls", page.calls.len(), c.calls);
+    section_header(
+        &mut html,
+        "Recent calls",
+        page.calls.len(),
+        c.calls + c.test_calls,
+    );
     table(
         &mut html,
-        &["received", "agent", "AI score", "duration", "call", "team member", "event", ""],
+        &["received", "agent", "AI score", "duration", "call", "team member", "event", "test"],
         page.calls.iter().map(|call| {
             vec![
                 Cell::text(&call.received_at),
@@ -94,7 +106,7 @@ pub(crate) fn render(page: &Page) -> String {
         &mut html,
         "Recent trainings",
         page.trainings.len(),
-        c.trainings,
+        c.trainings + c.test_trainings,
     );
     table(
         &mut html,
@@ -106,7 +118,7 @@ pub(crate) fn render(page: &Page) -> String {
             "training",
             "team member",
             "event",
-            "",
+            "test",
         ],
         page.trainings.iter().map(|t| {
             vec![
@@ -139,7 +151,7 @@ pub(crate) fn render(page: &Page) -> String {
             "delivery id",
             "event",
             "event id",
-            "verified",
+            "secret",
         ],
         page.deliveries.iter().map(|d| {
             vec![
@@ -150,14 +162,37 @@ pub(crate) fn render(page: &Page) -> String {
                 Cell::code(d.delivery_id.as_deref().unwrap_or("")),
                 Cell::text(d.event.as_deref().unwrap_or("")),
                 Cell::code(d.event_id.as_deref().unwrap_or("")),
-                Cell::text(match (d.verified, d.secret_label.as_deref()) {
-                    (true, Some(label)) => format!("yes ({label} secret)"),
-                    (true, None) => "yes".to_owned(),
-                    (false, _) => "no".to_owned(),
-                }),
+                Cell::text(d.secret_label.as_deref().unwrap_or("")),
             ]
         }),
         "No deliveries yet.",
+    );
+
+    section_header(
+        &mut html,
+        "Rejected requests (unverified), per minute",
+        page.rejections.len(),
+        0,
+    );
+    table(
+        &mut html,
+        &[
+            "minute",
+            "reason",
+            "status",
+            "count",
+            "last delivery id (unverified)",
+        ],
+        page.rejections.iter().map(|r| {
+            vec![
+                Cell::text(&r.minute),
+                Cell::tag(&r.reason, "rejected"),
+                Cell::num(r.status.to_string()),
+                Cell::num(r.count.to_string()),
+                Cell::code(r.last_delivery_id.as_deref().unwrap_or("")),
+            ]
+        }),
+        "No rejected requests.",
     );
     html.push_str("</body></html>\n");
     html
@@ -271,7 +306,7 @@ fn duration(seconds: Option<f64>) -> String {
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
-pub(crate) fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
         match ch {

@@ -1,0 +1,237 @@
+//! Start and stop: the database (SQLite or Postgres), the library's inbox
+//! and its worker, the webhook layer with its `on_outcome` hook, the
+//! delivery-log writer and the server.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kendo_webhooks::inbox::{Inbox, InboxError, WorkerHandle};
+use kendo_webhooks::{BuildError, DedupeKey, KendoWebhookLayer, Secret};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::AdminToken;
+use crate::config::{AppConfig, Database};
+use crate::delivery_log::{DeliveryLog, Writer};
+use crate::routes::{self, AppState};
+use crate::server;
+use crate::storage::{Storage, StorageError};
+
+/// How long shutdown waits for in-flight requests (Kendo gives up on a
+/// request after about 10 s, so anything still open after this is stuck).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// Histogram buckets, in seconds, for latencies.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The app could not start.
+#[derive(Debug)]
+pub enum AppError {
+    /// Opening or migrating the CRM's tables failed.
+    Storage(StorageError),
+    /// Opening the inbox failed.
+    Inbox(InboxError),
+    /// The webhook layer's configuration was refused.
+    Layer(BuildError),
+    /// Listening on the address failed.
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Storage(error) => error.fmt(f),
+            Self::Inbox(error) => write!(f, "could not open the inbox: {error}"),
+            Self::Layer(error) => {
+                write!(f, "the webhook layer's configuration was refused: {error}")
+            }
+            Self::Bind { addr, error } => write!(
+                f,
+                "could not listen on {addr}: {error} (set CRM_ADDR to a free IP:PORT)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AppError {}
+
+/// A started app.
+pub struct Running {
+    addr: SocketAddr,
+    admin_token: String,
+    token_generated: bool,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    worker: Option<WorkerHandle>,
+    log_writer: Writer,
+}
+
+impl fmt::Debug for Running {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The process's Prometheus recorder, installed on first use; `None` when
+/// another recorder was installed first.
+fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("prometheus-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .clone()
+}
+
+/// The layer: both secrets, de-duplication on the signed event id, and
+/// every outcome reported to the delivery log.
+fn layer(config: &mut AppConfig, log: DeliveryLog) -> Result<KendoWebhookLayer, BuildError> {
+    let mut builder = KendoWebhookLayer::builder()
+        .secret(Secret::new(&config.secret).with_label("current"))
+        // The event id is signed and stable across Kendo's retries, and the
+        // inbox is keyed on it too; the delivery id header is not signed.
+        .dedupe_key(DedupeKey::EventId)
+        .on_outcome(move |report| log.record(report));
+    if let Some(previous) = &config.previous_secret {
+        builder = builder.secret(Secret::new(previous).with_label("previous"));
+    }
+    if let Some(store) = config.dedupe_store.take() {
+        builder = builder.dedupe_store(store);
+    }
+    builder.build()
+}
+
+/// Opens the database, the inbox and the CRM's tables, binds
+/// `config.addr`, and starts the server, the inbox worker (unless
+/// `config.run_worker` is false) and the delivery-log writer. Returns once
+/// the server accepts connections.
+pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
+    let storage = Storage::open(&config.database)
+        .await
+        .map_err(AppError::Storage)?;
+    let inbox = match &config.database {
+        Database::Sqlite(path) => Inbox::open_sqlite(path).await,
+        Database::Postgres(url) => Inbox::connect_postgres(url).await,
+    }
+    .map_err(AppError::Inbox)?;
+    let (log, log_writer) = DeliveryLog::start(
+        storage.clone(),
+        config.log_keep,
+        config.rejections_keep_minutes,
+    );
+    let layer = layer(&mut config, log.clone()).map_err(AppError::Layer)?;
+    let (admin_token, token_generated) = match config.admin_token.take() {
+        Some(token) => (token, false),
+        None => (AdminToken::generate(), true),
+    };
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|error| AppError::Bind {
+            addr: config.addr,
+            error,
+        })?;
+    let addr = listener.local_addr().map_err(|error| AppError::Bind {
+        addr: config.addr,
+        error,
+    })?;
+
+    let worker = config.run_worker.then(|| {
+        let storage = storage.clone();
+        inbox
+            .worker(move |delivery| routes::project(storage.clone(), delivery))
+            .lease(config.worker_lease)
+            .spawn()
+    });
+    let state = AppState {
+        storage,
+        inbox,
+        log,
+        prometheus: prometheus(),
+    };
+    let app = routes::router(state, layer, &AdminToken::new(&admin_token));
+    let (stop, mut stop_rx) = watch::channel(false);
+    let limits = config.limits;
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            // Stop asked, or the handle dropped: shut down either way.
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        };
+        server::serve(listener, app, limits, shutdown, SHUTDOWN_GRACE).await;
+    });
+    tracing::info!(%addr, "listening");
+    Ok(Running {
+        addr,
+        admin_token,
+        token_generated,
+        stop,
+        server,
+        worker,
+        log_writer,
+    })
+}
+
+impl Running {
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin token (given, or generated at start).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Whether the admin token was generated at start.
+    pub fn token_generated(&self) -> bool {
+        self.token_generated
+    }
+
+    /// Runs until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+
+    /// Graceful shutdown: stop accepting connections and finish in-flight
+    /// requests; let the worker finish its handlers and settle their rows;
+    /// write the queued delivery-log entries.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        let _ = self.stop.send(true);
+        if let Err(error) = self.server.await {
+            tracing::warn!(%error, "the server task failed");
+        }
+        if let Some(worker) = self.worker {
+            let report = worker.shutdown().await;
+            tracing::info!(?report, "inbox worker stopped");
+        }
+        self.log_writer.finish().await;
+        tracing::info!("stopped");
+    }
+}

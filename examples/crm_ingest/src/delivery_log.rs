@@ -1,0 +1,245 @@
+//! The delivery log, fed by the layer's `on_outcome` hook: verified
+//! deliveries become entries (kept apart, with their own bound);
+//! unverified rejections are counted per reason and minute, and logged as
+//! a rate-limited WARN line. The hook never blocks a request: it queues,
+//! and a writer task commits in batches.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use kendo_webhooks::{Outcome, Rejection, Report};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::storage::{now_ms, LogEntry, RejectionCount, Storage};
+
+/// Entries queued between the hook and the writer; beyond this, entries are
+/// dropped (and counted) rather than slowing requests down.
+const QUEUE: usize = 4096;
+/// Most queued items written in one batch.
+const BATCH: usize = 1024;
+/// At most one WARN line per rejection reason in this long.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// What the hook queues.
+enum Item {
+    Entry(LogEntry),
+    Rejected {
+        reason: &'static str,
+        status: u16,
+        delivery_id: Option<String>,
+        at_ms: i64,
+    },
+}
+
+/// The hook's side: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct DeliveryLog {
+    tx: mpsc::Sender<Item>,
+    dropped: Arc<AtomicU64>,
+    warned: Arc<Mutex<HashMap<&'static str, (Instant, u64)>>>,
+}
+
+/// The writer task and the way to stop it.
+pub struct Writer {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    /// Writes what is queued, then returns.
+    pub async fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+impl DeliveryLog {
+    /// Starts the writer on `storage`: keeps `keep` verified entries and
+    /// `keep_minutes` minutes of rejection counts.
+    pub fn start(storage: Storage, keep: usize, keep_minutes: i64) -> (Self, Writer) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (stop, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(write(storage, rx, stop_rx, keep, keep_minutes));
+        let log = Self {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+            warned: Arc::new(Mutex::new(HashMap::new())),
+        };
+        (log, Writer { stop, task })
+    }
+
+    /// Entries dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The `on_outcome` hook.
+    pub fn record(&self, report: &Report<'_>) {
+        let at_ms = now_ms();
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        let entry = |outcome, reason, status: u16, latency: Option<Duration>| LogEntry {
+            delivery_id: owned(report.delivery_id()),
+            event_id: owned(report.event_id()),
+            event: owned(report.event_name()),
+            outcome,
+            reason,
+            status,
+            secret_label: owned(report.secret_label()),
+            latency_ms: latency.map(|l| l.as_secs_f64() * 1000.0),
+            received_ms: at_ms,
+        };
+        let item = match report.outcome() {
+            Outcome::Accepted { status, latency } => {
+                Item::Entry(entry("accepted", None, status.as_u16(), Some(*latency)))
+            }
+            Outcome::InnerFailed { status, latency } => Item::Entry(entry(
+                "failed",
+                Some("inner_status"),
+                status.map_or(500, |s| s.as_u16()),
+                Some(*latency),
+            )),
+            Outcome::Rejected(reason) if report.is_verified() => {
+                let outcome = match reason {
+                    Rejection::Duplicate | Rejection::InFlight => "duplicate",
+                    _ => "rejected",
+                };
+                Item::Entry(entry(
+                    outcome,
+                    Some(reason.as_str()),
+                    reason.status().as_u16(),
+                    None,
+                ))
+            }
+            Outcome::Rejected(reason) => {
+                self.warn(*reason, report.delivery_id());
+                Item::Rejected {
+                    reason: reason.as_str(),
+                    status: reason.status().as_u16(),
+                    delivery_id: owned(report.delivery_id()),
+                    at_ms,
+                }
+            }
+            // Followed by its own Accepted/InnerFailed/Rejected report.
+            Outcome::StoreFailed {
+                operation, error, ..
+            } => {
+                tracing::warn!(%error, operation, "de-duplication store failed");
+                return;
+            }
+            _ => return,
+        };
+        if self.tx.try_send(item).is_err() {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    dropped_total = dropped,
+                    "delivery log is behind (or shutting down): entry dropped"
+                );
+            }
+        }
+    }
+
+    /// One WARN line per reason per [`WARN_EVERY`], saying how many were
+    /// not logged in between.
+    fn warn(&self, reason: Rejection, delivery_id: Option<&str>) {
+        let now = Instant::now();
+        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, suppressed) = warned
+            .entry(reason.as_str())
+            .or_insert((now - WARN_EVERY * 2, 0));
+        if now.duration_since(*last) < WARN_EVERY {
+            *suppressed += 1;
+            return;
+        }
+        let since_last = std::mem::take(suppressed);
+        *last = now;
+        drop(warned);
+        let hint = match reason {
+            Rejection::InvalidSignature => {
+                "the signature does not match: check KENDO_WEBHOOK_SECRET against Kendo's \
+                 webhook settings (a rotated secret goes in KENDO_WEBHOOK_SECRET_PREVIOUS)"
+            }
+            _ => "an unverified request was refused",
+        };
+        tracing::warn!(
+            reason = reason.as_str(),
+            status = reason.status().as_u16(),
+            delivery_id = delivery_id.unwrap_or("-"),
+            not_logged_since_last = since_last,
+            "webhook rejected: {hint}"
+        );
+    }
+}
+
+async fn write(
+    storage: Storage,
+    mut rx: mpsc::Receiver<Item>,
+    mut stop: oneshot::Receiver<()>,
+    keep: usize,
+    keep_minutes: i64,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut stopping = false;
+    loop {
+        let received = if stopping {
+            rx.recv_many(&mut batch, BATCH).await
+        } else {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, BATCH) => n,
+                _ = &mut stop => {
+                    rx.close();
+                    stopping = true;
+                    continue;
+                }
+            }
+        };
+        if received == 0 {
+            break;
+        }
+        let (entries, rejections) = split(std::mem::take(&mut batch));
+        let count = entries.len() + rejections.len();
+        let since = now_ms() - keep_minutes.saturating_mul(60_000);
+        if let Err(error) = storage.log(entries, rejections, keep, since).await {
+            tracing::warn!(%error, lost = count, "delivery-log entries could not be written");
+        }
+    }
+}
+
+/// Verified entries as they are; rejections summed per minute and reason.
+fn split(items: Vec<Item>) -> (Vec<LogEntry>, Vec<RejectionCount>) {
+    let mut entries = Vec::new();
+    let mut counts: HashMap<(i64, &'static str), RejectionCount> = HashMap::new();
+    for item in items {
+        match item {
+            Item::Entry(entry) => entries.push(entry),
+            Item::Rejected {
+                reason,
+                status,
+                delivery_id,
+                at_ms,
+            } => {
+                let minute_ms = at_ms - at_ms.rem_euclid(60_000);
+                let count = counts
+                    .entry((minute_ms, reason))
+                    .or_insert_with(|| RejectionCount {
+                        minute_ms,
+                        reason,
+                        status,
+                        count: 0,
+                        last_delivery_id: None,
+                        last_ms: at_ms,
+                    });
+                count.count += 1;
+                count.last_ms = count.last_ms.max(at_ms);
+                if delivery_id.is_some() {
+                    count.last_delivery_id = delivery_id;
+                }
+            }
+        }
+    }
+    let mut rejections: Vec<_> = counts.into_values().collect();
+    rejections.sort_by_key(|r| (r.minute_ms, r.reason));
+    (entries, rejections)
+}

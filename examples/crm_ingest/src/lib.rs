@@ -1,0 +1,19 @@
+//! The CRM ingest server for Kendo webhooks, on `kendo-webhooks`: the
+//! layer verifies and de-duplicates, the library's durable inbox commits
+//! each delivery before the 2xx, and its worker projects them into `calls`
+//! and `trainings`, on SQLite (one replica) or Postgres (any number).
+//!
+//! The binary is `src/main.rs`; this library is what it and the tests
+//! share: [`config`] (the environment), [`routes`] (what the app serves),
+//! [`dashboard`] (the page), [`storage`] (the CRM's tables),
+//! [`delivery_log`] (the `on_outcome` hook), [`auth`] (the admin token),
+//! [`server`] (the hardened HTTP server) and [`app`] (start and stop).
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod dashboard;
+pub mod delivery_log;
+pub mod routes;
+pub mod server;
+pub mod storage;

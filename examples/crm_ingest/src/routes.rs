@@ -1,0 +1,394 @@
+//! The routes. Open: `POST /webhooks/kendo` (the layer in front of the
+//! library's inbox: verify, de-duplicate, commit, 2xx) and `GET /healthz`.
+//! Behind the admin token: the dashboard `/`, the JSON API `/api/*` and
+//! `/metrics`.
+//!
+//! Lists are pages, newest first: `?limit=` (default 100, at most 1,000)
+//! and `?cursor=` from the `Link: <…>; rel="next"` header (RFC 8288) of
+//! the previous page; the body is a JSON array. `/api/calls` and
+//! `/api/trainings` take `?test=exclude|only|include` (default `exclude`:
+//! test deliveries never count as real ones); `/api/deliveries` takes
+//! `?outcome=` and `?reason=`.
+
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post, post_service};
+use axum::{Json, Router};
+use kendo_webhooks::inbox::{Inbox, RowState};
+use kendo_webhooks::{Delivery, KendoWebhookLayer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AdminToken;
+use crate::dashboard;
+use crate::delivery_log::DeliveryLog;
+use crate::storage::{format_ms, Page, Projection, Rows, Storage, StorageError, TestFilter};
+
+/// Where Kendo delivers.
+pub const WEBHOOK_PATH: &str = "/webhooks/kendo";
+/// Rows per page unless `?limit=` says otherwise.
+pub const DEFAULT_LIMIT: usize = 100;
+/// The largest `?limit=`.
+pub const MAX_LIMIT: usize = 1_000;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub storage: Storage,
+    pub inbox: Inbox,
+    pub log: DeliveryLog,
+    pub prometheus: Option<PrometheusHandle>,
+}
+
+/// The app's router.
+pub fn router(state: AppState, layer: KendoWebhookLayer, token: &AdminToken) -> Router {
+    let admin = Router::new()
+        .route("/", get(dashboard_page))
+        .route("/api/calls", get(api_calls))
+        .route("/api/trainings", get(api_trainings))
+        .route("/api/deliveries", get(api_deliveries))
+        .route("/api/rejections", get(api_rejections))
+        .route("/api/inbox", get(api_inbox))
+        .route("/api/inbox/{event_id}/requeue", post(api_requeue))
+        .route("/metrics", get(metrics))
+        .route_layer(token.layer());
+    Router::new()
+        .route(WEBHOOK_PATH, post_service(state.inbox.clone()).layer(layer))
+        .route("/healthz", get(healthz))
+        .merge(admin)
+        .with_state(state)
+}
+
+/// The inbox worker's handler: projects a delivery into `calls` or
+/// `trainings`, idempotent on the event id.
+pub async fn project(storage: Storage, delivery: Delivery) -> Result<(), StorageError> {
+    let started = Instant::now();
+    let projection = storage.project(&delivery).await;
+    metrics::histogram!("crm_projection_duration_seconds").record(started.elapsed().as_secs_f64());
+    match projection? {
+        Projection::Ignored => tracing::info!(
+            event_id = delivery.event_id(),
+            event = delivery.event_name(),
+            "event kept in the inbox, not projected: this app keeps no table for it"
+        ),
+        projection => tracing::debug!(
+            event_id = delivery.event_id(),
+            ?projection,
+            test = delivery.is_test(),
+            "projected"
+        ),
+    }
+    Ok(())
+}
+
+/// An error answered with a status and a JSON body saying what failed.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.0.is_server_error() {
+            tracing::error!(error = %self.1, "API request failed");
+        }
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        Self(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+    }
+}
+
+impl From<kendo_webhooks::inbox::InboxError> for ApiError {
+    fn from(error: kendo_webhooks::inbox::InboxError) -> Self {
+        Self(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+    }
+}
+
+fn bad_request(message: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message)
+}
+
+/// The query string of a list.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+    test: Option<String>,
+    outcome: Option<String>,
+    reason: Option<String>,
+    state: Option<String>,
+}
+
+impl ListQuery {
+    fn page(&self) -> Result<Page, ApiError> {
+        let limit = match &self.limit {
+            None => DEFAULT_LIMIT,
+            Some(value) => match value.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(bad_request(format!(
+                        "limit={value:?}: expected a number from 1 to {MAX_LIMIT}"
+                    )))
+                }
+            },
+        };
+        let before = match &self.cursor {
+            None => None,
+            Some(value) => Some(value.parse::<i64>().map_err(|_| {
+                bad_request(format!(
+                    "cursor={value:?}: use the cursor from the Link header"
+                ))
+            })?),
+        };
+        Ok(Page { limit, before })
+    }
+
+    fn test(&self) -> Result<TestFilter, ApiError> {
+        match &self.test {
+            None => Ok(TestFilter::default()),
+            Some(value) => TestFilter::parse(value).ok_or_else(|| {
+                bad_request(format!("test={value:?}: expected exclude, only or include"))
+            }),
+        }
+    }
+}
+
+/// A filter value: a snake_case name, as the log stores them.
+fn name(what: &str, value: Option<&String>) -> Result<Option<String>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
+            Ok(Some(v.clone()))
+        }
+        Some(v) => Err(bad_request(format!(
+            "{what}={v:?}: expected a name such as accepted or invalid_signature"
+        ))),
+    }
+}
+
+/// The rows as a JSON array, with `Link: <…>; rel="next"` when there are
+/// more. `params` are the filters to carry to the next page.
+fn page_response<T: Serialize>(
+    path: &str,
+    limit: usize,
+    params: &[(&str, &str)],
+    rows: Rows<T>,
+) -> Response {
+    let mut response = Json(rows.rows).into_response();
+    if let Some(next) = rows.next {
+        let mut link = format!("<{path}?limit={limit}");
+        for (key, value) in params {
+            link.push_str(&format!("&{key}={value}"));
+        }
+        link.push_str(&format!("&cursor={next}>; rel=\"next\""));
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    response
+}
+
+/// `GET /api/calls`: a page of calls, newest first.
+async fn api_calls(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let (page, test) = (query.page()?, query.test()?);
+    let rows = state.storage.calls(page, test).await?;
+    Ok(page_response(
+        "/api/calls",
+        page.limit,
+        &[("test", test.as_str())],
+        rows,
+    ))
+}
+
+/// `GET /api/trainings`: a page of trainings, newest first.
+async fn api_trainings(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let (page, test) = (query.page()?, query.test()?);
+    let rows = state.storage.trainings(page, test).await?;
+    Ok(page_response(
+        "/api/trainings",
+        page.limit,
+        &[("test", test.as_str())],
+        rows,
+    ))
+}
+
+/// `GET /api/deliveries`: a page of the verified delivery log.
+async fn api_deliveries(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let page = query.page()?;
+    let outcome = name("outcome", query.outcome.as_ref())?;
+    let reason = name("reason", query.reason.as_ref())?;
+    let rows = state
+        .storage
+        .deliveries(page, outcome.clone(), reason.clone())
+        .await?;
+    let mut params = Vec::new();
+    if let Some(outcome) = &outcome {
+        params.push(("outcome", outcome.as_str()));
+    }
+    if let Some(reason) = &reason {
+        params.push(("reason", reason.as_str()));
+    }
+    Ok(page_response("/api/deliveries", page.limit, &params, rows))
+}
+
+/// `GET /api/rejections`: unverified rejections per minute and reason,
+/// newest first (`?limit=`, no cursor).
+async fn api_rejections(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let page = query.page()?;
+    Ok(Json(state.storage.rejections(page.limit).await?).into_response())
+}
+
+/// An inbox row as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InboxRow {
+    event_id: String,
+    delivery_id: String,
+    event: String,
+    state: String,
+    attempts: u32,
+    last_error: Option<String>,
+    received_at: String,
+}
+
+/// `GET /api/inbox?state=dead|failed|pending|leased`: events that arrived
+/// but were not (yet) processed; default `dead`.
+async fn api_inbox(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let page = query.page()?;
+    let row_state = match query.state.as_deref().unwrap_or("dead") {
+        "dead" => RowState::Dead,
+        "failed" => RowState::Failed,
+        "pending" => RowState::Pending,
+        "leased" => RowState::Leased,
+        other => {
+            return Err(bad_request(format!(
+                "state={other:?}: expected dead, failed, pending or leased"
+            )))
+        }
+    };
+    let rows: Vec<InboxRow> = state
+        .inbox
+        .list(row_state, page.limit)
+        .await?
+        .into_iter()
+        .map(|row| InboxRow {
+            received_at: format_ms(
+                row.received_at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0)),
+            ),
+            event_id: row.event_id,
+            delivery_id: row.delivery_id,
+            event: row.event_name,
+            state: row.state.to_string(),
+            attempts: row.attempts,
+            last_error: row.last_error,
+        })
+        .collect();
+    Ok(Json(rows).into_response())
+}
+
+/// `POST /api/inbox/{event_id}/requeue`: hands a dead row to the worker
+/// again.
+async fn api_requeue(
+    State(state): State<AppState>,
+    Path(event_id): Path<String>,
+) -> Result<Response, ApiError> {
+    if state.inbox.requeue(&event_id).await? {
+        Ok((
+            StatusCode::OK,
+            Json(serde_json::json!({ "requeued": event_id })),
+        )
+            .into_response())
+    } else {
+        Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no dead inbox row has event id {event_id:?}"),
+        ))
+    }
+}
+
+/// `GET /healthz`: 200 with table sizes when the database answers, else 503.
+async fn healthz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let counts = state.storage.counts().await?;
+    let inbox = state.inbox.counts().await?;
+    let body = serde_json::json!({
+        "status": "ok",
+        "counts": counts,
+        "inbox": {
+            "backlog": inbox.backlog(),
+            "pending": inbox.pending,
+            "leased": inbox.leased,
+            "failed": inbox.failed,
+            "dead": inbox.dead,
+            "done": inbox.done,
+        },
+        "droppedLogEntries": state.log.dropped(),
+    });
+    Ok(Json(body).into_response())
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(handle) = &state.prometheus else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "another metrics recorder is installed in this process".to_owned(),
+        ));
+    };
+    let inbox = state.inbox.counts().await?;
+    #[allow(clippy::cast_precision_loss)]
+    {
+        metrics::gauge!("crm_inbox_backlog").set(inbox.backlog() as f64);
+        metrics::gauge!("crm_inbox_dead").set(inbox.dead as f64);
+    }
+    metrics::gauge!("crm_delivery_log_dropped_total").set(state.log.dropped() as f64);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response())
+}
+
+/// `GET /`: the dashboard.
+async fn dashboard_page(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let storage = &state.storage;
+    let recent = Page {
+        limit: dashboard::RECENT,
+        before: None,
+    };
+    let inbox = state.inbox.counts().await?;
+    let page = dashboard::Page {
+        counts: storage.counts().await?,
+        inbox_backlog: inbox.backlog(),
+        inbox_dead: inbox.dead,
+        calls: storage.calls(recent, TestFilter::Include).await?.rows,
+        trainings: storage.trainings(recent, TestFilter::Include).await?.rows,
+        deliveries: storage.deliveries(recent, None, None).await?.rows,
+        rejections: storage.rejections(dashboard::RECENT).await?,
+        dropped_log_entries: state.log.dropped(),
+    };
+    Ok(Html(dashboard::render(&page)).into_response())
+}

@@ -1,0 +1,1154 @@
+//! The CRM's own tables, on SQLite or Postgres: the `calls` and `trainings`
+//! projections (written by the inbox worker, idempotent on the event id),
+//! the delivery log of verified deliveries (its own bound) and the
+//! rejections of unverified requests, counted per reason and minute (so a
+//! flood of forgeries costs a few rows and can never evict a real entry).
+//!
+//! The inbox itself is the library's ([`kendo_webhooks::inbox`]), in the
+//! same SQLite file or Postgres database.
+//!
+//! Every query is written once, with `$n` placeholders; SQLite gets them as
+//! `?n`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kendo_webhooks::{Delivery, Event};
+use rusqlite::{Connection, TransactionBehavior};
+use serde::Serialize;
+
+use crate::config::Database;
+
+/// How long a SQLite statement waits for a lock held by another connection
+/// (the inbox's writer shares the file).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for one Postgres statement (or a connection).
+const PG_TIMEOUT: Duration = Duration::from_secs(5);
+/// Key of the advisory lock that serialises the CRM's migrations across
+/// replicas.
+const PG_MIGRATION_LOCK: i64 = 0x6372_6d31;
+
+/// Schema version 1 (SQLite). Append new versions; never edit.
+const SQLITE_SCHEMA: &str = r"
+CREATE TABLE calls (
+    seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id            TEXT NOT NULL UNIQUE,
+    call_id             TEXT NOT NULL,
+    agent_id            TEXT,
+    agent_name          TEXT,
+    user_id             TEXT,
+    team_member_user_id TEXT,
+    duration            REAL,
+    ai_score            REAL,
+    timestamp           TEXT,
+    is_test             INTEGER NOT NULL,
+    received_ms         INTEGER NOT NULL
+);
+CREATE INDEX calls_test ON calls (is_test, seq);
+CREATE TABLE trainings (
+    seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id            TEXT NOT NULL UNIQUE,
+    training_id         TEXT NOT NULL,
+    agent_id            TEXT,
+    agent_name          TEXT,
+    user_id             TEXT,
+    team_member_user_id TEXT,
+    duration            REAL,
+    ai_score            REAL,
+    timestamp           TEXT,
+    is_test             INTEGER NOT NULL,
+    received_ms         INTEGER NOT NULL
+);
+CREATE INDEX trainings_test ON trainings (is_test, seq);
+CREATE TABLE deliveries (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id  TEXT,
+    event_id     TEXT,
+    event        TEXT,
+    outcome      TEXT NOT NULL,
+    reason       TEXT,
+    status       INTEGER NOT NULL,
+    secret_label TEXT,
+    latency_ms   REAL,
+    received_ms  INTEGER NOT NULL
+);
+CREATE INDEX deliveries_outcome ON deliveries (outcome, seq);
+CREATE TABLE rejections (
+    minute_ms        INTEGER NOT NULL,
+    reason           TEXT NOT NULL,
+    status           INTEGER NOT NULL,
+    count            INTEGER NOT NULL,
+    last_delivery_id TEXT,
+    last_ms          INTEGER NOT NULL,
+    PRIMARY KEY (minute_ms, reason)
+);
+";
+
+/// Schema version 1 (Postgres), the same tables.
+const POSTGRES_SCHEMA: &str = r"
+CREATE TABLE calls (
+    seq                 BIGSERIAL PRIMARY KEY,
+    event_id            TEXT NOT NULL UNIQUE,
+    call_id             TEXT NOT NULL,
+    agent_id            TEXT,
+    agent_name          TEXT,
+    user_id             TEXT,
+    team_member_user_id TEXT,
+    duration            DOUBLE PRECISION,
+    ai_score            DOUBLE PRECISION,
+    timestamp           TEXT,
+    is_test             BOOLEAN NOT NULL,
+    received_ms         BIGINT NOT NULL
+);
+CREATE INDEX calls_test ON calls (is_test, seq);
+CREATE TABLE trainings (
+    seq                 BIGSERIAL PRIMARY KEY,
+    event_id            TEXT NOT NULL UNIQUE,
+    training_id         TEXT NOT NULL,
+    agent_id            TEXT,
+    agent_name          TEXT,
+    user_id             TEXT,
+    team_member_user_id TEXT,
+    duration            DOUBLE PRECISION,
+    ai_score            DOUBLE PRECISION,
+    timestamp           TEXT,
+    is_test             BOOLEAN NOT NULL,
+    received_ms         BIGINT NOT NULL
+);
+CREATE INDEX trainings_test ON trainings (is_test, seq);
+CREATE TABLE deliveries (
+    seq          BIGSERIAL PRIMARY KEY,
+    delivery_id  TEXT,
+    event_id     TEXT,
+    event        TEXT,
+    outcome      TEXT NOT NULL,
+    reason       TEXT,
+    status       INTEGER NOT NULL,
+    secret_label TEXT,
+    latency_ms   DOUBLE PRECISION,
+    received_ms  BIGINT NOT NULL
+);
+CREATE INDEX deliveries_outcome ON deliveries (outcome, seq);
+CREATE TABLE rejections (
+    minute_ms        BIGINT NOT NULL,
+    reason           TEXT NOT NULL,
+    status           INTEGER NOT NULL,
+    count            BIGINT NOT NULL,
+    last_delivery_id TEXT,
+    last_ms          BIGINT NOT NULL,
+    PRIMARY KEY (minute_ms, reason)
+);
+";
+
+const INSERT_CALL: &str = "INSERT INTO calls (event_id, call_id, agent_id, agent_name, user_id,
+     team_member_user_id, duration, ai_score, timestamp, is_test, received_ms)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (event_id) DO NOTHING";
+const INSERT_TRAINING: &str = "INSERT INTO trainings (event_id, training_id, agent_id,
+     agent_name, user_id, team_member_user_id, duration, ai_score, timestamp, is_test, received_ms)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (event_id) DO NOTHING";
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (delivery_id, event_id, event, outcome,
+     reason, status, secret_label, latency_ms, received_ms)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+const UPSERT_REJECTIONS: &str = "INSERT INTO rejections (minute_ms, reason, status, count,
+     last_delivery_id, last_ms) VALUES ($1, $2, $3, $4, $5, $6)
+ ON CONFLICT (minute_ms, reason) DO UPDATE SET count = rejections.count + excluded.count,
+     status = excluded.status, last_delivery_id = excluded.last_delivery_id,
+     last_ms = excluded.last_ms";
+const PRUNE_DELIVERIES: &str =
+    "DELETE FROM deliveries WHERE seq <= (SELECT MAX(seq) FROM deliveries) - $1";
+const PRUNE_REJECTIONS: &str = "DELETE FROM rejections WHERE minute_ms < $1";
+const COUNTS: &str = "SELECT
+    (SELECT COUNT(*) FROM calls WHERE NOT is_test), (SELECT COUNT(*) FROM calls WHERE is_test),
+    (SELECT COUNT(*) FROM trainings WHERE NOT is_test),
+    (SELECT COUNT(*) FROM trainings WHERE is_test),
+    (SELECT COUNT(*) FROM deliveries),
+    (SELECT COALESCE(SUM(count), 0) FROM rejections),
+    (SELECT MAX(received_ms) FROM deliveries)";
+
+/// Which rows of `calls`/`trainings` a list shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TestFilter {
+    /// Real deliveries only (the default: tests never count as calls).
+    #[default]
+    Exclude,
+    /// Test deliveries (`_isTest`) only.
+    Only,
+    /// Both.
+    Include,
+}
+
+impl TestFilter {
+    /// Parses `exclude`, `only` or `include`.
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "exclude" => Self::Exclude,
+            "only" => Self::Only,
+            "include" => Self::Include,
+            _ => return None,
+        })
+    }
+
+    /// Its name in a query string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exclude => "exclude",
+            Self::Only => "only",
+            Self::Include => "include",
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Exclude => " AND NOT is_test",
+            Self::Only => " AND is_test",
+            Self::Include => "",
+        }
+    }
+}
+
+/// One page of a list, newest first: rows older than `before` (a `seq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Rows per page.
+    pub limit: usize,
+    /// Only rows with a smaller sequence number (the cursor).
+    pub before: Option<i64>,
+}
+
+/// Rows of a page and the cursor of the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows<T> {
+    /// The rows, newest first.
+    pub rows: Vec<T>,
+    /// The cursor of the next page, when there are more rows.
+    pub next: Option<i64>,
+}
+
+/// A row of `calls`, with Kendo's field names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRow {
+    pub event_id: String,
+    pub call_id: String,
+    pub agent_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub user_id: Option<String>,
+    pub team_member_user_id: Option<String>,
+    pub duration: Option<f64>,
+    pub ai_score: Option<f64>,
+    pub timestamp: Option<String>,
+    pub is_test: bool,
+    /// When the worker stored it (RFC 3339, UTC).
+    pub received_at: String,
+}
+
+/// A row of `trainings`, with Kendo's field names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainingRow {
+    pub event_id: String,
+    pub training_id: String,
+    pub agent_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub user_id: Option<String>,
+    pub team_member_user_id: Option<String>,
+    pub duration: Option<f64>,
+    pub ai_score: Option<f64>,
+    pub timestamp: Option<String>,
+    pub is_test: bool,
+    /// When the worker stored it (RFC 3339, UTC).
+    pub received_at: String,
+}
+
+/// A verified delivery in the log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryRow {
+    pub delivery_id: Option<String>,
+    pub event_id: Option<String>,
+    pub event: Option<String>,
+    /// `accepted`, `duplicate` or `failed` (see [`LogEntry`]).
+    pub outcome: String,
+    /// The layer's reason (`duplicate`, `in_flight`, …), or `inner_status`.
+    pub reason: Option<String>,
+    pub status: u16,
+    pub secret_label: Option<String>,
+    /// The inbox's time to commit, for accepted and failed entries.
+    pub latency_ms: Option<f64>,
+    pub received_at: String,
+}
+
+/// Unverified rejections of one reason in one minute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectionRow {
+    /// The minute (RFC 3339, UTC).
+    pub minute: String,
+    pub reason: String,
+    pub status: u16,
+    pub count: u64,
+    /// The delivery id of the last one (as sent, unverified).
+    pub last_delivery_id: Option<String>,
+}
+
+/// Table sizes; tests are counted apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub calls: u64,
+    pub test_calls: u64,
+    pub trainings: u64,
+    pub test_trainings: u64,
+    /// Verified delivery-log entries kept.
+    pub deliveries: u64,
+    /// Unverified rejections counted (kept minutes only).
+    pub rejections: u64,
+    /// When the newest verified delivery arrived (Unix ms).
+    #[serde(skip)]
+    pub last_delivery_ms: Option<i64>,
+}
+
+/// One verified delivery-log entry to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    pub delivery_id: Option<String>,
+    pub event_id: Option<String>,
+    pub event: Option<String>,
+    pub outcome: &'static str,
+    pub reason: Option<&'static str>,
+    pub status: u16,
+    pub secret_label: Option<String>,
+    pub latency_ms: Option<f64>,
+    pub received_ms: i64,
+}
+
+/// Unverified rejections of one reason in one minute, to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectionCount {
+    pub minute_ms: i64,
+    pub reason: &'static str,
+    pub status: u16,
+    pub count: u64,
+    pub last_delivery_id: Option<String>,
+    pub last_ms: i64,
+}
+
+/// Where a delivery was projected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Projection {
+    /// Into `calls` (or already there).
+    Call,
+    /// Into `trainings` (or already there).
+    Training,
+    /// Nowhere: an event this app keeps no table for.
+    Ignored,
+}
+
+/// A database operation failed; says which one and why.
+#[derive(Debug)]
+pub struct StorageError {
+    what: String,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StorageError {
+    fn new(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// Handle to the CRM's tables; cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    backend: Arc<Backend>,
+}
+
+enum Backend {
+    Sqlite {
+        writer: Arc<Mutex<Connection>>,
+        reader: Arc<Mutex<Connection>>,
+    },
+    Postgres(Box<Pg>),
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match &*self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        };
+        f.debug_struct("Storage").field("backend", &name).finish()
+    }
+}
+
+impl Storage {
+    /// Opens (creating and migrating) the CRM's tables in `database`.
+    pub async fn open(database: &Database) -> Result<Self, StorageError> {
+        let backend = match database {
+            Database::Sqlite(path) => open_sqlite(path.clone()).await?,
+            Database::Postgres(url) => Backend::Postgres(Box::new(Pg::connect(url).await?)),
+        };
+        Ok(Self {
+            backend: Arc::new(backend),
+        })
+    }
+
+    /// Writes the projection of one verified delivery; a second call with
+    /// the same event id changes nothing.
+    pub async fn project(&self, delivery: &Delivery) -> Result<Projection, StorageError> {
+        let (sql, projection, row) = match delivery.event() {
+            Event::CallUploaded(call) => (
+                INSERT_CALL,
+                Projection::Call,
+                ProjectedRow {
+                    event_id: delivery.event_id().to_owned(),
+                    id: call.call_id.clone(),
+                    agent_id: call.agent_id.clone(),
+                    agent_name: call.agent_name.clone(),
+                    user_id: call.user_id.clone(),
+                    team_member_user_id: call.team_member_user_id.clone(),
+                    duration: call.duration,
+                    ai_score: call.ai_score,
+                    timestamp: call.timestamp.clone(),
+                    is_test: delivery.is_test(),
+                    received_ms: now_ms(),
+                },
+            ),
+            Event::AiTrainingCompleted(t) => (
+                INSERT_TRAINING,
+                Projection::Training,
+                ProjectedRow {
+                    event_id: delivery.event_id().to_owned(),
+                    id: t.training_id.clone(),
+                    agent_id: t.agent_id.clone(),
+                    agent_name: t.agent_name.clone(),
+                    user_id: t.user_id.clone(),
+                    team_member_user_id: t.team_member_user_id.clone(),
+                    duration: t.duration,
+                    ai_score: t.ai_score,
+                    timestamp: t.timestamp.clone(),
+                    is_test: delivery.is_test(),
+                    received_ms: now_ms(),
+                },
+            ),
+            _ => return Ok(Projection::Ignored),
+        };
+        const WHAT: &str = "could not write the projection";
+        match &*self.backend {
+            Backend::Sqlite { writer, .. } => {
+                let sql = sqlite_sql(sql);
+                run(writer, WHAT, move |conn| {
+                    let r = &row;
+                    conn.prepare_cached(&sql)?.execute(rusqlite::params![
+                        r.event_id,
+                        r.id,
+                        r.agent_id,
+                        r.agent_name,
+                        r.user_id,
+                        r.team_member_user_id,
+                        r.duration,
+                        r.ai_score,
+                        r.timestamp,
+                        r.is_test,
+                        r.received_ms
+                    ])
+                })
+                .await?;
+            }
+            Backend::Postgres(pg) => {
+                let r = &row;
+                pg.execute(
+                    WHAT,
+                    sql,
+                    &[
+                        &r.event_id,
+                        &r.id,
+                        &r.agent_id,
+                        &r.agent_name,
+                        &r.user_id,
+                        &r.team_member_user_id,
+                        &r.duration,
+                        &r.ai_score,
+                        &r.timestamp,
+                        &r.is_test,
+                        &r.received_ms,
+                    ],
+                )
+                .await?;
+            }
+        }
+        Ok(projection)
+    }
+
+    /// Appends verified entries (then keeps the newest `keep`), adds the
+    /// rejection counts (then drops minutes before `rejections_since_ms`).
+    pub async fn log(
+        &self,
+        entries: Vec<LogEntry>,
+        rejections: Vec<RejectionCount>,
+        keep: usize,
+        rejections_since_ms: i64,
+    ) -> Result<(), StorageError> {
+        const WHAT: &str = "could not write the delivery log";
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        match &*self.backend {
+            Backend::Sqlite { writer, .. } => {
+                run(writer, WHAT, move |conn| {
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    {
+                        let mut insert = tx.prepare_cached(&sqlite_sql(INSERT_DELIVERY))?;
+                        for e in &entries {
+                            insert.execute(rusqlite::params![
+                                e.delivery_id,
+                                e.event_id,
+                                e.event,
+                                e.outcome,
+                                e.reason,
+                                e.status,
+                                e.secret_label,
+                                e.latency_ms,
+                                e.received_ms
+                            ])?;
+                        }
+                        let mut upsert = tx.prepare_cached(&sqlite_sql(UPSERT_REJECTIONS))?;
+                        for r in &rejections {
+                            upsert.execute(rusqlite::params![
+                                r.minute_ms,
+                                r.reason,
+                                r.status,
+                                i64::try_from(r.count).unwrap_or(i64::MAX),
+                                r.last_delivery_id,
+                                r.last_ms
+                            ])?;
+                        }
+                    }
+                    if !entries.is_empty() {
+                        tx.execute(&sqlite_sql(PRUNE_DELIVERIES), [keep])?;
+                    }
+                    if !rejections.is_empty() {
+                        tx.execute(&sqlite_sql(PRUNE_REJECTIONS), [rejections_since_ms])?;
+                    }
+                    tx.commit()
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                // Autocommit statements (the connection is shared, so no
+                // transaction): one per entry, pipelined, then the prunes.
+                for e in &entries {
+                    let status = i32::from(e.status);
+                    pg.execute(
+                        WHAT,
+                        INSERT_DELIVERY,
+                        &[
+                            &e.delivery_id,
+                            &e.event_id,
+                            &e.event,
+                            &e.outcome,
+                            &e.reason,
+                            &status,
+                            &e.secret_label,
+                            &e.latency_ms,
+                            &e.received_ms,
+                        ],
+                    )
+                    .await?;
+                }
+                for r in &rejections {
+                    let status = i32::from(r.status);
+                    let count = i64::try_from(r.count).unwrap_or(i64::MAX);
+                    pg.execute(
+                        WHAT,
+                        UPSERT_REJECTIONS,
+                        &[
+                            &r.minute_ms,
+                            &r.reason,
+                            &status,
+                            &count,
+                            &r.last_delivery_id,
+                            &r.last_ms,
+                        ],
+                    )
+                    .await?;
+                }
+                if !entries.is_empty() {
+                    pg.execute(WHAT, PRUNE_DELIVERIES, &[&keep]).await?;
+                }
+                if !rejections.is_empty() {
+                    pg.execute(WHAT, PRUNE_REJECTIONS, &[&rejections_since_ms])
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A page of calls, newest first.
+    pub async fn calls(&self, page: Page, test: TestFilter) -> Result<Rows<CallRow>, StorageError> {
+        let rows = self
+            .projected("calls", "call_id", page, test, "could not read the calls")
+            .await?;
+        Ok(rows.map(|r| CallRow {
+            event_id: r.event_id,
+            call_id: r.id,
+            agent_id: r.agent_id,
+            agent_name: r.agent_name,
+            user_id: r.user_id,
+            team_member_user_id: r.team_member_user_id,
+            duration: r.duration,
+            ai_score: r.ai_score,
+            timestamp: r.timestamp,
+            is_test: r.is_test,
+            received_at: format_ms(r.received_ms),
+        }))
+    }
+
+    /// A page of trainings, newest first.
+    pub async fn trainings(
+        &self,
+        page: Page,
+        test: TestFilter,
+    ) -> Result<Rows<TrainingRow>, StorageError> {
+        let rows = self
+            .projected(
+                "trainings",
+                "training_id",
+                page,
+                test,
+                "could not read the trainings",
+            )
+            .await?;
+        Ok(rows.map(|r| TrainingRow {
+            event_id: r.event_id,
+            training_id: r.id,
+            agent_id: r.agent_id,
+            agent_name: r.agent_name,
+            user_id: r.user_id,
+            team_member_user_id: r.team_member_user_id,
+            duration: r.duration,
+            ai_score: r.ai_score,
+            timestamp: r.timestamp,
+            is_test: r.is_test,
+            received_at: format_ms(r.received_ms),
+        }))
+    }
+
+    async fn projected(
+        &self,
+        table: &str,
+        id: &str,
+        page: Page,
+        test: TestFilter,
+        what: &'static str,
+    ) -> Result<Rows<ProjectedRow>, StorageError> {
+        let sql = format!(
+            "SELECT seq, event_id, {id}, agent_id, agent_name, user_id, team_member_user_id,
+                    duration, ai_score, timestamp, is_test, received_ms
+             FROM {table} WHERE seq < $1{} ORDER BY seq DESC LIMIT {}",
+            test.sql(),
+            page.limit + 1
+        );
+        let before = page.before.unwrap_or(i64::MAX);
+        let rows = match &*self.backend {
+            Backend::Sqlite { reader, .. } => {
+                run(reader, what, move |conn| {
+                    let mut stmt = conn.prepare_cached(&sqlite_sql(&sql))?;
+                    let rows = stmt.query_map([before], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            ProjectedRow {
+                                event_id: row.get(1)?,
+                                id: row.get(2)?,
+                                agent_id: row.get(3)?,
+                                agent_name: row.get(4)?,
+                                user_id: row.get(5)?,
+                                team_member_user_id: row.get(6)?,
+                                duration: row.get(7)?,
+                                ai_score: row.get(8)?,
+                                timestamp: row.get(9)?,
+                                is_test: row.get(10)?,
+                                received_ms: row.get(11)?,
+                            },
+                        ))
+                    })?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => pg
+                .query(what, &sql, &[&before])
+                .await?
+                .into_iter()
+                .map(|row| {
+                    (
+                        row.get::<_, i64>(0),
+                        ProjectedRow {
+                            event_id: row.get(1),
+                            id: row.get(2),
+                            agent_id: row.get(3),
+                            agent_name: row.get(4),
+                            user_id: row.get(5),
+                            team_member_user_id: row.get(6),
+                            duration: row.get(7),
+                            ai_score: row.get(8),
+                            timestamp: row.get(9),
+                            is_test: row.get(10),
+                            received_ms: row.get(11),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        Ok(paginate(rows, page.limit))
+    }
+
+    /// A page of the verified delivery log, newest first, optionally of
+    /// one outcome and/or reason.
+    pub async fn deliveries(
+        &self,
+        page: Page,
+        outcome: Option<String>,
+        reason: Option<String>,
+    ) -> Result<Rows<DeliveryRow>, StorageError> {
+        const WHAT: &str = "could not read the delivery log";
+        let sql = format!(
+            "SELECT seq, delivery_id, event_id, event, outcome, reason, status, secret_label,
+                    latency_ms, received_ms
+             FROM deliveries WHERE seq < $1
+               AND ($2 IS NULL OR outcome = $2) AND ($3 IS NULL OR reason = $3)
+             ORDER BY seq DESC LIMIT {}",
+            page.limit + 1
+        );
+        let before = page.before.unwrap_or(i64::MAX);
+        let rows = match &*self.backend {
+            Backend::Sqlite { reader, .. } => {
+                run(reader, WHAT, move |conn| {
+                    let mut stmt = conn.prepare_cached(&sqlite_sql(&sql))?;
+                    let rows =
+                        stmt.query_map(rusqlite::params![before, outcome, reason], |row| {
+                            Ok((
+                                row.get::<_, i64>(0)?,
+                                DeliveryRow {
+                                    delivery_id: row.get(1)?,
+                                    event_id: row.get(2)?,
+                                    event: row.get(3)?,
+                                    outcome: row.get(4)?,
+                                    reason: row.get(5)?,
+                                    status: row.get(6)?,
+                                    secret_label: row.get(7)?,
+                                    latency_ms: row.get(8)?,
+                                    received_at: format_ms(row.get(9)?),
+                                },
+                            ))
+                        })?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await?
+            }
+            Backend::Postgres(pg) => {
+                // `$2::text`: Postgres must know the type of a parameter
+                // that may be NULL.
+                let sql = sql
+                    .replace("$2 IS NULL", "$2::text IS NULL")
+                    .replace("$3 IS NULL", "$3::text IS NULL");
+                pg.query(WHAT, &sql, &[&before, &outcome, &reason])
+                    .await?
+                    .into_iter()
+                    .map(|row| {
+                        (
+                            row.get::<_, i64>(0),
+                            DeliveryRow {
+                                delivery_id: row.get(1),
+                                event_id: row.get(2),
+                                event: row.get(3),
+                                outcome: row.get(4),
+                                reason: row.get(5),
+                                status: u16::try_from(row.get::<_, i32>(6)).unwrap_or(0),
+                                secret_label: row.get(7),
+                                latency_ms: row.get(8),
+                                received_at: format_ms(row.get(9)),
+                            },
+                        )
+                    })
+                    .collect()
+            }
+        };
+        Ok(paginate(rows, page.limit))
+    }
+
+    /// The newest `limit` per-minute rejection counts.
+    pub async fn rejections(&self, limit: usize) -> Result<Vec<RejectionRow>, StorageError> {
+        const WHAT: &str = "could not read the rejections";
+        let sql = format!(
+            "SELECT minute_ms, reason, status, count, last_delivery_id FROM rejections
+             ORDER BY minute_ms DESC, reason LIMIT {limit}"
+        );
+        let to_row =
+            |minute: i64, reason: String, status: i64, count: i64, last: Option<String>| {
+                RejectionRow {
+                    minute: format_ms(minute),
+                    reason,
+                    status: u16::try_from(status).unwrap_or(0),
+                    count: u64::try_from(count).unwrap_or(0),
+                    last_delivery_id: last,
+                }
+            };
+        match &*self.backend {
+            Backend::Sqlite { reader, .. } => {
+                run(reader, WHAT, move |conn| {
+                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let rows = stmt.query_map([], |row| {
+                        Ok(to_row(
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    })?;
+                    rows.collect()
+                })
+                .await
+            }
+            Backend::Postgres(pg) => Ok(pg
+                .query(WHAT, &sql, &[])
+                .await?
+                .into_iter()
+                .map(|row| {
+                    to_row(
+                        row.get(0),
+                        row.get(1),
+                        i64::from(row.get::<_, i32>(2)),
+                        row.get(3),
+                        row.get(4),
+                    )
+                })
+                .collect()),
+        }
+    }
+
+    /// Table sizes; doubles as the health check (it reads every table).
+    pub async fn counts(&self) -> Result<Counts, StorageError> {
+        const WHAT: &str = "could not read the database";
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        match &*self.backend {
+            Backend::Sqlite { reader, .. } => {
+                run(reader, WHAT, move |conn| {
+                    conn.query_row(COUNTS, [], |row| {
+                        Ok(Counts {
+                            calls: n(row.get(0)?),
+                            test_calls: n(row.get(1)?),
+                            trainings: n(row.get(2)?),
+                            test_trainings: n(row.get(3)?),
+                            deliveries: n(row.get(4)?),
+                            rejections: n(row.get(5)?),
+                            last_delivery_ms: row.get(6)?,
+                        })
+                    })
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                let sql = COUNTS.replace("SUM(count), 0)", "SUM(count), 0)::bigint");
+                let row = pg.query(WHAT, &sql, &[]).await?;
+                let row = row
+                    .first()
+                    .ok_or_else(|| StorageError::new(WHAT, "no row"))?;
+                Ok(Counts {
+                    calls: n(row.get(0)),
+                    test_calls: n(row.get(1)),
+                    trainings: n(row.get(2)),
+                    test_trainings: n(row.get(3)),
+                    deliveries: n(row.get(4)),
+                    rejections: n(row.get(5)),
+                    last_delivery_ms: row.get(6),
+                })
+            }
+        }
+    }
+}
+
+/// The columns `calls` and `trainings` share.
+struct ProjectedRow {
+    event_id: String,
+    id: String,
+    agent_id: Option<String>,
+    agent_name: Option<String>,
+    user_id: Option<String>,
+    team_member_user_id: Option<String>,
+    duration: Option<f64>,
+    ai_score: Option<f64>,
+    timestamp: Option<String>,
+    is_test: bool,
+    received_ms: i64,
+}
+
+impl<T> Rows<T> {
+    fn map<U>(self, f: impl FnMut(T) -> U) -> Rows<U> {
+        Rows {
+            rows: self.rows.into_iter().map(f).collect(),
+            next: self.next,
+        }
+    }
+}
+
+/// `limit + 1` rows were asked for: the extra one says a next page exists.
+fn paginate<T>(mut rows: Vec<(i64, T)>, limit: usize) -> Rows<T> {
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|(seq, _)| *seq)
+    } else {
+        None
+    };
+    Rows {
+        rows: rows.into_iter().map(|(_, row)| row).collect(),
+        next,
+    }
+}
+
+/// A query's `$n` placeholders as SQLite's `?n`.
+fn sqlite_sql(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+async fn open_sqlite(path: PathBuf) -> Result<Backend, StorageError> {
+    tokio::task::spawn_blocking(move || {
+        let what = format!(
+            "could not open the database {} (check CRM_DB: its directory must exist and be writable)",
+            path.display()
+        );
+        let mut writer = open_connection(&path).map_err(|e| StorageError::new(&what, e))?;
+        migrate_sqlite(&mut writer).map_err(|e| {
+            StorageError::new(format!("could not migrate the database {}", path.display()), e)
+        })?;
+        let reader = open_connection(&path).map_err(|e| StorageError::new(&what, e))?;
+        Ok(Backend::Sqlite {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    })
+    .await
+    .map_err(|e| StorageError::new("opening the database panicked", e))?
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let _: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    // FULL: a projection is on disk before its inbox row is marked done.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn migrate_sqlite(conn: &mut Connection) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    let legacy: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox')",
+        [],
+        |row| row.get(0),
+    )?;
+    if legacy {
+        return Err(
+            "it was created by an earlier crm_ingest (with its own `inbox` table), \
+                    whose schema this version does not migrate: point CRM_DB at a new file"
+                .into(),
+        );
+    }
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS crm_schema (version INTEGER NOT NULL)")?;
+    let version: Option<i64> =
+        tx.query_row("SELECT MAX(version) FROM crm_schema", [], |row| row.get(0))?;
+    match version {
+        None => {
+            tx.execute_batch(SQLITE_SCHEMA)?;
+            tx.execute("INSERT INTO crm_schema (version) VALUES (1)", [])?;
+            tracing::info!(version = 1, "CRM tables created (SQLite)");
+        }
+        Some(1) => {}
+        Some(v) => {
+            return Err(format!(
+                "it has CRM schema version {v}, newer than this app's 1; use a newer build"
+            )
+            .into())
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Runs `f` on the blocking pool with the connection locked.
+async fn run<T, F>(
+    conn: &Arc<Mutex<Connection>>,
+    what: &'static str,
+    f: F,
+) -> Result<T, StorageError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+{
+    let conn = Arc::clone(conn);
+    tokio::task::spawn_blocking(move || {
+        let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut conn)
+    })
+    .await
+    .map_err(|e| StorageError::new(what, e))?
+    .map_err(|e| StorageError::new(what, e))
+}
+
+/// One shared Postgres connection (statements are pipelined on it),
+/// opened again on next use after it was lost.
+struct Pg {
+    config: tokio_postgres::Config,
+    client: tokio::sync::Mutex<Option<Arc<tokio_postgres::Client>>>,
+}
+
+impl Pg {
+    async fn connect(url: &str) -> Result<Self, StorageError> {
+        const WHAT: &str = "could not connect to Postgres (CRM_DATABASE_URL)";
+        let config: tokio_postgres::Config = url.parse().map_err(|e| StorageError::new(WHAT, e))?;
+        let mut client = connect_pg(&config)
+            .await
+            .map_err(|e| StorageError::new(WHAT, e))?;
+        migrate_pg(&mut client)
+            .await
+            .map_err(|e| StorageError::new("could not migrate the CRM tables in Postgres", e))?;
+        Ok(Self {
+            config,
+            client: tokio::sync::Mutex::new(Some(Arc::new(client))),
+        })
+    }
+
+    async fn client(
+        &self,
+        what: &'static str,
+    ) -> Result<Arc<tokio_postgres::Client>, StorageError> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(client));
+        }
+        *slot = None;
+        let client = Arc::new(
+            connect_pg(&self.config)
+                .await
+                .map_err(|e| StorageError::new(what, e))?,
+        );
+        *slot = Some(Arc::clone(&client));
+        Ok(client)
+    }
+
+    async fn execute(
+        &self,
+        what: &'static str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StorageError> {
+        let client = self.client(what).await?;
+        tokio::time::timeout(PG_TIMEOUT, client.execute(sql, params))
+            .await
+            .map_err(|e| StorageError::new(what, e))?
+            .map_err(|e| StorageError::new(what, e))
+    }
+
+    async fn query(
+        &self,
+        what: &'static str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StorageError> {
+        let client = self.client(what).await?;
+        tokio::time::timeout(PG_TIMEOUT, client.query(sql, params))
+            .await
+            .map_err(|e| StorageError::new(what, e))?
+            .map_err(|e| StorageError::new(what, e))
+    }
+}
+
+async fn connect_pg(
+    config: &tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, Box<dyn std::error::Error + Send + Sync>> {
+    let (client, connection) =
+        tokio::time::timeout(PG_TIMEOUT, config.connect(tokio_postgres::NoTls)).await??;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "Postgres connection lost; reconnecting on next use");
+        }
+    });
+    Ok(client)
+}
+
+async fn migrate_pg(
+    client: &mut tokio_postgres::Client,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS crm_schema (version INTEGER NOT NULL)")
+        .await?;
+    let version: Option<i32> = tx
+        .query_one("SELECT MAX(version) FROM crm_schema", &[])
+        .await?
+        .get(0);
+    match version {
+        None => {
+            tx.batch_execute(POSTGRES_SCHEMA).await?;
+            tx.execute("INSERT INTO crm_schema (version) VALUES (1)", &[])
+                .await?;
+            tracing::info!(version = 1, "CRM tables created (Postgres)");
+        }
+        Some(1) => {}
+        Some(v) => {
+            return Err(format!(
+                "the CRM schema is at version {v}, newer than this app's 1; use a newer build"
+            )
+            .into())
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Unix milliseconds as an RFC 3339 UTC timestamp with exactly three
+/// fractional digits, e.g. `2026-03-05T12:00:00.120Z`.
+pub fn format_ms(ms: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => ms.to_string(),
+    }
+}

@@ -1,0 +1,521 @@
+//! The CRM app end to end: it runs in-process on `127.0.0.1:0` on a
+//! temporary SQLite file (or a real Postgres, started by the test), and
+//! signed deliveries go to it over real HTTP, as Kendo sends them.
+
+mod common;
+#[path = "../../../tests/support/postgres_server.rs"]
+mod postgres_server;
+#[cfg(feature = "redis")]
+#[path = "../../../tests/support/redis_server.rs"]
+mod redis_server;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use common::*;
+use crm_ingest::config::{AppConfig, ConfigError, Database};
+use hyper::header::CONTENT_TYPE;
+use hyper::StatusCode;
+use kendo_webhooks::inbox::INBOX_HEADER;
+use kendo_webhooks::SignedDelivery;
+use serde_json::{json, Value};
+
+fn keys(object: &Value) -> BTreeSet<&str> {
+    object
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+fn assert_timestamp(value: &Value) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a string: {value}"));
+    assert_eq!(text.len(), "2026-03-05T12:00:00.000Z".len(), "{text:?}");
+    assert!(text.ends_with('Z'), "{text:?}");
+}
+
+/// Sends a call, a training, a test call and a duplicate to an app on
+/// `database`, and checks what is stored, projected and logged.
+async fn stores_and_projects(database: Database) {
+    let app = start(config_on(database)).await;
+    let http = Http::new();
+    let addr = app.addr();
+
+    let call = signed("call.uploaded", "evt_call_1", "dlv_call_1");
+    let reply = http.deliver(addr, &call).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.header(INBOX_HEADER), Some("stored"));
+    let training = signed("ai.training.completed", "evt_training_1", "dlv_training_1");
+    assert_eq!(http.deliver(addr, &training).await.status, StatusCode::OK);
+    let test = test_delivery("evt_test_1", "dlv_test_1");
+    assert_eq!(http.deliver(addr, &test).await.status, StatusCode::OK);
+    let retry = http.deliver(addr, &call).await;
+    assert_eq!(retry.status, StatusCode::OK);
+    assert_eq!(retry.rejection(), Some("duplicate"));
+
+    let calls = rows(&http, addr, "/api/calls", 1).await;
+    assert_eq!(calls[0]["eventId"], "evt_call_1");
+    assert_eq!(calls[0]["aiScore"].as_f64(), Some(87.0));
+    let trainings = rows(&http, addr, "/api/trainings", 1).await;
+    assert_eq!(trainings[0]["trainingId"], "training_evt_training_1");
+    let tests = rows(&http, addr, "/api/calls?test=only", 1).await;
+    assert_eq!(tests[0]["eventId"], "evt_test_1");
+    assert_eq!(tests[0]["isTest"], true);
+    assert_eq!(http.array(addr, "/api/calls?test=include").await.len(), 2);
+
+    let health = eventually("the inbox to drain", || async {
+        let health = http.health(addr).await;
+        (health["inbox"]["backlog"] == 0 && health["inbox"]["done"] == 3).then_some(health)
+    })
+    .await;
+    let counts = &health["counts"];
+    assert_eq!(counts["calls"], 1, "tests never count as calls: {health}");
+    assert_eq!(counts["testCalls"], 1, "{health}");
+    assert_eq!(counts["trainings"], 1, "{health}");
+    let dup = log_entries(&http, addr, "dlv_call_1", 2).await;
+    assert_eq!(dup[0]["outcome"], "duplicate");
+    assert_eq!(dup[1]["outcome"], "accepted");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_stores_and_projects() {
+    let (_dir, db) = temp_db();
+    stores_and_projects(Database::Sqlite(db)).await;
+}
+
+#[tokio::test]
+async fn postgres_stores_and_projects() {
+    let Some(pg) =
+        postgres_server::PostgresServer::start_or_skip("crm postgres_stores_and_projects")
+    else {
+        return;
+    };
+    stores_and_projects(Database::Postgres(pg.url())).await;
+}
+
+#[tokio::test]
+async fn known_events_are_projected_with_kendos_field_names_and_types() {
+    let (_dir, db) = temp_db();
+    let app = start(config(&db)).await;
+    let http = Http::new();
+    let addr = app.addr();
+
+    let call = signed("call.uploaded", "evt_call_1", "dlv_call_1");
+    assert_eq!(http.deliver(addr, &call).await.status, StatusCode::OK);
+    // A score Kendo did not send as a number string reads as null.
+    let odd = br#"{"id":"evt_call_2","event":"call.uploaded","created_at":"2026-03-05T12:01:00Z",
+        "data":{"callId":"c2","agentName":"Night Agent","duration":12,"aiScore":"n/a"}}"#;
+    let odd = SignedDelivery::new(SECRET, "call.uploaded", "dlv_call_2", &odd[..]);
+    assert_eq!(http.deliver(addr, &odd).await.status, StatusCode::OK);
+
+    let calls = rows(&http, addr, "/api/calls", 2).await;
+    let call_keys = [
+        "eventId",
+        "callId",
+        "agentId",
+        "agentName",
+        "userId",
+        "teamMemberUserId",
+        "duration",
+        "aiScore",
+        "timestamp",
+        "isTest",
+        "receivedAt",
+    ];
+    for row in &calls {
+        assert_eq!(keys(row), call_keys.into_iter().collect(), "{row}");
+        assert_timestamp(&row["receivedAt"]);
+    }
+    let first = calls
+        .iter()
+        .find(|c| c["eventId"] == "evt_call_1")
+        .expect("evt_call_1");
+    assert_eq!(first["callId"], "call_evt_call_1");
+    assert_eq!(first["agentId"], "agent_1");
+    assert_eq!(first["agentName"], "Sales Agent");
+    assert_eq!(first["userId"], "user_1");
+    assert_eq!(first["teamMemberUserId"], "member_1");
+    assert_eq!(first["duration"].as_f64(), Some(245.5));
+    assert_eq!(first["aiScore"].as_f64(), Some(87.0));
+    assert_eq!(first["timestamp"], CREATED_AT);
+    assert_eq!(first["isTest"], false);
+    let second = calls
+        .iter()
+        .find(|c| c["eventId"] == "evt_call_2")
+        .expect("evt_call_2");
+    assert_eq!(second["aiScore"], Value::Null);
+    assert_eq!(second["agentId"], Value::Null);
+
+    let logged = log_entries(&http, addr, "dlv_call_1", 1).await;
+    assert_eq!(
+        logged[0],
+        json!({
+            "deliveryId": "dlv_call_1", "eventId": "evt_call_1", "event": "call.uploaded",
+            "outcome": "accepted", "reason": null, "status": 200,
+            "secretLabel": "current", "latencyMs": logged[0]["latencyMs"],
+            "receivedAt": logged[0]["receivedAt"],
+        })
+    );
+    assert!(logged[0]["latencyMs"].as_f64().is_some());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tampered_body_gets_401_is_counted_as_a_rejection_and_stores_nothing() {
+    let (_dir, db) = temp_db();
+    let app = start(config(&db)).await;
+    let http = Http::new();
+    let addr = app.addr();
+
+    let reply = http.deliver(addr, &forged(1)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.rejection(), Some("invalid_signature"));
+
+    let rejections = rows(&http, addr, "/api/rejections", 1).await;
+    assert_eq!(rejections[0]["reason"], "invalid_signature");
+    assert_eq!(rejections[0]["count"], 1);
+    assert_eq!(rejections[0]["status"], 401);
+    assert_eq!(rejections[0]["lastDeliveryId"], "forged-00001");
+    assert!(http.array(addr, "/api/deliveries").await.is_empty());
+    let health = http.health(addr).await;
+    assert_eq!(health["inbox"]["done"], 0, "{health}");
+    assert_eq!(health["counts"]["rejections"], 1, "{health}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unknown_event_gets_200_is_logged_and_creates_no_row() {
+    let (_dir, db) = temp_db();
+    let app = start(config(&db)).await;
+    let http = Http::new();
+    let addr = app.addr();
+
+    let unknown = signed("deal.won", "evt_unknown", "dlv_unknown");
+    assert_eq!(http.deliver(addr, &unknown).await.status, StatusCode::OK);
+    eventually("the unknown event handled", || async {
+        (http.health(addr).await["inbox"]["done"] == 1).then_some(())
+    })
+    .await;
+    assert!(http.array(addr, "/api/calls?test=include").await.is_empty());
+    assert!(http
+        .array(addr, "/api/trainings?test=include")
+        .await
+        .is_empty());
+    let entries = log_entries(&http, addr, "dlv_unknown", 1).await;
+    assert_eq!(entries[0]["event"], "deal.won");
+    assert_eq!(entries[0]["outcome"], "accepted");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_processed_delivery_resent_after_a_restart_gets_200_and_creates_no_second_row() {
+    let (_dir, db) = temp_db();
+    let http = Http::new();
+    let call = signed("call.uploaded", "evt_restart", "dlv_restart");
+
+    let first = start(config(&db)).await;
+    assert_eq!(
+        http.deliver(first.addr(), &call).await.status,
+        StatusCode::OK
+    );
+    rows(&http, first.addr(), "/api/calls", 1).await;
+    first.shutdown().await;
+
+    // A new process state: the layer's LRU is empty, only the database remains.
+    let second = start(config(&db)).await;
+    let reply = http.deliver(second.addr(), &call).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.rejection(), None, "the LRU cannot know it");
+    assert_eq!(
+        reply.header(INBOX_HEADER),
+        Some("duplicate"),
+        "the inbox does"
+    );
+    assert_eq!(http.array(second.addr(), "/api/calls").await.len(), 1);
+    let entries = log_entries(&http, second.addr(), "dlv_restart", 2).await;
+    assert_eq!(
+        entries[1]["outcome"], "accepted",
+        "the log survives the restart"
+    );
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn unprocessed_inbox_rows_are_projected_after_a_restart() {
+    let (_dir, db) = temp_db();
+    let http = Http::new();
+
+    let mut without_worker = config(&db);
+    without_worker.run_worker = false;
+    let first = start(without_worker).await;
+    let call = signed("call.uploaded", "evt_pending_call", "dlv_pending_call");
+    let training = signed(
+        "ai.training.completed",
+        "evt_pending_training",
+        "dlv_pending_training",
+    );
+    assert_eq!(
+        http.deliver(first.addr(), &call).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        http.deliver(first.addr(), &training).await.status,
+        StatusCode::OK
+    );
+    let health = http.health(first.addr()).await;
+    assert_eq!(health["inbox"]["pending"], 2, "{health}");
+    assert!(http.array(first.addr(), "/api/calls").await.is_empty());
+    first.shutdown().await;
+
+    let second = start(config(&db)).await;
+    let calls = rows(&http, second.addr(), "/api/calls", 1).await;
+    assert_eq!(calls[0]["eventId"], "evt_pending_call");
+    let trainings = rows(&http, second.addr(), "/api/trainings", 1).await;
+    assert_eq!(trainings[0]["eventId"], "evt_pending_training");
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_delivery_signed_with_the_previous_secret_is_accepted_and_labelled() {
+    let (_dir, db) = temp_db();
+    let mut rotated = config(&db);
+    rotated.secret = "whsec_new_secret".to_owned();
+    rotated.previous_secret = Some(SECRET.to_owned());
+    let app = start(rotated).await;
+    let http = Http::new();
+
+    let old = signed("call.uploaded", "evt_old_secret", "dlv_old_secret");
+    assert_eq!(http.deliver(app.addr(), &old).await.status, StatusCode::OK);
+    let body = kendo_webhooks::example_body("call.uploaded", "evt_new_secret", CREATED_AT, false);
+    let new = SignedDelivery::new("whsec_new_secret", "call.uploaded", "dlv_new_secret", body);
+    assert_eq!(http.deliver(app.addr(), &new).await.status, StatusCode::OK);
+
+    let old = log_entries(&http, app.addr(), "dlv_old_secret", 1).await;
+    assert_eq!(old[0]["secretLabel"], "previous");
+    let new = log_entries(&http, app.addr(), "dlv_new_secret", 1).await;
+    assert_eq!(new[0]["secretLabel"], "current");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_verified_delivery_log_keeps_only_its_newest_entries() {
+    let (_dir, db) = temp_db();
+    let mut small = config(&db);
+    small.log_keep = 20;
+    let app = start(small).await;
+    let http = Http::new();
+    let addr = app.addr();
+
+    let sent = 30;
+    for i in 0..sent {
+        let call = signed(
+            "call.uploaded",
+            &format!("evt_keep_{i}"),
+            &format!("dlv_keep_{i:02}"),
+        );
+        assert_eq!(http.deliver(addr, &call).await.status, StatusCode::OK);
+    }
+    let newest = format!("dlv_keep_{:02}", sent - 1);
+    let log = eventually("the newest entry in the log", || async {
+        let log = http.array(addr, "/api/deliveries").await;
+        log.first()
+            .is_some_and(|e| e["deliveryId"] == newest.as_str())
+            .then_some(log)
+    })
+    .await;
+    let ids: Vec<&str> = log
+        .iter()
+        .filter_map(|e| e["deliveryId"].as_str())
+        .collect();
+    let expected: Vec<String> = (sent - 20..sent)
+        .rev()
+        .map(|i| format!("dlv_keep_{i:02}"))
+        .collect();
+    assert_eq!(ids, expected.iter().map(String::as_str).collect::<Vec<_>>());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn healthz_is_200_while_the_database_answers_and_503_when_it_does_not() {
+    let (_dir, db) = temp_db();
+    let app = start(config(&db)).await;
+    let http = Http::new();
+
+    let reply = http.get_with(app.addr(), "/healthz", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["status"], "ok");
+
+    // Break the database under the running app.
+    let conn = rusqlite_open(&db);
+    conn.execute_batch("DROP TABLE calls")
+        .expect("drop a table");
+    let reply = http.get_with(app.addr(), "/healthz", None).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert!(
+        reply.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("calls")),
+        "{}",
+        reply.text()
+    );
+    let reply = http.get(app.addr(), "/api/calls").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    app.shutdown().await;
+}
+
+fn rusqlite_open(db: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(db).expect("open the database")
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_agents_with_their_names_escaped() {
+    let (_dir, db) = temp_db();
+    let app = start(config(&db)).await;
+    let http = Http::new();
+    let addr = app.addr();
+
+    let call = signed("call.uploaded", "evt_dash", "dlv_dash");
+    assert_eq!(http.deliver(addr, &call).await.status, StatusCode::OK);
+    let hostile = br#"{"id":"evt_hostile","event":"ai.training.completed","created_at":"2026-03-05T12:00:00Z",
+        "data":{"trainingId":"t1","agentName":"<script>alert('x')</script> & \"Co\"","aiScore":"42.5"}}"#;
+    let hostile = SignedDelivery::new(SECRET, "ai.training.completed", "dlv_hostile", &hostile[..]);
+    assert_eq!(http.deliver(addr, &hostile).await.status, StatusCode::OK);
+    rows(&http, addr, "/api/calls", 1).await;
+    rows(&http, addr, "/api/trainings", 1).await;
+    log_entries(&http, addr, "dlv_hostile", 1).await;
+
+    let page = http.get(addr, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let content_type = page.headers[CONTENT_TYPE].to_str().expect("ASCII");
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let html = page.text();
+    assert!(
+        html.contains("Sales Agent (agent_1)"),
+        "the call's agent is shown"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;Co&quot;"),
+        "the hostile agent name is shown escaped"
+    );
+    assert!(!html.contains("<script"), "no markup from deliveries");
+    assert!(html.contains("dlv_hostile"), "the delivery log is shown");
+    app.shutdown().await;
+}
+
+/// Two replicas with their own databases share one real Redis: a copy of a
+/// delivery sent to the second is answered as a duplicate by the layer
+/// (Redis knew it) although the second replica's inbox never saw it.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn replicas_sharing_redis_answer_a_copy_as_a_duplicate() {
+    use kendo_webhooks::dedupe::RedisStore;
+
+    let Some(redis) = redis_server::RedisServer::start_or_skip("crm_ingest replicas") else {
+        return;
+    };
+    let replica = |db: PathBuf| {
+        let url = redis.url();
+        async move {
+            let store = RedisStore::builder(url)
+                .namespace("crm-ingest-test")
+                .build()
+                .await
+                .expect("Redis answers");
+            let mut config = config(&db);
+            config.dedupe_store = Some(Box::new(store));
+            start(config).await
+        }
+    };
+    let (_dir_a, db_a) = temp_db();
+    let (_dir_b, db_b) = temp_db();
+    let a = replica(db_a).await;
+    let b = replica(db_b).await;
+    let http = Http::new();
+
+    let call = signed("call.uploaded", "evt_replicas", "dlv_replicas");
+    let first = http.deliver(a.addr(), &call).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(first.rejection(), None);
+    let copy = http.deliver(b.addr(), &call).await;
+    assert_eq!(copy.status, StatusCode::OK);
+    assert_eq!(copy.rejection(), Some("duplicate"));
+
+    assert_eq!(http.health(b.addr()).await["inbox"]["done"], 0);
+    let entries = log_entries(&http, b.addr(), "dlv_replicas", 1).await;
+    assert_eq!(entries[0]["outcome"], "duplicate");
+    rows(&http, a.addr(), "/api/calls", 1).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[test]
+fn the_configuration_comes_from_the_environment_with_documented_defaults() {
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+
+    let missing = AppConfig::from_lookup(env(&[("CRM_DB", "x.sqlite3")])).unwrap_err();
+    assert_eq!(missing, ConfigError::MissingSecret);
+    assert!(
+        missing.to_string().contains("KENDO_WEBHOOK_SECRET"),
+        "{missing}"
+    );
+
+    let config = AppConfig::from_lookup(env(&[("KENDO_WEBHOOK_SECRET", "s3cr3t-value")]))
+        .expect("a secret is enough");
+    assert_eq!(config.addr, SocketAddr::from(([127, 0, 0, 1], 3000)));
+    assert_eq!(
+        config.database,
+        Database::Sqlite(PathBuf::from("crm.sqlite3"))
+    );
+    assert_eq!(config.admin_token, None);
+    assert_eq!(config.limits, crm_ingest::config::ServerLimits::default());
+    assert_eq!(config.limits.header_read_timeout.as_secs(), 5);
+    assert_eq!(config.limits.request_timeout.as_secs(), 10);
+
+    let config = AppConfig::from_lookup(env(&[
+        ("KENDO_WEBHOOK_SECRET", "s3cr3t-value"),
+        ("KENDO_WEBHOOK_SECRET_PREVIOUS", "old-s3cr3t"),
+        ("CRM_ADDR", "0.0.0.0:8080"),
+        ("CRM_DATABASE_URL", "postgres://crm:pa55word@db:5432/crm"),
+        ("CRM_ADMIN_TOKEN", "t0ken-t0ken-t0ken-t0ken"),
+        ("CRM_HEADER_READ_TIMEOUT_SECS", "2"),
+        ("CRM_MAX_CONNECTIONS", "64"),
+    ]))
+    .expect("a full configuration");
+    assert_eq!(config.addr, SocketAddr::from(([0, 0, 0, 0], 8080)));
+    assert!(matches!(config.database, Database::Postgres(_)));
+    assert_eq!(config.limits.header_read_timeout.as_secs(), 2);
+    assert_eq!(config.limits.max_connections, 64);
+    let shown = format!("{}\n{config:?}", config.describe().join("\n"));
+    for hidden in ["s3cr3t", "pa55word", "t0ken"] {
+        assert!(!shown.contains(hidden), "{hidden} is never shown: {shown}");
+    }
+
+    let short = AppConfig::from_lookup(env(&[
+        ("KENDO_WEBHOOK_SECRET", "s"),
+        ("CRM_ADMIN_TOKEN", "short"),
+    ]))
+    .unwrap_err();
+    assert!(short.to_string().contains("CRM_ADMIN_TOKEN"), "{short}");
+    let bad = AppConfig::from_lookup(env(&[
+        ("KENDO_WEBHOOK_SECRET", "s"),
+        ("CRM_ADDR", "localhost"),
+    ]))
+    .unwrap_err();
+    assert!(bad.to_string().contains("CRM_ADDR"), "{bad}");
+}
