@@ -1,7 +1,8 @@
 //! Chaos (issue 9): three `crm-ingest` processes share one real Postgres; a
 //! simulated Kendo sends deliveries with Kendo's retry schedule (3
 //! attempts, ~1 s then ~2 s apart, 10 s timeout each) to random live
-//! replicas, while a random replica is killed with SIGKILL every 2 s and
+//! replicas (as a load balancer sees them: a killed replica is taken out
+//! 500 ms after it died), while a random replica is killed with SIGKILL every 2 s and
 //! restarted 1 s later. Every delivery acknowledged with a 2xx must end up
 //! in `calls` exactly once; the ones whose three attempts all failed are
 //! counted and printed.
@@ -36,6 +37,10 @@ const BACKOFF: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const KILL_EVERY: Duration = Duration::from_secs(2);
 const RESTART_AFTER: Duration = Duration::from_secs(1);
+/// How long the simulated load balancer keeps sending to a killed replica
+/// before its health check takes it out (so some attempts fail and are
+/// retried, as in a real deployment).
+const LB_LAG: Duration = Duration::from_millis(500);
 /// Longest wait for the replicas to project every acknowledged delivery.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -102,9 +107,9 @@ impl Replicas {
         self.children.lock().unwrap()[i] = Some(child);
     }
 
-    /// SIGKILL (`Child::kill` on Unix).
+    /// SIGKILL (`Child::kill` on Unix). The load balancer's view
+    /// (`live`) is not changed: see [`LB_LAG`].
     fn kill(&self, i: usize) {
-        self.live[i].store(false, Ordering::SeqCst);
         if let Some(mut child) = self.children.lock().unwrap()[i].take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -120,6 +125,7 @@ impl Replicas {
                 return;
             }
             // It did not come up (the port not free yet?): try again.
+            self.live[i].store(false, Ordering::SeqCst);
             self.kill(i);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -127,6 +133,11 @@ impl Replicas {
             "replica {i} does not start; see {}",
             self.log_dir.join(format!("replica-{i}.log")).display()
         );
+    }
+
+    fn running(&self) -> Vec<usize> {
+        let children = self.children.lock().unwrap();
+        (0..REPLICAS).filter(|&i| children[i].is_some()).collect()
     }
 
     fn live_ports(&self) -> Vec<u16> {
@@ -219,16 +230,33 @@ async fn acknowledged_deliveries_are_in_calls_exactly_once_while_replicas_are_ki
             (Arc::clone(&replicas), Arc::clone(&stop), Arc::clone(&kills));
         tokio::spawn(async move {
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let mut restarts = tokio::task::JoinSet::new();
+            let mut ticks =
+                tokio::time::interval_at(tokio::time::Instant::now() + KILL_EVERY, KILL_EVERY);
             while !stop.load(Ordering::SeqCst) {
-                tokio::time::sleep(KILL_EVERY).await;
+                ticks.tick().await;
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let victim = rng.below(REPLICAS);
+                // A random replica that is running (normally all three:
+                // the last victim is back after 1 s).
+                let running = replicas.running();
+                if running.is_empty() {
+                    continue;
+                }
+                let victim = running[rng.below(running.len())];
                 replicas.kill(victim);
                 kills.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(RESTART_AFTER).await;
-                replicas.start(victim).await;
+                let replicas = Arc::clone(&replicas);
+                restarts.spawn(async move {
+                    tokio::time::sleep(LB_LAG).await;
+                    replicas.live[victim].store(false, Ordering::SeqCst);
+                    tokio::time::sleep(RESTART_AFTER - LB_LAG).await;
+                    replicas.start(victim).await;
+                });
+            }
+            while let Some(restarted) = restarts.join_next().await {
+                restarted.expect("a restart");
             }
         })
     };
