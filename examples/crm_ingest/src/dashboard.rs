@@ -61,7 +61,18 @@ pub fn render(page: &Page) -> String {
     html.push_str(
         "<p class=\"sub\">Kendo webhooks received on <code>POST /webhooks/kendo</code>. \
          JSON: <a href=\"/api/calls\">calls</a>, <a href=\"/api/trainings\">trainings</a>, \
-         <a href=\"/api/deliveries\">deliveries</a>, <a href=\"/healthz\">health</a>.</p>\n",
+         <a href=\"/api/deliveries\">deliveries</a>, <a href=\"/api/rejections\">rejections</a>, \
+         <a href=\"/api/inbox\">unprocessed</a>, <a href=\"/metrics\">metrics</a>, \
+         <a href=\"/healthz\">health</a>.</p>\n",
+    );
+    let last = page
+        .counts
+        .last_delivery_ms
+        .map_or_else(|| "none yet".to_owned(), crate::storage::format_ms);
+    let _ = writeln!(
+        html,
+        "<p class=\"sub\">Last verified delivery: {}</p>",
+        escape(&last)
     );
 
     let c = &page.counts;

@@ -11,17 +11,25 @@ use std::process::ExitCode;
 
 use crm_ingest::config::{AppConfig, ADMIN_TOKEN_VAR, REDIS_VAR};
 use crm_ingest::{app, routes};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Exit code for a configuration the app cannot run with.
 const EXIT_CONFIG: u8 = 2;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    // `RUST_LOG` as `Targets` (`info`, `warn,crm_ingest=debug`, …): the same
+    // directives as `EnvFilter` without span filters, and without compiling
+    // a regex engine into the app.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer())
+        .with(filter)
         .init();
 
     let mut config = match AppConfig::from_lookup(|name| std::env::var(name).ok()) {
