@@ -7,6 +7,7 @@
 //! by default; `CRM_DATABASE_URL=postgres://…` for any number of replicas.
 //! Settings: see `crm_ingest::config` and `docs/deployment.md`.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use crm_ingest::config::{AppConfig, ADMIN_TOKEN_VAR, REDIS_VAR};
@@ -28,7 +29,7 @@ async fn main() -> ExitCode {
         .and_then(|directives| directives.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer())
+        .with(tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal()))
         .with(filter)
         .init();
 
