@@ -250,7 +250,7 @@ where
         return Ok(reject(&config, reason, seen));
     }
 
-    let key = config.dedupe_key.key_for(&delivery);
+    let key = config.dedupe_key.store_key(&delivery);
     // Armed before the claim is sent: a request dropped from here on
     // releases whatever claim landed.
     let mut guard = ClaimGuard::new(&config.store, key);
