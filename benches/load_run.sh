@@ -2,6 +2,7 @@
 # The load run of BENCHMARKS.md: four receivers side by side, pinned cores.
 #
 # Run with: bash benches/load_run.sh [DURATION_SECONDS] [CONCURRENCY] [ROUNDS]
+#      or:  LOAD_BIN=/path/to/examples bash benches/load_run.sh ...
 #
 # Builds the two examples once (release), then runs ROUNDS rounds; each
 # round runs every mode once, in turn: `bare` (axum, reads the body),
@@ -22,14 +23,20 @@ MODES="bare layered handwritten svix"
 # Enough pre-signed deliveries for the run at well over 100k req/s.
 DELIVERIES=$(( (DURATION + 2) * 150000 ))
 
-cargo build --release --all-features --example load_server --example load
-BIN=target/release/examples
+# LOAD_BIN=DIR runs the binaries in DIR instead (e.g. a copy of an older
+# build, to compare two commits in one session).
+if [ -n "${LOAD_BIN:-}" ]; then
+  BIN="$LOAD_BIN"
+else
+  cargo build --release --all-features --example load_server --example load
+  BIN=target/release/examples
+fi
 OUT="$(mktemp -d)"
 SERVER_PID=""
 cleanup() { if [ -n "$SERVER_PID" ]; then kill -INT "$SERVER_PID" 2>/dev/null || true; fi; }
 trap cleanup EXIT
 
-echo "nproc $(nproc); $(lscpu | grep 'Model name' | tr -s ' '); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "nproc $(nproc); $(lscpu | grep 'Model name' | tr -s ' '); binaries $BIN; commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 run() { # mode label dup_ratio
   local mode="$1" label="$2" dup="$3" log="$OUT/server-$2.log" addr="" scheme=kendo
   [ "$mode" = svix ] && scheme=svix
@@ -65,11 +72,11 @@ echo
 echo "round | bare req/s | layered | handwritten | svix | layered/bare (>= 0.85) | p99 layered/bare (<= 1.5) | layered/handwritten (>= 1.1) | layered/svix (>= 1.3) | CPU us/req bare, layered, handwritten, svix"
 for round in $(seq 1 "$ROUNDS"); do
   awk -v r="$round" \
-      -v b="$(field "bare-$r" rps)" -v l="$(field "layered-$r" rps)" \
-      -v h="$(field "handwritten-$r" rps)" -v s="$(field "svix-$r" rps)" \
-      -v bp="$(field "bare-$r" p99_us)" -v lp="$(field "layered-$r" p99_us)" \
-      -v bc="$(field "bare-$r" cpu_us_per_req)" -v lc="$(field "layered-$r" cpu_us_per_req)" \
-      -v hc="$(field "handwritten-$r" cpu_us_per_req)" -v sc="$(field "svix-$r" cpu_us_per_req)" 'BEGIN {
+      -v b="$(field "bare-$round" rps)" -v l="$(field "layered-$round" rps)" \
+      -v h="$(field "handwritten-$round" rps)" -v s="$(field "svix-$round" rps)" \
+      -v bp="$(field "bare-$round" p99_us)" -v lp="$(field "layered-$round" p99_us)" \
+      -v bc="$(field "bare-$round" cpu_us_per_req)" -v lc="$(field "layered-$round" cpu_us_per_req)" \
+      -v hc="$(field "handwritten-$round" cpu_us_per_req)" -v sc="$(field "svix-$round" cpu_us_per_req)" 'BEGIN {
     printf "RATIO round %d | %.0f | %.0f | %.0f | %.0f | %.3f | %.3f | %.3f | %.3f | %s, %s, %s, %s\n",
       r, b, l, h, s, l / b, lp / bp, l / h, l / s, bc, lc, hc, sc }'
 done
