@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
+use super::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture, StoreKey};
 use crate::trace;
 
 /// First pause before claiming an in-flight key again; doubles up to
@@ -42,17 +42,17 @@ enum OnDrop {
 /// A claim that is settled exactly once: explicitly, or when dropped.
 pub(crate) struct ClaimGuard {
     store: Arc<dyn DedupeStore>,
-    key: String,
+    key: StoreKey,
     token: ClaimToken,
     on_drop: OnDrop,
 }
 
 impl ClaimGuard {
     /// A guard for `key` with a fresh token; nothing is sent yet.
-    pub(crate) fn new(store: &Arc<dyn DedupeStore>, key: String) -> Self {
+    pub(crate) fn new(store: &Arc<dyn DedupeStore>, key: impl Into<StoreKey>) -> Self {
         Self {
             store: Arc::clone(store),
-            key,
+            key: key.into(),
             token: ClaimToken::generate(),
             on_drop: OnDrop::Nothing,
         }
@@ -69,7 +69,11 @@ impl ClaimGuard {
         let mut pause = FIRST_PAUSE;
         loop {
             self.on_drop = OnDrop::Release;
-            let claim = self.store.claim(&self.key, self.token).await?;
+            let key = self.key.as_str();
+            let claim = match self.store.claim_at_once(key, self.token) {
+                Some(claim) => claim?,
+                None => self.store.claim(key, self.token).await?,
+            };
             if claim == Claim::Acquired {
                 return Ok(claim);
             }
@@ -118,7 +122,7 @@ impl ClaimGuard {
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                renewal = Some(self.store.renew(&self.key, self.token));
+                renewal = Some(self.store.renew(self.key.as_str(), self.token));
             }
         })
         .await
@@ -134,10 +138,16 @@ impl ClaimGuard {
         } else {
             OnDrop::Release
         };
-        let result = if success {
-            self.store.complete(&self.key, self.token).await
+        let key = self.key.as_str();
+        let at_once = if success {
+            self.store.complete_at_once(key, self.token)
         } else {
-            self.store.release(&self.key, self.token).await
+            self.store.release_at_once(key, self.token)
+        };
+        let result = match at_once {
+            Some(result) => result,
+            None if success => self.store.complete(key, self.token).await,
+            None => self.store.release(key, self.token).await,
         };
         // Reached only if the store call finished: nothing left for `drop`.
         self.on_drop = OnDrop::Nothing;
@@ -175,14 +185,29 @@ impl Drop for ClaimGuard {
             OnDrop::Release => false,
             OnDrop::Complete => true,
         };
-        let store = Arc::clone(&self.store);
-        let key = std::mem::take(&mut self.key);
         let token = self.token;
+        let at_once = if complete {
+            self.store.complete_at_once(self.key.as_str(), token)
+        } else {
+            self.store.release_at_once(self.key.as_str(), token)
+        };
+        if let Some(result) = at_once {
+            if let Err(error) = result {
+                trace::store_error(
+                    &error,
+                    "could not settle a dropped claim; its lease (or TTL) frees the key",
+                );
+            }
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        let key = self.key.clone();
         let mut settle = Box::pin(async move {
+            let key = key.as_str();
             let result = if complete {
-                store.complete(&key, token).await
+                store.complete(key, token).await
             } else {
-                store.release(&key, token).await
+                store.release(key, token).await
             };
             if let Err(error) = result {
                 trace::store_error(
