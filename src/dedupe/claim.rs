@@ -255,6 +255,7 @@ mod tests {
         memory: MemoryStore,
         calls: Mutex<Vec<String>>,
         claim_hangs: bool,
+        release_hangs: bool,
         lease: Option<Duration>,
         lease_lost: bool,
     }
@@ -287,7 +288,11 @@ mod tests {
         }
         fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
             self.log("release");
-            self.memory.release(key, token)
+            if self.release_hangs {
+                Box::pin(std::future::pending())
+            } else {
+                self.memory.release(key, token)
+            }
         }
         fn lease(&self) -> Option<Duration> {
             self.lease
@@ -441,5 +446,84 @@ mod tests {
         guard.settle(true).await.unwrap();
         drop(guard);
         assert_eq!(recording.calls(), ["claim", "complete"]);
+    }
+
+    /// Everything a fmt subscriber writes, as text.
+    #[cfg(feature = "tracing")]
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    #[cfg(feature = "tracing")]
+    impl Logs {
+        /// Sends this thread's events here until the guard is dropped.
+        fn capture(&self) -> tracing::subscriber::DefaultGuard {
+            let writer = self.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_default(subscriber)
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    #[cfg(feature = "tracing")]
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[cfg(feature = "tracing")]
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_found_lost_while_the_service_runs_is_reported() {
+        let logs = Logs::default();
+        let _capture = logs.capture();
+        let (_recording, store) = store(Recording {
+            lease: Some(Duration::from_secs(3)),
+            lease_lost: true,
+            ..Recording::default()
+        });
+        let mut guard = ClaimGuard::new(&store, "k".to_owned());
+        guard.claim(Duration::ZERO).await.unwrap();
+        guard
+            .renewing(tokio::time::sleep(Duration::from_millis(1_500)))
+            .await;
+        let logs = logs.text();
+        assert!(
+            logs.contains("the claim's lease lapsed while the service ran"),
+            "{logs}"
+        );
+    }
+
+    #[cfg(feature = "tracing")]
+    #[test]
+    fn a_claim_dropped_outside_a_runtime_that_cannot_settle_is_reported() {
+        let logs = Logs::default();
+        let _capture = logs.capture();
+        let (recording, store) = store(Recording {
+            release_hangs: true,
+            ..Recording::default()
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let guard = runtime.block_on(async {
+            let mut guard = ClaimGuard::new(&store, "k".to_owned());
+            guard.claim(Duration::ZERO).await.unwrap();
+            guard
+        });
+        drop(runtime);
+        drop(guard);
+        assert_eq!(recording.calls(), ["claim", "release"]);
+        let logs = logs.text();
+        assert!(logs.contains("no tokio runtime to settle on"), "{logs}");
     }
 }
