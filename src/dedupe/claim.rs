@@ -494,7 +494,7 @@ mod tests {
         let mut guard = ClaimGuard::new(&store, "k".to_owned());
         guard.claim(Duration::ZERO).await.unwrap();
         guard
-            .renewing(tokio::time::sleep(Duration::from_millis(1_500)))
+            .renewing(tokio::time::sleep(Duration::from_millis(1_500)), |_| {})
             .await;
         let logs = logs.text();
         assert!(
