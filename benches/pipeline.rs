@@ -23,7 +23,7 @@ use criterion::{BatchSize, Criterion, Throughput};
 use hmac::{Hmac, Mac};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use kendo_webhooks::dedupe::{Claim, ClaimToken, StoreFuture};
+use kendo_webhooks::dedupe::{Claim, ClaimToken, StoreError, StoreFuture};
 use kendo_webhooks::{
     sign, DedupeStore, Delivery, KendoWebhookLayer, MemoryStore, SignedDelivery, Verifier,
     CALL_UPLOADED,
@@ -99,6 +99,18 @@ impl DedupeStore for ForgetfulStore {
 
     fn release<'a>(&'a self, _key: &'a str, _token: ClaimToken) -> StoreFuture<'a, ()> {
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn claim_at_once(&self, _key: &str, _token: ClaimToken) -> Option<Result<Claim, StoreError>> {
+        Some(Ok(Claim::Acquired))
+    }
+
+    fn complete_at_once(&self, _key: &str, _token: ClaimToken) -> Option<Result<(), StoreError>> {
+        Some(Ok(()))
+    }
+
+    fn release_at_once(&self, _key: &str, _token: ClaimToken) -> Option<Result<(), StoreError>> {
+        Some(Ok(()))
     }
 }
 
@@ -226,17 +238,15 @@ fn bench_pipeline(c: &mut Criterion) {
         let counted_store = MemoryStore::new(CAPACITY);
         let keys: Vec<String> = (0..COUNTED).map(|i| format!("dlv_{i:012}")).collect();
         let mut keys = keys.iter();
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
         allocations_per_call(|| {
             let key = keys.next().expect("one key per counted call");
             let token = ClaimToken::generate();
-            match counted_store.claim(key, token).as_mut().poll(&mut cx) {
-                std::task::Poll::Ready(Ok(Claim::Acquired)) => {}
+            match counted_store.claim_at_once(key, token) {
+                Some(Ok(Claim::Acquired)) => {}
                 other => panic!("{key} is new, the store answered {other:?}"),
             };
-            let settled = counted_store.complete(key, token).as_mut().poll(&mut cx);
-            assert!(matches!(settled, std::task::Poll::Ready(Ok(()))));
+            let settled = counted_store.complete_at_once(key, token);
+            assert!(matches!(settled, Some(Ok(()))));
         })
     };
     println!(
@@ -311,13 +321,12 @@ fn bench_pipeline(c: &mut Criterion) {
     let mut claim_complete = move || {
         key_number += 1;
         let key = format!("dlv_{key_number:012}");
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
         let token = ClaimToken::generate();
-        match parts_store.claim(&key, token).as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(Ok(Claim::Acquired)) => {
-                let settled = parts_store.complete(&key, token).as_mut().poll(&mut cx);
-                assert!(matches!(settled, std::task::Poll::Ready(Ok(()))));
+        // As the layer calls it: the synchronous path, no future.
+        match parts_store.claim_at_once(&key, token) {
+            Some(Ok(Claim::Acquired)) => {
+                let settled = parts_store.complete_at_once(&key, token);
+                assert!(matches!(settled, Some(Ok(()))));
             }
             other => panic!("{key} is new, the store answered {other:?}"),
         };

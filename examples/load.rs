@@ -20,6 +20,11 @@
 //!    that every delivery answered 2xx was processed exactly once and none
 //!    more than once (it exits with status 1 otherwise).
 //!
+//! With `--scheme svix`, deliveries are signed as svix signs them
+//! (`svix-id`, `svix-timestamp`, `svix-signature`, by svix's own
+//! `Webhook::sign` with the same secret's bytes as key) for the
+//! `load_server svix` peer; `X-Kendo-Event` is sent in both schemes.
+//!
 //! Loopback only; everything is bounded by count and time. The last line is
 //! a machine-readable `RESULT key=value ...` summary.
 
@@ -60,6 +65,7 @@ struct Options {
     resend_window: usize,
     secret: String,
     label: String,
+    svix: bool,
 }
 
 /// One pre-signed delivery.
@@ -67,6 +73,8 @@ struct Prepared {
     body: Bytes,
     signature: HeaderValue,
     delivery_id: HeaderValue,
+    /// `svix-timestamp`, in the svix scheme.
+    timestamp: Option<HeaderValue>,
 }
 
 /// What one connection saw.
@@ -103,6 +111,7 @@ fn parse_args() -> Result<Options, String> {
         resend_window: 20_000,
         secret: std::env::var("KENDO_WEBHOOK_SECRET").unwrap_or_else(|_| DEFAULT_SECRET.into()),
         label: "run".into(),
+        svix: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -134,6 +143,11 @@ fn parse_args() -> Result<Options, String> {
             }
             "--secret" => options.secret = value,
             "--label" => options.label = value,
+            "--scheme" => match value.as_str() {
+                "kendo" => options.svix = false,
+                "svix" => options.svix = true,
+                _ => return Err(format!("--scheme {value}: expected kendo or svix")),
+            },
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -148,9 +162,14 @@ fn parse_args() -> Result<Options, String> {
 
 fn prepare(options: &Options) -> Vec<Prepared> {
     // A run id keeps deliveries of two runs against one server apart.
-    let run = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() % 1_000_000_000);
+        .unwrap_or_default();
+    let run = now.as_micros() % 1_000_000_000;
+    // svix refuses timestamps more than 5 minutes away; runs are shorter.
+    let timestamp = i64::try_from(now.as_secs()).unwrap_or_default();
+    let svix = svix::webhooks::Webhook::from_bytes(options.secret.as_bytes().to_vec())
+        .expect("a non-empty secret");
     (0..options.deliveries)
         .map(|i| {
             let body = example_body(
@@ -159,11 +178,19 @@ fn prepare(options: &Options) -> Vec<Prepared> {
                 "2026-03-05T12:00:00Z",
                 false,
             );
-            let signature = sign(&options.secret, &body);
+            let delivery_id = format!("dlv-{run}-{i:09}");
+            let (signature, timestamp) = if options.svix {
+                let signature = svix
+                    .sign(&delivery_id, timestamp, &body)
+                    .expect("a UTF-8 body");
+                (signature, Some(HeaderValue::from(timestamp)))
+            } else {
+                (sign(&options.secret, &body), None)
+            };
             Prepared {
-                signature: HeaderValue::from_str(&signature).expect("hex is a valid header"),
-                delivery_id: HeaderValue::from_str(&format!("dlv-{run}-{i:09}"))
-                    .expect("ASCII is a valid header"),
+                signature: HeaderValue::from_str(&signature).expect("a valid header"),
+                delivery_id: HeaderValue::from_str(&delivery_id).expect("ASCII is a valid header"),
+                timestamp,
                 body,
             }
         })
@@ -249,9 +276,17 @@ async fn connection_loop(shared: Arc<Shared>, slot: u64) -> Tally {
             .uri(PATH)
             .header(HOST, shared.host.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(SIGNATURE_HEADER, delivery.signature.clone())
-            .header(EVENT_HEADER, HeaderValue::from_static(CALL_UPLOADED))
-            .header(DELIVERY_ID_HEADER, delivery.delivery_id.clone())
+            .header(EVENT_HEADER, HeaderValue::from_static(CALL_UPLOADED));
+        let request = match &delivery.timestamp {
+            None => request
+                .header(SIGNATURE_HEADER, delivery.signature.clone())
+                .header(DELIVERY_ID_HEADER, delivery.delivery_id.clone()),
+            Some(timestamp) => request
+                .header("svix-signature", delivery.signature.clone())
+                .header("svix-id", delivery.delivery_id.clone())
+                .header("svix-timestamp", timestamp.clone()),
+        };
+        let request = request
             .body(Full::new(delivery.body.clone()))
             .expect("a valid request");
         let start = Instant::now();
@@ -353,7 +388,7 @@ fn main() -> Result<(), BoxError> {
     let options = parse_args().map_err(|e| {
         format!(
             "{e}\nusage: load --url http://127.0.0.1:PORT [--concurrency 64] [--duration 10] \
-             [--warmup 1] [--deliveries 1500000] [--dup-ratio 0] [--resend-window 20000] [--secret S] [--label NAME]"
+             [--warmup 1] [--deliveries 1500000] [--dup-ratio 0] [--resend-window 20000] [--secret S] [--label NAME] [--scheme kendo|svix]"
         )
     })?;
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -298,4 +298,48 @@ mod tests {
         assert_eq!(budget.used(), budget.limit);
         assert!(!Reservation::new(&budget).grow_to(1));
     }
+
+    #[test]
+    fn growing_to_the_share_already_held_succeeds_even_when_the_budget_is_full() {
+        let budget = BodyBudget::new(8 * SMALL_BODY * 4);
+        let mut large = Reservation::new(&budget);
+        assert!(large.grow_to(budget.large_limit()));
+        let mut smalls: Vec<_> = (0..4).map(|_| Reservation::new(&budget)).collect();
+        for small in &mut smalls {
+            assert!(small.grow_to(SMALL_BODY));
+        }
+        // The declared length was reserved; the last frame reaches it.
+        assert!(large.grow_to(budget.large_limit()));
+        assert_eq!(budget.used(), budget.limit);
+    }
+
+    #[test]
+    fn bodies_of_up_to_16_kib_may_use_the_reserve_and_larger_ones_may_not() {
+        let budget = BodyBudget::new(8 * 16 * 1024);
+        let mut large = Reservation::new(&budget);
+        assert!(large.grow_to(7 * 16 * 1024));
+        assert!(!Reservation::new(&budget).grow_to(16 * 1024 + 1));
+        assert!(Reservation::new(&budget).grow_to(16 * 1024));
+    }
+
+    #[test]
+    fn a_layer_answer_is_exactly_its_text_and_ends_after_it() {
+        let mut body = ResponseBody::<http_body_util::Empty<Bytes>>::layer(Bytes::from("nope"));
+        assert_eq!(body.size_hint().exact(), Some(4));
+        assert!(!body.is_end_stream());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut cx) else {
+            panic!("the text is ready at once");
+        };
+        assert_eq!(frame.into_data().unwrap(), "nope");
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+    }
+
+    #[test]
+    fn an_empty_layer_answer_ends_at_once() {
+        let body = ResponseBody::<http_body_util::Empty<Bytes>>::layer(Bytes::new());
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+    }
 }

@@ -27,10 +27,15 @@
 //! # Ok::<(), kendo_webhooks::Rejection>(())
 //! ```
 
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -53,10 +58,13 @@ pub struct Delivery {
 
 #[derive(Debug)]
 struct Inner {
-    event_id: String,
-    delivery_id: String,
-    event_name: String,
-    created_at: String,
+    /// The ids, event name and `created_at`, one after the other: one
+    /// allocation instead of four.
+    text: Box<str>,
+    event_id: Range<usize>,
+    delivery_id: Range<usize>,
+    event_name: Range<usize>,
+    created_at: Range<usize>,
     is_test: bool,
     event: Event,
     body: Bytes,
@@ -92,25 +100,50 @@ impl Delivery {
         event_header: &str,
         secret_label: Option<Arc<str>>,
     ) -> Result<Self, Rejection> {
+        // One UTF-8 check of the whole body is cheaper than one per string
+        // (`from_slice`); a body that is not UTF-8 is not JSON either way.
+        let json = std::str::from_utf8(&body).map_err(|_| Rejection::MalformedEnvelope)?;
         let envelope: Envelope<'_> =
-            serde_json::from_slice(&body).map_err(|_| Rejection::MalformedEnvelope)?;
+            serde_json::from_str(json).map_err(|_| Rejection::MalformedEnvelope)?;
         if envelope.id.is_empty() || envelope.event.is_empty() {
             return Err(Rejection::MalformedEnvelope);
         }
-        let data = envelope.data.get();
-        if !data.starts_with('{') {
-            return Err(Rejection::MalformedEnvelope);
-        }
-        let event = Event::from_data(&envelope.event, data)?;
+        let event = match envelope.data {
+            Data::Typed(event) => event,
+            Data::Raw(data) => {
+                let data = data.get();
+                if !data.starts_with('{') {
+                    return Err(Rejection::MalformedEnvelope);
+                }
+                Event::from_data(&envelope.event, data)?
+            }
+        };
+        event.check_object_id()?;
         let is_test = event.is_test();
         if !is_test && envelope.event != event_header {
             return Err(Rejection::EventMismatch);
         }
+        let mut text = String::with_capacity(
+            envelope.id.len()
+                + delivery_id.len()
+                + envelope.event.len()
+                + envelope.created_at.len(),
+        );
+        let mut push = |part: &str| {
+            let start = text.len();
+            text.push_str(part);
+            start..text.len()
+        };
+        let event_id = push(&envelope.id);
+        let delivery_id = push(delivery_id);
+        let event_name = push(&envelope.event);
+        let created_at = push(&envelope.created_at);
         let inner = Inner {
-            event_id: envelope.id.into_owned(),
-            delivery_id: delivery_id.to_owned(),
-            event_name: envelope.event.into_owned(),
-            created_at: envelope.created_at.into_owned(),
+            text: text.into_boxed_str(),
+            event_id,
+            delivery_id,
+            event_name,
+            created_at,
             is_test,
             event,
             secret_label,
@@ -125,31 +158,31 @@ impl Delivery {
     /// Kendo's retries).
     #[must_use]
     pub fn event_id(&self) -> &str {
-        &self.inner.event_id
+        self.inner.str(&self.inner.event_id)
     }
 
     /// The delivery's id (`X-Kendo-Delivery-Id`; not covered by the signature).
     #[must_use]
     pub fn delivery_id(&self) -> &str {
-        &self.inner.delivery_id
+        self.inner.str(&self.inner.delivery_id)
     }
 
     /// The event name from the signed body, e.g. `call.uploaded`.
     #[must_use]
     pub fn event_name(&self) -> &str {
-        &self.inner.event_name
+        self.inner.str(&self.inner.event_name)
     }
 
     /// `created_at` exactly as sent (an ISO 8601 / RFC 3339 timestamp).
     #[must_use]
     pub fn created_at(&self) -> &str {
-        &self.inner.created_at
+        self.inner.str(&self.inner.created_at)
     }
 
     /// `created_at` as a point in time, if it is a valid RFC 3339 timestamp.
     #[must_use]
     pub fn created_at_time(&self) -> Option<SystemTime> {
-        parse_timestamp(&self.inner.created_at)
+        parse_timestamp(self.created_at())
     }
 
     /// Whether this is a test delivery ("Send Test": `data._isTest == true`).
@@ -178,6 +211,12 @@ impl Delivery {
     }
 }
 
+impl Inner {
+    fn str(&self, range: &Range<usize>) -> &str {
+        &self.text[range.clone()]
+    }
+}
+
 /// Parses an RFC 3339 timestamp such as `2026-03-05T12:00:00Z`.
 pub(crate) fn parse_timestamp(value: &str) -> Option<SystemTime> {
     time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
@@ -185,16 +224,145 @@ pub(crate) fn parse_timestamp(value: &str) -> Option<SystemTime> {
         .map(SystemTime::from)
 }
 
-#[derive(Deserialize)]
+/// The envelope, read in one pass: when `event` comes before `data` (as
+/// Kendo sends it), `data` is parsed straight into its typed [`Event`];
+/// otherwise it is kept raw and parsed once the name is known.
+///
+/// Strings are borrowed from the body unless they hold escapes. As with a
+/// derived `Deserialize`, unknown keys are ignored, a repeated key or a
+/// missing one is an error.
 struct Envelope<'a> {
-    #[serde(borrow)]
-    id: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    event: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    created_at: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    data: &'a RawValue,
+    id: Cow<'a, str>,
+    event: Cow<'a, str>,
+    created_at: Cow<'a, str>,
+    data: Data<'a>,
+}
+
+enum Data<'a> {
+    Typed(Event),
+    Raw(&'a RawValue),
+}
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kendo envelope object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+        use serde::de::Error;
+
+        fn once<T, E: Error>(slot: &Option<T>, name: &'static str) -> Result<(), E> {
+            match slot {
+                Some(_) => Err(E::duplicate_field(name)),
+                None => Ok(()),
+            }
+        }
+
+        let (mut id, mut event, mut created_at, mut data) = (None, None, None, None);
+        while let Some(key) = map.next_key::<Str<'de>>()? {
+            match &*key.0 {
+                "id" => {
+                    once(&id, "id")?;
+                    id = Some(map.next_value::<Str<'de>>()?.0);
+                }
+                "event" => {
+                    once(&event, "event")?;
+                    event = Some(map.next_value::<Str<'de>>()?.0);
+                }
+                "created_at" => {
+                    once(&created_at, "created_at")?;
+                    created_at = Some(map.next_value::<Str<'de>>()?.0);
+                }
+                "data" => {
+                    once(&data, "data")?;
+                    data = Some(match &event {
+                        Some(name) => Data::Typed(map.next_value_seed(TypedData(name))?),
+                        None => Data::Raw(map.next_value()?),
+                    });
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Envelope {
+            id: id.ok_or_else(|| A::Error::missing_field("id"))?,
+            event: event.ok_or_else(|| A::Error::missing_field("event"))?,
+            created_at: created_at.ok_or_else(|| A::Error::missing_field("created_at"))?,
+            data: data.ok_or_else(|| A::Error::missing_field("data"))?,
+        })
+    }
+}
+
+/// A string, borrowed from the input when it holds no escapes.
+struct Str<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = Str<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+
+        d.deserialize_str(StrVisitor)
+    }
+}
+
+/// `data` of the event named `.0`: a JSON object, parsed into its type.
+struct TypedData<'n>(&'n str);
+
+impl<'de> DeserializeSeed<'de> for TypedData<'_> {
+    type Value = Event;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Event, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TypedData<'_> {
+    type Value = Event;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a data object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Event, A::Error> {
+        let map = MapAccessDeserializer::new(map);
+        Ok(match self.0 {
+            CALL_UPLOADED => Event::CallUploaded(CallUploaded::deserialize(map)?),
+            AI_TRAINING_COMPLETED => {
+                Event::AiTrainingCompleted(AiTrainingCompleted::deserialize(map)?)
+            }
+            name => Event::Other {
+                name: name.to_owned(),
+                data: Value::deserialize(map)?,
+            },
+        })
+    }
 }
 
 /// A Kendo event, typed by its name.
@@ -215,30 +383,26 @@ pub enum Event {
 }
 
 impl Event {
+    /// Parses `data` (a JSON object) as the event named `name`.
     fn from_data(name: &str, data: &str) -> Result<Self, Rejection> {
-        let event = match name {
-            CALL_UPLOADED => {
-                let call: CallUploaded =
-                    serde_json::from_str(data).map_err(|_| Rejection::MalformedEnvelope)?;
-                if call.call_id.is_empty() {
-                    return Err(Rejection::MissingObjectId);
-                }
-                Self::CallUploaded(call)
-            }
-            AI_TRAINING_COMPLETED => {
-                let training: AiTrainingCompleted =
-                    serde_json::from_str(data).map_err(|_| Rejection::MalformedEnvelope)?;
-                if training.training_id.is_empty() {
-                    return Err(Rejection::MissingObjectId);
-                }
-                Self::AiTrainingCompleted(training)
-            }
-            _ => Self::Other {
-                name: name.to_owned(),
-                data: serde_json::from_str(data).map_err(|_| Rejection::MalformedEnvelope)?,
-            },
+        let mut deserializer = serde_json::Deserializer::from_str(data);
+        let event = TypedData(name)
+            .deserialize(&mut deserializer)
+            .and_then(|event| deserializer.end().map(|()| event));
+        event.map_err(|_| Rejection::MalformedEnvelope)
+    }
+
+    /// A known event must carry its own id (`callId`, `trainingId`).
+    fn check_object_id(&self) -> Result<(), Rejection> {
+        let id = match self {
+            Self::CallUploaded(call) => &call.call_id,
+            Self::AiTrainingCompleted(training) => &training.training_id,
+            Self::Other { .. } => return Ok(()),
         };
-        Ok(event)
+        if id.is_empty() {
+            return Err(Rejection::MissingObjectId);
+        }
+        Ok(())
     }
 
     /// Whether `data._isTest` is `true`.
@@ -520,60 +684,63 @@ assert_eq!(training.duration, Some(300.0));"#
 
 /// A field value of any JSON type, so an unexpected type can be turned into
 /// `None` instead of an error. Objects and arrays are skipped, not built.
-enum Loose {
-    Str(String),
+enum Loose<'de> {
+    Str(Cow<'de, str>),
     Num(f64),
     Bool(bool),
     Other,
 }
 
-impl<'de> Deserialize<'de> for Loose {
+impl<'de> Deserialize<'de> for Loose<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct LooseVisitor;
 
         impl<'de> serde::de::Visitor<'de> for LooseVisitor {
-            type Value = Loose;
+            type Value = Loose<'de>;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
-            fn visit_str<E>(self, v: &str) -> Result<Loose, E> {
-                Ok(Loose::Str(v.to_owned()))
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Str(Cow::Borrowed(v)))
             }
-            fn visit_string<E>(self, v: String) -> Result<Loose, E> {
-                Ok(Loose::Str(v))
+            fn visit_str<E>(self, v: &str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Str(Cow::Owned(v.to_owned())))
             }
-            fn visit_f64<E>(self, v: f64) -> Result<Loose, E> {
+            fn visit_string<E>(self, v: String) -> Result<Loose<'de>, E> {
+                Ok(Loose::Str(Cow::Owned(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Loose<'de>, E> {
                 Ok(Loose::Num(v))
             }
             #[allow(clippy::cast_precision_loss)]
-            fn visit_i64<E>(self, v: i64) -> Result<Loose, E> {
+            fn visit_i64<E>(self, v: i64) -> Result<Loose<'de>, E> {
                 Ok(Loose::Num(v as f64))
             }
             #[allow(clippy::cast_precision_loss)]
-            fn visit_u64<E>(self, v: u64) -> Result<Loose, E> {
+            fn visit_u64<E>(self, v: u64) -> Result<Loose<'de>, E> {
                 Ok(Loose::Num(v as f64))
             }
-            fn visit_bool<E>(self, v: bool) -> Result<Loose, E> {
+            fn visit_bool<E>(self, v: bool) -> Result<Loose<'de>, E> {
                 Ok(Loose::Bool(v))
             }
-            fn visit_unit<E>(self) -> Result<Loose, E> {
+            fn visit_unit<E>(self) -> Result<Loose<'de>, E> {
                 Ok(Loose::Other)
             }
-            fn visit_none<E>(self) -> Result<Loose, E> {
+            fn visit_none<E>(self) -> Result<Loose<'de>, E> {
                 Ok(Loose::Other)
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
-            ) -> Result<Loose, A::Error> {
+            ) -> Result<Loose<'de>, A::Error> {
                 while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
                 Ok(Loose::Other)
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<Loose, A::Error> {
+            ) -> Result<Loose<'de>, A::Error> {
                 while map
                     .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
                     .is_some()
@@ -588,7 +755,7 @@ impl<'de> Deserialize<'de> for Loose {
 
 fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(match Loose::deserialize(d)? {
-        Loose::Str(s) => Some(s),
+        Loose::Str(s) => Some(s.into_owned()),
         _ => None,
     })
 }
@@ -596,7 +763,7 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 /// An object id: must be a string; anything else reads as missing.
 fn lenient_string_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(match Loose::deserialize(d)? {
-        Loose::Str(s) => s,
+        Loose::Str(s) => s.into_owned(),
         _ => String::new(),
     })
 }
@@ -769,6 +936,72 @@ mod tests {
         assert_eq!(
             serde_json::from_value::<AiTrainingCompleted>(data).unwrap(),
             training
+        );
+    }
+
+    #[test]
+    fn data_before_or_after_the_event_name_parses_alike() {
+        let data = r#""data":{"callId":"c","aiScore":"87","duration":3,"_isTest":false,"x":[1]}"#;
+        let event_first =
+            format!(r#"{{"id":"e","event":"call.uploaded","created_at":"t",{data}}}"#);
+        let data_first = format!(r#"{{{data},"created_at":"t","event":"call.uploaded","id":"e"}}"#);
+        let a = parse(&event_first, "call.uploaded").unwrap();
+        let b = parse(&data_first, "call.uploaded").unwrap();
+        assert_eq!(a.event(), b.event());
+        for d in [&a, &b] {
+            assert_eq!(
+                (
+                    d.event_id(),
+                    d.delivery_id(),
+                    d.event_name(),
+                    d.created_at()
+                ),
+                ("e", "dlv", "call.uploaded", "t")
+            );
+        }
+        for other in [
+            r#"{"id":"e","event":"deal.won","created_at":"t","data":{"a":{"b":[1,2]}}}"#,
+            r#"{"data":{"a":{"b":[1,2]}},"id":"e","event":"deal.won","created_at":"t"}"#,
+        ] {
+            assert_eq!(
+                parse(other, "deal.won").unwrap().event(),
+                &Event::Other {
+                    name: "deal.won".into(),
+                    data: serde_json::json!({"a": {"b": [1, 2]}})
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn envelope_is_strict_in_either_order() {
+        for body in [
+            r#"["e","call.uploaded","x",{"callId":"c"}]"#,
+            r#"{"id":"e","event":"call.uploaded","created_at":"x","data":[1]}"#,
+            r#"{"id":"e","event":"call.uploaded","created_at":"x","data":null}"#,
+            r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"callId":"c","callId":"d"}}"#,
+            r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"callId":"c"},"data":{}}"#,
+            r#"{"data":{"callId":"c"},"id":"e","event":"call.uploaded","event":"x","created_at":"x"}"#,
+            r#"{"id":"e","event":"call.uploaded","data":{"callId":"c"}}"#,
+            r#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"duration":1e400,"callId":"c"}}"#,
+        ] {
+            assert_eq!(
+                parse(body, "call.uploaded").unwrap_err(),
+                Rejection::MalformedEnvelope,
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_malformed() {
+        let mut body =
+            br#"{"id":"e","event":"call.uploaded","created_at":"x","data":{"callId":"c"}}"#
+                .to_vec();
+        body[37] = 0xff;
+        assert_eq!(
+            Delivery::parse(body, "dlv", "call.uploaded").unwrap_err(),
+            Rejection::MalformedEnvelope
         );
     }
 

@@ -110,7 +110,8 @@ fn header_value(value: &str) -> HeaderValue {
     HeaderValue::from_str(value).expect("event names and delivery ids are visible ASCII")
 }
 
-/// A body shaped like Kendo's documented example for `event`.
+/// A body shaped like Kendo's documented example for `event`, with the
+/// envelope's keys in Kendo's order (`id`, `event`, `created_at`, `data`).
 ///
 /// `call.uploaded` and `ai.training.completed` get the documented `data`
 /// with `callId` / `trainingId` set to `call_<event_id>` /
@@ -133,9 +134,20 @@ pub fn example_body(event: &str, event_id: &str, created_at: &str, is_test: bool
     if is_test {
         data["_isTest"] = Value::Bool(true);
     }
-    let envelope =
-        json!({ "id": event_id, "event": event, "created_at": created_at, "data": data });
-    Bytes::from(envelope.to_string())
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        id: &'a str,
+        event: &'a str,
+        created_at: &'a str,
+        data: Value,
+    }
+    let envelope = Envelope {
+        id: event_id,
+        event,
+        created_at,
+        data,
+    };
+    Bytes::from(serde_json::to_vec(&envelope).expect("strings and a JSON value serialise"))
 }
 
 #[cfg(test)]

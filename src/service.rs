@@ -138,9 +138,9 @@ struct Seen<'a> {
 }
 
 impl<'a> Seen<'a> {
-    fn unverified(headers: &'a HeaderMap) -> Self {
+    fn unverified(delivery_id: Option<&'a str>) -> Self {
         Self {
-            delivery_id: single_id(headers, &DELIVERY_ID_HEADER).ok(),
+            delivery_id,
             delivery: None,
             verified: false,
         }
@@ -209,10 +209,17 @@ where
     ReqBody::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
-    let mut seen = Seen::unverified(&parts.headers);
-    trace::record_delivery_id(&parts.headers);
+    // Read once: the hooks and the span want it even when a check fails.
+    let delivery_id = single_id(&parts.headers, &DELIVERY_ID_HEADER);
+    let mut seen = Seen::unverified(delivery_id.ok());
+    trace::record_delivery_id(delivery_id.ok());
 
-    let headers = match check_parts(&parts.method, &parts.headers, config.body_limit) {
+    let headers = match check_parts(
+        &parts.method,
+        &parts.headers,
+        config.body_limit,
+        delivery_id,
+    ) {
         Ok(headers) => headers,
         Err(reason) => return Ok(reject(&config, reason, seen)),
     };
@@ -250,7 +257,7 @@ where
         return Ok(reject(&config, reason, seen));
     }
 
-    let key = config.dedupe_key.key_for(&delivery);
+    let key = config.dedupe_key.store_key(&delivery);
     // Armed before the claim is sent: a request dropped from here on
     // releases whatever claim landed.
     let mut guard = ClaimGuard::new(&config.store, key);
@@ -272,7 +279,8 @@ where
 
     // The hook reports after the delivery moved into the request.
     let kept = config.on_outcome.is_some().then(|| delivery.clone());
-    let started = Instant::now();
+    // The latency is only for the hook and the metrics.
+    let started = (cfg!(feature = "metrics") || kept.is_some()).then(Instant::now);
     let call = call_inner(inner, parts, bytes, delivery);
     let result = if claimed {
         let seen = Seen::delivery(kept.as_ref());
@@ -327,9 +335,9 @@ fn finish<ResBody, E>(
     config: &Config,
     kept: Option<&Delivery>,
     result: Result<Response<ResBody>, E>,
-    started: Instant,
+    started: Option<Instant>,
 ) -> Result<Response<ResponseBody<ResBody>>, E> {
-    let latency = started.elapsed();
+    let latency = started.map(|started| started.elapsed()).unwrap_or_default();
     let (traced, outcome) = match &result {
         Ok(response) if response.status().is_success() => (
             trace::Outcome::Accepted(response.status()),
@@ -363,6 +371,7 @@ fn check_parts<'a>(
     method: &Method,
     headers: &'a HeaderMap,
     body_limit: usize,
+    delivery_id: Result<&'a str, bool>,
 ) -> Result<KendoHeaders<'a>, Rejection> {
     if method != Method::POST {
         return Err(Rejection::MethodNotAllowed);
@@ -395,7 +404,7 @@ fn check_parts<'a>(
         Single::Many => return Err(Rejection::MalformedSignature),
         Single::One(value) => parse_signature(value.as_bytes())?,
     };
-    let delivery_id = single_id(headers, &DELIVERY_ID_HEADER).map_err(|missing| {
+    let delivery_id = delivery_id.map_err(|missing| {
         if missing {
             Rejection::MissingDeliveryId
         } else {

@@ -38,8 +38,8 @@ mod enabled {
     }
 
     /// Records the (unverified) delivery id header, if well formed.
-    pub(crate) fn record_delivery_id(headers: &http::HeaderMap) {
-        if let Ok(id) = crate::service::single_id(headers, &crate::service::DELIVERY_ID_HEADER) {
+    pub(crate) fn record_delivery_id(delivery_id: Option<&str>) {
+        if let Some(id) = delivery_id {
             tracing::Span::current().record("delivery_id", id);
         }
     }
@@ -91,7 +91,7 @@ mod enabled {
     pub(crate) fn instrument<F: Future>(future: F) -> F {
         future
     }
-    pub(crate) fn record_delivery_id(_: &http::HeaderMap) {}
+    pub(crate) fn record_delivery_id(_: Option<&str>) {}
     pub(crate) fn record_delivery(_: &Delivery) {}
     pub(crate) fn record_outcome(_: Outcome) {}
     pub(crate) fn store_error(_: &StoreError, _: &str) {}

@@ -261,3 +261,25 @@ async fn method_not_allowed_says_which_method_is() {
     assert_eq!(answer.status, 405);
     assert_eq!(answer.headers["allow"], "POST");
 }
+
+#[tokio::test]
+async fn the_layer_itself_says_which_method_is_allowed_and_only_on_405() {
+    // Without axum's method router, which adds `Allow` to any 405 itself.
+    use tower::{Layer, ServiceExt};
+    let layer = kendo_webhooks::KendoWebhookLayer::new(SECRET).unwrap();
+    let inner = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+    });
+    let service = layer.layer(inner);
+    let get = Request::get("/").body(Full::new(Bytes::new())).unwrap();
+    let answer = service.clone().oneshot(get).await.unwrap();
+    assert_eq!(answer.status(), 405);
+    assert_eq!(answer.headers()["allow"], "POST");
+    let unsigned = Request::post("/")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(valid_body())))
+        .unwrap();
+    let answer = service.oneshot(unsigned).await.unwrap();
+    assert_eq!(answer.status(), Rejection::MissingSignature.status());
+    assert!(answer.headers().get("allow").is_none(), "{answer:?}");
+}

@@ -267,3 +267,55 @@ async fn the_layer_is_not_ready_while_the_inner_service_is_not() {
     let ready = Service::<Request<Full<Bytes>>>::poll_ready(&mut service, &mut cx);
     assert!(ready.is_ready());
 }
+
+#[tokio::test]
+async fn by_default_a_body_of_64_kib_is_accepted_and_one_byte_more_is_refused() {
+    let server = Server::start(|b| b).await;
+    let client = client();
+    let exact = deliver(
+        &client,
+        &server,
+        &delivery_of_len("default_exact", 64 * 1024),
+    )
+    .await;
+    assert_eq!(exact.status, StatusCode::OK, "{exact:?}");
+    let over = deliver(
+        &client,
+        &server,
+        &delivery_of_len("default_over", 64 * 1024 + 1),
+    )
+    .await;
+    assert_eq!(over.reason(), Some("payload_too_large"));
+    assert_eq!(server.sink.calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_224_stalled_bodies_of_64_kib_are_held_and_the_225th_is_refused() {
+    // The default budget is 16 MiB, of which bodies over 16 KiB may fill
+    // seven eighths: 224 bodies of 64 KiB. `Expect: 100-continue` makes the
+    // server say when it starts reading a body, that is once its declared
+    // length is reserved.
+    let server = Server::start(|b| b.read_timeout(Duration::from_secs(600))).await;
+    let d = delivery_of_len("stalled_default", 64 * 1024);
+    let request_head = head(&d, "content-length: 65536\r\nexpect: 100-continue");
+    let mut stalled = Vec::new();
+    for i in 0..224 {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        stream
+            .write_all(request_head.as_bytes())
+            .await
+            .expect("write");
+        assert_eq!(read_answer(&mut stream).await, (100, None), "request {i}");
+        stalled.push(stream);
+    }
+    let mut refused = TcpStream::connect(server.addr).await.expect("connect");
+    refused
+        .write_all(request_head.as_bytes())
+        .await
+        .expect("write");
+    assert_eq!(
+        read_answer(&mut refused).await,
+        (503, Some("body_budget_exhausted".to_owned()))
+    );
+    assert_eq!(server.sink.calls(), 0);
+}

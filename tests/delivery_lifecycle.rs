@@ -461,3 +461,31 @@ async fn a_captured_request_resent_under_a_future_delivery_id_cannot_swallow_tha
         .collect();
     assert_eq!(events, ["evt_captured", "evt_captured", "evt_next"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_in_flight_wait_a_copy_is_refused_after_one_look_at_the_store() {
+    let server = Arc::new(Server::start(|b| b.in_flight_wait(Duration::ZERO)).await);
+    server.sink.block_next.store(1, Ordering::SeqCst);
+    let signed = delivery("evt_no_wait", "dlv_no_wait");
+    let client = client();
+    let first = tokio::spawn({
+        let (client, server, signed) = (client.clone(), Arc::clone(&server), signed.clone());
+        async move { deliver(&client, &server, &signed).await }
+    });
+    while server.sink.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let copy = deliver(&client, &server, &signed).await;
+    assert_eq!(
+        (copy.status, copy.reason()),
+        (StatusCode::CONFLICT, Some("in_flight"))
+    );
+    assert_eq!(
+        server.store.claims.load(Ordering::SeqCst),
+        2,
+        "the copy claimed once and did not wait"
+    );
+    server.sink.gate.add_permits(1);
+    assert_eq!(first.await.unwrap().status, StatusCode::OK);
+}

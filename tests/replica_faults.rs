@@ -27,7 +27,9 @@
 //!   sends deliveries with its retry schedule (`KENDO_CRASH_DELIVERIES`,
 //!   default 400, spread over `KENDO_CRASH_SECONDS`, default 12). Every acknowledged delivery
 //!   is committed; the only missing ones are those whose three attempts all
-//!   failed, counted and printed.
+//!   failed, counted and printed. The children inherit the environment:
+//!   `KENDO_FAULT_LEASE_MS=15000 KENDO_FAULT_WAIT_MS=0` runs it with the
+//!   previous settings, for comparison.
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
@@ -807,6 +809,9 @@ mod child {
         }
         if let Some(budget) = env("KENDO_FAULT_BODY_BUDGET").and_then(|l| l.parse().ok()) {
             builder = builder.body_budget(budget);
+        }
+        if let Some(ms) = env("KENDO_FAULT_WAIT_MS").and_then(|ms| ms.parse().ok()) {
+            builder = builder.in_flight_wait(Duration::from_millis(ms));
         }
         let layer = builder.build().expect("layer");
         let handler = env("KENDO_FAULT_HANDLER").unwrap_or_default();

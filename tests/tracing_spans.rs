@@ -80,3 +80,32 @@ async fn spans_carry_ids_and_outcome_but_never_secrets() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_delivery_the_inner_service_fails_is_recorded_as_inner_failed() {
+    // This thread's events only: the runtime of this test runs on it.
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = Server::start(|b| b).await;
+    server
+        .sink
+        .fail_next
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let answer = deliver(&client(), &server, &delivery("evt_failed", "dlv_failed")).await;
+    assert_eq!(answer.status, 500);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let failed = logs
+        .lines()
+        .find(|l| l.contains("delivery_id=\"dlv_failed\""))
+        .unwrap_or_else(|| panic!("no line for dlv_failed in:\n{logs}"));
+    assert!(failed.contains("outcome=\"inner_failed\""), "{failed}");
+    assert!(failed.contains("status=500"), "{failed}");
+    assert!(!logs.contains("delivery accepted"), "{logs}");
+}

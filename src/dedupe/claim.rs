@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
+use super::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture, StoreKey};
 use crate::trace;
 
 /// First pause before claiming an in-flight key again; doubles up to
@@ -42,17 +42,17 @@ enum OnDrop {
 /// A claim that is settled exactly once: explicitly, or when dropped.
 pub(crate) struct ClaimGuard {
     store: Arc<dyn DedupeStore>,
-    key: String,
+    key: StoreKey,
     token: ClaimToken,
     on_drop: OnDrop,
 }
 
 impl ClaimGuard {
     /// A guard for `key` with a fresh token; nothing is sent yet.
-    pub(crate) fn new(store: &Arc<dyn DedupeStore>, key: String) -> Self {
+    pub(crate) fn new(store: &Arc<dyn DedupeStore>, key: impl Into<StoreKey>) -> Self {
         Self {
             store: Arc::clone(store),
-            key,
+            key: key.into(),
             token: ClaimToken::generate(),
             on_drop: OnDrop::Nothing,
         }
@@ -69,7 +69,11 @@ impl ClaimGuard {
         let mut pause = FIRST_PAUSE;
         loop {
             self.on_drop = OnDrop::Release;
-            let claim = self.store.claim(&self.key, self.token).await?;
+            let key = self.key.as_str();
+            let claim = match self.store.claim_at_once(key, self.token) {
+                Some(claim) => claim?,
+                None => self.store.claim(key, self.token).await?,
+            };
             if claim == Claim::Acquired {
                 return Ok(claim);
             }
@@ -118,7 +122,7 @@ impl ClaimGuard {
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                renewal = Some(self.store.renew(&self.key, self.token));
+                renewal = Some(self.store.renew(self.key.as_str(), self.token));
             }
         })
         .await
@@ -134,10 +138,16 @@ impl ClaimGuard {
         } else {
             OnDrop::Release
         };
-        let result = if success {
-            self.store.complete(&self.key, self.token).await
+        let key = self.key.as_str();
+        let at_once = if success {
+            self.store.complete_at_once(key, self.token)
         } else {
-            self.store.release(&self.key, self.token).await
+            self.store.release_at_once(key, self.token)
+        };
+        let result = match at_once {
+            Some(result) => result,
+            None if success => self.store.complete(key, self.token).await,
+            None => self.store.release(key, self.token).await,
         };
         // Reached only if the store call finished: nothing left for `drop`.
         self.on_drop = OnDrop::Nothing;
@@ -175,14 +185,29 @@ impl Drop for ClaimGuard {
             OnDrop::Release => false,
             OnDrop::Complete => true,
         };
-        let store = Arc::clone(&self.store);
-        let key = std::mem::take(&mut self.key);
         let token = self.token;
+        let at_once = if complete {
+            self.store.complete_at_once(self.key.as_str(), token)
+        } else {
+            self.store.release_at_once(self.key.as_str(), token)
+        };
+        if let Some(result) = at_once {
+            if let Err(error) = result {
+                trace::store_error(
+                    &error,
+                    "could not settle a dropped claim; its lease (or TTL) frees the key",
+                );
+            }
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        let key = self.key.clone();
         let mut settle = Box::pin(async move {
+            let key = key.as_str();
             let result = if complete {
-                store.complete(&key, token).await
+                store.complete(key, token).await
             } else {
-                store.release(&key, token).await
+                store.release(key, token).await
             };
             if let Err(error) = result {
                 trace::store_error(
@@ -230,6 +255,7 @@ mod tests {
         memory: MemoryStore,
         calls: Mutex<Vec<String>>,
         claim_hangs: bool,
+        release_hangs: bool,
         lease: Option<Duration>,
         lease_lost: bool,
     }
@@ -262,7 +288,11 @@ mod tests {
         }
         fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
             self.log("release");
-            self.memory.release(key, token)
+            if self.release_hangs {
+                Box::pin(std::future::pending())
+            } else {
+                self.memory.release(key, token)
+            }
         }
         fn lease(&self) -> Option<Duration> {
             self.lease
@@ -416,5 +446,84 @@ mod tests {
         guard.settle(true).await.unwrap();
         drop(guard);
         assert_eq!(recording.calls(), ["claim", "complete"]);
+    }
+
+    /// Everything a fmt subscriber writes, as text.
+    #[cfg(feature = "tracing")]
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    #[cfg(feature = "tracing")]
+    impl Logs {
+        /// Sends this thread's events here until the guard is dropped.
+        fn capture(&self) -> tracing::subscriber::DefaultGuard {
+            let writer = self.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_default(subscriber)
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    #[cfg(feature = "tracing")]
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[cfg(feature = "tracing")]
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_found_lost_while_the_service_runs_is_reported() {
+        let logs = Logs::default();
+        let _capture = logs.capture();
+        let (_recording, store) = store(Recording {
+            lease: Some(Duration::from_secs(3)),
+            lease_lost: true,
+            ..Recording::default()
+        });
+        let mut guard = ClaimGuard::new(&store, "k".to_owned());
+        guard.claim(Duration::ZERO).await.unwrap();
+        guard
+            .renewing(tokio::time::sleep(Duration::from_millis(1_500)), |_| {})
+            .await;
+        let logs = logs.text();
+        assert!(
+            logs.contains("the claim's lease lapsed while the service ran"),
+            "{logs}"
+        );
+    }
+
+    #[cfg(feature = "tracing")]
+    #[test]
+    fn a_claim_dropped_outside_a_runtime_that_cannot_settle_is_reported() {
+        let logs = Logs::default();
+        let _capture = logs.capture();
+        let (recording, store) = store(Recording {
+            release_hangs: true,
+            ..Recording::default()
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let guard = runtime.block_on(async {
+            let mut guard = ClaimGuard::new(&store, "k".to_owned());
+            guard.claim(Duration::ZERO).await.unwrap();
+            guard
+        });
+        drop(runtime);
+        drop(guard);
+        assert_eq!(recording.calls(), ["claim", "release"]);
+        let logs = logs.text();
+        assert!(logs.contains("no tokio runtime to settle on"), "{logs}");
     }
 }

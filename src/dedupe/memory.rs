@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use lru::LruCache;
 
-use super::{Claim, ClaimToken, DedupeStore, StoreFuture};
+use super::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
 
 /// Number of independently locked shards; keeps two cores from queueing on
 /// one lock.
@@ -190,6 +190,20 @@ impl DedupeStore for MemoryStore {
     fn release<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, ()> {
         self.settle_now(key, &token, false);
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn claim_at_once(&self, key: &str, token: ClaimToken) -> Option<Result<Claim, StoreError>> {
+        Some(Ok(self.claim_now(key, token)))
+    }
+
+    fn complete_at_once(&self, key: &str, token: ClaimToken) -> Option<Result<(), StoreError>> {
+        self.settle_now(key, &token, true);
+        Some(Ok(()))
+    }
+
+    fn release_at_once(&self, key: &str, token: ClaimToken) -> Option<Result<(), StoreError>> {
+        self.settle_now(key, &token, false);
+        Some(Ok(()))
     }
 }
 

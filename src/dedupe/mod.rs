@@ -114,39 +114,99 @@ impl DedupeKey {
     /// ```
     #[must_use]
     pub fn key_for(self, delivery: &Delivery) -> String {
+        self.store_key(delivery).as_str().to_owned()
+    }
+
+    /// [`key_for`](DedupeKey::key_for), built on the stack.
+    pub(crate) fn store_key(self, delivery: &Delivery) -> StoreKey {
+        let mut key = InlineKey::default();
         match self {
             Self::DeliveryId => {
                 let delivery_id = delivery.delivery_id();
                 let event_digest = Sha256::digest(delivery.event_id().as_bytes());
                 if is_visible_ascii(delivery_id) && delivery_id.len() + 33 <= MAX_KEY_LEN {
-                    let mut key = String::with_capacity(delivery_id.len() + 33);
-                    key.push_str(delivery_id);
-                    key.push('.');
-                    let mut digest_hex = [0u8; 32];
-                    hex::encode_to_slice(&event_digest[..16], &mut digest_hex)
-                        .expect("16 bytes are 32 hex digits");
-                    key.push_str(std::str::from_utf8(&digest_hex).expect("hex is ASCII"));
-                    key
+                    key.push(delivery_id.as_bytes());
+                    key.push(b".");
+                    key.push_hex(&event_digest[..16]);
                 } else {
                     let mut hasher = Sha256::new();
                     hasher.update(delivery_id.as_bytes());
                     hasher.update([0]);
                     hasher.update(event_digest);
-                    format!("sha256:{}", hex::encode(hasher.finalize()))
+                    key.push(b"sha256:");
+                    key.push_hex(&hasher.finalize());
                 }
             }
             Self::EventId => {
                 let event_id = delivery.event_id();
                 if is_visible_ascii(event_id) && event_id.len() <= MAX_KEY_LEN {
-                    event_id.to_owned()
+                    key.push(event_id.as_bytes());
                 } else {
-                    format!(
-                        "sha256:{}",
-                        hex::encode(Sha256::digest(event_id.as_bytes()))
-                    )
+                    key.push(b"sha256:");
+                    key.push_hex(&Sha256::digest(event_id.as_bytes()));
                 }
             }
         }
+        StoreKey::Inline(key)
+    }
+}
+
+/// A store key, held without a heap allocation when the layer builds it.
+// The inline variant is the point: it lives in the request's future.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub(crate) enum StoreKey {
+    Inline(InlineKey),
+    Owned(Box<str>),
+}
+
+impl StoreKey {
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Inline(key) => key.as_str(),
+            Self::Owned(key) => key,
+        }
+    }
+}
+
+impl From<String> for StoreKey {
+    fn from(key: String) -> Self {
+        Self::Owned(key.into_boxed_str())
+    }
+}
+
+/// Up to [`MAX_KEY_LEN`] visible ASCII characters, on the stack.
+#[derive(Debug, Clone)]
+pub(crate) struct InlineKey {
+    bytes: [u8; MAX_KEY_LEN],
+    len: usize,
+}
+
+impl Default for InlineKey {
+    fn default() -> Self {
+        Self {
+            bytes: [0; MAX_KEY_LEN],
+            len: 0,
+        }
+    }
+}
+
+impl InlineKey {
+    /// Appends visible ASCII; the caller keeps the total within [`MAX_KEY_LEN`].
+    fn push(&mut self, ascii: &[u8]) {
+        self.bytes[self.len..self.len + ascii.len()].copy_from_slice(ascii);
+        self.len += ascii.len();
+    }
+
+    fn push_hex(&mut self, bytes: &[u8]) {
+        let end = self.len + 2 * bytes.len();
+        hex::encode_to_slice(bytes, &mut self.bytes[self.len..end])
+            .expect("two hex digits per byte");
+        self.len = end;
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("keys are ASCII")
     }
 }
 
@@ -258,6 +318,34 @@ pub trait DedupeStore: Send + Sync + 'static {
         let _ = (key, token);
         Box::pin(std::future::ready(Ok(true)))
     }
+
+    /// [`claim`](DedupeStore::claim) answered at once, without a future,
+    /// by stores that never wait (a store private to this process):
+    /// `Some(answer)`, the same answer `claim` would give. `None` (the
+    /// default) tells the layer to call `claim` and await it.
+    ///
+    /// It saves the layer a boxed future per request; [`MemoryStore`]
+    /// implements it.
+    fn claim_at_once(&self, key: &str, token: ClaimToken) -> Option<Result<Claim, StoreError>> {
+        let _ = (key, token);
+        None
+    }
+
+    /// [`complete`](DedupeStore::complete) done at once, as
+    /// [`claim_at_once`](DedupeStore::claim_at_once): `Some` when done,
+    /// `None` (the default) to have the layer call `complete`.
+    fn complete_at_once(&self, key: &str, token: ClaimToken) -> Option<Result<(), StoreError>> {
+        let _ = (key, token);
+        None
+    }
+
+    /// [`release`](DedupeStore::release) done at once, as
+    /// [`claim_at_once`](DedupeStore::claim_at_once): `Some` when done,
+    /// `None` (the default) to have the layer call `release`.
+    fn release_at_once(&self, key: &str, token: ClaimToken) -> Option<Result<(), StoreError>> {
+        let _ = (key, token);
+        None
+    }
 }
 
 macro_rules! forward_store {
@@ -284,6 +372,30 @@ macro_rules! forward_store {
 
             fn renew<'a>(&'a self, key: &'a str, token: ClaimToken) -> StoreFuture<'a, bool> {
                 (**self).renew(key, token)
+            }
+
+            fn claim_at_once(
+                &self,
+                key: &str,
+                token: ClaimToken,
+            ) -> Option<Result<Claim, StoreError>> {
+                (**self).claim_at_once(key, token)
+            }
+
+            fn complete_at_once(
+                &self,
+                key: &str,
+                token: ClaimToken,
+            ) -> Option<Result<(), StoreError>> {
+                (**self).complete_at_once(key, token)
+            }
+
+            fn release_at_once(
+                &self,
+                key: &str,
+                token: ClaimToken,
+            ) -> Option<Result<(), StoreError>> {
+                (**self).release_at_once(key, token)
             }
         }
     )*};
