@@ -23,6 +23,10 @@
 //! (one SQL query each). Times are Unix milliseconds (`received_ms` columns),
 //! shown as UTC clock times or "3 min ago", never as raw ISO strings.
 
+// `pub` is this module's API; the app that includes it as a private module
+// of a binary would otherwise warn on each item.
+#![allow(unreachable_pub)]
+
 use std::collections::HashMap;
 use std::error::Error;
 
@@ -173,18 +177,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Reads the name stored in the delivery log (`accepted`, `duplicate`,
-    /// `rejected`, `failed`).
-    pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "accepted" => Self::Accepted,
-            "duplicate" => Self::Duplicate,
-            "rejected" => Self::Rejected,
-            "failed" => Self::Failed,
-            _ => return None,
-        })
-    }
-
     /// The outcome's name, also its CSS class.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -193,6 +185,22 @@ impl Outcome {
             Self::Rejected => "rejected",
             Self::Failed => "failed",
         }
+    }
+}
+
+/// Reads the name stored in the delivery log (`accepted`, `duplicate`,
+/// `rejected`, `failed`): `"accepted".parse::<Outcome>()`.
+impl std::str::FromStr for Outcome {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Ok(match name {
+            "accepted" => Self::Accepted,
+            "duplicate" => Self::Duplicate,
+            "rejected" => Self::Rejected,
+            "failed" => Self::Failed,
+            other => return Err(format!("unknown delivery outcome {other:?}")),
+        })
     }
 }
 
@@ -672,7 +680,7 @@ fn activity_table(now: i64, rows: &[ActivityRow], id_header: &str, empty: &str) 
                 td.clip title=[row.agent_id.as_deref()] { (agent(row.agent_name.as_deref(), row.agent_id.as_deref())) }
                 td.num { (row.ai_score.map_or_else(String::new, score)) }
                 td.num { (row.duration_secs.map_or_else(String::new, duration)) }
-                td.clip title=(row.id) { code { (row.id) } }
+                td.clip title=(format!("{} (event {})", row.id, row.event_id)) { code { (row.id) } }
                 td.clip.opt { (row.team_member.as_deref().unwrap_or("")) }
             }
         }
@@ -734,7 +742,7 @@ fn unprocessed_table(now: i64, rows: &[UnprocessedEvent]) -> Markup {
                 td.num { (row.attempts) }
                 td.clip title=[row.last_error.as_deref()] { (row.last_error.as_deref().unwrap_or("")) }
                 td.clip { (row.event) }
-                td.clip.opt title=(row.event_id) { code { (row.event_id) } }
+                td.clip.opt title=(format!("{} (delivery {})", row.event_id, row.delivery_id)) { code { (row.event_id) } }
                 td.opt {
                     @if let Some(next) = row.next_try_ms {
                         (if next > now { format!("in {}", duration_words(next - now)) } else { "now".to_owned() })
@@ -767,7 +775,7 @@ fn test_table(now: i64, rows: &[TestEvent]) -> Markup {
             tr {
                 td { (when(now, row.received_ms)) }
                 td.clip { span.tag.test { "test" } " " (row.event) }
-                td.clip title=(row.id) { code { (row.id) } }
+                td.clip title=(format!("{} (event {})", row.id, row.event_id)) { code { (row.id) } }
                 td.clip.opt title=(row.event_id) { code { (row.event_id) } }
             }
         }
@@ -1395,6 +1403,19 @@ mod tests {
         });
         assert_eq!(html.matches("<code>d2</code>").count(), 1, "d2 is one row");
         assert!(html.contains("before: rejected ×2"));
+    }
+
+    #[test]
+    fn outcomes_read_from_the_log() {
+        for outcome in [
+            Outcome::Accepted,
+            Outcome::Duplicate,
+            Outcome::Rejected,
+            Outcome::Failed,
+        ] {
+            assert_eq!(outcome.as_str().parse::<Outcome>(), Ok(outcome));
+        }
+        assert!("<b>".parse::<Outcome>().is_err());
     }
 
     #[test]
