@@ -17,7 +17,7 @@ pub mod delivery_log;
 pub mod routes;
 pub mod server;
 pub mod storage;
-/// The templated dashboard with charts; not wired to the routes yet (the
-/// page served today is [`dashboard`]).
+// The templated dashboard with charts; not wired to the routes yet (the
+// page served today is `dashboard`).
 #[allow(dead_code)]
 pub mod views;
