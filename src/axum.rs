@@ -64,21 +64,20 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 
 use axum_core::body::Body;
 use axum_core::extract::{FromRef, FromRequest, FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
-use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::event::Delivery;
 use crate::layer::{DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
 use crate::reject::Rejection;
-use crate::service::{
-    single_id, DELIVERY_ID_HEADER, EVENT_HEADER, REJECTION_HEADER, SIGNATURE_HEADER,
-};
+use crate::service::{check_parts, single_id, DELIVERY_ID_HEADER, REJECTION_HEADER};
 use crate::signature::Verifier;
 
 /// `Option<Delivery>`: `None` when the route is not behind the layer, for
@@ -240,7 +239,14 @@ where
     async fn from_request(req: Request<Body>, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = Verifier::from_ref(state);
         let (parts, body) = req.into_parts();
-        let checked = check_parts(&parts.method, &parts.headers)?;
+        // The layer's own checks, in its order, before any body byte is read.
+        let delivery_id = single_id(&parts.headers, &DELIVERY_ID_HEADER);
+        let checked = check_parts(
+            &parts.method,
+            &parts.headers,
+            DEFAULT_BODY_LIMIT,
+            delivery_id,
+        )?;
         let limited = Limited::new(body, DEFAULT_BODY_LIMIT);
         let collected = tokio::time::timeout(DEFAULT_READ_TIMEOUT, limited.collect())
             .await
@@ -250,90 +256,7 @@ where
             Err(error) if error.is::<LengthLimitError>() => return Err(Rejection::PayloadTooLarge),
             Err(_) => return Err(Rejection::BodyReadFailed),
         };
-        verifier
-            .verify_delivery(
-                checked.signature.as_bytes(),
-                checked.delivery_id,
-                checked.event,
-                bytes,
-            )
-            .map(Self)
-    }
-}
-
-/// The Kendo headers of a request, checked as the layer checks them.
-struct Checked<'a> {
-    signature: &'a HeaderValue,
-    delivery_id: &'a str,
-    event: &'a str,
-}
-
-fn check_parts<'a>(method: &Method, headers: &'a HeaderMap) -> Result<Checked<'a>, Rejection> {
-    if method != Method::POST {
-        return Err(Rejection::MethodNotAllowed);
-    }
-    let identity = |value: &HeaderValue| {
-        value
-            .as_bytes()
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"identity")
-    };
-    if !headers.get_all(CONTENT_ENCODING).iter().all(identity) {
-        return Err(Rejection::UnsupportedEncoding);
-    }
-    let json = one(headers, &CONTENT_TYPE)
-        .ok()
-        .flatten()
-        .and_then(|value| value.as_bytes().split(|&b| b == b';').next())
-        .is_some_and(|essence| {
-            essence
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"application/json")
-        });
-    if !json {
-        return Err(Rejection::UnsupportedMediaType);
-    }
-    if let Some(length) = headers.get(CONTENT_LENGTH) {
-        match length.to_str().ok().and_then(|l| l.parse::<u64>().ok()) {
-            Some(declared) if declared > DEFAULT_BODY_LIMIT as u64 => {
-                return Err(Rejection::PayloadTooLarge)
-            }
-            Some(_) => {}
-            None => return Err(Rejection::BodyReadFailed),
-        }
-    }
-    let signature = match one(headers, &SIGNATURE_HEADER) {
-        Ok(Some(value)) => value,
-        Ok(None) => return Err(Rejection::MissingSignature),
-        Err(()) => return Err(Rejection::MalformedSignature),
-    };
-    let delivery_id = single_id(headers, &DELIVERY_ID_HEADER).map_err(|missing| {
-        if missing {
-            Rejection::MissingDeliveryId
-        } else {
-            Rejection::MalformedDeliveryId
-        }
-    })?;
-    let event = single_id(headers, &EVENT_HEADER).map_err(|missing| {
-        if missing {
-            Rejection::MissingEventHeader
-        } else {
-            Rejection::MalformedEventHeader
-        }
-    })?;
-    Ok(Checked {
-        signature,
-        delivery_id,
-        event,
-    })
-}
-
-/// The header's value when sent once, `None` when absent, `Err` when repeated.
-fn one<'a>(headers: &'a HeaderMap, name: &http::HeaderName) -> Result<Option<&'a HeaderValue>, ()> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (None, _) => Ok(None),
-        (Some(value), None) => Ok(Some(value)),
-        (Some(_), Some(_)) => Err(()),
+        let label = Arc::clone(verifier.verify_tag(&checked.tag, &bytes)?);
+        Delivery::parse_verified(bytes, checked.delivery_id, checked.event, Some(label)).map(Self)
     }
 }

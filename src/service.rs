@@ -190,12 +190,12 @@ fn report(config: &Config, seen: Seen<'_>, outcome: Outcome<'_>) {
 }
 
 /// The checked Kendo headers of one request.
-struct KendoHeaders<'a> {
-    tag: [u8; TAG_LEN],
+pub(crate) struct KendoHeaders<'a> {
+    pub(crate) tag: [u8; TAG_LEN],
     /// `Content-Length`, when sent (already checked against the limit).
-    declared_len: Option<usize>,
-    delivery_id: &'a str,
-    event: &'a str,
+    pub(crate) declared_len: Option<usize>,
+    pub(crate) delivery_id: &'a str,
+    pub(crate) event: &'a str,
 }
 
 async fn handle<S, ReqBody, ResBody>(
@@ -366,8 +366,9 @@ fn finish<ResBody, E>(
     result.map(|response| response.map(ResponseBody::service))
 }
 
-/// Cheap checks on method and headers, before any byte of the body is read.
-fn check_parts<'a>(
+/// Cheap checks on method and headers, before any byte of the body is read
+/// (shared with the axum `VerifiedDelivery` extractor).
+pub(crate) fn check_parts<'a>(
     method: &Method,
     headers: &'a HeaderMap,
     body_limit: usize,
