@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::AdminToken;
 use crate::config::{AppConfig, Database};
+use crate::dashboard::BacklogHistory;
 use crate::delivery_log::{DeliveryLog, Writer};
 use crate::routes::{self, AppState};
 use crate::server;
@@ -74,6 +75,7 @@ pub struct Running {
     server: JoinHandle<()>,
     worker: Option<WorkerHandle>,
     log_writer: Writer,
+    sampler: JoinHandle<()>,
 }
 
 impl fmt::Debug for Running {
@@ -168,11 +170,14 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
             .lease(config.worker_lease)
             .spawn()
     });
+    let backlog = BacklogHistory::default();
+    let sampler = backlog.spawn_sampler(inbox.clone());
     let state = AppState {
         storage,
         inbox,
         log,
         prometheus: prometheus(),
+        backlog,
     };
     let app = routes::router(state, layer, &AdminToken::new(&admin_token));
     let (stop, mut stop_rx) = watch::channel(false);
@@ -193,6 +198,7 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
         server,
         worker,
         log_writer,
+        sampler,
     })
 }
 
@@ -224,6 +230,7 @@ impl Running {
     pub async fn shutdown(self) {
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         let _ = self.stop.send(true);
+        self.sampler.abort();
         if let Err(error) = self.server.await {
             tracing::warn!(%error, "the server task failed");
         }

@@ -1,333 +1,517 @@
-//! The server-rendered HTML dashboard: recent calls, trainings, the
-//! delivery log and rejections. One page, inline CSS, no scripts or
-//! external assets; every value is HTML-escaped. (To be replaced by the
-//! templated `views.rs` with charts.)
+//! What the dashboard shows, read from the database: one query per table
+//! or chart, each written once for SQLite and Postgres (through
+//! [`Storage::select`]), and the inbox's backlog sampled over time. The page
+//! itself is [`crate::views`].
 
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::storage::{CallRow, Counts, DeliveryRow, RejectionRow, TrainingRow};
+use kendo_webhooks::inbox::{Inbox, InboxError, RowState, StoredDelivery};
 
-/// Rows of each table shown on the dashboard (the JSON API has them all).
-pub const RECENT: usize = 50;
+use crate::storage::{now_ms, Cell, Param, Storage, StorageError};
+use crate::views::{
+    ActivityRow, AgentScore, BacklogSample, Cards, DashboardData, LogEntry, MinuteCounts, Outcome,
+    ReasonCount, Search, SearchHit, TestEvent, UnprocessedEvent, UnprocessedState,
+};
 
-/// What the dashboard shows.
+/// Rows of each table on the page (the JSON API has them all).
+pub const RECENT: usize = 20;
+/// Delivery-log attempts read for the log table (grouped per delivery).
+const LOG_ATTEMPTS: usize = 100;
+/// Agents in the average-score table.
+const AGENTS: usize = 12;
+/// Rows each search may find.
+const SEARCH_HITS: usize = 50;
+/// The longest search text looked up; ids are far shorter.
+const MAX_QUERY: usize = 200;
+/// Rejections-by-reason chart window.
+const REASONS_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+/// The charts' last-hour window.
+const HOUR_MS: i64 = 60 * 60 * 1000;
+
+/// How often the backlog is sampled for its chart.
+pub const BACKLOG_EVERY: Duration = Duration::from_secs(15);
+/// Backlog samples kept: one hour of them.
+const BACKLOG_SAMPLES: usize = 240;
+
+/// The dashboard could not be read.
+#[derive(Debug)]
+pub enum LoadError {
+    /// A CRM table.
+    Storage(StorageError),
+    /// The inbox.
+    Inbox(InboxError),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Storage(e) => e.fmt(f),
+            Self::Inbox(e) => write!(f, "could not read the inbox: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl From<StorageError> for LoadError {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+impl From<InboxError> for LoadError {
+    fn from(e: InboxError) -> Self {
+        Self::Inbox(e)
+    }
+}
+
+/// The inbox's backlog over the last hour, sampled in memory by each
+/// replica (the backlog is the shared inbox's, so any replica's samples
+/// tell the same story). Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Page {
-    /// Table sizes (tests apart).
-    pub counts: Counts,
-    /// The inbox: rows not yet processed (pending, leased, failed).
-    pub inbox_backlog: u64,
-    /// The inbox: rows out of attempts.
-    pub inbox_dead: u64,
-    /// Unverified rejections per minute and reason, newest first.
-    pub rejections: Vec<RejectionRow>,
-    /// The newest calls (real and test).
-    pub calls: Vec<CallRow>,
-    /// The newest trainings (real and test).
-    pub trainings: Vec<TrainingRow>,
-    /// The newest verified delivery-log entries.
-    pub deliveries: Vec<DeliveryRow>,
-    /// Log entries dropped because the log writer fell behind.
-    pub dropped_log_entries: u64,
+pub struct BacklogHistory {
+    samples: Arc<Mutex<VecDeque<BacklogSample>>>,
 }
 
-const STYLE: &str = "
-body{font:14px/1.4 system-ui,sans-serif;margin:2rem;color:#1d2330;background:#fafbfc}
-h1{font-size:1.4rem;margin:0 0 .25rem}h2{font-size:1.1rem;margin:2rem 0 .5rem}
-p.sub{color:#5b6472;margin:0 0 1rem}
-.cards{display:flex;gap:1rem;flex-wrap:wrap}
-.card{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:.6rem 1rem;min-width:8rem}
-.card b{display:block;font-size:1.4rem}
-table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #dde1e6}
-th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #eef0f3;vertical-align:top}
-th{background:#f2f4f7;font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-code{font-size:.85em}
-.tag{display:inline-block;padding:0 .4rem;border-radius:4px;font-size:.8em;background:#eef0f3}
-.accepted{background:#dcf5e3}.duplicate{background:#fff2cc}.rejected{background:#fde2e1}
-.empty{color:#5b6472;font-style:italic}
-";
-
-/// Renders the whole page.
-pub fn render(page: &Page) -> String {
-    let mut html = String::with_capacity(16 * 1024);
-    html.push_str(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>CRM ingest: Kendo webhooks</title><style>",
-    );
-    html.push_str(STYLE);
-    html.push_str("</style></head><body>\n<h1>CRM ingest</h1>\n");
-    html.push_str(
-        "<p class=\"sub\">Kendo webhooks received on <code>POST /webhooks/kendo</code>. \
-         JSON: <a href=\"/api/calls\">calls</a>, <a href=\"/api/trainings\">trainings</a>, \
-         <a href=\"/api/deliveries\">deliveries</a>, <a href=\"/api/rejections\">rejections</a>, \
-         <a href=\"/api/inbox\">unprocessed</a>, <a href=\"/metrics\">metrics</a>, \
-         <a href=\"/healthz\">health</a>.</p>\n",
-    );
-    let last = page
-        .counts
-        .last_delivery_ms
-        .map_or_else(|| "none yet".to_owned(), crate::storage::format_ms);
-    let _ = writeln!(
-        html,
-        "<p class=\"sub\">Last verified delivery: {}</p>",
-        escape(&last)
-    );
-
-    let c = &page.counts;
-    html.push_str("<div class=\"cards\">");
-    for (label, value) in [
-        ("calls", c.calls),
-        ("trainings", c.trainings),
-        ("test deliveries", c.test_calls + c.test_trainings),
-        ("waiting for the worker", page.inbox_backlog),
-        ("failed for good", page.inbox_dead),
-        ("rejected (unverified)", c.rejections),
-    ] {
-        let _ = write!(html, "<div class=\"card\"><b>{value}</b>{label}</div>");
-    }
-    html.push_str("</div>\n");
-
-    section_header(
-        &mut html,
-        "Recent calls",
-        page.calls.len(),
-        c.calls + c.test_calls,
-    );
-    table(
-        &mut html,
-        &["received", "agent", "AI score", "duration", "call", "team member", "event", "test"],
-        page.calls.iter().map(|call| {
-            vec![
-                Cell::text(&call.received_at),
-                Cell::text(agent(call.agent_name.as_deref(), call.agent_id.as_deref())),
-                Cell::num(score(call.ai_score)),
-                Cell::num(duration(call.duration)),
-                Cell::code(&call.call_id),
-                Cell::text(call.team_member_user_id.as_deref().unwrap_or("")),
-                Cell::code(&call.event_id),
-                Cell::tag(if call.is_test { "test" } else { "" }, ""),
-            ]
-        }),
-        "No calls yet. Send one with: kendo-webhook send --url http://ADDR/webhooks/kendo --secret ...",
-    );
-
-    section_header(
-        &mut html,
-        "Recent trainings",
-        page.trainings.len(),
-        c.trainings + c.test_trainings,
-    );
-    table(
-        &mut html,
-        &[
-            "received",
-            "agent",
-            "AI score",
-            "duration",
-            "training",
-            "team member",
-            "event",
-            "test",
-        ],
-        page.trainings.iter().map(|t| {
-            vec![
-                Cell::text(&t.received_at),
-                Cell::text(agent(t.agent_name.as_deref(), t.agent_id.as_deref())),
-                Cell::num(score(t.ai_score)),
-                Cell::num(duration(t.duration)),
-                Cell::code(&t.training_id),
-                Cell::text(t.team_member_user_id.as_deref().unwrap_or("")),
-                Cell::code(&t.event_id),
-                Cell::tag(if t.is_test { "test" } else { "" }, ""),
-            ]
-        }),
-        "No trainings yet.",
-    );
-
-    section_header(
-        &mut html,
-        "Delivery log",
-        page.deliveries.len(),
-        c.deliveries,
-    );
-    table(
-        &mut html,
-        &[
-            "received",
-            "outcome",
-            "status",
-            "reason",
-            "delivery id",
-            "event",
-            "event id",
-            "secret",
-        ],
-        page.deliveries.iter().map(|d| {
-            vec![
-                Cell::text(&d.received_at),
-                Cell::tag(&d.outcome, &d.outcome),
-                Cell::num(d.status.to_string()),
-                Cell::text(d.reason.as_deref().unwrap_or("")),
-                Cell::code(d.delivery_id.as_deref().unwrap_or("")),
-                Cell::text(d.event.as_deref().unwrap_or("")),
-                Cell::code(d.event_id.as_deref().unwrap_or("")),
-                Cell::text(d.secret_label.as_deref().unwrap_or("")),
-            ]
-        }),
-        "No deliveries yet.",
-    );
-
-    section_header(
-        &mut html,
-        "Rejected requests (unverified), per minute",
-        page.rejections.len(),
-        0,
-    );
-    table(
-        &mut html,
-        &[
-            "minute",
-            "reason",
-            "status",
-            "count",
-            "last delivery id (unverified)",
-        ],
-        page.rejections.iter().map(|r| {
-            vec![
-                Cell::text(&r.minute),
-                Cell::tag(&r.reason, "rejected"),
-                Cell::num(r.status.to_string()),
-                Cell::num(r.count.to_string()),
-                Cell::code(r.last_delivery_id.as_deref().unwrap_or("")),
-            ]
-        }),
-        "No rejected requests.",
-    );
-    html.push_str("</body></html>\n");
-    html
-}
-
-fn section_header(html: &mut String, title: &str, shown: usize, total: u64) {
-    let _ = write!(html, "<h2>{}</h2>", escape(title));
-    if u64::try_from(shown).is_ok_and(|shown| shown < total) {
-        let _ = write!(html, "<p class=\"sub\">newest {shown} of {total}</p>");
-    }
-    html.push('\n');
-}
-
-/// One table cell: its text (escaped when written) and how to show it.
-struct Cell {
-    text: String,
-    kind: Kind,
-}
-
-enum Kind {
-    Text,
-    Num,
-    Code,
-    /// A tag with a CSS class (one of a fixed set, never user data).
-    Tag(&'static str),
-}
-
-impl Cell {
-    fn text(text: impl Into<String>) -> Self {
-        Self {
-            text: text.into(),
-            kind: Kind::Text,
+impl BacklogHistory {
+    /// Records one sample; the oldest beyond an hour's worth are dropped.
+    pub fn record(&self, at_ms: i64, waiting: u64) {
+        let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        if samples.len() == BACKLOG_SAMPLES {
+            samples.pop_front();
         }
+        samples.push_back(BacklogSample { at_ms, waiting });
     }
-    fn num(text: impl Into<String>) -> Self {
-        Self {
-            text: text.into(),
-            kind: Kind::Num,
-        }
-    }
-    fn code(text: impl Into<String>) -> Self {
-        Self {
-            text: text.into(),
-            kind: Kind::Code,
-        }
-    }
-    fn tag(text: impl Into<String>, class: &str) -> Self {
-        let class = match class {
-            "accepted" => "accepted",
-            "duplicate" => "duplicate",
-            "rejected" => "rejected",
-            _ => "",
-        };
-        Self {
-            text: text.into(),
-            kind: Kind::Tag(class),
-        }
-    }
-}
 
-fn table(html: &mut String, headers: &[&str], rows: impl Iterator<Item = Vec<Cell>>, empty: &str) {
-    html.push_str("<table><thead><tr>");
-    for header in headers {
-        let _ = write!(html, "<th>{}</th>", escape(header));
+    /// The samples, oldest first.
+    pub fn samples(&self) -> Vec<BacklogSample> {
+        let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        samples.iter().copied().collect()
     }
-    html.push_str("</tr></thead><tbody>\n");
-    let mut any = false;
-    for row in rows {
-        any = true;
-        html.push_str("<tr>");
-        for cell in row {
-            let text = escape(&cell.text);
-            let _ = match cell.kind {
-                Kind::Text => write!(html, "<td>{text}</td>"),
-                Kind::Num => write!(html, "<td class=\"num\">{text}</td>"),
-                Kind::Code => write!(html, "<td><code>{text}</code></td>"),
-                Kind::Tag(_) if cell.text.is_empty() => write!(html, "<td></td>"),
-                Kind::Tag(class) => {
-                    write!(html, "<td><span class=\"tag {class}\">{text}</span></td>")
+
+    /// Samples the inbox every [`BACKLOG_EVERY`] until the task is aborted.
+    pub fn spawn_sampler(&self, inbox: Inbox) -> tokio::task::JoinHandle<()> {
+        let history = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(BACKLOG_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match inbox.counts().await {
+                    Ok(counts) => history.record(now_ms(), counts.backlog()),
+                    Err(error) => tracing::debug!(%error, "backlog sample skipped"),
                 }
-            };
-        }
-        html.push_str("</tr>\n");
+            }
+        })
     }
-    if !any {
-        let _ = writeln!(
-            html,
-            "<tr><td class=\"empty\" colspan=\"{}\">{}</td></tr>",
-            headers.len(),
-            escape(empty)
+}
+
+/// Reads everything the page shows; `query` is the search box's text.
+pub async fn load(
+    storage: &Storage,
+    inbox: &Inbox,
+    backlog: &BacklogHistory,
+    query: Option<&str>,
+) -> Result<DashboardData, LoadError> {
+    let now = now_ms();
+    let counts = inbox.counts().await?;
+    backlog.record(now, counts.backlog());
+    let mut cards = cards(storage, now).await?;
+    cards.waiting = counts.backlog();
+    cards.unprocessed = counts.failed + counts.dead;
+    let mut oldest = None;
+    for state in [RowState::Pending, RowState::Leased, RowState::Failed] {
+        if let Some(row) = inbox.list(state, 1).await?.first() {
+            let at = unix_ms(row.received_at);
+            oldest = Some(oldest.map_or(at, |o: i64| o.min(at)));
+        }
+    }
+    cards.oldest_waiting_ms = oldest;
+
+    Ok(DashboardData {
+        now_ms: now,
+        cards,
+        deliveries_per_minute: per_minute(storage, now - HOUR_MS).await?,
+        rejections_by_reason: by_reason(storage, now - REASONS_WINDOW_MS).await?,
+        score_histogram: score_histogram(storage).await?,
+        backlog: backlog.samples(),
+        delivery_log: delivery_log(storage).await?,
+        recent_calls: activity(storage, "calls", "call_id").await?,
+        recent_trainings: activity(storage, "trainings", "training_id").await?,
+        test_events: test_events(storage).await?,
+        agent_scores: agent_scores(storage).await?,
+        unprocessed: unprocessed(inbox).await?,
+        search: match query.map(str::trim).filter(|q| !q.is_empty()) {
+            Some(q) => Some(search(storage, q).await?),
+            None => None,
+        },
+        ..DashboardData::default()
+    })
+}
+
+fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn cell(row: &[Cell], i: usize) -> &Cell {
+    row.get(i).unwrap_or(&Cell::Null)
+}
+
+async fn cards(storage: &Storage, now: i64) -> Result<Cards, StorageError> {
+    const SQL: &str = "SELECT
+        (SELECT COUNT(*) FROM calls WHERE NOT is_test AND received_ms >= $1),
+        (SELECT COUNT(*) FROM calls WHERE NOT is_test),
+        (SELECT AVG(ai_score) FROM calls WHERE NOT is_test),
+        (SELECT COUNT(ai_score) FROM calls WHERE NOT is_test),
+        (SELECT COUNT(*) FROM trainings WHERE NOT is_test AND received_ms >= $1),
+        (SELECT COUNT(*) FROM trainings WHERE NOT is_test),
+        (SELECT MAX(received_ms) FROM deliveries WHERE outcome IN ('accepted', 'duplicate'))";
+    let midnight = now - now.rem_euclid(24 * 60 * 60 * 1000);
+    let rows = storage
+        .select("could not read the cards", SQL, vec![Param::Int(midnight)])
+        .await?;
+    let row = rows.first().map_or(&[][..], Vec::as_slice);
+    Ok(Cards {
+        calls_today: cell(row, 0).count(),
+        calls_total: cell(row, 1).count(),
+        average_score: cell(row, 2).real(),
+        scored_calls: cell(row, 3).count(),
+        trainings_today: cell(row, 4).count(),
+        trainings_total: cell(row, 5).count(),
+        last_delivery_ms: cell(row, 6).int(),
+        ..Cards::default()
+    })
+}
+
+/// Verified outcomes from the log, unverified rejections from their
+/// per-minute counts; `failed` (answered 5xx) counts as rejected.
+async fn per_minute(storage: &Storage, since: i64) -> Result<Vec<MinuteCounts>, StorageError> {
+    const VERIFIED: &str = "SELECT received_ms / 60000,
+            SUM(CASE WHEN outcome = 'accepted' THEN 1 ELSE 0 END),
+            SUM(CASE WHEN outcome = 'duplicate' THEN 1 ELSE 0 END),
+            SUM(CASE WHEN outcome IN ('rejected', 'failed') THEN 1 ELSE 0 END)
+        FROM deliveries WHERE received_ms >= $1 GROUP BY received_ms / 60000";
+    const UNVERIFIED: &str = "SELECT minute_ms / 60000, CAST(SUM(count) AS BIGINT)
+        FROM rejections WHERE minute_ms >= $1 GROUP BY minute_ms";
+    const WHAT: &str = "could not read deliveries per minute";
+    let mut minutes: BTreeMap<i64, MinuteCounts> = BTreeMap::new();
+    let verified = storage
+        .select(WHAT, VERIFIED, vec![Param::Int(since)])
+        .await?;
+    let unverified = storage
+        .select(
+            WHAT,
+            UNVERIFIED,
+            vec![Param::Int(since - since.rem_euclid(60_000))],
+        )
+        .await?;
+    for row in &verified {
+        let Some(minute) = cell(row, 0).int() else {
+            continue;
+        };
+        let m = minute_of(&mut minutes, minute);
+        m.accepted += cell(row, 1).count();
+        m.duplicate += cell(row, 2).count();
+        m.rejected += cell(row, 3).count();
+    }
+    for row in &unverified {
+        let Some(minute) = cell(row, 0).int() else {
+            continue;
+        };
+        minute_of(&mut minutes, minute).rejected += cell(row, 1).count();
+    }
+    Ok(minutes.into_values().collect())
+}
+
+fn minute_of(minutes: &mut BTreeMap<i64, MinuteCounts>, minute: i64) -> &mut MinuteCounts {
+    minutes.entry(minute).or_insert(MinuteCounts {
+        minute_ms: minute * 60_000,
+        ..MinuteCounts::default()
+    })
+}
+
+/// Unverified rejections from their counts, verified ones (and failures)
+/// from the log; most frequent first.
+async fn by_reason(storage: &Storage, since: i64) -> Result<Vec<ReasonCount>, StorageError> {
+    const SQL: &str = "SELECT reason, CAST(SUM(count) AS BIGINT) FROM rejections
+            WHERE minute_ms >= $1 GROUP BY reason
+        UNION ALL
+        SELECT reason, COUNT(*) FROM deliveries
+            WHERE received_ms >= $1 AND outcome IN ('rejected', 'failed') AND reason IS NOT NULL
+            GROUP BY reason";
+    let rows = storage
+        .select(
+            "could not read rejections by reason",
+            SQL,
+            vec![Param::Int(since)],
+        )
+        .await?;
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for row in &rows {
+        if let Some(reason) = cell(row, 0).text() {
+            *counts.entry(reason).or_default() += cell(row, 1).count();
+        }
+    }
+    let mut reasons: Vec<ReasonCount> = counts
+        .into_iter()
+        .map(|(reason, count)| ReasonCount { reason, count })
+        .collect();
+    reasons.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+    Ok(reasons)
+}
+
+async fn score_histogram(storage: &Storage) -> Result<[u64; 10], StorageError> {
+    let mut buckets = Vec::with_capacity(10);
+    for i in 0..10 {
+        let (low, high) = (i * 10, i * 10 + 10);
+        buckets.push(match i {
+            0 => format!("SUM(CASE WHEN ai_score < {high} THEN 1 ELSE 0 END)"),
+            9 => format!("SUM(CASE WHEN ai_score >= {low} THEN 1 ELSE 0 END)"),
+            _ => {
+                format!("SUM(CASE WHEN ai_score >= {low} AND ai_score < {high} THEN 1 ELSE 0 END)")
+            }
+        });
+    }
+    let sql = format!(
+        "SELECT {} FROM calls WHERE NOT is_test AND ai_score IS NOT NULL",
+        buckets.join(", ")
+    );
+    let rows = storage
+        .select("could not read the score histogram", &sql, Vec::new())
+        .await?;
+    let row = rows.first().map_or(&[][..], Vec::as_slice);
+    Ok(std::array::from_fn(|i| cell(row, i).count()))
+}
+
+/// Verified attempts and unverified ones, newest first.
+async fn delivery_log(storage: &Storage) -> Result<Vec<LogEntry>, StorageError> {
+    const WHAT: &str = "could not read the delivery log";
+    let verified = format!(
+        "SELECT received_ms, delivery_id, event_id, event, outcome, reason, status, secret_label
+         FROM deliveries ORDER BY seq DESC LIMIT {LOG_ATTEMPTS}"
+    );
+    let unverified = format!(
+        "SELECT received_ms, delivery_id, reason, status
+         FROM unverified ORDER BY seq DESC LIMIT {LOG_ATTEMPTS}"
+    );
+    let status = |c: &Cell| c.int().and_then(|s| u16::try_from(s).ok()).unwrap_or(0);
+    let mut log: Vec<LogEntry> = storage
+        .select(WHAT, &verified, Vec::new())
+        .await?
+        .iter()
+        .map(|row| LogEntry {
+            received_ms: cell(row, 0).int().unwrap_or(0),
+            delivery_id: cell(row, 1).text(),
+            event_id: cell(row, 2).text(),
+            event: cell(row, 3).text(),
+            outcome: cell(row, 4)
+                .text()
+                .and_then(|o| o.parse().ok())
+                .unwrap_or(Outcome::Failed),
+            reason: cell(row, 5).text(),
+            status: status(cell(row, 6)),
+            verified: true,
+            secret_label: cell(row, 7).text(),
+        })
+        .collect();
+    log.extend(
+        storage
+            .select(WHAT, &unverified, Vec::new())
+            .await?
+            .iter()
+            .map(|row| LogEntry {
+                received_ms: cell(row, 0).int().unwrap_or(0),
+                delivery_id: cell(row, 1).text(),
+                event_id: None,
+                event: None,
+                outcome: Outcome::Rejected,
+                reason: cell(row, 2).text(),
+                status: status(cell(row, 3)),
+                verified: false,
+                secret_label: None,
+            }),
+    );
+    // Stable: within one millisecond, each table's own order stays.
+    log.sort_by_key(|entry| std::cmp::Reverse(entry.received_ms));
+    log.truncate(LOG_ATTEMPTS);
+    Ok(log)
+}
+
+/// The newest real rows of `calls` or `trainings`.
+async fn activity(
+    storage: &Storage,
+    table: &str,
+    id: &str,
+) -> Result<Vec<ActivityRow>, StorageError> {
+    let sql = format!(
+        "SELECT received_ms, {id}, event_id, agent_name, agent_id, team_member_user_id,
+                duration, ai_score
+         FROM {table} WHERE NOT is_test ORDER BY seq DESC LIMIT {RECENT}"
+    );
+    Ok(storage
+        .select("could not read recent activity", &sql, Vec::new())
+        .await?
+        .iter()
+        .map(|row| ActivityRow {
+            received_ms: cell(row, 0).int().unwrap_or(0),
+            id: cell(row, 1).text().unwrap_or_default(),
+            event_id: cell(row, 2).text().unwrap_or_default(),
+            agent_name: cell(row, 3).text(),
+            agent_id: cell(row, 4).text(),
+            team_member: cell(row, 5).text(),
+            duration_secs: cell(row, 6).real(),
+            ai_score: cell(row, 7).real(),
+        })
+        .collect())
+}
+
+async fn test_events(storage: &Storage) -> Result<Vec<TestEvent>, StorageError> {
+    let sql = format!(
+        "SELECT received_ms, event, id, event_id FROM (
+            SELECT received_ms, 'call.uploaded' AS event, call_id AS id, event_id
+            FROM calls WHERE is_test ORDER BY seq DESC LIMIT {RECENT}) AS c
+         UNION ALL
+         SELECT received_ms, event, id, event_id FROM (
+            SELECT received_ms, 'ai.training.completed' AS event, training_id AS id, event_id
+            FROM trainings WHERE is_test ORDER BY seq DESC LIMIT {RECENT}) AS t
+         ORDER BY 1 DESC LIMIT {RECENT}"
+    );
+    Ok(storage
+        .select("could not read the test deliveries", &sql, Vec::new())
+        .await?
+        .iter()
+        .map(|row| TestEvent {
+            received_ms: cell(row, 0).int().unwrap_or(0),
+            event: cell(row, 1).text().unwrap_or_default(),
+            id: cell(row, 2).text().unwrap_or_default(),
+            event_id: cell(row, 3).text().unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Agents with the most real calls, with their average score.
+async fn agent_scores(storage: &Storage) -> Result<Vec<AgentScore>, StorageError> {
+    let sql = format!(
+        "SELECT COALESCE(agent_name, agent_id, 'unknown agent'), COUNT(*), AVG(ai_score)
+         FROM calls WHERE NOT is_test
+         GROUP BY COALESCE(agent_name, agent_id, 'unknown agent')
+         ORDER BY 2 DESC, 1 LIMIT {AGENTS}"
+    );
+    Ok(storage
+        .select("could not read the scores per agent", &sql, Vec::new())
+        .await?
+        .iter()
+        .map(|row| AgentScore {
+            agent: cell(row, 0).text().unwrap_or_default(),
+            calls: cell(row, 1).count(),
+            average_score: cell(row, 2).real(),
+        })
+        .collect())
+}
+
+/// Failed and dead inbox rows, newest first.
+async fn unprocessed(inbox: &Inbox) -> Result<Vec<UnprocessedEvent>, InboxError> {
+    let mut rows = Vec::new();
+    for (state, shown) in [
+        (RowState::Failed, UnprocessedState::Failed),
+        (RowState::Dead, UnprocessedState::Dead),
+    ] {
+        rows.extend(
+            inbox
+                .list(state, 1_000)
+                .await?
+                .into_iter()
+                .map(|row: StoredDelivery| UnprocessedEvent {
+                    received_ms: unix_ms(row.received_at),
+                    next_try_ms: (shown == UnprocessedState::Failed).then(|| unix_ms(row.next_at)),
+                    event_id: row.event_id,
+                    delivery_id: row.delivery_id,
+                    event: row.event_name,
+                    state: shown,
+                    attempts: row.attempts,
+                    last_error: row.last_error,
+                }),
         );
     }
-    html.push_str("</tbody></table>\n");
+    rows.sort_by_key(|row| std::cmp::Reverse(row.received_ms));
+    rows.truncate(RECENT * 2);
+    Ok(rows)
 }
 
-fn agent(name: Option<&str>, id: Option<&str>) -> String {
-    match (name, id) {
-        (Some(name), Some(id)) => format!("{name} ({id})"),
-        (Some(name), None) => name.to_owned(),
-        (None, Some(id)) => id.to_owned(),
-        (None, None) => String::new(),
-    }
+/// Rows whose id (call, training, event or delivery id) starts with `query`.
+async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> {
+    let query: String = query.chars().take(MAX_QUERY).collect();
+    let sql = format!(
+        "SELECT received_ms, kind, id, detail FROM (
+            SELECT received_ms, 'call' AS kind, call_id AS id,
+                   CASE WHEN is_test THEN 'test · ' ELSE '' END
+                   || COALESCE(agent_name, agent_id, 'unknown agent') || ' · event ' || event_id
+                   AS detail
+            FROM calls WHERE call_id LIKE $1 ESCAPE '\\' OR event_id LIKE $1 ESCAPE '\\'
+            UNION ALL
+            SELECT received_ms, 'training', training_id,
+                   CASE WHEN is_test THEN 'test · ' ELSE '' END
+                   || COALESCE(agent_name, agent_id, 'unknown agent') || ' · event ' || event_id
+            FROM trainings WHERE training_id LIKE $1 ESCAPE '\\' OR event_id LIKE $1 ESCAPE '\\'
+            UNION ALL
+            SELECT received_ms, 'delivery', COALESCE(delivery_id, event_id, ''),
+                   outcome || COALESCE(' · ' || reason, '') || COALESCE(' · event ' || event_id, '')
+            FROM deliveries WHERE delivery_id LIKE $1 ESCAPE '\\' OR event_id LIKE $1 ESCAPE '\\'
+            UNION ALL
+            SELECT received_ms, 'unverified', COALESCE(delivery_id, ''), 'rejected · ' || reason
+            FROM unverified WHERE delivery_id LIKE $1 ESCAPE '\\'
+         ) AS hits ORDER BY received_ms DESC LIMIT {SEARCH_HITS}"
+    );
+    let pattern = format!("{}%", like_escape(&query));
+    let hits = storage
+        .select("could not search", &sql, vec![Param::Text(pattern)])
+        .await?
+        .iter()
+        .map(|row| SearchHit {
+            received_ms: cell(row, 0).int().unwrap_or(0),
+            kind: cell(row, 1).text().unwrap_or_default(),
+            id: cell(row, 2).text().unwrap_or_default(),
+            detail: cell(row, 3).text().unwrap_or_default(),
+        })
+        .collect();
+    Ok(Search { query, hits })
 }
 
-fn score(score: Option<f64>) -> String {
-    score.map_or_else(String::new, |s| format!("{s}"))
-}
-
-fn duration(seconds: Option<f64>) -> String {
-    seconds.map_or_else(String::new, |s| format!("{s} s"))
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(ch),
+/// `text` matched literally by `LIKE … ESCAPE '\'`.
+fn like_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
         }
+        escaped.push(c);
     }
-    out
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_escape_keeps_wildcards_literal() {
+        assert_eq!(like_escape("a%b_c\\d"), "a\\%b\\_c\\\\d");
+        assert_eq!(like_escape("call_123"), "call\\_123");
+        assert_eq!(like_escape("plain"), "plain");
+    }
+
+    #[test]
+    fn backlog_history_keeps_an_hour_of_samples_oldest_first() {
+        let history = BacklogHistory::default();
+        for i in 0..(BACKLOG_SAMPLES as i64 + 5) {
+            history.record(i, u64::try_from(i).unwrap());
+        }
+        let samples = history.samples();
+        assert_eq!(samples.len(), BACKLOG_SAMPLES);
+        assert_eq!(samples[0].at_ms, 5);
+        assert_eq!(samples.last().unwrap().at_ms, BACKLOG_SAMPLES as i64 + 4);
+    }
 }

@@ -1,7 +1,8 @@
 //! The delivery log, fed by the layer's `on_outcome` hook: verified
 //! deliveries become entries (kept apart, with their own bound);
-//! unverified rejections are counted per reason and minute, and logged as
-//! a rate-limited WARN line. The hook never blocks a request: it queues,
+//! unverified rejections are counted per reason and minute, their newest
+//! attempts kept one by one in a table of their own, and logged as a
+//! rate-limited WARN line. The hook never blocks a request: it queues,
 //! and a writer task commits in batches.
 
 use std::collections::HashMap;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use kendo_webhooks::{Outcome, Rejection, Report};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::storage::{now_ms, LogEntry, RejectionCount, Storage};
+use crate::storage::{now_ms, LogBatch, LogEntry, RejectionCount, Storage, UnverifiedEntry};
 
 /// Entries queued between the hook and the writer; beyond this, entries are
 /// dropped (and counted) rather than slowing requests down.
@@ -198,18 +199,20 @@ async fn write(
         if received == 0 {
             break;
         }
-        let (entries, rejections) = split(std::mem::take(&mut batch));
-        let count = entries.len() + rejections.len();
+        let items = split(std::mem::take(&mut batch));
+        let count = items.len();
         let since = now_ms() - keep_minutes.saturating_mul(60_000);
-        if let Err(error) = storage.log(entries, rejections, keep, since).await {
+        if let Err(error) = storage.log(items, keep, since).await {
             tracing::warn!(%error, lost = count, "delivery-log entries could not be written");
         }
     }
 }
 
-/// Verified entries as they are; rejections summed per minute and reason.
-fn split(items: Vec<Item>) -> (Vec<LogEntry>, Vec<RejectionCount>) {
+/// Verified entries as they are; unverified rejections one by one (the
+/// store keeps the newest) and summed per minute and reason.
+fn split(items: Vec<Item>) -> LogBatch {
     let mut entries = Vec::new();
+    let mut unverified = Vec::new();
     let mut counts: HashMap<(i64, &'static str), RejectionCount> = HashMap::new();
     for item in items {
         match item {
@@ -221,6 +224,12 @@ fn split(items: Vec<Item>) -> (Vec<LogEntry>, Vec<RejectionCount>) {
                 at_ms,
             } => {
                 let minute_ms = at_ms - at_ms.rem_euclid(60_000);
+                unverified.push(UnverifiedEntry {
+                    delivery_id: delivery_id.clone(),
+                    reason,
+                    status,
+                    received_ms: at_ms,
+                });
                 let count = counts
                     .entry((minute_ms, reason))
                     .or_insert_with(|| RejectionCount {
@@ -241,5 +250,9 @@ fn split(items: Vec<Item>) -> (Vec<LogEntry>, Vec<RejectionCount>) {
     }
     let mut rejections: Vec<_> = counts.into_values().collect();
     rejections.sort_by_key(|r| (r.minute_ms, r.reason));
-    (entries, rejections)
+    LogBatch {
+        entries,
+        unverified,
+        rejections,
+    }
 }

@@ -5,7 +5,8 @@
 //!
 //! The binary is `src/main.rs`; this library is what it and the tests
 //! share: [`config`] (the environment), [`routes`] (what the app serves),
-//! [`dashboard`] (the page), [`storage`] (the CRM's tables),
+//! [`dashboard`] (what the page shows, read from the database), [`views`]
+//! (the page: HTML and SVG charts), [`storage`] (the CRM's tables),
 //! [`delivery_log`] (the `on_outcome` hook), [`auth`] (the admin token),
 //! [`server`] (the hardened HTTP server) and [`app`] (start and stop).
 
@@ -17,7 +18,4 @@ pub mod delivery_log;
 pub mod routes;
 pub mod server;
 pub mod storage;
-// The templated dashboard with charts; not wired to the routes yet (the
-// page served today is `dashboard`).
-#[allow(dead_code)]
 pub mod views;

@@ -23,7 +23,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AdminToken;
-use crate::dashboard;
+use crate::dashboard::{self, BacklogHistory};
 use crate::delivery_log::DeliveryLog;
 use crate::storage::{format_ms, Page, Projection, Rows, Storage, StorageError, TestFilter};
 
@@ -41,6 +41,8 @@ pub struct AppState {
     pub inbox: Inbox,
     pub log: DeliveryLog,
     pub prometheus: Option<PrometheusHandle>,
+    /// The inbox's backlog over the last hour, for its chart.
+    pub backlog: BacklogHistory,
 }
 
 /// The app's router.
@@ -372,23 +374,25 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
-/// `GET /`: the dashboard.
-async fn dashboard_page(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let storage = &state.storage;
-    let recent = Page {
-        limit: dashboard::RECENT,
-        before: None,
-    };
-    let inbox = state.inbox.counts().await?;
-    let page = dashboard::Page {
-        counts: storage.counts().await?,
-        inbox_backlog: inbox.backlog(),
-        inbox_dead: inbox.dead,
-        calls: storage.calls(recent, TestFilter::Include).await?.rows,
-        trainings: storage.trainings(recent, TestFilter::Include).await?.rows,
-        deliveries: storage.deliveries(recent, None, None).await?.rows,
-        rejections: storage.rejections(dashboard::RECENT).await?,
-        dropped_log_entries: state.log.dropped(),
-    };
-    Ok(Html(dashboard::render(&page)).into_response())
+/// The dashboard's query string.
+#[derive(Debug, Default, Deserialize)]
+pub struct DashboardQuery {
+    /// The search box: an id, or its beginning.
+    q: Option<String>,
+}
+
+/// `GET /`: the dashboard (`?q=` searches by id).
+async fn dashboard_page(
+    State(state): State<AppState>,
+    Query(query): Query<DashboardQuery>,
+) -> Result<Response, ApiError> {
+    let data = dashboard::load(
+        &state.storage,
+        &state.inbox,
+        &state.backlog,
+        query.q.as_deref(),
+    )
+    .await
+    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Html(crate::views::render(&data)).into_response())
 }

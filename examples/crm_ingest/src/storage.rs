@@ -1,8 +1,9 @@
 //! The CRM's own tables, on SQLite or Postgres: the `calls` and `trainings`
 //! projections (written by the inbox worker, idempotent on the event id),
-//! the delivery log of verified deliveries (its own bound) and the
-//! rejections of unverified requests, counted per reason and minute (so a
-//! flood of forgeries costs a few rows and can never evict a real entry).
+//! the delivery log of verified deliveries (its own bound), and the
+//! rejections of unverified requests: counted per reason and minute, plus
+//! the newest attempts one by one in a table of their own (so a flood of
+//! forgeries can never evict a verified entry).
 //!
 //! The inbox itself is the library's ([`kendo_webhooks::inbox`]), in the
 //! same SQLite file or Postgres database.
@@ -30,7 +31,7 @@ const PG_TIMEOUT: Duration = Duration::from_secs(5);
 /// replicas.
 const PG_MIGRATION_LOCK: i64 = 0x6372_6d31;
 
-/// Schema version 1 (SQLite). Append new versions; never edit.
+/// Schema version 1 (SQLite). Append new versions; never edit one.
 const SQLITE_SCHEMA: &str = r"
 CREATE TABLE calls (
     seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -84,6 +85,21 @@ CREATE TABLE rejections (
     last_ms          INTEGER NOT NULL,
     PRIMARY KEY (minute_ms, reason)
 );
+";
+
+/// Schema version 2 (SQLite): the newest unverified attempts one by one
+/// (the dashboard shows a wrong-secret delivery as one row with its
+/// attempts), and indexes for the dashboard's time windows.
+const SQLITE_SCHEMA_2: &str = r"
+CREATE TABLE unverified (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id TEXT,
+    reason      TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL
+);
+CREATE INDEX calls_received ON calls (received_ms);
+CREATE INDEX deliveries_received ON deliveries (received_ms);
 ";
 
 /// Schema version 1 (Postgres), the same tables.
@@ -142,6 +158,26 @@ CREATE TABLE rejections (
 );
 ";
 
+/// Schema version 2 (Postgres), as [`SQLITE_SCHEMA_2`].
+const POSTGRES_SCHEMA_2: &str = r"
+CREATE TABLE unverified (
+    seq         BIGSERIAL PRIMARY KEY,
+    delivery_id TEXT,
+    reason      TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    received_ms BIGINT NOT NULL
+);
+CREATE INDEX calls_received ON calls (received_ms);
+CREATE INDEX deliveries_received ON deliveries (received_ms);
+";
+
+/// The newest schema version; each version's script runs once, in order.
+const SCHEMA_VERSION: i64 = 2;
+
+/// Unverified attempts kept one by one (their per-minute counts are kept
+/// for [`crate::config::AppConfig::rejections_keep_minutes`]).
+pub const UNVERIFIED_KEEP: i64 = 1_000;
+
 const INSERT_CALL: &str = "INSERT INTO calls (event_id, call_id, agent_id, agent_name, user_id,
      team_member_user_id, duration, ai_score, timestamp, is_test, received_ms)
  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (event_id) DO NOTHING";
@@ -156,6 +192,10 @@ const UPSERT_REJECTIONS: &str = "INSERT INTO rejections (minute_ms, reason, stat
  ON CONFLICT (minute_ms, reason) DO UPDATE SET count = rejections.count + excluded.count,
      status = excluded.status, last_delivery_id = excluded.last_delivery_id,
      last_ms = excluded.last_ms";
+const INSERT_UNVERIFIED: &str =
+    "INSERT INTO unverified (delivery_id, reason, status, received_ms) VALUES ($1, $2, $3, $4)";
+const PRUNE_UNVERIFIED: &str =
+    "DELETE FROM unverified WHERE seq <= (SELECT MAX(seq) FROM unverified) - $1";
 const PRUNE_DELIVERIES: &str =
     "DELETE FROM deliveries WHERE seq <= (SELECT MAX(seq) FROM deliveries) - $1";
 const PRUNE_REJECTIONS: &str = "DELETE FROM rejections WHERE minute_ms < $1";
@@ -335,6 +375,91 @@ pub struct RejectionCount {
     pub last_ms: i64,
 }
 
+/// One unverified attempt to keep in the `unverified` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnverifiedEntry {
+    pub delivery_id: Option<String>,
+    pub reason: &'static str,
+    pub status: u16,
+    pub received_ms: i64,
+}
+
+/// What the delivery-log writer commits in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogBatch {
+    /// Verified entries.
+    pub entries: Vec<LogEntry>,
+    /// Unverified attempts, one by one.
+    pub unverified: Vec<UnverifiedEntry>,
+    /// Unverified attempts counted per minute and reason.
+    pub rejections: Vec<RejectionCount>,
+}
+
+impl LogBatch {
+    /// How many items it holds.
+    pub fn len(&self) -> usize {
+        self.entries.len() + self.unverified.len() + self.rejections.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One value of a [`Storage::select`] row, whichever the backend.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl Cell {
+    /// An integer (or a real, truncated), else `None`.
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Self::Int(v) => Some(*v),
+            #[allow(clippy::cast_possible_truncation)]
+            Self::Real(v) => Some(*v as i64),
+            _ => None,
+        }
+    }
+
+    /// An integer, as a count (negative and NULL are 0).
+    pub fn count(&self) -> u64 {
+        self.int().and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
+    }
+
+    /// A number, else `None`.
+    pub fn real(&self) -> Option<f64> {
+        match self {
+            #[allow(clippy::cast_precision_loss)]
+            Self::Int(v) => Some(*v as f64),
+            Self::Real(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// Text, else `None`.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Self::Text(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// A parameter of a [`Storage::select`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    /// Compared with a `BIGINT`/`INTEGER` column such as `received_ms`.
+    Int(i64),
+    /// Compared with a `TEXT` column.
+    Text(String),
+}
+
 /// Where a delivery was projected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Projection {
@@ -500,17 +625,23 @@ impl Storage {
         Ok(projection)
     }
 
-    /// Appends verified entries (then keeps the newest `keep`), adds the
-    /// rejection counts (then drops minutes before `rejections_since_ms`).
+    /// Appends verified entries (then keeps the newest `keep`) and
+    /// unverified attempts (then keeps the newest [`UNVERIFIED_KEEP`]), adds
+    /// the rejection counts (then drops minutes before
+    /// `rejections_since_ms`).
     pub async fn log(
         &self,
-        entries: Vec<LogEntry>,
-        rejections: Vec<RejectionCount>,
+        batch: LogBatch,
         keep: usize,
         rejections_since_ms: i64,
     ) -> Result<(), StorageError> {
         const WHAT: &str = "could not write the delivery log";
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let LogBatch {
+            entries,
+            unverified,
+            rejections,
+        } = batch;
         match &*self.backend {
             Backend::Sqlite { writer, .. } => {
                 run(writer, WHAT, move |conn| {
@@ -530,6 +661,15 @@ impl Storage {
                                 e.received_ms
                             ])?;
                         }
+                        let mut insert = tx.prepare_cached(&sqlite_sql(INSERT_UNVERIFIED))?;
+                        for u in &unverified {
+                            insert.execute(rusqlite::params![
+                                u.delivery_id,
+                                u.reason,
+                                u.status,
+                                u.received_ms
+                            ])?;
+                        }
                         let mut upsert = tx.prepare_cached(&sqlite_sql(UPSERT_REJECTIONS))?;
                         for r in &rejections {
                             upsert.execute(rusqlite::params![
@@ -544,6 +684,9 @@ impl Storage {
                     }
                     if !entries.is_empty() {
                         tx.execute(&sqlite_sql(PRUNE_DELIVERIES), [keep])?;
+                    }
+                    if !unverified.is_empty() {
+                        tx.execute(&sqlite_sql(PRUNE_UNVERIFIED), [UNVERIFIED_KEEP])?;
                     }
                     if !rejections.is_empty() {
                         tx.execute(&sqlite_sql(PRUNE_REJECTIONS), [rejections_since_ms])?;
@@ -574,6 +717,15 @@ impl Storage {
                     )
                     .await?;
                 }
+                for u in &unverified {
+                    let status = i32::from(u.status);
+                    pg.execute(
+                        WHAT,
+                        INSERT_UNVERIFIED,
+                        &[&u.delivery_id, &u.reason, &status, &u.received_ms],
+                    )
+                    .await?;
+                }
                 for r in &rejections {
                     let status = i32::from(r.status);
                     let count = i64::try_from(r.count).unwrap_or(i64::MAX);
@@ -593,6 +745,10 @@ impl Storage {
                 }
                 if !entries.is_empty() {
                     pg.execute(WHAT, PRUNE_DELIVERIES, &[&keep]).await?;
+                }
+                if !unverified.is_empty() {
+                    pg.execute(WHAT, PRUNE_UNVERIFIED, &[&UNVERIFIED_KEEP])
+                        .await?;
                 }
                 if !rejections.is_empty() {
                     pg.execute(WHAT, PRUNE_REJECTIONS, &[&rejections_since_ms])
@@ -888,6 +1044,104 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// Runs one read-only query written once for both backends (`$n`
+    /// placeholders; integers compared with `BIGINT` columns, sums cast to
+    /// `BIGINT`, as Postgres sums integers to `NUMERIC`) and returns its rows
+    /// as [`Cell`]s. The dashboard's queries go through here.
+    pub async fn select(
+        &self,
+        what: &'static str,
+        sql: &str,
+        params: Vec<Param>,
+    ) -> Result<Vec<Vec<Cell>>, StorageError> {
+        match &*self.backend {
+            Backend::Sqlite { reader, .. } => {
+                let sql = sqlite_sql(sql);
+                run(reader, what, move |conn| {
+                    let mut stmt = conn.prepare_cached(&sql)?;
+                    let columns = stmt.column_count();
+                    let values = params.into_iter().map(|p| match p {
+                        Param::Int(v) => rusqlite::types::Value::Integer(v),
+                        Param::Text(v) => rusqlite::types::Value::Text(v),
+                    });
+                    let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+                    let mut out = Vec::new();
+                    while let Some(row) = rows.next()? {
+                        let mut cells = Vec::with_capacity(columns);
+                        for i in 0..columns {
+                            use rusqlite::types::ValueRef;
+                            cells.push(match row.get_ref(i)? {
+                                ValueRef::Integer(v) => Cell::Int(v),
+                                ValueRef::Real(v) => Cell::Real(v),
+                                ValueRef::Text(v) => {
+                                    Cell::Text(String::from_utf8_lossy(v).into_owned())
+                                }
+                                ValueRef::Null | ValueRef::Blob(_) => Cell::Null,
+                            });
+                        }
+                        out.push(cells);
+                    }
+                    Ok(out)
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                let params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
+                    .into_iter()
+                    .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+                        match p {
+                            Param::Int(v) => Box::new(v),
+                            Param::Text(v) => Box::new(v),
+                        }
+                    })
+                    .collect();
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| &**p as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                let rows = pg.query(what, sql, &refs).await?;
+                rows.iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| pg_cell(row, i).map_err(|e| StorageError::new(what, e)))
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// One Postgres value as a [`Cell`], by its column's type.
+fn pg_cell(row: &tokio_postgres::Row, i: usize) -> Result<Cell, tokio_postgres::Error> {
+    use tokio_postgres::types::Type;
+    let ty = row.columns()[i].type_().clone();
+    Ok(if ty == Type::INT8 {
+        row.try_get::<_, Option<i64>>(i)?
+            .map_or(Cell::Null, Cell::Int)
+    } else if ty == Type::INT4 {
+        row.try_get::<_, Option<i32>>(i)?
+            .map_or(Cell::Null, |v| Cell::Int(v.into()))
+    } else if ty == Type::INT2 {
+        row.try_get::<_, Option<i16>>(i)?
+            .map_or(Cell::Null, |v| Cell::Int(v.into()))
+    } else if ty == Type::FLOAT8 {
+        row.try_get::<_, Option<f64>>(i)?
+            .map_or(Cell::Null, Cell::Real)
+    } else if ty == Type::FLOAT4 {
+        row.try_get::<_, Option<f32>>(i)?
+            .map_or(Cell::Null, |v| Cell::Real(v.into()))
+    } else if ty == Type::BOOL {
+        row.try_get::<_, Option<bool>>(i)?
+            .map_or(Cell::Null, |v| Cell::Int(v.into()))
+    } else {
+        // TEXT, VARCHAR, NAME; any other type fails here, saying which.
+        row.try_get::<_, Option<String>>(i)?
+            .map_or(Cell::Null, Cell::Text)
+    })
+}
+
 /// The columns `calls` and `trainings` share.
 struct ProjectedRow {
     event_id: String,
@@ -977,18 +1231,19 @@ fn migrate_sqlite(conn: &mut Connection) -> Result<(), Box<dyn std::error::Error
     tx.execute_batch("CREATE TABLE IF NOT EXISTS crm_schema (version INTEGER NOT NULL)")?;
     let version: Option<i64> =
         tx.query_row("SELECT MAX(version) FROM crm_schema", [], |row| row.get(0))?;
-    match version {
-        None => {
-            tx.execute_batch(SQLITE_SCHEMA)?;
-            tx.execute("INSERT INTO crm_schema (version) VALUES (1)", [])?;
-            tracing::info!(version = 1, "CRM tables created (SQLite)");
-        }
-        Some(1) => {}
-        Some(v) => {
-            return Err(format!(
-                "it has CRM schema version {v}, newer than this app's 1; use a newer build"
-            )
-            .into())
+    let version = version.unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "it has CRM schema version {version}, newer than this app's {SCHEMA_VERSION}; \
+             use a newer build"
+        )
+        .into());
+    }
+    for (v, script) in [(1, SQLITE_SCHEMA), (2, SQLITE_SCHEMA_2)] {
+        if version < v {
+            tx.execute_batch(script)?;
+            tx.execute("INSERT INTO crm_schema (version) VALUES (?1)", [v])?;
+            tracing::info!(version = v, "CRM tables migrated (SQLite)");
         }
     }
     tx.commit()?;
@@ -1108,19 +1363,20 @@ async fn migrate_pg(
         .query_one("SELECT MAX(version) FROM crm_schema", &[])
         .await?
         .get(0);
-    match version {
-        None => {
-            tx.batch_execute(POSTGRES_SCHEMA).await?;
-            tx.execute("INSERT INTO crm_schema (version) VALUES (1)", &[])
+    let version = i64::from(version.unwrap_or(0));
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "the CRM schema is at version {version}, newer than this app's {SCHEMA_VERSION}; \
+             use a newer build"
+        )
+        .into());
+    }
+    for (v, script) in [(1_i32, POSTGRES_SCHEMA), (2, POSTGRES_SCHEMA_2)] {
+        if version < i64::from(v) {
+            tx.batch_execute(script).await?;
+            tx.execute("INSERT INTO crm_schema (version) VALUES ($1)", &[&v])
                 .await?;
-            tracing::info!(version = 1, "CRM tables created (Postgres)");
-        }
-        Some(1) => {}
-        Some(v) => {
-            return Err(format!(
-                "the CRM schema is at version {v}, newer than this app's 1; use a newer build"
-            )
-            .into())
+            tracing::info!(version = v, "CRM tables migrated (Postgres)");
         }
     }
     tx.commit().await?;

@@ -79,7 +79,65 @@ async fn stores_and_projects(database: Database) {
     let dup = log_entries(&http, addr, "dlv_call_1", 2).await;
     assert_eq!(dup[0]["outcome"], "duplicate");
     assert_eq!(dup[1]["outcome"], "accepted");
+    dashboard_reads_every_table(&http, addr).await;
     app.shutdown().await;
+}
+
+/// The dashboard's queries on this backend: every chart has data, the
+/// tables show the real call and the test delivery apart, a delivery
+/// refused three times is one log row with three attempts, and the search
+/// finds a delivery by the beginning of its id.
+async fn dashboard_reads_every_table(http: &Http, addr: std::net::SocketAddr) {
+    for _ in 0..3 {
+        let reply = http.deliver(addr, &forged(7)).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let html = eventually("the forged attempts in the log", || async {
+        let html = http.get(addr, "/").await.text();
+        html.contains("forged-00007").then_some(html)
+    })
+    .await;
+    assert_eq!(html.matches("<svg").count(), 4, "four charts");
+    for empty in [
+        "No deliveries in the last hour",
+        "Nothing rejected",
+        "No scored calls yet",
+        "No samples yet",
+    ] {
+        assert!(!html.contains(empty), "a chart without data: {empty}");
+    }
+    assert!(html.contains("invalid_signature"), "the reason is charted");
+    let (real, tests) = html.split_once("Test deliveries").expect("a test section");
+    assert!(real.contains("call_evt_call_1"), "the real call is listed");
+    assert!(
+        !real.contains("call_evt_test_1"),
+        "the test call is not with real ones"
+    );
+    assert!(
+        tests.contains("call_evt_test_1"),
+        "the test call is listed apart"
+    );
+    let row = html
+        .split("<tr>")
+        .filter(|row| row.contains("forged-00007"))
+        .collect::<Vec<_>>();
+    assert_eq!(row.len(), 1, "one row for the three attempts: {row:?}");
+    assert!(
+        row[0].contains(">3</td>"),
+        "the row counts three attempts: {}",
+        row[0]
+    );
+
+    let found = http.get(addr, "/?q=dlv_call").await.text();
+    let results = found
+        .split_once("Search results")
+        .and_then(|(_, rest)| rest.split_once("</section>"))
+        .map(|(results, _)| results)
+        .expect("a results section");
+    assert!(results.contains("dlv_call_1"), "{results}");
+    assert!(!results.contains("dlv_training_1"), "{results}");
+    let none = http.get(addr, "/?q=nothing%25here").await.text();
+    assert!(none.contains("Nothing matches"), "a literal %: no match");
 }
 
 #[tokio::test]
@@ -400,11 +458,11 @@ async fn the_dashboard_shows_agents_with_their_names_escaped() {
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let html = page.text();
     assert!(
-        html.contains("Sales Agent (agent_1)"),
-        "the call's agent is shown"
+        html.contains(r#"title="agent_1">Sales Agent<"#),
+        "the call's agent is shown by name, its id as the title"
     );
     assert!(
-        html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;Co&quot;"),
+        html.contains("&lt;script&gt;alert('x')&lt;/script&gt; &amp; &quot;Co&quot;"),
         "the hostile agent name is shown escaped"
     );
     assert!(!html.contains("<script"), "no markup from deliveries");
