@@ -5,9 +5,10 @@
 #                                   # and the CRM app), every feature
 #   bash scripts/test.sh --test bad_input   # extra arguments go to cargo test
 #
-# The Redis tests start their own redis-server, and the Postgres inbox tests
-# their own PostgreSQL (initdb + postgres), on free loopback ports; this
-# script installs them from the distribution's packages when they are missing.
+# The Redis tests start their own redis-server, the Postgres tests their own
+# PostgreSQL (initdb + postgres), on free loopback ports, and the dashboard's
+# browser test a headless Chromium; this script installs them from the
+# distribution's packages when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,18 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
   else
     echo "no apt-get here: install PostgreSQL yourself, or the Postgres tests are skipped (and fail under CI=true)." >&2
+  fi
+fi
+
+# The dashboard's browser test drives a real headless Chromium.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  echo "chromium not found: installing it (Debian package chromium)..."
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  if command -v apt-get >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+  else
+    echo "no apt-get here: install chromium yourself, or the browser test is skipped (and fails under CI=true)." >&2
   fi
 fi
 

@@ -1408,3 +1408,52 @@ pub fn format_ms(ms: i64) -> String {
         Err(_) => ms.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(conn: &Connection) -> i64 {
+        conn.query_row("SELECT MAX(version) FROM crm_schema", [], |row| row.get(0))
+            .expect("a version")
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_to_the_newest_keeping_its_rows() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(SQLITE_SCHEMA).expect("version 1");
+        conn.execute_batch(
+            "CREATE TABLE crm_schema (version INTEGER NOT NULL);
+             INSERT INTO crm_schema (version) VALUES (1);
+             INSERT INTO calls (event_id, call_id, is_test, received_ms) VALUES ('e1', 'c1', 0, 5);",
+        )
+        .expect("a version 1 database");
+        migrate_sqlite(&mut conn).expect("migrated");
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+        let kept: i64 = conn
+            .query_row("SELECT COUNT(*) FROM calls", [], |row| row.get(0))
+            .expect("calls");
+        assert_eq!(kept, 1);
+        conn.execute(
+            &sqlite_sql(INSERT_UNVERIFIED),
+            rusqlite::params![None::<String>, "invalid_signature", 401, 6],
+        )
+        .expect("the unverified table exists");
+        // Running it again changes nothing.
+        migrate_sqlite(&mut conn).expect("migrated again");
+        assert_eq!(version(&conn), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_build_is_refused_with_what_to_do() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "CREATE TABLE crm_schema (version INTEGER NOT NULL);
+             INSERT INTO crm_schema (version) VALUES (99);",
+        )
+        .expect("a newer database");
+        let error = migrate_sqlite(&mut conn).expect_err("refused").to_string();
+        assert!(error.contains("version 99"), "{error}");
+        assert!(error.contains("use a newer build"), "{error}");
+    }
+}
