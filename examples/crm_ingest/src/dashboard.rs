@@ -108,12 +108,14 @@ impl BacklogHistory {
     }
 }
 
-/// Reads everything the page shows; `query` is the search box's text.
+/// Reads everything the page shows; `query` is the search box's text,
+/// `log_filter` the one outcome the delivery log shows.
 pub async fn load(
     storage: &Storage,
     inbox: &Inbox,
     backlog: &BacklogHistory,
     query: Option<&str>,
+    log_filter: Option<Outcome>,
 ) -> Result<DashboardData, LoadError> {
     let now = now_ms();
     let counts = inbox.counts().await?;
@@ -137,7 +139,7 @@ pub async fn load(
         rejections_by_reason: by_reason(storage, now - REASONS_WINDOW_MS).await?,
         score_histogram: score_histogram(storage).await?,
         backlog: backlog.samples(),
-        delivery_log: delivery_log(storage).await?,
+        delivery_log: delivery_log(storage, log_filter).await?,
         recent_calls: activity(storage, "calls", "call_id").await?,
         recent_trainings: activity(storage, "trainings", "training_id").await?,
         test_events: test_events(storage).await?,
@@ -147,6 +149,7 @@ pub async fn load(
             Some(q) => Some(search(storage, q).await?),
             None => None,
         },
+        log_filter,
         ..DashboardData::default()
     })
 }
@@ -286,20 +289,25 @@ async fn score_histogram(storage: &Storage) -> Result<[u64; 10], StorageError> {
     Ok(std::array::from_fn(|i| cell(row, i).count()))
 }
 
-/// Verified attempts and unverified ones, newest first.
-async fn delivery_log(storage: &Storage) -> Result<Vec<LogEntry>, StorageError> {
+/// Verified attempts and unverified ones (which are all `rejected`), newest
+/// first, of one outcome or all.
+async fn delivery_log(
+    storage: &Storage,
+    outcome: Option<Outcome>,
+) -> Result<Vec<LogEntry>, StorageError> {
     const WHAT: &str = "could not read the delivery log";
     let verified = format!(
         "SELECT received_ms, delivery_id, event_id, event, outcome, reason, status, secret_label
-         FROM deliveries ORDER BY seq DESC LIMIT {LOG_ATTEMPTS}"
+         FROM deliveries WHERE $1 = '' OR outcome = $1 ORDER BY seq DESC LIMIT {LOG_ATTEMPTS}"
     );
     let unverified = format!(
         "SELECT received_ms, delivery_id, reason, status
          FROM unverified ORDER BY seq DESC LIMIT {LOG_ATTEMPTS}"
     );
     let status = |c: &Cell| c.int().and_then(|s| u16::try_from(s).ok()).unwrap_or(0);
+    let only = Param::Text(outcome.map_or("", Outcome::as_str).to_owned());
     let mut log: Vec<LogEntry> = storage
-        .select(WHAT, &verified, Vec::new())
+        .select(WHAT, &verified, vec![only])
         .await?
         .iter()
         .map(|row| LogEntry {
@@ -317,23 +325,21 @@ async fn delivery_log(storage: &Storage) -> Result<Vec<LogEntry>, StorageError> 
             secret_label: cell(row, 7).text(),
         })
         .collect();
-    log.extend(
-        storage
-            .select(WHAT, &unverified, Vec::new())
-            .await?
-            .iter()
-            .map(|row| LogEntry {
-                received_ms: cell(row, 0).int().unwrap_or(0),
-                delivery_id: cell(row, 1).text(),
-                event_id: None,
-                event: None,
-                outcome: Outcome::Rejected,
-                reason: cell(row, 2).text(),
-                status: status(cell(row, 3)),
-                verified: false,
-                secret_label: None,
-            }),
-    );
+    let unverified = match outcome {
+        None | Some(Outcome::Rejected) => storage.select(WHAT, &unverified, Vec::new()).await?,
+        Some(_) => Vec::new(),
+    };
+    log.extend(unverified.iter().map(|row| LogEntry {
+        received_ms: cell(row, 0).int().unwrap_or(0),
+        delivery_id: cell(row, 1).text(),
+        event_id: None,
+        event: None,
+        outcome: Outcome::Rejected,
+        reason: cell(row, 2).text(),
+        status: status(cell(row, 3)),
+        verified: false,
+        secret_label: None,
+    }));
     // Stable: within one millisecond, each table's own order stays.
     log.sort_by_key(|entry| std::cmp::Reverse(entry.received_ms));
     log.truncate(LOG_ATTEMPTS);

@@ -379,18 +379,30 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
 pub struct DashboardQuery {
     /// The search box: an id, or its beginning.
     q: Option<String>,
+    /// The delivery log shows only this outcome.
+    outcome: Option<String>,
 }
 
-/// `GET /`: the dashboard (`?q=` searches by id).
+/// `GET /`: the dashboard (`?q=` searches by id, `?outcome=` filters the
+/// delivery log).
 async fn dashboard_page(
     State(state): State<AppState>,
     Query(query): Query<DashboardQuery>,
 ) -> Result<Response, ApiError> {
+    let log_filter = match query.outcome.as_deref() {
+        None | Some("") => None,
+        Some(value) => Some(value.parse().map_err(|_| {
+            bad_request(format!(
+                "outcome={value:?}: expected accepted, duplicate, rejected or failed"
+            ))
+        })?),
+    };
     let data = dashboard::load(
         &state.storage,
         &state.inbox,
         &state.backlog,
         query.q.as_deref(),
+        log_filter,
     )
     .await
     .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;

@@ -83,6 +83,8 @@ pub struct DashboardData {
     pub unprocessed: Vec<UnprocessedEvent>,
     /// The search box (`GET ?q=`): its query and what it found.
     pub search: Option<Search>,
+    /// The delivery log shows only this outcome (`GET ?outcome=`).
+    pub log_filter: Option<Outcome>,
 }
 
 impl Default for DashboardData {
@@ -103,6 +105,7 @@ impl Default for DashboardData {
             agent_scores: Vec::new(),
             unprocessed: Vec::new(),
             search: None,
+            log_filter: None,
         }
     }
 }
@@ -493,7 +496,17 @@ pub fn render(data: &DashboardData) -> String {
                     (figure("Waiting for the worker, last hour", backlog_chart(now, &data.backlog)))
                 }
                 section {
-                    h2 { "Delivery log" span.count { (counted(groups.len(), "delivery", "deliveries")) } }
+                    h2 {
+                        "Delivery log"
+                        span.count { (counted(groups.len(), "delivery", "deliveries")) }
+                        nav.filters aria-label="Show only" {
+                            a.on[data.log_filter.is_none()] href="?" { "all" }
+                            @for outcome in [Outcome::Accepted, Outcome::Duplicate, Outcome::Rejected, Outcome::Failed] {
+                                a.on[data.log_filter == Some(outcome)]
+                                    href=(format!("?outcome={}", outcome.as_str())) { (outcome.as_str()) }
+                            }
+                        }
+                    }
                     (log_table(now, &groups))
                 }
                 @if !data.unprocessed.is_empty() {
@@ -535,6 +548,8 @@ body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;
 h1{font-size:1.35rem;margin:0}
 h2{font-size:1rem;margin:1.25rem 0 .5rem;display:flex;align-items:baseline;gap:.5rem}
 h2 .count{font-weight:400;color:#5b6472;font-size:.85rem}
+.filters{font-weight:400;font-size:.85rem;display:flex;flex-wrap:wrap;gap:0 .6rem;margin-left:auto}
+.filters a.on{color:inherit;font-weight:600;text-decoration:none}
 .sub{color:#5b6472;margin:.15rem 0 0;font-size:.85rem}
 a{color:#2f5fb3}
 code{font:12px/1.3 ui-monospace,SFMono-Regular,Menlo,monospace}

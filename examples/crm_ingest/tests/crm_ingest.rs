@@ -138,6 +138,23 @@ async fn dashboard_reads_every_table(http: &Http, addr: std::net::SocketAddr) {
     assert!(!results.contains("dlv_training_1"), "{results}");
     let none = http.get(addr, "/?q=nothing%25here").await.text();
     assert!(none.contains("Nothing matches"), "a literal %: no match");
+
+    let rejected = http.get(addr, "/?outcome=rejected").await.text();
+    let log = rejected.split_once("Delivery log").expect("the log").1;
+    assert!(
+        log.contains("forged-00007"),
+        "unverified rejections are rejected"
+    );
+    assert!(
+        !log.contains("dlv_call_1"),
+        "accepted ones are filtered out"
+    );
+    let duplicates = http.get(addr, "/?outcome=duplicate").await.text();
+    let log = duplicates.split_once("Delivery log").expect("the log").1;
+    assert!(log.contains("dlv_call_1"), "the retry is a duplicate");
+    assert!(!log.contains("forged-00007"), "rejections are filtered out");
+    let bad = http.get(addr, "/?outcome=lost").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]
