@@ -17,8 +17,12 @@ use crate::views::{
 
 /// Rows of each table on the page (the JSON API has them all).
 pub const RECENT: usize = 20;
-/// Delivery-log attempts read for the log table (grouped per delivery).
+/// Verified delivery-log attempts read for the log table (grouped per
+/// delivery).
 const LOG_ATTEMPTS: usize = 100;
+/// Unverified attempts shown beside them: a few, so that a flood of
+/// forgeries cannot push the verified ones off the page either.
+const UNVERIFIED_SHOWN: usize = 20;
 /// Agents in the average-score table.
 const AGENTS: usize = 12;
 /// Rows each search may find.
@@ -289,8 +293,8 @@ async fn score_histogram(storage: &Storage) -> Result<[u64; 10], StorageError> {
     Ok(std::array::from_fn(|i| cell(row, i).count()))
 }
 
-/// Verified attempts and unverified ones (which are all `rejected`), newest
-/// first, of one outcome or all.
+/// The newest verified attempts and the newest few unverified ones (which
+/// are all `rejected`), newest first, of one outcome or all.
 async fn delivery_log(
     storage: &Storage,
     outcome: Option<Outcome>,
@@ -302,7 +306,7 @@ async fn delivery_log(
     );
     let unverified = format!(
         "SELECT received_ms, delivery_id, reason, status
-         FROM unverified ORDER BY seq DESC LIMIT {LOG_ATTEMPTS}"
+         FROM unverified ORDER BY seq DESC LIMIT {UNVERIFIED_SHOWN}"
     );
     let status = |c: &Cell| c.int().and_then(|s| u16::try_from(s).ok()).unwrap_or(0);
     let only = Param::Text(outcome.map_or("", Outcome::as_str).to_owned());
@@ -342,7 +346,6 @@ async fn delivery_log(
     }));
     // Stable: within one millisecond, each table's own order stays.
     log.sort_by_key(|entry| std::cmp::Reverse(entry.received_ms));
-    log.truncate(LOG_ATTEMPTS);
     Ok(log)
 }
 

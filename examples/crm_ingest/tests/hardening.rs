@@ -234,6 +234,19 @@ async fn a_flood_of_forged_deliveries_leaves_the_verified_log_in_place() {
     let log = http.array(addr, "/api/deliveries?limit=1000").await;
     assert_eq!(log.len(), real, "every verified entry is still there");
     assert!(log.iter().all(|e| e["outcome"] == "accepted"));
+    let page = http.get(addr, "/").await.text();
+    let shown = (0..real)
+        .filter(|i| page.contains(&format!("dlv_real_{i:02}")))
+        .count();
+    assert_eq!(
+        shown, real,
+        "the dashboard still shows every verified entry"
+    );
+    let forged_rows = page.matches("<code>forged-").count();
+    assert!(
+        (1..=20).contains(&forged_rows),
+        "a few forged attempts beside them: {forged_rows}"
+    );
     let rejections = http.array(addr, "/api/rejections").await;
     assert!(
         rejections.len() <= 10,
