@@ -358,7 +358,7 @@ async fn activity(
     let sql = format!(
         "SELECT received_ms, {id}, event_id, agent_name, agent_id, team_member_user_id,
                 duration, ai_score
-         FROM {table} WHERE NOT is_test ORDER BY seq DESC LIMIT {RECENT}"
+         FROM {table} WHERE NOT is_test ORDER BY received_ms DESC, seq DESC LIMIT {RECENT}"
     );
     Ok(storage
         .select("could not read recent activity", &sql, Vec::new())
@@ -381,11 +381,11 @@ async fn test_events(storage: &Storage) -> Result<Vec<TestEvent>, StorageError> 
     let sql = format!(
         "SELECT received_ms, event, id, event_id FROM (
             SELECT received_ms, 'call.uploaded' AS event, call_id AS id, event_id
-            FROM calls WHERE is_test ORDER BY seq DESC LIMIT {RECENT}) AS c
+            FROM calls WHERE is_test ORDER BY received_ms DESC, seq DESC LIMIT {RECENT}) AS c
          UNION ALL
          SELECT received_ms, event, id, event_id FROM (
             SELECT received_ms, 'ai.training.completed' AS event, training_id AS id, event_id
-            FROM trainings WHERE is_test ORDER BY seq DESC LIMIT {RECENT}) AS t
+            FROM trainings WHERE is_test ORDER BY received_ms DESC, seq DESC LIMIT {RECENT}) AS t
          ORDER BY 1 DESC LIMIT {RECENT}"
     );
     Ok(storage

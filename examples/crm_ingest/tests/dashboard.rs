@@ -1,0 +1,296 @@
+//! The dashboard's numbers, exactly: deliveries sent over real HTTP to the
+//! app, then what [`dashboard::load`] reads from the same SQLite file (as a
+//! second replica would) compared value by value: cards, chart data at the
+//! histogram's bucket edges, the log (verified and unverified), tables,
+//! search and filter. The page's HTML is tested in `crm_ingest.rs` and in
+//! a real browser in `browser.rs`.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use crm_ingest::config::Database;
+use crm_ingest::dashboard::{self, BacklogHistory};
+use crm_ingest::routes;
+use crm_ingest::storage::{now_ms, Storage};
+use crm_ingest::views::{Outcome, UnprocessedState};
+use http_body_util::Full;
+use hyper::{Request, StatusCode};
+use kendo_webhooks::inbox::Inbox;
+use kendo_webhooks::SignedDelivery;
+
+/// (event id, agent id, agent name, AI score): scores on the histogram's
+/// bucket edges.
+const CALLS: &[(&str, &str, Option<&str>, &str)] = &[
+    ("evt_1", "agent_ana", Some("Ana"), "0"),
+    ("evt_2", "agent_ana", Some("Ana"), "9.5"),
+    ("evt_3", "agent_ana", Some("Ana"), "10"),
+    ("evt_4", "agent_ana", Some("Ana"), "89.9"),
+    ("evt_5", "agent_x", None, "90"),
+    ("evt_6", "agent_x", None, "100"),
+];
+
+fn call(event_id: &str, agent_id: &str, agent_name: Option<&str>, score: &str) -> Bytes {
+    let body = serde_json::json!({
+        "id": event_id,
+        "event": "call.uploaded",
+        "created_at": CREATED_AT,
+        "data": {
+            "callId": format!("call_{event_id}"),
+            "agentId": agent_id,
+            "agentName": agent_name,
+            "duration": 60,
+            "aiScore": score,
+        }
+    });
+    Bytes::from(body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_reads_exact_numbers_from_the_database() {
+    let (_dir, db) = temp_db();
+    let mut config = config(&db);
+    // This test's own worker processes the inbox, failing one event.
+    config.run_worker = false;
+    let app = start(config).await;
+    let http = Http::new();
+    let addr = app.addr();
+    let storage = Storage::open(&Database::Sqlite(db.clone()))
+        .await
+        .expect("the tables");
+    let inbox = Inbox::open_sqlite(&db).await.expect("the inbox");
+    let worker = {
+        let storage = storage.clone();
+        inbox
+            .worker(move |delivery: kendo_webhooks::Delivery| {
+                let storage = storage.clone();
+                async move {
+                    if delivery.event_id() == "evt_fail" {
+                        return Err("the CRM is down".to_owned());
+                    }
+                    routes::project(storage, delivery)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            })
+            .max_attempts(100)
+            .backoff(Duration::from_secs(3600), Duration::from_secs(3600))
+            .poll_interval(Duration::from_millis(20))
+            .spawn()
+    };
+    let started = now_ms();
+
+    for (i, (event_id, agent_id, agent_name, score)) in CALLS.iter().enumerate() {
+        let body = call(event_id, agent_id, *agent_name, score);
+        let delivery = SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_{}", i + 1), body);
+        assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
+        if i == 0 {
+            let retry = http.deliver(addr, &delivery).await;
+            assert_eq!(retry.rejection(), Some("duplicate"));
+        }
+    }
+    let failing = signed("call.uploaded", "evt_fail", "dlv_fail");
+    assert_eq!(http.deliver(addr, &failing).await.status, StatusCode::OK);
+    let test = test_delivery("evt_test", "dlv_test");
+    assert_eq!(http.deliver(addr, &test).await.status, StatusCode::OK);
+    for _ in 0..2 {
+        let reply = http.deliver(addr, &forged(9)).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let unsigned = Request::post(format!("http://{addr}/webhooks/kendo"))
+        .header("content-type", "application/json")
+        .header("x-kendo-delivery-id", "dlv_unsigned")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .expect("a request");
+    assert_eq!(
+        http.send(unsigned).await.rejection(),
+        Some("missing_signature")
+    );
+
+    let backlog = BacklogHistory::default();
+    let data = eventually("the worker and the log writer done", || async {
+        let data = dashboard::load(&storage, &inbox, &backlog, None, None)
+            .await
+            .expect("the dashboard reads");
+        let unverified = data.delivery_log.iter().filter(|e| !e.verified).count();
+        (data.cards.calls_total == 6
+            && data.unprocessed.len() == 1
+            && data.delivery_log.len() == 12
+            && unverified == 3)
+            .then_some(data)
+    })
+    .await;
+    let now = data.now_ms;
+
+    // Cards: real calls only; the test delivery and the failed one apart.
+    let cards = &data.cards;
+    assert_eq!((cards.calls_today, cards.calls_total), (6, 6));
+    assert_eq!(cards.scored_calls, 6);
+    let average = cards.average_score.expect("an average");
+    assert!((average - 299.4 / 6.0).abs() < 1e-9, "{average}");
+    assert_eq!((cards.trainings_today, cards.trainings_total), (0, 0));
+    let last = cards.last_delivery_ms.expect("a last delivery");
+    assert!(
+        (started..=now).contains(&last),
+        "{last} in {started}..={now}"
+    );
+    assert_eq!((cards.waiting, cards.unprocessed), (1, 1), "the failed row");
+    let oldest = cards.oldest_waiting_ms.expect("the failed row waits");
+    assert!((started - 1_000..=now).contains(&oldest));
+
+    // Charts.
+    assert_eq!(data.score_histogram, [2, 1, 0, 0, 0, 0, 0, 0, 1, 2]);
+    let sum = |f: fn(&crm_ingest::views::MinuteCounts) -> u64| {
+        data.deliveries_per_minute.iter().map(f).sum::<u64>()
+    };
+    assert_eq!(sum(|m| m.accepted), 8, "6 calls, the failing one, the test");
+    assert_eq!(sum(|m| m.duplicate), 1);
+    assert_eq!(sum(|m| m.rejected), 3, "2 forged, 1 unsigned");
+    for minute in &data.deliveries_per_minute {
+        assert_eq!(minute.minute_ms % 60_000, 0);
+        assert!((started - 60_000..=now).contains(&minute.minute_ms));
+    }
+    let reasons: Vec<(&str, u64)> = data
+        .rejections_by_reason
+        .iter()
+        .map(|r| (r.reason.as_str(), r.count))
+        .collect();
+    assert_eq!(
+        reasons,
+        [("invalid_signature", 2), ("missing_signature", 1)]
+    );
+    assert_eq!(backlog.samples().last().map(|s| s.waiting), Some(1));
+
+    // The log: verified and unverified, newest first.
+    let log = &data.delivery_log;
+    assert!(log.windows(2).all(|w| w[0].received_ms >= w[1].received_ms));
+    let forged_attempts: Vec<_> = log
+        .iter()
+        .filter(|e| e.delivery_id.as_deref() == Some("forged-00009"))
+        .collect();
+    assert_eq!(forged_attempts.len(), 2);
+    assert!(forged_attempts.iter().all(|e| !e.verified
+        && e.outcome == Outcome::Rejected
+        && e.status == 401
+        && e.reason.as_deref() == Some("invalid_signature")));
+    let first = log
+        .iter()
+        .filter(|e| e.delivery_id.as_deref() == Some("dlv_1"))
+        .map(|e| e.outcome)
+        .collect::<Vec<_>>();
+    assert_eq!(first, [Outcome::Duplicate, Outcome::Accepted]);
+    assert!(log
+        .iter()
+        .filter(|e| e.verified)
+        .all(|e| e.secret_label.as_deref() == Some("current")));
+
+    // Tables.
+    // Newest projection first (the worker projects a batch concurrently).
+    let recent = &data.recent_calls;
+    assert!(recent
+        .windows(2)
+        .all(|w| w[0].received_ms >= w[1].received_ms));
+    let mut calls: Vec<&str> = recent.iter().map(|c| c.id.as_str()).collect();
+    calls.sort_unstable();
+    assert_eq!(
+        calls,
+        [
+            "call_evt_1",
+            "call_evt_2",
+            "call_evt_3",
+            "call_evt_4",
+            "call_evt_5",
+            "call_evt_6"
+        ]
+    );
+    let six = recent.iter().find(|c| c.id == "call_evt_6").expect("evt_6");
+    assert_eq!(six.ai_score, Some(100.0));
+    assert_eq!(six.agent_name, None);
+    assert_eq!(six.agent_id.as_deref(), Some("agent_x"));
+    assert_eq!(six.duration_secs, Some(60.0));
+    assert_eq!(six.event_id, "evt_6");
+    assert!(data.recent_trainings.is_empty());
+    let tests: Vec<&str> = data
+        .test_events
+        .iter()
+        .map(|t| t.event_id.as_str())
+        .collect();
+    assert_eq!(tests, ["evt_test"]);
+    assert_eq!(data.test_events[0].event, "call.uploaded");
+    let agents: Vec<(&str, u64)> = data
+        .agent_scores
+        .iter()
+        .map(|a| (a.agent.as_str(), a.calls))
+        .collect();
+    assert_eq!(agents, [("Ana", 4), ("agent_x", 2)]);
+    let ana = data.agent_scores[0].average_score.expect("scored");
+    assert!((ana - 109.4 / 4.0).abs() < 1e-9, "{ana}");
+    assert_eq!(data.agent_scores[1].average_score, Some(95.0));
+    let failed = &data.unprocessed[0];
+    assert_eq!(failed.state, UnprocessedState::Failed);
+    assert_eq!(
+        (failed.event_id.as_str(), failed.delivery_id.as_str()),
+        ("evt_fail", "dlv_fail")
+    );
+    assert_eq!(failed.attempts, 1);
+    let error = failed.last_error.as_deref().unwrap_or("");
+    assert!(error.ends_with("the CRM is down"), "{error}");
+    assert!(failed.next_try_ms.expect("a next try") > now + 3_000_000);
+    assert!(data.search.is_none());
+
+    // Search: by the beginning of an id, in every table; `_` is literal.
+    let search = |q: &'static str| {
+        let (storage, inbox, backlog) = (storage.clone(), inbox.clone(), backlog.clone());
+        async move {
+            let data = dashboard::load(&storage, &inbox, &backlog, Some(q), None)
+                .await
+                .expect("the dashboard reads");
+            let search = data.search.expect("a search");
+            let mut hits: Vec<(String, String)> =
+                search.hits.into_iter().map(|h| (h.kind, h.id)).collect();
+            hits.sort();
+            hits
+        }
+    };
+    let pair = |kind: &str, id: &str| (kind.to_owned(), id.to_owned());
+    assert_eq!(
+        search("evt_2").await,
+        [pair("call", "call_evt_2"), pair("delivery", "dlv_2")]
+    );
+    assert_eq!(search(" dlv_3 ").await, [pair("delivery", "dlv_3")]);
+    assert_eq!(
+        search("forged-00009").await,
+        [
+            pair("unverified", "forged-00009"),
+            pair("unverified", "forged-00009")
+        ]
+    );
+    assert_eq!(search("evt%").await, []);
+    assert_eq!(
+        search("dlv").await.len(),
+        10,
+        "8 accepted, 1 duplicate, 1 unsigned"
+    );
+    assert_eq!(search("dlv_fai").await, [pair("delivery", "dlv_fail")]);
+
+    // The log of one outcome.
+    let rejected = dashboard::load(&storage, &inbox, &backlog, None, Some(Outcome::Rejected))
+        .await
+        .expect("the dashboard reads");
+    assert_eq!(rejected.delivery_log.len(), 3);
+    assert!(rejected.delivery_log.iter().all(|e| !e.verified));
+    let duplicates = dashboard::load(&storage, &inbox, &backlog, None, Some(Outcome::Duplicate))
+        .await
+        .expect("the dashboard reads");
+    let ids: Vec<_> = duplicates
+        .delivery_log
+        .iter()
+        .map(|e| (e.delivery_id.as_deref(), e.outcome))
+        .collect();
+    assert_eq!(ids, [(Some("dlv_1"), Outcome::Duplicate)]);
+
+    worker.shutdown().await;
+    app.shutdown().await;
+}
