@@ -92,9 +92,13 @@ async fn dashboard_reads_every_table(http: &Http, addr: std::net::SocketAddr) {
         let reply = http.deliver(addr, &forged(7)).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     }
-    let html = eventually("the forged attempts in the log", || async {
+    // The log writer commits in batches: wait for all three attempts.
+    let html = eventually("the three forged attempts in the log", || async {
         let html = http.get(addr, "/").await.text();
-        html.contains("forged-00007").then_some(html)
+        let complete = html
+            .split("<tr>")
+            .any(|row| row.contains("forged-00007") && row.contains("\">3</td>"));
+        complete.then_some(html)
     })
     .await;
     assert_eq!(html.matches("<svg").count(), 4, "four charts");
@@ -140,6 +144,11 @@ async fn dashboard_reads_every_table(http: &Http, addr: std::net::SocketAddr) {
     assert!(none.contains("Nothing matches"), "a literal %: no match");
 
     let rejected = http.get(addr, "/?outcome=rejected").await.text();
+    assert!(
+        rejected.contains(r#"<a class="on" href="?outcome=rejected">"#),
+        "the filter in use is marked"
+    );
+    assert!(html.contains(r#"<a class="on" href="?">all</a>"#));
     let log = rejected.split_once("Delivery log").expect("the log").1;
     assert!(
         log.contains("forged-00007"),

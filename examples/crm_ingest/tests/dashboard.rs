@@ -115,7 +115,11 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
             .await
             .expect("the dashboard reads");
         let unverified = data.delivery_log.iter().filter(|e| !e.verified).count();
+        // Everything settled: 6 calls and the test projected, the failing
+        // one failed (not leased), every log entry written.
         (data.cards.calls_total == 6
+            && data.test_events.len() == 1
+            && (data.cards.waiting, data.cards.unprocessed) == (1, 1)
             && data.unprocessed.len() == 1
             && data.delivery_log.len() == 12
             && unverified == 3)
@@ -291,6 +295,82 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
         .collect();
     assert_eq!(ids, [(Some("dlv_1"), Outcome::Duplicate)]);
 
+    time_windows(&db, &storage, &inbox, &data).await;
     worker.shutdown().await;
     app.shutdown().await;
+}
+
+/// Rows written long ago (straight into the file, as time would): the
+/// per-minute chart keeps the last hour, rejections by reason the last 24
+/// hours, "today" starts at midnight UTC.
+async fn time_windows(
+    db: &std::path::Path,
+    storage: &Storage,
+    inbox: &Inbox,
+    before: &crm_ingest::views::DashboardData,
+) {
+    const MINUTE: i64 = 60_000;
+    let now = now_ms();
+    let midnight = now - now.rem_euclid(24 * 60 * MINUTE);
+    let conn = rusqlite::Connection::open(db).expect("open the database");
+    conn.busy_timeout(Duration::from_secs(5))
+        .expect("a busy timeout");
+    let delivery = |ms: i64, id: &str| {
+        conn.execute(
+            "INSERT INTO deliveries (delivery_id, outcome, status, received_ms)
+             VALUES (?1, 'accepted', 200, ?2)",
+            rusqlite::params![id, ms],
+        )
+        .expect("a delivery");
+    };
+    delivery(now - 30 * MINUTE, "dlv_half_hour_ago");
+    delivery(now - 61 * MINUTE, "dlv_an_hour_ago");
+    let rejection = |ms: i64, reason: &str, count: i64| {
+        conn.execute(
+            "INSERT INTO rejections (minute_ms, reason, status, count, last_ms)
+             VALUES (?1, ?2, 400, ?3, ?1)",
+            rusqlite::params![ms - ms.rem_euclid(MINUTE), reason, count],
+        )
+        .expect("a rejection count");
+    };
+    rejection(now - 120 * MINUTE, "stale_timestamp", 5);
+    rejection(now - 25 * 60 * MINUTE, "payload_too_large", 7);
+    let call = |ms: i64, event_id: &str| {
+        conn.execute(
+            "INSERT INTO calls (event_id, call_id, is_test, received_ms) VALUES (?1, ?1, 0, ?2)",
+            rusqlite::params![event_id, ms],
+        )
+        .expect("a call");
+    };
+    call(midnight - 1, "evt_yesterday");
+    // Just after midnight, unless that is under two minutes ago.
+    let after_midnight = (now - midnight > 2 * MINUTE).then(|| call(midnight + 1, "evt_today"));
+
+    let data = dashboard::load(storage, inbox, &BacklogHistory::default(), None, None)
+        .await
+        .expect("the dashboard reads");
+    let accepted = |d: &crm_ingest::views::DashboardData| {
+        d.deliveries_per_minute
+            .iter()
+            .map(|m| m.accepted)
+            .sum::<u64>()
+    };
+    assert_eq!(accepted(&data), accepted(before) + 1, "the last hour only");
+    let reasons: Vec<(&str, u64)> = data
+        .rejections_by_reason
+        .iter()
+        .map(|r| (r.reason.as_str(), r.count))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("stale_timestamp", 5),
+            ("invalid_signature", 2),
+            ("missing_signature", 1)
+        ],
+        "the last 24 hours only"
+    );
+    let today = u64::from(after_midnight.is_some());
+    assert_eq!(data.cards.calls_total, before.cards.calls_total + 1 + today);
+    assert_eq!(data.cards.calls_today, before.cards.calls_today + today);
 }
