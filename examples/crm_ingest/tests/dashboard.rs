@@ -93,6 +93,8 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     }
     let failing = signed("call.uploaded", "evt_fail", "dlv_fail");
     assert_eq!(http.deliver(addr, &failing).await.status, StatusCode::OK);
+    let training = signed("ai.training.completed", "evt_training", "dlv_training");
+    assert_eq!(http.deliver(addr, &training).await.status, StatusCode::OK);
     let test = test_delivery("evt_test", "dlv_test");
     assert_eq!(http.deliver(addr, &test).await.status, StatusCode::OK);
     for _ in 0..2 {
@@ -121,7 +123,8 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
             && data.test_events.len() == 1
             && (data.cards.waiting, data.cards.unprocessed) == (1, 1)
             && data.unprocessed.len() == 1
-            && data.delivery_log.len() == 12
+            && data.recent_trainings.len() == 1
+            && data.delivery_log.len() == 13
             && unverified == 3)
             .then_some(data)
     })
@@ -134,7 +137,7 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     assert_eq!(cards.scored_calls, 6);
     let average = cards.average_score.expect("an average");
     assert!((average - 299.4 / 6.0).abs() < 1e-9, "{average}");
-    assert_eq!((cards.trainings_today, cards.trainings_total), (0, 0));
+    assert_eq!((cards.trainings_today, cards.trainings_total), (1, 1));
     let last = cards.last_delivery_ms.expect("a last delivery");
     assert!(
         (started..=now).contains(&last),
@@ -149,7 +152,11 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     let sum = |f: fn(&crm_ingest::views::MinuteCounts) -> u64| {
         data.deliveries_per_minute.iter().map(f).sum::<u64>()
     };
-    assert_eq!(sum(|m| m.accepted), 8, "6 calls, the failing one, the test");
+    assert_eq!(
+        sum(|m| m.accepted),
+        9,
+        "6 calls, the failing one, the training, the test"
+    );
     assert_eq!(sum(|m| m.duplicate), 1);
     assert_eq!(sum(|m| m.rejected), 3, "2 forged, 1 unsigned");
     for minute in &data.deliveries_per_minute {
@@ -215,7 +222,13 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     assert_eq!(six.agent_id.as_deref(), Some("agent_x"));
     assert_eq!(six.duration_secs, Some(60.0));
     assert_eq!(six.event_id, "evt_6");
-    assert!(data.recent_trainings.is_empty());
+    let trainings: Vec<&str> = data
+        .recent_trainings
+        .iter()
+        .map(|t| t.id.as_str())
+        .collect();
+    assert_eq!(trainings, ["training_evt_training"]);
+    assert_eq!(data.recent_trainings[0].ai_score, Some(90.0));
     let tests: Vec<&str> = data
         .test_events
         .iter()
@@ -274,8 +287,8 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     assert_eq!(search("evt%").await, []);
     assert_eq!(
         search("dlv").await.len(),
-        10,
-        "8 accepted, 1 duplicate, 1 unsigned"
+        11,
+        "9 accepted, 1 duplicate, 1 unsigned"
     );
     assert_eq!(search("dlv_fai").await, [pair("delivery", "dlv_fail")]);
 
