@@ -99,9 +99,12 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let config = Arc::clone(&self.config);
-        let future = trace::instrument(handle(config, inner, req));
+        // Boxed before it is instrumented: the span wraps the pointer, so
+        // the pipeline's state is moved once, into the box.
+        let span = trace::Span::new();
+        let future = Box::pin(handle(config, inner, req, span.clone()));
         ResponseFuture {
-            inner: Box::pin(future),
+            inner: span.instrument(future),
         }
     }
 }
@@ -111,14 +114,14 @@ type BoxResponseFuture<B, E> =
 
 /// Response future for [`KendoWebhook`].
 pub struct ResponseFuture<B, E> {
-    inner: BoxResponseFuture<B, E>,
+    inner: trace::Instrumented<BoxResponseFuture<B, E>>,
 }
 
 impl<B, E> Future for ResponseFuture<B, E> {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+        Pin::new(&mut self.inner).poll(cx)
     }
 }
 
@@ -202,6 +205,7 @@ async fn handle<S, ReqBody, ResBody>(
     config: Arc<Config>,
     inner: S,
     req: Request<ReqBody>,
+    span: trace::Span,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
@@ -212,7 +216,7 @@ where
     // Read once: the hooks and the span want it even when a check fails.
     let delivery_id = single_id(&parts.headers, &DELIVERY_ID_HEADER);
     let mut seen = Seen::unverified(delivery_id.ok());
-    trace::record_delivery_id(delivery_id.ok());
+    span.record_delivery_id(delivery_id.ok());
 
     let headers = match check_parts(
         &parts.method,
@@ -221,7 +225,7 @@ where
         delivery_id,
     ) {
         Ok(headers) => headers,
-        Err(reason) => return Ok(reject(&config, reason, seen)),
+        Err(reason) => return Ok(reject(&config, &span, reason, seen)),
     };
     let declared = headers.declared_len;
     let mut reservation = Reservation::new(&config.body_budget);
@@ -234,11 +238,11 @@ where
     );
     let bytes = match read.await {
         Ok(bytes) => bytes,
-        Err(reason) => return Ok(reject(&config, reason, seen)),
+        Err(reason) => return Ok(reject(&config, &span, reason, seen)),
     };
     let label = match config.verifier.load().verify_tag(&headers.tag, &bytes) {
         Ok(label) => Arc::clone(label),
-        Err(reason) => return Ok(reject(&config, reason, seen)),
+        Err(reason) => return Ok(reject(&config, &span, reason, seen)),
     };
     seen.verified = true;
     let parsed = Delivery::parse_verified(
@@ -249,12 +253,12 @@ where
     );
     let delivery = match parsed {
         Ok(delivery) => delivery,
-        Err(reason) => return Ok(reject(&config, reason, seen)),
+        Err(reason) => return Ok(reject(&config, &span, reason, seen)),
     };
-    trace::record_delivery(&delivery);
+    span.record_delivery(&delivery);
     seen.delivery = Some(&delivery);
     if let Err(reason) = check_replay_window(&config, &delivery) {
-        return Ok(reject(&config, reason, seen));
+        return Ok(reject(&config, &span, reason, seen));
     }
 
     let key = config.dedupe_key.store_key(&delivery);
@@ -263,14 +267,14 @@ where
     let mut guard = ClaimGuard::new(&config.store, key);
     let claimed = match guard.claim(config.in_flight_wait).await {
         Ok(Claim::Acquired) => true,
-        Ok(Claim::Done) => return Ok(reject(&config, Rejection::Duplicate, seen)),
-        Ok(_in_flight) => return Ok(reject(&config, Rejection::InFlight, seen)),
+        Ok(Claim::Done) => return Ok(reject(&config, &span, Rejection::Duplicate, seen)),
+        Ok(_in_flight) => return Ok(reject(&config, &span, Rejection::InFlight, seen)),
         Err(error) => {
             let policy = config.store_error_policy;
             report_store_error(&config, seen, "claim", &error);
             if policy == StoreErrorPolicy::FailClosed {
                 trace::store_error(&error, "answering 503 (fail-closed)");
-                return Ok(reject(&config, Rejection::StoreUnavailable, seen));
+                return Ok(reject(&config, &span, Rejection::StoreUnavailable, seen));
             }
             trace::store_error(&error, "processing without de-duplication (fail-open)");
             false
@@ -281,17 +285,22 @@ where
     let kept = config.on_outcome.is_some().then(|| delivery.clone());
     // The latency is only for the hook and the metrics.
     let started = (cfg!(feature = "metrics") || kept.is_some()).then(Instant::now);
-    let call = call_inner(inner, parts, bytes, delivery);
-    let result = if claimed {
-        let seen = Seen::delivery(kept.as_ref());
-        let on_error = |error: &StoreError| report_store_error(&config, seen, "renew", error);
-        guard.renewing(call, on_error).await
-    } else {
+    if !claimed {
         // Gives back (in the background) a claim that may have landed.
         drop(guard);
-        return finish(&config, kept.as_ref(), call.await, started);
+        let call = call_inner(inner, parts, bytes, delivery);
+        return finish(&config, &span, kept.as_ref(), call.await, started);
+    }
+    let call = call_inner(inner, parts, bytes, delivery);
+    let result = if guard.has_lease() {
+        let seen = Seen::delivery(kept.as_ref());
+        let on_error = |error: &StoreError| report_store_error(&config, seen, "renew", error);
+        // Boxed: the renewal timer is not carried by every request.
+        Box::pin(guard.renewing(call, on_error)).await
+    } else {
+        call.await
     };
-    let result = finish(&config, kept.as_ref(), result, started);
+    let result = finish(&config, &span, kept.as_ref(), result, started);
     let success = matches!(&result, Ok(response) if response.status().is_success());
     if let Err(error) = guard.settle(success).await {
         report_store_error(&config, Seen::delivery(kept.as_ref()), "settle", &error);
@@ -314,25 +323,25 @@ fn report_store_error(
     report(config, seen, outcome);
 }
 
-/// Hands the verified delivery to the inner service.
-async fn call_inner<S, ResBody>(
+/// Hands the verified delivery to the inner service. Not an `async fn`:
+/// the service's own future is awaited in place, not moved into another.
+fn call_inner<S, ResBody>(
     mut inner: S,
     mut parts: http::request::Parts,
     bytes: Bytes,
     delivery: Delivery,
-) -> Result<Response<ResBody>, S::Error>
+) -> S::Future
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
 {
     parts.extensions.insert(delivery);
-    inner
-        .call(Request::from_parts(parts, Full::new(bytes)))
-        .await
+    inner.call(Request::from_parts(parts, Full::new(bytes)))
 }
 
 /// Reports how the inner service answered and wraps its response.
 fn finish<ResBody, E>(
     config: &Config,
+    span: &trace::Span,
     kept: Option<&Delivery>,
     result: Result<Response<ResBody>, E>,
     started: Option<Instant>,
@@ -361,7 +370,7 @@ fn finish<ResBody, E>(
             },
         ),
     };
-    trace::record_outcome(traced);
+    span.record_outcome(traced);
     report(config, Seen::delivery(kept), outcome);
     result.map(|response| response.map(ResponseBody::service))
 }
@@ -493,8 +502,13 @@ fn check_replay_window(config: &Config, delivery: &Delivery) -> Result<(), Rejec
 }
 
 /// Answers a request the layer will not pass on, and reports why.
-fn reject<B>(config: &Config, reason: Rejection, seen: Seen<'_>) -> Response<ResponseBody<B>> {
-    trace::record_outcome(trace::Outcome::Rejected(reason));
+fn reject<B>(
+    config: &Config,
+    span: &trace::Span,
+    reason: Rejection,
+    seen: Seen<'_>,
+) -> Response<ResponseBody<B>> {
+    span.record_outcome(trace::Outcome::Rejected(reason));
     if let Some(hook) = &config.on_reject {
         hook(&seen.rejected(reason));
     }

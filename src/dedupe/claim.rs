@@ -66,26 +66,48 @@ impl ClaimGuard {
     /// stays armed, so dropping it releases a claim that may have landed.
     pub(crate) async fn claim(&mut self, wait: Duration) -> Result<Claim, StoreError> {
         let deadline = Instant::now() + wait;
-        let mut pause = FIRST_PAUSE;
-        loop {
-            self.on_drop = OnDrop::Release;
-            let key = self.key.as_str();
-            let claim = match self.store.claim_at_once(key, self.token) {
-                Some(claim) => claim?,
-                None => self.store.claim(key, self.token).await?,
-            };
-            if claim == Claim::Acquired {
-                return Ok(claim);
-            }
+        let claim = self.claim_once().await?;
+        if claim != Claim::InFlight || Instant::now() >= deadline {
+            return Ok(claim);
+        }
+        // Rare: waiting for another holder. Boxed, so that the request's
+        // future does not carry the timer's space on the common path.
+        Box::pin(self.claim_again(deadline)).await
+    }
+
+    /// One claim; on anything but [`Claim::Acquired`] nothing of ours is stored.
+    async fn claim_once(&mut self) -> Result<Claim, StoreError> {
+        self.on_drop = OnDrop::Release;
+        let key = self.key.as_str();
+        let claim = match self.store.claim_at_once(key, self.token) {
+            Some(claim) => claim?,
+            None => self.store.claim(key, self.token).await?,
+        };
+        if claim != Claim::Acquired {
             // Held by someone else, or done: nothing of ours is stored.
             self.on_drop = OnDrop::Nothing;
-            let now = Instant::now();
-            if claim != Claim::InFlight || now >= deadline {
+        }
+        Ok(claim)
+    }
+
+    /// Claims an in-flight key again, with backoff, until `deadline`.
+    async fn claim_again(&mut self, deadline: Instant) -> Result<Claim, StoreError> {
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(MAX_PAUSE);
+            let claim = self.claim_once().await?;
+            if claim != Claim::InFlight || Instant::now() >= deadline {
                 return Ok(claim);
             }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(MAX_PAUSE);
         }
+    }
+
+    /// Whether the store's claims have a lease, which
+    /// [`renewing`](Self::renewing) renews.
+    pub(crate) fn has_lease(&self) -> bool {
+        self.store.lease().is_some()
     }
 
     /// Runs `future` (the inner service) while renewing the claim's lease
