@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body::Body;
 use http_body_util::Full;
@@ -213,17 +213,12 @@ where
     ReqBody::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
-    // Read once: the hooks and the span want it even when a check fails.
-    let delivery_id = single_id(&parts.headers, &DELIVERY_ID_HEADER);
-    let mut seen = Seen::unverified(delivery_id.ok());
-    span.record_delivery_id(delivery_id.ok());
+    let scanned = ScannedHeaders::new(&parts.headers);
+    // The hooks and the span want the delivery id even when a check fails.
+    let mut seen = Seen::unverified(scanned.delivery_id.ok());
+    span.record_delivery_id(scanned.delivery_id.ok());
 
-    let headers = match check_parts(
-        &parts.method,
-        &parts.headers,
-        config.body_limit,
-        delivery_id,
-    ) {
+    let headers = match check_parts(&parts.method, &scanned, config.body_limit) {
         Ok(headers) => headers,
         Err(reason) => return Ok(reject(&config, &span, reason, seen)),
     };
@@ -375,30 +370,76 @@ fn finish<ResBody, E>(
     result.map(|response| response.map(ResponseBody::service))
 }
 
+/// The headers the layer reads, found in one pass over the map: cheaper
+/// than a hashed lookup for each of them.
+pub(crate) struct ScannedHeaders<'a> {
+    /// `X-Kendo-Delivery-Id` if well formed; `Err(true)` when missing,
+    /// `Err(false)` when malformed (see [`Single::id`]).
+    pub(crate) delivery_id: Result<&'a str, bool>,
+    event: Single<'a>,
+    signature: Single<'a>,
+    content_type: Single<'a>,
+    /// The first `Content-Length`.
+    content_length: Option<&'a HeaderValue>,
+    /// Every `Content-Encoding` is `identity`.
+    identity: bool,
+}
+
+impl<'a> ScannedHeaders<'a> {
+    pub(crate) fn new(headers: &'a HeaderMap) -> Self {
+        let mut delivery_id = Single::Missing;
+        let mut event = Single::Missing;
+        let mut signature = Single::Missing;
+        let mut content_type = Single::Missing;
+        let mut content_length = None;
+        let mut identity = true;
+        // Every value of every header, repeated names included.
+        for (name, value) in headers {
+            match name.as_str() {
+                "content-type" => content_type.add(value),
+                "content-length" => {
+                    content_length.get_or_insert(value);
+                }
+                "content-encoding" => {
+                    identity &= value
+                        .as_bytes()
+                        .trim_ascii()
+                        .eq_ignore_ascii_case(b"identity");
+                }
+                "x-kendo-signature" => signature.add(value),
+                "x-kendo-event" => event.add(value),
+                "x-kendo-delivery-id" => delivery_id.add(value),
+                _ => {}
+            }
+        }
+        Self {
+            delivery_id: delivery_id.id(),
+            event,
+            signature,
+            content_type,
+            content_length,
+            identity,
+        }
+    }
+}
+
 /// Cheap checks on method and headers, before any byte of the body is read
 /// (shared with the axum `VerifiedDelivery` extractor).
 pub(crate) fn check_parts<'a>(
     method: &Method,
-    headers: &'a HeaderMap,
+    headers: &ScannedHeaders<'a>,
     body_limit: usize,
-    delivery_id: Result<&'a str, bool>,
 ) -> Result<KendoHeaders<'a>, Rejection> {
     if method != Method::POST {
         return Err(Rejection::MethodNotAllowed);
     }
-    for encoding in headers.get_all(CONTENT_ENCODING) {
-        if !encoding
-            .as_bytes()
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"identity")
-        {
-            return Err(Rejection::UnsupportedEncoding);
-        }
+    if !headers.identity {
+        return Err(Rejection::UnsupportedEncoding);
     }
-    if !is_json(headers) {
+    if !is_json(headers.content_type) {
         return Err(Rejection::UnsupportedMediaType);
     }
-    let declared_len = match headers.get(CONTENT_LENGTH) {
+    let declared_len = match headers.content_length {
         None => None,
         Some(length) => match length.to_str().ok().and_then(|l| l.parse::<u64>().ok()) {
             Some(declared) if declared > body_limit as u64 => {
@@ -409,19 +450,19 @@ pub(crate) fn check_parts<'a>(
             None => return Err(Rejection::BodyReadFailed),
         },
     };
-    let tag = match single(headers, &SIGNATURE_HEADER) {
+    let tag = match headers.signature {
         Single::Missing => return Err(Rejection::MissingSignature),
         Single::Many => return Err(Rejection::MalformedSignature),
         Single::One(value) => parse_signature(value.as_bytes())?,
     };
-    let delivery_id = delivery_id.map_err(|missing| {
+    let delivery_id = headers.delivery_id.map_err(|missing| {
         if missing {
             Rejection::MissingDeliveryId
         } else {
             Rejection::MalformedDeliveryId
         }
     })?;
-    let event = single_id(headers, &EVENT_HEADER).map_err(|missing| {
+    let event = headers.event.id().map_err(|missing| {
         if missing {
             Rejection::MissingEventHeader
         } else {
@@ -437,8 +478,8 @@ pub(crate) fn check_parts<'a>(
 }
 
 /// `application/json`, any case, parameters such as `; charset=utf-8` allowed.
-fn is_json(headers: &HeaderMap) -> bool {
-    let Single::One(value) = single(headers, &CONTENT_TYPE) else {
+fn is_json(content_type: Single<'_>) -> bool {
+    let Single::One(value) = content_type else {
         return false;
     };
     let essence = value
@@ -451,34 +492,40 @@ fn is_json(headers: &HeaderMap) -> bool {
         .eq_ignore_ascii_case(b"application/json")
 }
 
+/// A header that must be sent once.
+#[derive(Clone, Copy)]
 enum Single<'a> {
     Missing,
     One(&'a HeaderValue),
     Many,
 }
 
-fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Single<'a> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (None, _) => Single::Missing,
-        (Some(value), None) => Single::One(value),
-        (Some(_), Some(_)) => Single::Many,
+impl<'a> Single<'a> {
+    /// Counts one more value of the header.
+    fn add(&mut self, value: &'a HeaderValue) {
+        *self = match self {
+            Self::Missing => Self::One(value),
+            _ => Self::Many,
+        };
     }
-}
 
-/// A header holding one id: 1–256 visible ASCII characters, sent once.
-/// `Err(true)` when missing, `Err(false)` when malformed.
-pub(crate) fn single_id<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, bool> {
-    match single(headers, name) {
-        Single::Missing => Err(true),
-        Single::Many => Err(false),
-        Single::One(value) => {
-            let bytes = value.as_bytes();
-            let visible = bytes.iter().all(|b| (0x21..=0x7e).contains(b));
-            if bytes.is_empty() || bytes.len() > MAX_ID_LEN || !visible {
-                return Err(false);
+    /// The value as an id: 1–256 visible ASCII characters, sent once.
+    /// `Err(true)` when missing, `Err(false)` when malformed.
+    fn id(self) -> Result<&'a str, bool> {
+        match self {
+            Self::Missing => Err(true),
+            Self::Many => Err(false),
+            Self::One(value) => {
+                let bytes = value.as_bytes();
+                // Without an early exit, so it runs a word at a time.
+                let visible = bytes
+                    .iter()
+                    .fold(true, |all, &b| all & (b.wrapping_sub(0x21) < 0x5e));
+                if bytes.is_empty() || bytes.len() > MAX_ID_LEN || !visible {
+                    return Err(false);
+                }
+                std::str::from_utf8(bytes).map_err(|_| false)
             }
-            value.to_str().map_err(|_| false)
         }
     }
 }
@@ -535,4 +582,77 @@ fn reject<B>(
         headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+
+    use super::*;
+
+    fn headers(pairs: &[(HeaderName, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(name.clone(), HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn one_pass_finds_every_header_the_layer_reads() {
+        let map = headers(&[
+            (CONTENT_TYPE, "application/json"),
+            (CONTENT_LENGTH, "12"),
+            (CONTENT_ENCODING, " Identity "),
+            (SIGNATURE_HEADER, "ab"),
+            (EVENT_HEADER, "call.uploaded"),
+            (DELIVERY_ID_HEADER, "dlv_1"),
+        ]);
+        let scanned = ScannedHeaders::new(&map);
+        assert_eq!(scanned.delivery_id, Ok("dlv_1"));
+        assert_eq!(scanned.event.id(), Ok("call.uploaded"));
+        assert!(matches!(scanned.signature, Single::One(v) if v == "ab"));
+        assert!(is_json(scanned.content_type));
+        assert_eq!(scanned.content_length.unwrap(), "12");
+        assert!(scanned.identity);
+    }
+
+    #[test]
+    fn repeated_headers_are_told_apart_from_single_ones() {
+        let map = headers(&[
+            (DELIVERY_ID_HEADER, "dlv_1"),
+            (DELIVERY_ID_HEADER, "dlv_2"),
+            (SIGNATURE_HEADER, "ab"),
+            (SIGNATURE_HEADER, "cd"),
+            (CONTENT_LENGTH, "12"),
+            (CONTENT_LENGTH, "13"),
+            (CONTENT_ENCODING, "identity"),
+            (CONTENT_ENCODING, "gzip"),
+        ]);
+        let scanned = ScannedHeaders::new(&map);
+        assert_eq!(scanned.delivery_id, Err(false));
+        assert!(matches!(scanned.signature, Single::Many));
+        assert_eq!(scanned.event.id(), Err(true));
+        assert_eq!(scanned.content_length.unwrap(), "12", "the first one");
+        assert!(!scanned.identity);
+    }
+
+    #[test]
+    fn ids_are_one_to_256_visible_ascii_characters() {
+        let id = |value: &'static str| {
+            let value = HeaderValue::from_static(value);
+            Single::One(&value).id().map(str::to_owned)
+        };
+        assert_eq!(id("!~").as_deref(), Ok("!~"));
+        assert_eq!(id(""), Err(false));
+        assert_eq!(id("a b"), Err(false));
+        assert_eq!(id("a\tb"), Err(false));
+        let long = "a".repeat(MAX_ID_LEN + 1);
+        let value = HeaderValue::from_str(&long).unwrap();
+        assert_eq!(Single::One(&value).id(), Err(false));
+        let value = HeaderValue::from_str(&long[1..]).unwrap();
+        assert_eq!(Single::One(&value).id(), Ok(&long[1..]));
+        let value = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+        assert_eq!(Single::One(&value).id(), Err(false));
+    }
 }
