@@ -259,7 +259,10 @@ where
     let key = config.dedupe_key.store_key(&delivery);
     // Armed before the claim is sent: a request dropped from here on
     // releases whatever claim landed.
-    let mut guard = ClaimGuard::new(&config.store, key);
+    let mut guard = match &config.memory {
+        Some(memory) => ClaimGuard::in_memory(memory, key.as_str()),
+        None => ClaimGuard::new(&config.store, key),
+    };
     let claimed = match guard.claim(config.in_flight_wait).await {
         Ok(Claim::Acquired) => true,
         Ok(Claim::Done) => return Ok(reject(&config, &span, Rejection::Duplicate, seen)),
