@@ -256,12 +256,15 @@ where
         return Ok(reject(&config, &span, reason, seen));
     }
 
-    let key = config.dedupe_key.store_key(&delivery);
     // Armed before the claim is sent: a request dropped from here on
-    // releases whatever claim landed.
-    let mut guard = match &config.memory {
-        Some(memory) => ClaimGuard::in_memory(memory, key.as_str()),
-        None => ClaimGuard::new(&config.store, key),
+    // releases whatever claim landed. The key is dropped in this block, so
+    // the request's future does not keep a copy of it.
+    let mut guard = {
+        let key = config.dedupe_key.store_key(&delivery);
+        match &config.memory {
+            Some(memory) => ClaimGuard::in_memory(memory, key.as_str()),
+            None => ClaimGuard::new(&config.store, key),
+        }
     };
     let claimed = match guard.claim(config.in_flight_wait).await {
         Ok(Claim::Acquired) => true,
