@@ -77,7 +77,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use crate::event::Delivery;
 use crate::layer::{DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
 use crate::reject::Rejection;
-use crate::service::{check_parts, single_id, DELIVERY_ID_HEADER, REJECTION_HEADER};
+use crate::service::{check_parts, ScannedHeaders, REJECTION_HEADER};
 use crate::signature::Verifier;
 
 /// `Option<Delivery>`: `None` when the route is not behind the layer, for
@@ -240,13 +240,8 @@ where
         let verifier = Verifier::from_ref(state);
         let (parts, body) = req.into_parts();
         // The layer's own checks, in its order, before any body byte is read.
-        let delivery_id = single_id(&parts.headers, &DELIVERY_ID_HEADER);
-        let checked = check_parts(
-            &parts.method,
-            &parts.headers,
-            DEFAULT_BODY_LIMIT,
-            delivery_id,
-        )?;
+        let scanned = ScannedHeaders::new(&parts.headers);
+        let checked = check_parts(&parts.method, &scanned, DEFAULT_BODY_LIMIT)?;
         let limited = Limited::new(body, DEFAULT_BODY_LIMIT);
         let collected = tokio::time::timeout(DEFAULT_READ_TIMEOUT, limited.collect())
             .await

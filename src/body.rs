@@ -127,11 +127,12 @@ where
         reservation,
     ));
     // A small body usually arrives with the headers: when it is complete at
-    // the first poll, no deadline timer needs to be armed.
+    // the first poll, no deadline timer needs to be armed. The timer is
+    // boxed, so the request's future does not carry its space otherwise.
     let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
     match first {
         Poll::Ready(collected) => collected,
-        Poll::Pending => match tokio::time::timeout(deadline, collect).await {
+        Poll::Pending => match Box::pin(tokio::time::timeout(deadline, collect)).await {
             Ok(collected) => collected,
             Err(_elapsed) => Err(Rejection::BodyTimeout),
         },

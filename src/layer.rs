@@ -1,5 +1,6 @@
 //! [`KendoWebhookLayer`] and its builder: configuration only.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -85,6 +86,9 @@ pub(crate) struct Config {
     pub(crate) body_budget: BodyBudget,
     pub(crate) read_timeout: Duration,
     pub(crate) store: Arc<dyn DedupeStore>,
+    /// `store` itself when it is a [`MemoryStore`], which the layer then
+    /// gives each key's fingerprint, hashed once per request.
+    pub(crate) memory: Option<Arc<MemoryStore>>,
     pub(crate) in_flight_wait: Duration,
     pub(crate) dedupe_key: DedupeKey,
     pub(crate) replay_tolerance: Option<Duration>,
@@ -184,6 +188,8 @@ pub struct KendoWebhookLayerBuilder {
     read_timeout: Option<Duration>,
     in_flight_wait: Option<Duration>,
     store: Option<Arc<dyn DedupeStore>>,
+    /// `store` when it is a [`MemoryStore`].
+    memory: Option<Arc<MemoryStore>>,
     capacity: Option<usize>,
     dedupe_key: DedupeKey,
     replay_tolerance: Option<Duration>,
@@ -250,7 +256,10 @@ impl KendoWebhookLayerBuilder {
     /// The de-duplication store (default: a [`MemoryStore`] of 100,000 keys).
     /// Use a shared store when several replicas receive the same endpoint.
     pub fn dedupe_store(mut self, store: impl DedupeStore) -> Self {
-        self.store = Some(Arc::new(store));
+        let store = Arc::new(store);
+        let any: Arc<dyn Any + Send + Sync> = store.clone();
+        self.memory = any.downcast::<MemoryStore>().ok();
+        self.store = Some(store);
         self
     }
 
@@ -339,13 +348,16 @@ impl KendoWebhookLayerBuilder {
         if read_timeout.is_zero() {
             return Err(BuildError::ZeroReadTimeout);
         }
-        let store = match (self.store, self.capacity) {
+        let (store, memory) = match (self.store, self.capacity) {
             (Some(_), Some(_)) => return Err(BuildError::CapacityWithCustomStore),
-            (Some(store), None) => store,
+            (Some(store), None) => (store, self.memory),
             (None, Some(0)) => return Err(BuildError::ZeroCapacity),
-            (None, capacity) => Arc::new(MemoryStore::new(
-                capacity.unwrap_or(MemoryStore::DEFAULT_CAPACITY),
-            )),
+            (None, capacity) => {
+                let memory = Arc::new(MemoryStore::new(
+                    capacity.unwrap_or(MemoryStore::DEFAULT_CAPACITY),
+                ));
+                (memory.clone() as Arc<dyn DedupeStore>, Some(memory))
+            }
         };
         Ok(KendoWebhookLayer {
             config: Arc::new(Config {
@@ -355,6 +367,7 @@ impl KendoWebhookLayerBuilder {
                 read_timeout,
                 in_flight_wait: self.in_flight_wait.unwrap_or(DEFAULT_IN_FLIGHT_WAIT),
                 store,
+                memory,
                 dedupe_key: self.dedupe_key,
                 replay_tolerance: self.replay_tolerance,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemTime::now)),

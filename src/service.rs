@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body::Body;
 use http_body_util::Full;
@@ -99,9 +99,12 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let config = Arc::clone(&self.config);
-        let future = trace::instrument(handle(config, inner, req));
+        // Boxed before it is instrumented: the span wraps the pointer, so
+        // the pipeline's state is moved once, into the box.
+        let span = trace::Span::new();
+        let future = Box::pin(handle(config, inner, req, span.clone()));
         ResponseFuture {
-            inner: Box::pin(future),
+            inner: span.instrument(future),
         }
     }
 }
@@ -111,14 +114,14 @@ type BoxResponseFuture<B, E> =
 
 /// Response future for [`KendoWebhook`].
 pub struct ResponseFuture<B, E> {
-    inner: BoxResponseFuture<B, E>,
+    inner: trace::Instrumented<BoxResponseFuture<B, E>>,
 }
 
 impl<B, E> Future for ResponseFuture<B, E> {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+        Pin::new(&mut self.inner).poll(cx)
     }
 }
 
@@ -202,6 +205,7 @@ async fn handle<S, ReqBody, ResBody>(
     config: Arc<Config>,
     inner: S,
     req: Request<ReqBody>,
+    span: trace::Span,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
@@ -209,19 +213,14 @@ where
     ReqBody::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
-    // Read once: the hooks and the span want it even when a check fails.
-    let delivery_id = single_id(&parts.headers, &DELIVERY_ID_HEADER);
-    let mut seen = Seen::unverified(delivery_id.ok());
-    trace::record_delivery_id(delivery_id.ok());
+    let scanned = ScannedHeaders::new(&parts.headers);
+    // The hooks and the span want the delivery id even when a check fails.
+    let mut seen = Seen::unverified(scanned.delivery_id.ok());
+    span.record_delivery_id(scanned.delivery_id.ok());
 
-    let headers = match check_parts(
-        &parts.method,
-        &parts.headers,
-        config.body_limit,
-        delivery_id,
-    ) {
+    let headers = match check_parts(&parts.method, &scanned, config.body_limit) {
         Ok(headers) => headers,
-        Err(reason) => return Ok(reject(&config, reason, seen)),
+        Err(reason) => return Ok(reject(&config, &span, reason, seen)),
     };
     let declared = headers.declared_len;
     let mut reservation = Reservation::new(&config.body_budget);
@@ -234,11 +233,11 @@ where
     );
     let bytes = match read.await {
         Ok(bytes) => bytes,
-        Err(reason) => return Ok(reject(&config, reason, seen)),
+        Err(reason) => return Ok(reject(&config, &span, reason, seen)),
     };
     let label = match config.verifier.load().verify_tag(&headers.tag, &bytes) {
         Ok(label) => Arc::clone(label),
-        Err(reason) => return Ok(reject(&config, reason, seen)),
+        Err(reason) => return Ok(reject(&config, &span, reason, seen)),
     };
     seen.verified = true;
     let parsed = Delivery::parse_verified(
@@ -249,28 +248,34 @@ where
     );
     let delivery = match parsed {
         Ok(delivery) => delivery,
-        Err(reason) => return Ok(reject(&config, reason, seen)),
+        Err(reason) => return Ok(reject(&config, &span, reason, seen)),
     };
-    trace::record_delivery(&delivery);
+    span.record_delivery(&delivery);
     seen.delivery = Some(&delivery);
     if let Err(reason) = check_replay_window(&config, &delivery) {
-        return Ok(reject(&config, reason, seen));
+        return Ok(reject(&config, &span, reason, seen));
     }
 
-    let key = config.dedupe_key.store_key(&delivery);
     // Armed before the claim is sent: a request dropped from here on
-    // releases whatever claim landed.
-    let mut guard = ClaimGuard::new(&config.store, key);
+    // releases whatever claim landed. The key is dropped in this block, so
+    // the request's future does not keep a copy of it.
+    let mut guard = {
+        let key = config.dedupe_key.store_key(&delivery);
+        match &config.memory {
+            Some(memory) => ClaimGuard::in_memory(memory, key.as_str()),
+            None => ClaimGuard::new(&config.store, key),
+        }
+    };
     let claimed = match guard.claim(config.in_flight_wait).await {
         Ok(Claim::Acquired) => true,
-        Ok(Claim::Done) => return Ok(reject(&config, Rejection::Duplicate, seen)),
-        Ok(_in_flight) => return Ok(reject(&config, Rejection::InFlight, seen)),
+        Ok(Claim::Done) => return Ok(reject(&config, &span, Rejection::Duplicate, seen)),
+        Ok(_in_flight) => return Ok(reject(&config, &span, Rejection::InFlight, seen)),
         Err(error) => {
             let policy = config.store_error_policy;
             report_store_error(&config, seen, "claim", &error);
             if policy == StoreErrorPolicy::FailClosed {
                 trace::store_error(&error, "answering 503 (fail-closed)");
-                return Ok(reject(&config, Rejection::StoreUnavailable, seen));
+                return Ok(reject(&config, &span, Rejection::StoreUnavailable, seen));
             }
             trace::store_error(&error, "processing without de-duplication (fail-open)");
             false
@@ -281,17 +286,22 @@ where
     let kept = config.on_outcome.is_some().then(|| delivery.clone());
     // The latency is only for the hook and the metrics.
     let started = (cfg!(feature = "metrics") || kept.is_some()).then(Instant::now);
-    let call = call_inner(inner, parts, bytes, delivery);
-    let result = if claimed {
-        let seen = Seen::delivery(kept.as_ref());
-        let on_error = |error: &StoreError| report_store_error(&config, seen, "renew", error);
-        guard.renewing(call, on_error).await
-    } else {
+    if !claimed {
         // Gives back (in the background) a claim that may have landed.
         drop(guard);
-        return finish(&config, kept.as_ref(), call.await, started);
+        let call = call_inner(inner, parts, bytes, delivery);
+        return finish(&config, &span, kept.as_ref(), call.await, started);
+    }
+    let call = call_inner(inner, parts, bytes, delivery);
+    let result = if guard.has_lease() {
+        let seen = Seen::delivery(kept.as_ref());
+        let on_error = |error: &StoreError| report_store_error(&config, seen, "renew", error);
+        // Boxed: the renewal timer is not carried by every request.
+        Box::pin(guard.renewing(call, on_error)).await
+    } else {
+        call.await
     };
-    let result = finish(&config, kept.as_ref(), result, started);
+    let result = finish(&config, &span, kept.as_ref(), result, started);
     let success = matches!(&result, Ok(response) if response.status().is_success());
     if let Err(error) = guard.settle(success).await {
         report_store_error(&config, Seen::delivery(kept.as_ref()), "settle", &error);
@@ -314,25 +324,25 @@ fn report_store_error(
     report(config, seen, outcome);
 }
 
-/// Hands the verified delivery to the inner service.
-async fn call_inner<S, ResBody>(
+/// Hands the verified delivery to the inner service. Not an `async fn`:
+/// the service's own future is awaited in place, not moved into another.
+fn call_inner<S, ResBody>(
     mut inner: S,
     mut parts: http::request::Parts,
     bytes: Bytes,
     delivery: Delivery,
-) -> Result<Response<ResBody>, S::Error>
+) -> S::Future
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
 {
     parts.extensions.insert(delivery);
-    inner
-        .call(Request::from_parts(parts, Full::new(bytes)))
-        .await
+    inner.call(Request::from_parts(parts, Full::new(bytes)))
 }
 
 /// Reports how the inner service answered and wraps its response.
 fn finish<ResBody, E>(
     config: &Config,
+    span: &trace::Span,
     kept: Option<&Delivery>,
     result: Result<Response<ResBody>, E>,
     started: Option<Instant>,
@@ -361,35 +371,81 @@ fn finish<ResBody, E>(
             },
         ),
     };
-    trace::record_outcome(traced);
+    span.record_outcome(traced);
     report(config, Seen::delivery(kept), outcome);
     result.map(|response| response.map(ResponseBody::service))
+}
+
+/// The headers the layer reads, found in one pass over the map: cheaper
+/// than a hashed lookup for each of them.
+pub(crate) struct ScannedHeaders<'a> {
+    /// `X-Kendo-Delivery-Id` if well formed; `Err(true)` when missing,
+    /// `Err(false)` when malformed (see [`Single::id`]).
+    pub(crate) delivery_id: Result<&'a str, bool>,
+    event: Single<'a>,
+    signature: Single<'a>,
+    content_type: Single<'a>,
+    /// The first `Content-Length`.
+    content_length: Option<&'a HeaderValue>,
+    /// Every `Content-Encoding` is `identity`.
+    identity: bool,
+}
+
+impl<'a> ScannedHeaders<'a> {
+    pub(crate) fn new(headers: &'a HeaderMap) -> Self {
+        let mut delivery_id = Single::Missing;
+        let mut event = Single::Missing;
+        let mut signature = Single::Missing;
+        let mut content_type = Single::Missing;
+        let mut content_length = None;
+        let mut identity = true;
+        // Every value of every header, repeated names included.
+        for (name, value) in headers {
+            match name.as_str() {
+                "content-type" => content_type.add(value),
+                "content-length" => {
+                    content_length.get_or_insert(value);
+                }
+                "content-encoding" => {
+                    identity &= value
+                        .as_bytes()
+                        .trim_ascii()
+                        .eq_ignore_ascii_case(b"identity");
+                }
+                "x-kendo-signature" => signature.add(value),
+                "x-kendo-event" => event.add(value),
+                "x-kendo-delivery-id" => delivery_id.add(value),
+                _ => {}
+            }
+        }
+        Self {
+            delivery_id: delivery_id.id(),
+            event,
+            signature,
+            content_type,
+            content_length,
+            identity,
+        }
+    }
 }
 
 /// Cheap checks on method and headers, before any byte of the body is read
 /// (shared with the axum `VerifiedDelivery` extractor).
 pub(crate) fn check_parts<'a>(
     method: &Method,
-    headers: &'a HeaderMap,
+    headers: &ScannedHeaders<'a>,
     body_limit: usize,
-    delivery_id: Result<&'a str, bool>,
 ) -> Result<KendoHeaders<'a>, Rejection> {
     if method != Method::POST {
         return Err(Rejection::MethodNotAllowed);
     }
-    for encoding in headers.get_all(CONTENT_ENCODING) {
-        if !encoding
-            .as_bytes()
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"identity")
-        {
-            return Err(Rejection::UnsupportedEncoding);
-        }
+    if !headers.identity {
+        return Err(Rejection::UnsupportedEncoding);
     }
-    if !is_json(headers) {
+    if !is_json(headers.content_type) {
         return Err(Rejection::UnsupportedMediaType);
     }
-    let declared_len = match headers.get(CONTENT_LENGTH) {
+    let declared_len = match headers.content_length {
         None => None,
         Some(length) => match length.to_str().ok().and_then(|l| l.parse::<u64>().ok()) {
             Some(declared) if declared > body_limit as u64 => {
@@ -400,19 +456,19 @@ pub(crate) fn check_parts<'a>(
             None => return Err(Rejection::BodyReadFailed),
         },
     };
-    let tag = match single(headers, &SIGNATURE_HEADER) {
+    let tag = match headers.signature {
         Single::Missing => return Err(Rejection::MissingSignature),
         Single::Many => return Err(Rejection::MalformedSignature),
         Single::One(value) => parse_signature(value.as_bytes())?,
     };
-    let delivery_id = delivery_id.map_err(|missing| {
+    let delivery_id = headers.delivery_id.map_err(|missing| {
         if missing {
             Rejection::MissingDeliveryId
         } else {
             Rejection::MalformedDeliveryId
         }
     })?;
-    let event = single_id(headers, &EVENT_HEADER).map_err(|missing| {
+    let event = headers.event.id().map_err(|missing| {
         if missing {
             Rejection::MissingEventHeader
         } else {
@@ -428,8 +484,8 @@ pub(crate) fn check_parts<'a>(
 }
 
 /// `application/json`, any case, parameters such as `; charset=utf-8` allowed.
-fn is_json(headers: &HeaderMap) -> bool {
-    let Single::One(value) = single(headers, &CONTENT_TYPE) else {
+fn is_json(content_type: Single<'_>) -> bool {
+    let Single::One(value) = content_type else {
         return false;
     };
     let essence = value
@@ -442,34 +498,40 @@ fn is_json(headers: &HeaderMap) -> bool {
         .eq_ignore_ascii_case(b"application/json")
 }
 
+/// A header that must be sent once.
+#[derive(Clone, Copy)]
 enum Single<'a> {
     Missing,
     One(&'a HeaderValue),
     Many,
 }
 
-fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Single<'a> {
-    let mut values = headers.get_all(name).iter();
-    match (values.next(), values.next()) {
-        (None, _) => Single::Missing,
-        (Some(value), None) => Single::One(value),
-        (Some(_), Some(_)) => Single::Many,
+impl<'a> Single<'a> {
+    /// Counts one more value of the header.
+    fn add(&mut self, value: &'a HeaderValue) {
+        *self = match self {
+            Self::Missing => Self::One(value),
+            _ => Self::Many,
+        };
     }
-}
 
-/// A header holding one id: 1–256 visible ASCII characters, sent once.
-/// `Err(true)` when missing, `Err(false)` when malformed.
-pub(crate) fn single_id<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<&'a str, bool> {
-    match single(headers, name) {
-        Single::Missing => Err(true),
-        Single::Many => Err(false),
-        Single::One(value) => {
-            let bytes = value.as_bytes();
-            let visible = bytes.iter().all(|b| (0x21..=0x7e).contains(b));
-            if bytes.is_empty() || bytes.len() > MAX_ID_LEN || !visible {
-                return Err(false);
+    /// The value as an id: 1–256 visible ASCII characters, sent once.
+    /// `Err(true)` when missing, `Err(false)` when malformed.
+    fn id(self) -> Result<&'a str, bool> {
+        match self {
+            Self::Missing => Err(true),
+            Self::Many => Err(false),
+            Self::One(value) => {
+                let bytes = value.as_bytes();
+                // Without an early exit, so it runs a word at a time.
+                let visible = bytes
+                    .iter()
+                    .fold(true, |all, &b| all & (b.wrapping_sub(0x21) < 0x5e));
+                if bytes.is_empty() || bytes.len() > MAX_ID_LEN || !visible {
+                    return Err(false);
+                }
+                std::str::from_utf8(bytes).map_err(|_| false)
             }
-            value.to_str().map_err(|_| false)
         }
     }
 }
@@ -493,8 +555,13 @@ fn check_replay_window(config: &Config, delivery: &Delivery) -> Result<(), Rejec
 }
 
 /// Answers a request the layer will not pass on, and reports why.
-fn reject<B>(config: &Config, reason: Rejection, seen: Seen<'_>) -> Response<ResponseBody<B>> {
-    trace::record_outcome(trace::Outcome::Rejected(reason));
+fn reject<B>(
+    config: &Config,
+    span: &trace::Span,
+    reason: Rejection,
+    seen: Seen<'_>,
+) -> Response<ResponseBody<B>> {
+    span.record_outcome(trace::Outcome::Rejected(reason));
     if let Some(hook) = &config.on_reject {
         hook(&seen.rejected(reason));
     }
@@ -521,4 +588,77 @@ fn reject<B>(config: &Config, reason: Rejection, seen: Seen<'_>) -> Response<Res
         headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+
+    use super::*;
+
+    fn headers(pairs: &[(HeaderName, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(name.clone(), HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn one_pass_finds_every_header_the_layer_reads() {
+        let map = headers(&[
+            (CONTENT_TYPE, "application/json"),
+            (CONTENT_LENGTH, "12"),
+            (CONTENT_ENCODING, " Identity "),
+            (SIGNATURE_HEADER, "ab"),
+            (EVENT_HEADER, "call.uploaded"),
+            (DELIVERY_ID_HEADER, "dlv_1"),
+        ]);
+        let scanned = ScannedHeaders::new(&map);
+        assert_eq!(scanned.delivery_id, Ok("dlv_1"));
+        assert_eq!(scanned.event.id(), Ok("call.uploaded"));
+        assert!(matches!(scanned.signature, Single::One(v) if v == "ab"));
+        assert!(is_json(scanned.content_type));
+        assert_eq!(scanned.content_length.unwrap(), "12");
+        assert!(scanned.identity);
+    }
+
+    #[test]
+    fn repeated_headers_are_told_apart_from_single_ones() {
+        let map = headers(&[
+            (DELIVERY_ID_HEADER, "dlv_1"),
+            (DELIVERY_ID_HEADER, "dlv_2"),
+            (SIGNATURE_HEADER, "ab"),
+            (SIGNATURE_HEADER, "cd"),
+            (CONTENT_LENGTH, "12"),
+            (CONTENT_LENGTH, "13"),
+            (CONTENT_ENCODING, "identity"),
+            (CONTENT_ENCODING, "gzip"),
+        ]);
+        let scanned = ScannedHeaders::new(&map);
+        assert_eq!(scanned.delivery_id, Err(false));
+        assert!(matches!(scanned.signature, Single::Many));
+        assert_eq!(scanned.event.id(), Err(true));
+        assert_eq!(scanned.content_length.unwrap(), "12", "the first one");
+        assert!(!scanned.identity);
+    }
+
+    #[test]
+    fn ids_are_one_to_256_visible_ascii_characters() {
+        let id = |value: &'static str| {
+            let value = HeaderValue::from_static(value);
+            Single::One(&value).id().map(str::to_owned)
+        };
+        assert_eq!(id("!~").as_deref(), Ok("!~"));
+        assert_eq!(id(""), Err(false));
+        assert_eq!(id("a b"), Err(false));
+        assert_eq!(id("a\tb"), Err(false));
+        let long = "a".repeat(MAX_ID_LEN + 1);
+        let value = HeaderValue::from_str(&long).unwrap();
+        assert_eq!(Single::One(&value).id(), Err(false));
+        let value = HeaderValue::from_str(&long[1..]).unwrap();
+        assert_eq!(Single::One(&value).id(), Ok(&long[1..]));
+        let value = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+        assert_eq!(Single::One(&value).id(), Err(false));
+    }
 }

@@ -26,55 +26,80 @@ mod enabled {
     use tracing::field::Empty;
     use tracing::Instrument;
 
-    pub(crate) fn instrument<F: Future>(future: F) -> impl Future<Output = F::Output> {
-        let span = tracing::info_span!(
-            "kendo_webhook",
-            delivery_id = Empty,
-            event_id = Empty,
-            event = Empty,
-            outcome = Empty,
-        );
-        future.instrument(span)
-    }
+    /// A future run inside a delivery's [`Span`].
+    pub(crate) type Instrumented<F> = tracing::instrument::Instrumented<F>;
 
-    /// Records the (unverified) delivery id header, if well formed.
-    pub(crate) fn record_delivery_id(delivery_id: Option<&str>) {
-        if let Some(id) = delivery_id {
-            tracing::Span::current().record("delivery_id", id);
+    /// The span of one delivery, held by the request's future: fields are
+    /// recorded on it directly (no lookup of the current span), and not at
+    /// all when no subscriber wants it.
+    #[derive(Clone)]
+    pub(crate) struct Span(tracing::Span);
+
+    impl Span {
+        pub(crate) fn new() -> Self {
+            Self(tracing::info_span!(
+                "kendo_webhook",
+                delivery_id = Empty,
+                event_id = Empty,
+                event = Empty,
+                outcome = Empty,
+            ))
         }
-    }
 
-    pub(crate) fn record_delivery(delivery: &Delivery) {
-        let span = tracing::Span::current();
-        span.record("event_id", delivery.event_id());
-        span.record("event", delivery.event_name());
-    }
+        /// Runs `future` (boxed: only the pointer moves) inside this span.
+        pub(crate) fn instrument<F: Future>(&self, future: F) -> Instrumented<F> {
+            future.instrument(self.0.clone())
+        }
 
-    pub(crate) fn record_outcome(outcome: Outcome) {
-        let span = tracing::Span::current();
-        match outcome {
-            Outcome::Accepted(status) => {
-                span.record("outcome", "accepted");
-                tracing::info!(status = status.as_u16(), "delivery accepted");
+        /// Records the (unverified) delivery id header, if well formed.
+        pub(crate) fn record_delivery_id(&self, delivery_id: Option<&str>) {
+            if let Some(id) = delivery_id.filter(|_| !self.0.is_disabled()) {
+                self.0.record("delivery_id", id);
             }
-            Outcome::InnerFailed(status) => {
-                span.record("outcome", "inner_failed");
-                tracing::warn!(
-                    status = status.as_u16(),
-                    "inner service failed; claim released for Kendo's retry"
-                );
+        }
+
+        pub(crate) fn record_delivery(&self, delivery: &Delivery) {
+            if !self.0.is_disabled() {
+                self.0.record("event_id", delivery.event_id());
+                self.0.record("event", delivery.event_name());
             }
-            Outcome::InnerError => {
-                span.record("outcome", "inner_error");
-                tracing::warn!("inner service returned an error; claim released for Kendo's retry");
-            }
-            Outcome::Rejected(reason) => {
-                span.record("outcome", reason.as_str());
-                tracing::info!(
-                    status = reason.status().as_u16(),
-                    reason = reason.as_str(),
-                    "delivery rejected"
-                );
+        }
+
+        /// Records the outcome and logs it (inside the span, which the
+        /// caller's poll has entered).
+        pub(crate) fn record_outcome(&self, outcome: Outcome) {
+            let span = Some(&self.0).filter(|span| !span.is_disabled());
+            let record = |value: &str| {
+                if let Some(span) = span {
+                    span.record("outcome", value);
+                }
+            };
+            match outcome {
+                Outcome::Accepted(status) => {
+                    record("accepted");
+                    tracing::info!(status = status.as_u16(), "delivery accepted");
+                }
+                Outcome::InnerFailed(status) => {
+                    record("inner_failed");
+                    tracing::warn!(
+                        status = status.as_u16(),
+                        "inner service failed; claim released for Kendo's retry"
+                    );
+                }
+                Outcome::InnerError => {
+                    record("inner_error");
+                    tracing::warn!(
+                        "inner service returned an error; claim released for Kendo's retry"
+                    );
+                }
+                Outcome::Rejected(reason) => {
+                    record(reason.as_str());
+                    tracing::info!(
+                        status = reason.status().as_u16(),
+                        reason = reason.as_str(),
+                        "delivery rejected"
+                    );
+                }
             }
         }
     }
@@ -88,12 +113,23 @@ mod enabled {
 mod enabled {
     use super::*;
 
-    pub(crate) fn instrument<F: Future>(future: F) -> F {
-        future
+    pub(crate) type Instrumented<F> = F;
+
+    #[derive(Clone)]
+    pub(crate) struct Span;
+
+    impl Span {
+        pub(crate) fn new() -> Self {
+            Self
+        }
+        pub(crate) fn instrument<F: Future>(&self, future: F) -> F {
+            future
+        }
+        pub(crate) fn record_delivery_id(&self, _: Option<&str>) {}
+        pub(crate) fn record_delivery(&self, _: &Delivery) {}
+        pub(crate) fn record_outcome(&self, _: Outcome) {}
     }
-    pub(crate) fn record_delivery_id(_: Option<&str>) {}
-    pub(crate) fn record_delivery(_: &Delivery) {}
-    pub(crate) fn record_outcome(_: Outcome) {}
+
     pub(crate) fn store_error(_: &StoreError, _: &str) {}
 }
 

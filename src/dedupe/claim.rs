@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture, StoreKey};
+use super::memory::Fingerprint;
+use super::{Claim, ClaimToken, DedupeStore, MemoryStore, StoreError, StoreFuture, StoreKey};
 use crate::trace;
 
 /// First pause before claiming an in-flight key again; doubles up to
@@ -41,20 +42,77 @@ enum OnDrop {
 
 /// A claim that is settled exactly once: explicitly, or when dropped.
 pub(crate) struct ClaimGuard {
-    store: Arc<dyn DedupeStore>,
-    key: StoreKey,
+    target: Target,
     token: ClaimToken,
     on_drop: OnDrop,
+}
+
+/// The store and what it is told of the key.
+// The key stays inline (no allocation per request for other stores).
+#[allow(clippy::large_enum_variant)]
+enum Target {
+    /// Any store, given the key.
+    Store {
+        store: Arc<dyn DedupeStore>,
+        key: StoreKey,
+    },
+    /// A [`MemoryStore`], given the key's fingerprint: hashed once for the
+    /// claim and its settlement instead of once per call.
+    Memory {
+        store: Arc<MemoryStore>,
+        fingerprint: Fingerprint,
+    },
 }
 
 impl ClaimGuard {
     /// A guard for `key` with a fresh token; nothing is sent yet.
     pub(crate) fn new(store: &Arc<dyn DedupeStore>, key: impl Into<StoreKey>) -> Self {
-        Self {
+        Self::with(Target::Store {
             store: Arc::clone(store),
             key: key.into(),
+        })
+    }
+
+    /// A guard for `key` in a [`MemoryStore`] (the same claims as
+    /// [`new`](Self::new) with that store).
+    pub(crate) fn in_memory(store: &Arc<MemoryStore>, key: &str) -> Self {
+        Self::with(Target::Memory {
+            fingerprint: store.fingerprint(key),
+            store: Arc::clone(store),
+        })
+    }
+
+    fn with(target: Target) -> Self {
+        Self {
+            target,
             token: ClaimToken::generate(),
             on_drop: OnDrop::Nothing,
+        }
+    }
+
+    /// Completes (`done`) or releases the claim in a store that must be
+    /// awaited (after [`settle_at_once`](Self::settle_at_once) said `None`).
+    fn settle_later(&self, done: bool) -> StoreFuture<'_, ()> {
+        match &self.target {
+            Target::Store { store, key } if done => store.complete(key.as_str(), self.token),
+            Target::Store { store, key } => store.release(key.as_str(), self.token),
+            // Settled at once.
+            Target::Memory { .. } => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+
+    /// Completes (`done`) or releases the claim in a store that answers at
+    /// once; `None` when the store must be awaited.
+    fn settle_at_once(&self, done: bool) -> Option<Result<(), StoreError>> {
+        match &self.target {
+            Target::Memory { store, fingerprint } => {
+                store.settle_fingerprint(*fingerprint, self.token, done);
+                Some(Ok(()))
+            }
+            Target::Store { store, key } if done => {
+                store.complete_at_once(key.as_str(), self.token)
+            }
+            Target::Store { store, key } => store.release_at_once(key.as_str(), self.token),
         }
     }
 
@@ -66,25 +124,54 @@ impl ClaimGuard {
     /// stays armed, so dropping it releases a claim that may have landed.
     pub(crate) async fn claim(&mut self, wait: Duration) -> Result<Claim, StoreError> {
         let deadline = Instant::now() + wait;
-        let mut pause = FIRST_PAUSE;
-        loop {
-            self.on_drop = OnDrop::Release;
-            let key = self.key.as_str();
-            let claim = match self.store.claim_at_once(key, self.token) {
-                Some(claim) => claim?,
-                None => self.store.claim(key, self.token).await?,
-            };
-            if claim == Claim::Acquired {
-                return Ok(claim);
+        let claim = self.claim_once().await?;
+        if claim != Claim::InFlight || Instant::now() >= deadline {
+            return Ok(claim);
+        }
+        // Rare: waiting for another holder. Boxed, so that the request's
+        // future does not carry the timer's space on the common path.
+        Box::pin(self.claim_again(deadline)).await
+    }
+
+    /// One claim; on anything but [`Claim::Acquired`] nothing of ours is stored.
+    async fn claim_once(&mut self) -> Result<Claim, StoreError> {
+        self.on_drop = OnDrop::Release;
+        let claim = match &self.target {
+            Target::Memory { store, fingerprint } => {
+                store.claim_fingerprint(*fingerprint, self.token)
             }
+            Target::Store { store, key } => match store.claim_at_once(key.as_str(), self.token) {
+                Some(claim) => claim?,
+                None => store.claim(key.as_str(), self.token).await?,
+            },
+        };
+        if claim != Claim::Acquired {
             // Held by someone else, or done: nothing of ours is stored.
             self.on_drop = OnDrop::Nothing;
-            let now = Instant::now();
-            if claim != Claim::InFlight || now >= deadline {
+        }
+        Ok(claim)
+    }
+
+    /// Claims an in-flight key again, with backoff, until `deadline`.
+    async fn claim_again(&mut self, deadline: Instant) -> Result<Claim, StoreError> {
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(MAX_PAUSE);
+            let claim = self.claim_once().await?;
+            if claim != Claim::InFlight || Instant::now() >= deadline {
                 return Ok(claim);
             }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    }
+
+    /// Whether the store's claims have a lease, which
+    /// [`renewing`](Self::renewing) renews.
+    pub(crate) fn has_lease(&self) -> bool {
+        match &self.target {
+            Target::Store { store, .. } => store.lease().is_some(),
+            Target::Memory { .. } => false,
         }
     }
 
@@ -99,7 +186,10 @@ impl ClaimGuard {
         future: F,
         on_error: impl Fn(&StoreError),
     ) -> F::Output {
-        let Some(lease) = self.store.lease() else {
+        let Target::Store { store, key } = &self.target else {
+            return future.await;
+        };
+        let Some(lease) = store.lease() else {
             return future.await;
         };
         let every = (lease / 3).max(Duration::from_millis(1));
@@ -122,7 +212,7 @@ impl ClaimGuard {
                 if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                renewal = Some(self.store.renew(self.key.as_str(), self.token));
+                renewal = Some(store.renew(key.as_str(), self.token));
             }
         })
         .await
@@ -138,16 +228,9 @@ impl ClaimGuard {
         } else {
             OnDrop::Release
         };
-        let key = self.key.as_str();
-        let at_once = if success {
-            self.store.complete_at_once(key, self.token)
-        } else {
-            self.store.release_at_once(key, self.token)
-        };
-        let result = match at_once {
+        let result = match self.settle_at_once(success) {
             Some(result) => result,
-            None if success => self.store.complete(key, self.token).await,
-            None => self.store.release(key, self.token).await,
+            None => self.settle_later(success).await,
         };
         // Reached only if the store call finished: nothing left for `drop`.
         self.on_drop = OnDrop::Nothing;
@@ -186,12 +269,7 @@ impl Drop for ClaimGuard {
             OnDrop::Complete => true,
         };
         let token = self.token;
-        let at_once = if complete {
-            self.store.complete_at_once(self.key.as_str(), token)
-        } else {
-            self.store.release_at_once(self.key.as_str(), token)
-        };
-        if let Some(result) = at_once {
+        if let Some(result) = self.settle_at_once(complete) {
             if let Err(error) = result {
                 trace::store_error(
                     &error,
@@ -200,8 +278,11 @@ impl Drop for ClaimGuard {
             }
             return;
         }
-        let store = Arc::clone(&self.store);
-        let key = self.key.clone();
+        let Target::Store { store, key } = &self.target else {
+            return;
+        };
+        let store = Arc::clone(store);
+        let key = key.clone();
         let mut settle = Box::pin(async move {
             let key = key.as_str();
             let result = if complete {
@@ -322,6 +403,25 @@ mod tests {
         drop(guard);
         assert_eq!(recording.calls(), ["claim", "release"]);
         assert_eq!(recording.memory.in_flight_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_memory_guard_claims_the_same_keys_as_a_guard_given_the_key() {
+        let memory = Arc::new(MemoryStore::new(100));
+        let store: Arc<dyn DedupeStore> = memory.clone();
+        let mut fast = ClaimGuard::in_memory(&memory, "k");
+        assert_eq!(fast.claim(Duration::ZERO).await.unwrap(), Claim::Acquired);
+        let mut slow = ClaimGuard::new(&store, "k".to_owned());
+        assert_eq!(slow.claim(Duration::ZERO).await.unwrap(), Claim::InFlight);
+        fast.settle(true).await.unwrap();
+        assert_eq!(slow.claim(Duration::ZERO).await.unwrap(), Claim::Done);
+        let mut dropped = ClaimGuard::in_memory(&memory, "other");
+        assert_eq!(
+            dropped.claim(Duration::ZERO).await.unwrap(),
+            Claim::Acquired
+        );
+        drop(dropped);
+        assert_eq!((memory.done_len(), memory.in_flight_len()), (1, 0));
     }
 
     #[tokio::test]

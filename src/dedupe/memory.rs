@@ -15,7 +15,7 @@ const SHARDS: usize = 16;
 
 /// A 128-bit keyed fingerprint of a key: what the store remembers instead
 /// of the key itself (no allocation per claim, 16 bytes per entry).
-type Fingerprint = u128;
+pub(crate) type Fingerprint = u128;
 
 /// An in-memory [`DedupeStore`] for a single receiver process.
 ///
@@ -105,23 +105,36 @@ impl MemoryStore {
         }
     }
 
-    /// The shard holding `key`, locked, and the key's fingerprint.
-    fn shard(&self, key: &str) -> (MutexGuard<'_, Shard>, Fingerprint) {
+    /// The key's fingerprint: what the store remembers of it.
+    pub(crate) fn fingerprint(&self, key: &str) -> Fingerprint {
         let high = self.hash_keys.0.hash_one(key);
         let low = self.hash_keys.1.hash_one(key);
-        let fingerprint = (u128::from(high) << 64) | u128::from(low);
+        (u128::from(high) << 64) | u128::from(low)
+    }
+
+    /// The shard holding the key of `fingerprint`, locked.
+    fn shard(&self, fingerprint: Fingerprint) -> MutexGuard<'_, Shard> {
         #[allow(clippy::cast_possible_truncation)]
-        let index = (high % SHARDS as u64) as usize;
+        let index = ((fingerprint >> 64) as u64 % SHARDS as u64) as usize;
         // A panic while holding the lock leaves consistent maps behind.
-        let shard = self.shards[index]
+        self.shards[index]
             .0
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        (shard, fingerprint)
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn claim_now(&self, key: &str, token: ClaimToken) -> Claim {
-        let (mut shard, fingerprint) = self.shard(key);
+        self.claim_fingerprint(self.fingerprint(key), token)
+    }
+
+    fn settle_now(&self, key: &str, token: &ClaimToken, done: bool) {
+        self.settle_fingerprint(self.fingerprint(key), *token, done);
+    }
+
+    /// [`claim`](DedupeStore::claim) of the key of `fingerprint`: the layer
+    /// hashes a request's key once for its claim and its settlement.
+    pub(crate) fn claim_fingerprint(&self, fingerprint: Fingerprint, token: ClaimToken) -> Claim {
+        let mut shard = self.shard(fingerprint);
         if shard.in_flight.contains_key(&fingerprint) {
             return Claim::InFlight;
         }
@@ -132,8 +145,15 @@ impl MemoryStore {
         Claim::Acquired
     }
 
-    fn settle_now(&self, key: &str, token: &ClaimToken, done: bool) {
-        let (mut shard, fingerprint) = self.shard(key);
+    /// [`complete`](DedupeStore::complete) (`done`) or
+    /// [`release`](DedupeStore::release) of the key of `fingerprint`.
+    pub(crate) fn settle_fingerprint(
+        &self,
+        fingerprint: Fingerprint,
+        token: ClaimToken,
+        done: bool,
+    ) {
+        let mut shard = self.shard(fingerprint);
         if shard.in_flight.get(&fingerprint) != Some(&token.value()) {
             return;
         }
