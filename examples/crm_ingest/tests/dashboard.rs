@@ -97,6 +97,12 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     assert_eq!(http.deliver(addr, &training).await.status, StatusCode::OK);
     let test = test_delivery("evt_test", "dlv_test");
     assert_eq!(http.deliver(addr, &test).await.status, StatusCode::OK);
+    // Signed, but not an envelope: a verified rejection, in the log.
+    let malformed = SignedDelivery::new(SECRET, "call.uploaded", "dlv_malformed", &b"[1]"[..]);
+    assert_eq!(
+        http.deliver(addr, &malformed).await.rejection(),
+        Some("malformed_envelope")
+    );
     for _ in 0..2 {
         let reply = http.deliver(addr, &forged(9)).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
@@ -124,7 +130,7 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
             && (data.cards.waiting, data.cards.unprocessed) == (1, 1)
             && data.unprocessed.len() == 1
             && data.recent_trainings.len() == 1
-            && data.delivery_log.len() == 13
+            && data.delivery_log.len() == 14
             && unverified == 3)
             .then_some(data)
     })
@@ -158,7 +164,7 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
         "6 calls, the failing one, the training, the test"
     );
     assert_eq!(sum(|m| m.duplicate), 1);
-    assert_eq!(sum(|m| m.rejected), 3, "2 forged, 1 unsigned");
+    assert_eq!(sum(|m| m.rejected), 4, "1 malformed, 2 forged, 1 unsigned");
     for minute in &data.deliveries_per_minute {
         assert_eq!(minute.minute_ms % 60_000, 0);
         assert!((started - 60_000..=now).contains(&minute.minute_ms));
@@ -170,8 +176,15 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
         .collect();
     assert_eq!(
         reasons,
-        [("invalid_signature", 2), ("missing_signature", 1)]
+        [
+            ("invalid_signature", 2),
+            ("malformed_envelope", 1),
+            ("missing_signature", 1)
+        ]
     );
+    let malformed = log_entry(&data, "dlv_malformed");
+    assert!(malformed.verified && malformed.outcome == Outcome::Rejected);
+    assert_eq!(malformed.status, 400);
     assert_eq!(backlog.samples().last().map(|s| s.waiting), Some(1));
 
     // The log: verified and unverified, newest first.
@@ -194,7 +207,7 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     assert_eq!(first, [Outcome::Duplicate, Outcome::Accepted]);
     assert!(log
         .iter()
-        .filter(|e| e.verified)
+        .filter(|e| e.verified && e.outcome != Outcome::Rejected)
         .all(|e| e.secret_label.as_deref() == Some("current")));
 
     // Tables.
@@ -287,8 +300,8 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     assert_eq!(search("evt%").await, []);
     assert_eq!(
         search("dlv").await.len(),
-        11,
-        "9 accepted, 1 duplicate, 1 unsigned"
+        12,
+        "9 accepted, 1 duplicate, 1 malformed, 1 unsigned"
     );
     assert_eq!(search("dlv_fai").await, [pair("delivery", "dlv_fail")]);
 
@@ -296,8 +309,19 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     let rejected = dashboard::load(&storage, &inbox, &backlog, None, Some(Outcome::Rejected))
         .await
         .expect("the dashboard reads");
-    assert_eq!(rejected.delivery_log.len(), 3);
-    assert!(rejected.delivery_log.iter().all(|e| !e.verified));
+    assert_eq!(
+        rejected.delivery_log.len(),
+        4,
+        "1 malformed, 2 forged, 1 unsigned"
+    );
+    assert!(rejected
+        .delivery_log
+        .iter()
+        .all(|e| e.outcome == Outcome::Rejected));
+    assert_eq!(
+        rejected.delivery_log.iter().filter(|e| e.verified).count(),
+        1
+    );
     let duplicates = dashboard::load(&storage, &inbox, &backlog, None, Some(Outcome::Duplicate))
         .await
         .expect("the dashboard reads");
@@ -311,6 +335,16 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     time_windows(&db, &storage, &inbox, &data).await;
     worker.shutdown().await;
     app.shutdown().await;
+}
+
+fn log_entry<'a>(
+    data: &'a crm_ingest::views::DashboardData,
+    delivery_id: &str,
+) -> &'a crm_ingest::views::LogEntry {
+    data.delivery_log
+        .iter()
+        .find(|e| e.delivery_id.as_deref() == Some(delivery_id))
+        .unwrap_or_else(|| panic!("{delivery_id} in the log"))
 }
 
 /// Rows written long ago (straight into the file, as time would): the
@@ -379,6 +413,7 @@ async fn time_windows(
         [
             ("stale_timestamp", 5),
             ("invalid_signature", 2),
+            ("malformed_envelope", 1),
             ("missing_signature", 1)
         ],
         "the last 24 hours only"
