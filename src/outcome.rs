@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 
 use crate::dedupe::StoreError;
 use crate::layer::StoreErrorPolicy;
@@ -90,6 +90,7 @@ pub struct Report<'a> {
     pub(crate) event_name: Option<&'a str>,
     pub(crate) secret_label: Option<&'a str>,
     pub(crate) verified: bool,
+    pub(crate) response_headers: Option<&'a HeaderMap>,
 }
 
 impl<'a> Report<'a> {
@@ -129,6 +130,16 @@ impl<'a> Report<'a> {
     #[must_use]
     pub fn is_verified(&self) -> bool {
         self.verified
+    }
+
+    /// The inner service's response headers, when it answered
+    /// ([`Outcome::Accepted`], or [`Outcome::InnerFailed`] with a status).
+    /// For example the durable inbox's `x-kendo-inbox` header says whether a
+    /// delivery was `stored`, or was a `duplicate` that only the database
+    /// recognised (a retry after a restart, or on another replica).
+    #[must_use]
+    pub fn response_headers(&self) -> Option<&'a HeaderMap> {
+        self.response_headers
     }
 }
 

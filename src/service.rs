@@ -179,16 +179,29 @@ impl<'a> Seen<'a> {
             event_name: self.delivery.map(Delivery::event_name),
             secret_label: self.delivery.and_then(Delivery::secret_label),
             verified: self.verified,
+            response_headers: None,
         }
     }
 }
 
 /// Tells the `on_outcome` hook and the metrics how a request ended.
 fn report(config: &Config, seen: Seen<'_>, outcome: Outcome<'_>) {
+    report_answer(config, seen, outcome, None);
+}
+
+/// [`report`], with the inner service's response headers when it answered.
+fn report_answer(
+    config: &Config,
+    seen: Seen<'_>,
+    outcome: Outcome<'_>,
+    response_headers: Option<&HeaderMap>,
+) {
     #[cfg(feature = "metrics")]
     crate::metrics::record(&outcome);
     if let Some(hook) = &config.on_outcome {
-        hook(&seen.report(outcome));
+        let mut report = seen.report(outcome);
+        report.response_headers = response_headers;
+        hook(&report);
     }
 }
 
@@ -372,7 +385,8 @@ fn finish<ResBody, E>(
         ),
     };
     span.record_outcome(traced);
-    report(config, Seen::delivery(kept), outcome);
+    let headers = result.as_ref().ok().map(Response::headers);
+    report_answer(config, Seen::delivery(kept), outcome, headers);
     result.map(|response| response.map(ResponseBody::service))
 }
 

@@ -201,3 +201,75 @@ async fn secrets_are_replaced_atomically_under_concurrent_load() {
     let a = send(&client, signed("whsec_a", 0).request(&url).unwrap()).await;
     assert_eq!(a.status, StatusCode::OK);
 }
+
+/// The hook sees the inner service's response headers when it answered
+/// (e.g. the inbox's `x-kendo-inbox: duplicate`), and none when the layer
+/// answered itself.
+#[tokio::test]
+async fn the_hook_sees_the_inner_services_response_headers() {
+    type Headers = Arc<Mutex<Vec<(String, Option<String>)>>>;
+    let seen: Headers = Arc::default();
+    let hook_seen = Arc::clone(&seen);
+    let layer = KendoWebhookLayer::builder()
+        .secret(SECRET)
+        .on_outcome(move |report: &Report<'_>| {
+            let marker = report
+                .response_headers()
+                .and_then(|h| h.get("x-marker"))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            hook_seen
+                .lock()
+                .unwrap()
+                .push((report.outcome().as_str().to_owned(), marker));
+        })
+        .build()
+        .expect("a valid layer");
+    let router = axum::Router::new().route(
+        PATH,
+        axum::routing::post(
+            |delivery: axum::Extension<kendo_webhooks::Delivery>| async move {
+                let failing = delivery.event_id() == "evt_fail";
+                let status = if failing {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                };
+                let marker = if failing {
+                    "failed-here"
+                } else {
+                    "stored-here"
+                };
+                (status, [("x-marker", marker)])
+            },
+        )
+        .layer(layer),
+    );
+    let addr = serve(router).await;
+    let url = format!("http://{addr}{PATH}");
+    let client = client();
+    let send_one = |d: SignedDelivery| {
+        let request = d.request(&url).expect("a valid request");
+        send(&client, request)
+    };
+    assert_eq!(
+        send_one(delivery("evt_ok", "dlv_ok")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send_one(delivery("evt_fail", "dlv_fail")).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        send_one(delivery("evt_ok", "dlv_ok")).await.reason(),
+        Some("duplicate")
+    );
+    let seen = seen.lock().unwrap().clone();
+    let expected = [
+        ("accepted", Some("stored-here")),
+        ("inner_failed", Some("failed-here")),
+        ("duplicate", None),
+    ]
+    .map(|(label, marker)| (label.to_owned(), marker.map(str::to_owned)));
+    assert_eq!(seen, expected);
+}

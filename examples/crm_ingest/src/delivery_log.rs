@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use kendo_webhooks::inbox::INBOX_HEADER;
 use kendo_webhooks::{Outcome, Rejection, Report};
 use tokio::sync::{mpsc, oneshot};
 
@@ -92,6 +93,14 @@ impl DeliveryLog {
             received_ms: at_ms,
         };
         let item = match report.outcome() {
+            // A retry only the database recognised (after a restart, or
+            // first seen on another replica) is a duplicate too.
+            Outcome::Accepted { status, latency } if inbox_duplicate(report) => Item::Entry(entry(
+                "duplicate",
+                Some("inbox_duplicate"),
+                status.as_u16(),
+                Some(*latency),
+            )),
             Outcome::Accepted { status, latency } => {
                 Item::Entry(entry("accepted", None, status.as_u16(), Some(*latency)))
             }
@@ -172,6 +181,14 @@ impl DeliveryLog {
             "webhook rejected: {hint}"
         );
     }
+}
+
+/// Whether the inbox answered `x-kendo-inbox: duplicate`.
+fn inbox_duplicate(report: &Report<'_>) -> bool {
+    report
+        .response_headers()
+        .and_then(|headers| headers.get(INBOX_HEADER))
+        .is_some_and(|value| value == "duplicate")
 }
 
 async fn write(

@@ -326,6 +326,12 @@ async fn a_processed_delivery_resent_after_a_restart_gets_200_and_creates_no_sec
         entries[1]["outcome"], "accepted",
         "the log survives the restart"
     );
+    assert_eq!(
+        (&entries[0]["outcome"], &entries[0]["reason"]),
+        (&"duplicate".into(), &"inbox_duplicate".into()),
+        "the database's duplicate is logged as one: {}",
+        entries[0]
+    );
     second.shutdown().await;
 }
 
