@@ -138,6 +138,9 @@ struct Seen<'a> {
     delivery_id: Option<&'a str>,
     delivery: Option<&'a Delivery>,
     verified: bool,
+    /// The secret that verified the body, before a `Delivery` carries it
+    /// (a verified body that fails to parse is reported with it too).
+    secret_label: Option<&'a str>,
 }
 
 impl<'a> Seen<'a> {
@@ -146,6 +149,7 @@ impl<'a> Seen<'a> {
             delivery_id,
             delivery: None,
             verified: false,
+            secret_label: None,
         }
     }
 
@@ -154,6 +158,7 @@ impl<'a> Seen<'a> {
             delivery_id: delivery.map(Delivery::delivery_id),
             delivery,
             verified: true,
+            secret_label: delivery.and_then(Delivery::secret_label),
         }
     }
 
@@ -163,10 +168,7 @@ impl<'a> Seen<'a> {
             delivery_id: self.delivery_id.map(str::to_owned),
             event_id: self.delivery.map(|d| d.event_id().to_owned()),
             event_name: self.delivery.map(|d| d.event_name().to_owned()),
-            secret_label: self
-                .delivery
-                .and_then(Delivery::secret_label)
-                .map(str::to_owned),
+            secret_label: self.secret_label.map(str::to_owned),
             verified: self.verified,
         }
     }
@@ -177,7 +179,7 @@ impl<'a> Seen<'a> {
             delivery_id: self.delivery_id,
             event_id: self.delivery.map(Delivery::event_id),
             event_name: self.delivery.map(Delivery::event_name),
-            secret_label: self.delivery.and_then(Delivery::secret_label),
+            secret_label: self.secret_label,
             verified: self.verified,
             response_headers: None,
         }
@@ -253,6 +255,9 @@ where
         Err(reason) => return Ok(reject(&config, &span, reason, seen)),
     };
     seen.verified = true;
+    // Only the hooks want it before the `Delivery` exists.
+    let label_kept = config.on_outcome.is_some().then(|| Arc::clone(&label));
+    seen.secret_label = label_kept.as_deref();
     let parsed = Delivery::parse_verified(
         bytes.clone(),
         headers.delivery_id,
@@ -265,6 +270,7 @@ where
     };
     span.record_delivery(&delivery);
     seen.delivery = Some(&delivery);
+    seen.secret_label = delivery.secret_label();
     if let Err(reason) = check_replay_window(&config, &delivery) {
         return Ok(reject(&config, &span, reason, seen));
     }

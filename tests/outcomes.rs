@@ -273,3 +273,40 @@ async fn the_hook_sees_the_inner_services_response_headers() {
     .map(|(label, marker)| (label.to_owned(), marker.map(str::to_owned)));
     assert_eq!(seen, expected);
 }
+
+/// A verified body that fails to parse is reported verified, with the
+/// label of the secret that verified it.
+#[tokio::test]
+async fn a_verified_but_malformed_body_is_reported_with_its_secret_label() {
+    // (outcome, verified, secret label); the one secret is labelled `#1`.
+    type Labels = Arc<Mutex<Vec<(String, bool, Option<String>)>>>;
+    let seen: Labels = Arc::default();
+    let hook_seen = Arc::clone(&seen);
+    let server = Server::start(move |b| {
+        b.on_outcome(move |report: &Report<'_>| {
+            hook_seen.lock().unwrap().push((
+                report.outcome().as_str().to_owned(),
+                report.is_verified(),
+                report.secret_label().map(str::to_owned),
+            ));
+        })
+    })
+    .await;
+    let client = client();
+    let malformed = SignedDelivery::new(SECRET, "call.uploaded", "dlv_bad", &b"[1]"[..]);
+    let answer = deliver(&client, &server, &malformed).await;
+    assert_eq!(answer.reason(), Some("malformed_envelope"));
+    let forged = SignedDelivery::new("wrong", "call.uploaded", "dlv_forged", &b"[1]"[..]);
+    assert_eq!(
+        deliver(&client, &server, &forged).await.reason(),
+        Some("invalid_signature")
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            ("malformed_envelope".to_owned(), true, Some("#1".to_owned())),
+            ("invalid_signature".to_owned(), false, None),
+        ]
+    );
+}
