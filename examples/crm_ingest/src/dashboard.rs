@@ -123,7 +123,6 @@ pub async fn load(
 ) -> Result<DashboardData, LoadError> {
     let now = now_ms();
     let counts = inbox.counts().await?;
-    backlog.record(now, counts.backlog());
     let mut cards = cards(storage, now).await?;
     cards.waiting = counts.backlog();
     cards.unprocessed = counts.failed + counts.dead;
@@ -142,7 +141,16 @@ pub async fn load(
         deliveries_per_minute: per_minute(storage, now - HOUR_MS).await?,
         rejections_by_reason: by_reason(storage, now - REASONS_WINDOW_MS).await?,
         score_histogram: score_histogram(storage).await?,
-        backlog: backlog.samples(),
+        // The sampler's history and, not stored (page loads would crowd
+        // the hour out of it), the backlog now.
+        backlog: {
+            let mut samples = backlog.samples();
+            samples.push(BacklogSample {
+                at_ms: now,
+                waiting: counts.backlog(),
+            });
+            samples
+        },
         delivery_log: delivery_log(storage, log_filter).await?,
         recent_calls: activity(storage, "calls", "call_id").await?,
         recent_trainings: activity(storage, "trainings", "training_id").await?,
@@ -421,7 +429,8 @@ async fn agent_scores(storage: &Storage) -> Result<Vec<AgentScore>, StorageError
         .collect())
 }
 
-/// Failed and dead inbox rows, newest first.
+/// The oldest failed and the oldest dead inbox rows (the inbox lists
+/// oldest first, and the oldest have waited longest), oldest first.
 async fn unprocessed(inbox: &Inbox) -> Result<Vec<UnprocessedEvent>, InboxError> {
     let mut rows = Vec::new();
     for (state, shown) in [
@@ -430,7 +439,7 @@ async fn unprocessed(inbox: &Inbox) -> Result<Vec<UnprocessedEvent>, InboxError>
     ] {
         rows.extend(
             inbox
-                .list(state, 1_000)
+                .list(state, RECENT)
                 .await?
                 .into_iter()
                 .map(|row: StoredDelivery| UnprocessedEvent {
@@ -445,8 +454,7 @@ async fn unprocessed(inbox: &Inbox) -> Result<Vec<UnprocessedEvent>, InboxError>
                 }),
         );
     }
-    rows.sort_by_key(|row| std::cmp::Reverse(row.received_ms));
-    rows.truncate(RECENT * 2);
+    rows.sort_by_key(|row| row.received_ms);
     Ok(rows)
 }
 

@@ -79,7 +79,7 @@ pub struct DashboardData {
     pub test_events: Vec<TestEvent>,
     /// Average AI score per agent over real calls, in the order to show.
     pub agent_scores: Vec<AgentScore>,
-    /// Inbox rows that failed or died in the worker, newest first.
+    /// Inbox rows that failed or died in the worker, oldest first.
     pub unprocessed: Vec<UnprocessedEvent>,
     /// The search box (`GET ?q=`): its query and what it found.
     pub search: Option<Search>,

@@ -9,15 +9,13 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
 use crm_ingest::config::Database;
 use crm_ingest::dashboard::{self, BacklogHistory};
 use crm_ingest::routes;
 use crm_ingest::storage::{now_ms, Storage};
 use crm_ingest::views::{Outcome, UnprocessedState};
-use http_body_util::Full;
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use kendo_webhooks::inbox::Inbox;
 use kendo_webhooks::SignedDelivery;
 
@@ -31,22 +29,6 @@ const CALLS: &[(&str, &str, Option<&str>, &str)] = &[
     ("evt_5", "agent_x", None, "90"),
     ("evt_6", "agent_x", None, "100"),
 ];
-
-fn call(event_id: &str, agent_id: &str, agent_name: Option<&str>, score: &str) -> Bytes {
-    let body = serde_json::json!({
-        "id": event_id,
-        "event": "call.uploaded",
-        "created_at": CREATED_AT,
-        "data": {
-            "callId": format!("call_{event_id}"),
-            "agentId": agent_id,
-            "agentName": agent_name,
-            "duration": 60,
-            "aiScore": score,
-        }
-    });
-    Bytes::from(body.to_string())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_reads_exact_numbers_from_the_database() {
@@ -83,7 +65,7 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     let started = now_ms();
 
     for (i, (event_id, agent_id, agent_name, score)) in CALLS.iter().enumerate() {
-        let body = call(event_id, agent_id, *agent_name, score);
+        let body = call_body(event_id, agent_id, *agent_name, score, 60);
         let delivery = SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_{}", i + 1), body);
         assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
         if i == 0 {
@@ -107,13 +89,8 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
         let reply = http.deliver(addr, &forged(9)).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     }
-    let unsigned = Request::post(format!("http://{addr}/webhooks/kendo"))
-        .header("content-type", "application/json")
-        .header("x-kendo-delivery-id", "dlv_unsigned")
-        .body(Full::new(Bytes::from_static(b"{}")))
-        .expect("a request");
     assert_eq!(
-        http.send(unsigned).await.rejection(),
+        http.send(unsigned(addr, "dlv_unsigned")).await.rejection(),
         Some("missing_signature")
     );
 
@@ -169,13 +146,8 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
         assert_eq!(minute.minute_ms % 60_000, 0);
         assert!((started - 60_000..=now).contains(&minute.minute_ms));
     }
-    let reasons: Vec<(&str, u64)> = data
-        .rejections_by_reason
-        .iter()
-        .map(|r| (r.reason.as_str(), r.count))
-        .collect();
     assert_eq!(
-        reasons,
+        reasons(&data),
         [
             ("invalid_signature", 2),
             ("malformed_envelope", 1),
@@ -185,7 +157,9 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     let malformed = log_entry(&data, "dlv_malformed");
     assert!(malformed.verified && malformed.outcome == Outcome::Rejected);
     assert_eq!(malformed.status, 400);
-    assert_eq!(backlog.samples().last().map(|s| s.waiting), Some(1));
+    let last = data.backlog.last().expect("the backlog now");
+    assert_eq!((last.at_ms, last.waiting), (now, 1));
+    assert!(backlog.samples().is_empty(), "a page load stores no sample");
 
     // The log: verified and unverified, newest first.
     let log = &data.delivery_log;
@@ -337,6 +311,14 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     app.shutdown().await;
 }
 
+/// Rejections by reason, as (reason, count).
+fn reasons(data: &crm_ingest::views::DashboardData) -> Vec<(&str, u64)> {
+    data.rejections_by_reason
+        .iter()
+        .map(|r| (r.reason.as_str(), r.count))
+        .collect()
+}
+
 fn log_entry<'a>(
     data: &'a crm_ingest::views::DashboardData,
     delivery_id: &str,
@@ -403,13 +385,8 @@ async fn time_windows(
             .sum::<u64>()
     };
     assert_eq!(accepted(&data), accepted(before) + 1, "the last hour only");
-    let reasons: Vec<(&str, u64)> = data
-        .rejections_by_reason
-        .iter()
-        .map(|r| (r.reason.as_str(), r.count))
-        .collect();
     assert_eq!(
-        reasons,
+        reasons(&data),
         [
             ("stale_timestamp", 5),
             ("invalid_signature", 2),

@@ -216,3 +216,39 @@ pub fn forged(i: usize) -> SignedDelivery {
         ),
     )
 }
+
+/// A signed-ready `call.uploaded` body of one agent's call with an AI score
+/// (as Kendo sends it, a string) and a duration in seconds.
+pub fn call_body(
+    event_id: &str,
+    agent_id: &str,
+    agent_name: Option<&str>,
+    score: &str,
+    duration: u32,
+) -> Bytes {
+    let body = serde_json::json!({
+        "id": event_id,
+        "event": "call.uploaded",
+        "created_at": CREATED_AT,
+        "data": {
+            "callId": format!("call_{event_id}"),
+            "agentId": agent_id,
+            "agentName": agent_name,
+            "userId": format!("user_{agent_id}"),
+            "teamMemberUserId": "member_sales_emea",
+            "duration": duration,
+            "aiScore": score,
+            "timestamp": CREATED_AT,
+        }
+    });
+    Bytes::from(body.to_string())
+}
+
+/// A webhook request without a signature, with `delivery_id`.
+pub fn unsigned(addr: SocketAddr, delivery_id: &str) -> Request<Full<Bytes>> {
+    Request::post(format!("http://{addr}/webhooks/kendo"))
+        .header("content-type", "application/json")
+        .header("x-kendo-delivery-id", delivery_id)
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .expect("a valid request")
+}
