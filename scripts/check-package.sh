@@ -1,33 +1,42 @@
 #!/usr/bin/env bash
-# The crate can be published: `cargo package` builds the packaged crate on its
-# own (no fuzz/, scripts or local files), and `cargo publish --dry-run` does
-# everything but the upload. Fails on a file that must not be shipped, or one
-# over 100 KiB.
+# The published crates can be published: `cargo package` builds each packaged
+# crate on its own (path dependencies between them resolved from the packages
+# just built, as `cargo publish --workspace` does), and lists what each ships.
+# Fails on a file a crate must not ship (another crate's files, tests,
+# scripts, local databases) or one over 100 KiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+PUBLISHED="kendo-webhooks kendo-webhooks-redis kendo-webhooks-inbox kendo-webhook-cli"
 
 # Runs on a checkout with uncommitted changes too (CI's is clean).
 allow_dirty() {
   if [ -n "$(git status --porcelain 2>/dev/null)" ]; then echo --allow-dirty; fi
 }
 
-echo "-- cargo package --list"
-files=$(cargo package --locked --list $(allow_dirty))
-echo "$files" | sed 's/^/   /'
-if echo "$files" | grep -E '^(fuzz/|target/|scripts/|\.ci/|\.cargo/|.*\.sqlite3)'; then
-  echo "the files above must not be packaged: fix include in Cargo.toml" >&2
-  exit 1
-fi
-large=$(echo "$files" | while read -r f; do
-  if [ -f "$f" ] && [ "$(stat -c %s "$f")" -gt 102400 ]; then echo "$f"; fi
-done)
-if [ -n "$large" ]; then
-  echo "files over 100 KiB would be packaged: $large" >&2
-  exit 1
-fi
+for crate in $PUBLISHED; do
+  echo "-- cargo package --list -p $crate"
+  files=$(cargo package --locked --list -p "$crate" $(allow_dirty))
+  echo "$files" | sed 's/^/   /'
+  if echo "$files" | grep -Ev '^(Cargo\.toml|Cargo\.toml\.orig|Cargo\.lock|\.cargo_vcs_info\.json|README\.md|CHANGELOG\.md|LICENSE-MIT|LICENSE-APACHE|src/.*\.rs|migrations/.*\.sql)$'; then
+    echo "$crate would ship the files above: fix include in crates/$crate/Cargo.toml" >&2
+    exit 1
+  fi
+  for license in LICENSE-MIT LICENSE-APACHE; do
+    echo "$files" | grep -qx "$license" || { echo "$crate does not ship $license" >&2; exit 1; }
+  done
+  large=$(cd "crates/$crate" && echo "$files" | while read -r f; do
+    if [ -f "$f" ] && [ "$(stat -c %s "$f")" -gt 102400 ]; then echo "$f"; fi
+  done)
+  if [ -n "$large" ]; then
+    echo "$crate: files over 100 KiB would be packaged: $large" >&2
+    exit 1
+  fi
+done
 
-echo "-- cargo package (builds the packaged crate)"
-cargo package --locked $(allow_dirty)
-echo "-- cargo publish --dry-run"
-cargo publish --dry-run --locked $(allow_dirty)
+args=""
+for crate in $PUBLISHED; do args="$args -p $crate"; done
+echo "-- cargo package $args (builds each packaged crate)"
+cargo package --locked $args $(allow_dirty)
+echo "-- cargo publish --dry-run $args"
+cargo publish --dry-run --locked $args $(allow_dirty)

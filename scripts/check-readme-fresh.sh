@@ -22,9 +22,8 @@ for toml, path, code in blocks:
     name = pathlib.Path(path).stem.replace("_", "-")
     crate = work / name
     (crate / "src").mkdir(parents=True)
-    toml = re.sub(r'kendo-webhooks = "[^"]*"', f'kendo-webhooks = {{ path = "{root}" }}', toml)
-    toml = re.sub(r'kendo-webhooks = \{ version = "[^"]*",', f'kendo-webhooks = {{ path = "{root}",', toml)
-    if path.startswith("tests/"):
+    toml = re.sub(r'path = "\.\./kendo-webhooks/', f'path = "{root}/', toml)
+    if "/tests/" in path:
         (crate / "tests").mkdir()
         (crate / "tests" / "snippet.rs").write_text(code)
         (crate / "src" / "lib.rs").write_text("")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing what it needs on a fresh machine.
 #
-#   bash scripts/test.sh            # every test of the workspace (the library
-#                                   # and the CRM app), every feature
+#   bash scripts/test.sh            # every test of the workspace (the crates,
+#                                   # the CRM app and the tools), every feature
 #   bash scripts/test.sh --test bad_input   # extra arguments go to cargo test
 #
 # The Redis tests start their own redis-server, the Postgres tests their own

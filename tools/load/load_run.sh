@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The load run of BENCHMARKS.md: four receivers side by side, pinned cores.
 #
-# Run with: bash benches/load_run.sh [DURATION_SECONDS] [CONCURRENCY] [ROUNDS]
-#      or:  LOAD_BIN=/path/to/examples bash benches/load_run.sh ...
+# Run with: bash tools/load/load_run.sh [DURATION_SECONDS] [CONCURRENCY] [ROUNDS]
+#      or:  LOAD_BIN=/path/to/examples bash tools/load/load_run.sh ...
 #
 # Builds the two examples once (release), then runs ROUNDS rounds; each
 # round runs every mode once, in turn: `bare` (axum, reads the body),
@@ -15,7 +15,7 @@
 # checks de-duplication under load. Exits non-zero if a run fails its
 # exactly-once check.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 DURATION="${1:-10}"
 CONCURRENCY="${2:-64}"
 ROUNDS="${3:-3}"
@@ -28,8 +28,8 @@ DELIVERIES=$(( (DURATION + 2) * 150000 ))
 if [ -n "${LOAD_BIN:-}" ]; then
   BIN="$LOAD_BIN"
 else
-  cargo build --release --all-features --example load_server --example load
-  BIN=target/release/examples
+  cargo build --release -p kendo-load --bin load_server --bin load
+  BIN=target/release
 fi
 OUT="$(mktemp -d)"
 SERVER_PID=""

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use kendo_webhooks::inbox::{Inbox, InboxError, WorkerHandle};
 use kendo_webhooks::{BuildError, DedupeKey, KendoWebhookLayer, Secret};
+use kendo_webhooks_inbox::{Inbox, InboxError, WorkerHandle};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

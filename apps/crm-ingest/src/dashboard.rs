@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kendo_webhooks::inbox::{Inbox, InboxError, RowState, StoredDelivery};
+use kendo_webhooks_inbox::{Inbox, InboxError, RowState, StoredDelivery};
 
 use crate::storage::{now_ms, Cell, Param, Storage, StorageError};
 use crate::views::{

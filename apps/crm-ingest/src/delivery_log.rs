@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use kendo_webhooks::inbox::INBOX_HEADER;
 use kendo_webhooks::{Outcome, Rejection, Report};
+use kendo_webhooks_inbox::INBOX_HEADER;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::storage::{now_ms, LogBatch, LogEntry, RejectionCount, Storage, UnverifiedEntry};

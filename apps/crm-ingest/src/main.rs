@@ -87,10 +87,7 @@ async fn dedupe_store(config: &mut AppConfig) -> Result<(), ExitCode> {
     };
     #[cfg(feature = "redis")]
     {
-        match kendo_webhooks::dedupe::RedisStore::builder(url)
-            .build()
-            .await
-        {
+        match kendo_webhooks_redis::RedisStore::builder(url).build().await {
             Ok(store) => {
                 config.dedupe_store = Some(Box::new(store));
                 // The URL may hold a password: name the variable, not its value.

@@ -17,8 +17,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, post_service};
 use axum::{Json, Router};
-use kendo_webhooks::inbox::{Inbox, RowState};
 use kendo_webhooks::{Delivery, KendoWebhookLayer};
+use kendo_webhooks_inbox::{Inbox, RowState};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
@@ -104,8 +104,8 @@ impl From<StorageError> for ApiError {
     }
 }
 
-impl From<kendo_webhooks::inbox::InboxError> for ApiError {
-    fn from(error: kendo_webhooks::inbox::InboxError) -> Self {
+impl From<kendo_webhooks_inbox::InboxError> for ApiError {
+    fn from(error: kendo_webhooks_inbox::InboxError) -> Self {
         Self(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
     }
 }

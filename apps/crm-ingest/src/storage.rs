@@ -5,7 +5,7 @@
 //! the newest attempts one by one in a table of their own (so a flood of
 //! forgeries can never evict a verified entry).
 //!
-//! The inbox itself is the library's ([`kendo_webhooks::inbox`]), in the
+//! The inbox itself is the library's ([`kendo_webhooks_inbox`]), in the
 //! same SQLite file or Postgres database.
 //!
 //! Every query is written once, with `$n` placeholders; SQLite gets them as

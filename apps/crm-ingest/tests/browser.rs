@@ -12,8 +12,7 @@
 //! Without Chromium it prints SKIPPED and passes, except under `CI`, where
 //! that is a failure.
 
-#[path = "../../../tests/support/chromium.rs"]
-mod chromium;
+use kendo_test_support::chromium;
 mod common;
 
 use std::net::SocketAddr;

@@ -13,8 +13,7 @@
 //! SKIPPED without PostgreSQL, a failure under `CI`.
 
 mod common;
-#[path = "../../../tests/support/postgres_server.rs"]
-mod postgres_server;
+use kendo_test_support::postgres_server;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};

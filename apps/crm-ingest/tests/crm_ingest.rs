@@ -3,11 +3,9 @@
 //! signed deliveries go to it over real HTTP, as Kendo sends them.
 
 mod common;
-#[path = "../../../tests/support/postgres_server.rs"]
-mod postgres_server;
+use kendo_test_support::postgres_server;
 #[cfg(feature = "redis")]
-#[path = "../../../tests/support/redis_server.rs"]
-mod redis_server;
+use kendo_test_support::redis_server;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -17,8 +15,8 @@ use common::*;
 use crm_ingest::config::{AppConfig, ConfigError, Database};
 use hyper::header::CONTENT_TYPE;
 use hyper::StatusCode;
-use kendo_webhooks::inbox::INBOX_HEADER;
 use kendo_webhooks::SignedDelivery;
+use kendo_webhooks_inbox::INBOX_HEADER;
 use serde_json::{json, Value};
 
 fn keys(object: &Value) -> BTreeSet<&str> {
@@ -508,7 +506,7 @@ async fn the_dashboard_shows_agents_with_their_names_escaped() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn replicas_sharing_redis_answer_a_copy_as_a_duplicate() {
-    use kendo_webhooks::dedupe::RedisStore;
+    use kendo_webhooks_redis::RedisStore;
 
     let Some(redis) = redis_server::RedisServer::start_or_skip("crm_ingest replicas") else {
         return;

@@ -16,8 +16,8 @@ use crm_ingest::routes;
 use crm_ingest::storage::{now_ms, Storage};
 use crm_ingest::views::{Outcome, UnprocessedState};
 use hyper::StatusCode;
-use kendo_webhooks::inbox::Inbox;
 use kendo_webhooks::SignedDelivery;
+use kendo_webhooks_inbox::Inbox;
 
 /// (event id, agent id, agent name, AI score): scores on the histogram's
 /// bucket edges.

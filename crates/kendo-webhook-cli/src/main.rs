@@ -1,6 +1,6 @@
 //! `kendo-webhook`: send, receive, sign and verify Kendo webhook deliveries
-//! exactly as Kendo does (feature `cli`). Usage: `kendo-webhook --help`, or
-//! `docs/cli.md`, whose reference part is this file's help texts
+//! exactly as Kendo does. Install with `cargo install kendo-webhook-cli`. Usage: `kendo-webhook --help`, or
+//! this crate's `README.md`, whose reference part is this file's help texts
 //! (`tests/cli.rs` checks they match).
 // The doc comments of the clap types below are the `--help` texts: plain
 // text for a terminal, not Markdown for rustdoc.
@@ -18,9 +18,7 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use kendo_webhooks::{sign, Secret, Verifier};
 
-#[path = "kendo_webhook_cli/listen.rs"]
 mod listen;
-#[path = "kendo_webhook_cli/send.rs"]
 mod send;
 
 /// Exit code for usage and I/O errors (clap's own usage errors use it too).

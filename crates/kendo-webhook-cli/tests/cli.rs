@@ -1059,11 +1059,11 @@ fn completions_are_printed_for_each_shell() {
     run(&["completions", "tcsh"], None, &[]).assert_code(2);
 }
 
-/// `docs/cli.md` shows each command's `--help` under `<!-- help: ARGS -->`;
+/// The crate's `README.md` shows each command's `--help` under `<!-- help: ARGS -->`;
 /// with `KENDO_WEBHOOK_UPDATE_DOCS=1` this test writes them instead.
 #[test]
 fn docs_cli_md_shows_the_binarys_own_help() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
     let page = std::fs::read_to_string(&path).unwrap();
     let mut out = String::new();
     let mut rest = page.as_str();
@@ -1093,8 +1093,8 @@ fn docs_cli_md_shows_the_binarys_own_help() {
     } else {
         assert!(
             page == out,
-            "docs/cli.md differs from the binary's --help; run \
-             KENDO_WEBHOOK_UPDATE_DOCS=1 cargo test --features cli --test cli docs_cli_md"
+            "README.md differs from the binary's --help; run \
+             KENDO_WEBHOOK_UPDATE_DOCS=1 cargo test -p kendo-webhook-cli --test cli docs_cli_md"
         );
     }
 }

@@ -1,12 +1,17 @@
-//! The durable inbox: commit each verified delivery, answer 2xx, and hand it
-//! to your handler in the background (features `inbox-sqlite`,
-//! `inbox-postgres`).
+//! The durable inbox for [`kendo_webhooks`]: commit each verified delivery,
+//! answer 2xx, and hand it to your handler in the background.
+//!
+//! | feature | backend |
+//! |---|---|
+//! | `sqlite` | [`Inbox::open_sqlite`]: one file, SQLite bundled (no system library) |
+//! | `postgres` | [`Inbox::connect_postgres`]: one database shared by any number of replicas |
+//! | `tracing` | a line for each worker failure and dead row |
 //!
 //! Kendo's own guidance is "return 200 as soon as the event is enqueued
 //! safely; process in the background; handle duplicates using `id`". An
 //! [`Inbox`] is that guidance as a component:
 //!
-//! - **As the inner service** behind [`KendoWebhookLayer`](crate::KendoWebhookLayer),
+//! - **As the inner service** behind [`KendoWebhookLayer`](kendo_webhooks::KendoWebhookLayer),
 //!   it commits the verified [`Delivery`] (ids, event name, raw body) in one
 //!   database row, unique on the signed event id, and answers `200` only
 //!   once the commit is durable; `200` with `x-kendo-inbox: duplicate` when
@@ -22,7 +27,7 @@
 //!
 //! ```
 //! use axum::{routing::post_service, Router};
-//! use kendo_webhooks::inbox::{Inbox, RowState};
+//! use kendo_webhooks_inbox::{Inbox, RowState};
 //! use kendo_webhooks::{Delivery, KendoWebhookLayer};
 //!
 //! async fn project(delivery: Delivery) -> Result<(), String> {
@@ -85,6 +90,8 @@
 //! then answers each. SQLite runs in WAL mode with `synchronous=FULL`, on a
 //! thread of its own; Postgres with its default `synchronous_commit=on`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -99,12 +106,12 @@ use http_body_util::Full;
 use tokio::sync::Notify;
 use tower_service::Service;
 
-use crate::event::Delivery;
-use crate::reject::Rejection;
+use kendo_webhooks::Delivery;
+use kendo_webhooks::Rejection;
 
-#[cfg(feature = "inbox-postgres")]
+#[cfg(feature = "postgres")]
 mod postgres;
-#[cfg(feature = "inbox-sqlite")]
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod worker;
 
@@ -122,7 +129,7 @@ pub const RETRY_AFTER_SECONDS: u32 = 1;
 ///
 /// Cheap to clone: clones share one database and one group-commit writer.
 /// As a tower service it takes the [`Delivery`] that
-/// [`KendoWebhookLayer`](crate::KendoWebhookLayer) put in the request
+/// [`KendoWebhookLayer`](kendo_webhooks::KendoWebhookLayer) put in the request
 /// extensions (see the [module docs](self)).
 #[derive(Clone)]
 pub struct Inbox {
@@ -429,8 +436,8 @@ impl Inbox {
     /// [`InboxErrorKind::Unavailable`] when the file cannot be opened or
     /// written (check the path, its directory and permissions);
     /// [`InboxErrorKind::Migration`] when the schema cannot be migrated.
-    #[cfg(feature = "inbox-sqlite")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "inbox-sqlite")))]
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub async fn open_sqlite(path: impl AsRef<std::path::Path>) -> Result<Self, InboxError> {
         let backend = sqlite::Sqlite::open(path.as_ref().to_path_buf()).await?;
         Ok(Self::from_backend(Box::new(backend), "sqlite"))
@@ -448,8 +455,8 @@ impl Inbox {
     /// [`InboxErrorKind::Unavailable`] when the URL does not parse or the
     /// server cannot be reached; [`InboxErrorKind::Migration`] when the
     /// schema cannot be migrated.
-    #[cfg(feature = "inbox-postgres")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "inbox-postgres")))]
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub async fn connect_postgres(url: &str) -> Result<Self, InboxError> {
         let backend = postgres::Postgres::connect(url).await?;
         Ok(Self::from_backend(Box::new(backend), "postgres"))
@@ -649,7 +656,7 @@ pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-#[cfg(all(test, feature = "inbox-sqlite"))]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use super::*;
 
@@ -688,7 +695,8 @@ mod tests {
         let mut inbox = Inbox::open_sqlite(dir.path().join("inbox.db"))
             .await
             .unwrap();
-        let body = crate::example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+        let body =
+            kendo_webhooks::example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
         let delivery = Delivery::parse(body, "dlv_1", "call.uploaded").unwrap();
         for expected in ["stored", "duplicate"] {
             let mut request = Request::new(Full::new(Bytes::new()));

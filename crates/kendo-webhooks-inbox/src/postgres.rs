@@ -31,7 +31,7 @@ use super::{
     from_ms, millis, Backend, BoxFuture, Claimed, Counts, Enqueued, InboxError, InboxErrorKind,
     RowState, Settle, StoredDelivery,
 };
-use crate::event::Delivery;
+use kendo_webhooks::Delivery;
 
 /// The database's clock in Unix milliseconds, as SQL.
 macro_rules! now_ms {
@@ -44,7 +44,7 @@ macro_rules! now_ms {
 const MIGRATIONS: &[(i32, &str, &str)] = &[(
     1,
     "create kendo_inbox",
-    include_str!("migrations/postgres/0001_inbox.sql"),
+    include_str!("../migrations/postgres/0001_inbox.sql"),
 )];
 
 /// Key of the advisory lock that serialises migrations across replicas.

@@ -18,13 +18,13 @@ use super::{
     from_ms, millis, now_ms, Backend, BoxFuture, Claimed, Counts, Enqueued, InboxError,
     InboxErrorKind, RowState, Settle, StoredDelivery,
 };
-use crate::event::Delivery;
+use kendo_webhooks::Delivery;
 
 /// Schema migrations, applied in order; append, never edit.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "create kendo_inbox",
-    include_str!("migrations/sqlite/0001_inbox.sql"),
+    include_str!("../migrations/sqlite/0001_inbox.sql"),
 )];
 
 /// How long a statement waits for a lock held by another connection (or

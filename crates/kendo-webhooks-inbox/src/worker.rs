@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::{Claimed, Inbox, Settle};
-use crate::event::Delivery;
+use kendo_webhooks::Delivery;
 
 /// Your code that processes one stored delivery.
 ///

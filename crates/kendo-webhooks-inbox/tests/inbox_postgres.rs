@@ -2,17 +2,15 @@
 //! own server (`initdb` + `postgres` on a free loopback port; SKIPPED when
 //! PostgreSQL is not installed, a failure under `CI`).
 
-mod common;
-#[path = "support/postgres_server.rs"]
-mod postgres_server;
-#[path = "support/inbox_suite.rs"]
+use kendo_test_support::delivery_server as common;
+use kendo_test_support::postgres_server;
 mod suite;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use kendo_webhooks::inbox::{Inbox, InboxErrorKind};
+use kendo_webhooks_inbox::{Inbox, InboxErrorKind};
 use postgres_server::PostgresServer;
 
 async fn open(test: &str) -> Option<(PostgresServer, Inbox)> {

@@ -1,13 +1,12 @@
 //! The durable inbox on SQLite, through real HTTP: a file database in a
 //! temporary directory, axum on a loopback port, a real worker.
 
-mod common;
-#[path = "support/inbox_suite.rs"]
+use kendo_test_support::delivery_server as common;
 mod suite;
 
 use std::time::Duration;
 
-use kendo_webhooks::inbox::{Inbox, InboxErrorKind};
+use kendo_webhooks_inbox::{Inbox, InboxErrorKind};
 
 async fn open() -> (tempfile::TempDir, std::path::PathBuf, Inbox) {
     let dir = tempfile::tempdir().unwrap();
@@ -84,7 +83,7 @@ async fn reopening_keeps_rows_and_does_not_migrate_twice() {
     assert_eq!(reopened.counts().await.unwrap().pending, 1);
     assert_eq!(
         reopened.enqueue(&delivery).await.unwrap(),
-        kendo_webhooks::inbox::Enqueued::Duplicate
+        kendo_webhooks_inbox::Enqueued::Duplicate
     );
 }
 

@@ -1,5 +1,5 @@
 //! [`RedisStore`]: de-duplication shared by several receiver replicas through
-//! one Redis.
+//! one Redis, for [`kendo_webhooks::KendoWebhookLayer`].
 //!
 //! Every key lives at `<namespace>:<key>` and holds either
 //! `inflight:<token>` (a claim: a lease of a few seconds, renewed by the
@@ -20,7 +20,7 @@
 //!
 //! Every operation is bounded by the store's timeout (default 500 ms); a
 //! Redis that is down, slow or frozen yields a [`StoreError`], and the
-//! layer's [`StoreErrorPolicy`](crate::StoreErrorPolicy) decides what happens
+//! layer's [`StoreErrorPolicy`](kendo_webhooks::StoreErrorPolicy) decides what happens
 //! to the delivery. Reconnection is left to redis-rs's connection manager.
 //!
 //! `rediss://` URLs connect over TLS (rustls), trusting the operating
@@ -41,7 +41,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use url::Url;
 
-use super::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
+use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
 
 /// Claims `KEYS[1]` with `ARGV[1]` (the in-flight value) for `ARGV[2]` ms.
 /// Returns 0 when acquired, 1 when done, 2 when in flight elsewhere.
@@ -101,7 +101,8 @@ const DEAD_PEER_AFTER: Duration = Duration::from_secs(10);
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use kendo_webhooks::{dedupe::RedisStore, KendoWebhookLayer};
+/// use kendo_webhooks::KendoWebhookLayer;
+/// use kendo_webhooks_redis::RedisStore;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = RedisStore::builder("redis://127.0.0.1:6379/")
@@ -330,7 +331,7 @@ impl RedisStoreBuilder {
     /// Keep it a few times the store's timeout, or a Redis hiccup makes
     /// leases lapse (and a second copy run) while their holder is alive;
     /// and keep it below the layer's
-    /// [`in_flight_wait`](crate::KendoWebhookLayerBuilder::in_flight_wait)
+    /// [`in_flight_wait`](kendo_webhooks::KendoWebhookLayerBuilder::in_flight_wait)
     /// plus about 1 s, or Kendo's retry after a crash is answered 409.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
@@ -365,7 +366,7 @@ impl RedisStoreBuilder {
     /// need.
     ///
     /// ```no_run
-    /// use kendo_webhooks::dedupe::RedisStore;
+    /// use kendo_webhooks_redis::RedisStore;
     ///
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// let store = RedisStore::builder("rediss://:password@redis.internal:6380/0")

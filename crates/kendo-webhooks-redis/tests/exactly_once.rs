@@ -36,7 +36,7 @@
 //! happens twice. Holding the claim instead would lose every delivery whose
 //! effect had *not* happened yet. Only the sink can close this: make the
 //! effect idempotent, an insert-if-absent keyed on the signed event id (as
-//! `examples/crm_ingest` does with its inbox table).
+//! `apps/crm-ingest` does with its inbox table).
 //! `a_dropped_future_after_the_commit_is_processed_again_and_an_idempotent_sink_absorbs_it`
 //! shows the double processing deterministically (one `oneshot` call, future
 //! dropped after the commit, then the retry), and
@@ -46,10 +46,8 @@
 //! asserted, since it depends on when hyper notices a closed connection),
 //! while the idempotent sink holds every acknowledged delivery exactly once.
 
-mod common;
-#[cfg(feature = "redis")]
-#[path = "support/redis_server.rs"]
-mod redis_server;
+use kendo_test_support::delivery_server as common;
+use kendo_test_support::redis_server;
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -646,10 +644,9 @@ async fn a_dropped_future_after_the_commit_is_processed_again_and_an_idempotent_
 /// sharing one real `redis-server` through `RedisStore`; each attempt lands
 /// on the other replica than the one before. Without `redis-server` on
 /// `PATH` it prints SKIPPED and passes, unless `CI` is set.
-#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_sharing_redis_commit_every_acknowledged_delivery_exactly_once() {
-    use kendo_webhooks::dedupe::RedisStore;
+    use kendo_webhooks_redis::RedisStore;
 
     let Some(redis) = redis_server::RedisServer::start_or_skip("exactly_once two replicas") else {
         return;

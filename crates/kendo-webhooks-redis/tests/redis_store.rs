@@ -8,8 +8,7 @@
 //! Without `redis-server` on `PATH` each test prints a SKIPPED line and
 //! passes, unless `CI` is set.
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+use kendo_test_support::redis_server;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,10 +25,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeKey, DedupeStore, RedisStore};
+use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeKey, DedupeStore};
 use kendo_webhooks::{
     example_body, Delivery, KendoWebhookLayer, Rejection, SignedDelivery, StoreErrorPolicy,
 };
+use kendo_webhooks_redis::RedisStore;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use redis_server::{RedisServer, TlsPem};

@@ -31,8 +31,7 @@
 //!   `KENDO_FAULT_LEASE_MS=15000 KENDO_FAULT_WAIT_MS=0` runs it with the
 //!   previous settings, for comparison.
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+use kendo_test_support::redis_server;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -50,8 +49,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use kendo_webhooks::dedupe::RedisStore;
 use kendo_webhooks::{example_body, Delivery, KendoWebhookLayer, SignedDelivery};
+use kendo_webhooks_redis::RedisStore;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -747,8 +746,8 @@ mod child {
     use hyper::server::conn::http1;
     use hyper_util::rt::TokioIo;
     use hyper_util::service::TowerToHyperService;
-    use kendo_webhooks::dedupe::RedisStore;
     use kendo_webhooks::{Delivery, KendoWebhookLayer};
+    use kendo_webhooks_redis::RedisStore;
 
     use super::{PATH, SECRET};
 

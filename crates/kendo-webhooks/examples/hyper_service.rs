@@ -1,7 +1,7 @@
 //! Run with: `KENDO_WEBHOOK_SECRET=whsec_test cargo run --example hyper_service`
 //!
 //! Then send a delivery:
-//! `cargo run --features cli --bin kendo-webhook -- send --url http://127.0.0.1:3001/webhooks/kendo --secret whsec_test`
+//! `cargo run -p kendo-webhook-cli -- send --url http://127.0.0.1:3001/webhooks/kendo --secret whsec_test`
 //!
 //! This file is the README's hyper quick start, word for word (`tests/readme.rs` checks it).
 

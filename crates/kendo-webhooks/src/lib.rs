@@ -91,11 +91,15 @@
 //! |---|---|
 //! | `axum` | `Delivery` as an axum extractor; `VerifiedDelivery`, which verifies without the layer (no de-duplication); `IntoResponse` for [`Rejection`] |
 //! | `tracing` | one span per delivery: delivery id, event id, event name, outcome |
-//! | `redis` | `RedisStore`, de-duplication shared by several replicas (TLS with `rediss://`) |
 //! | `metrics` | counters and a latency histogram of every outcome through the `metrics` facade |
-//! | `inbox-sqlite` | [`inbox`]: a durable inbox on SQLite and a worker that hands deliveries to your handler |
-//! | `inbox-postgres` | [`inbox`] on PostgreSQL, shared by replicas |
-//! | `cli` | the `kendo-webhook` binary: send, listen, sign and verify deliveries |
+//!
+//! # The other crates
+//!
+//! | crate | what it adds |
+//! |---|---|
+//! | `kendo-webhooks-redis` | `RedisStore`: de-duplication shared by several replicas (TLS with `rediss://`) |
+//! | `kendo-webhooks-inbox` | a durable inbox on SQLite or PostgreSQL and a worker that hands deliveries to your handler |
+//! | `kendo-webhook-cli` | the `kendo-webhook` binary: send, listen, sign and verify deliveries |
 //!
 //! # Without tower
 //!
@@ -123,13 +127,6 @@ mod service;
 mod signature;
 mod testing;
 mod trace;
-
-#[cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres"))]
-#[cfg_attr(
-    docsrs,
-    doc(cfg(any(feature = "inbox-sqlite", feature = "inbox-postgres")))
-)]
-pub mod inbox;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -1,7 +1,7 @@
 //! `VerifiedDelivery` and `IntoResponse for Rejection`, over real HTTP: the
 //! extractor answers every bad request exactly as the layer does.
 
-mod common;
+use kendo_test_support::delivery_server as common;
 
 use axum::extract::FromRef;
 use axum::http::HeaderMap;

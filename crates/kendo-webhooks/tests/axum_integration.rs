@@ -1,6 +1,6 @@
 //! The layer in every place axum accepts one, and the `Delivery` extractor.
 
-mod common;
+use kendo_test_support::delivery_server as common;
 
 use axum::routing::{get, post};
 use axum::Router;

@@ -1,7 +1,7 @@
 //! Malformed requests over real HTTP: each gets its exact status and stable
 //! reason, never reaches the inner service, and never touches the de-dup store.
 
-mod common;
+use kendo_test_support::delivery_server as common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! the id length limit, the replay window, the body budget, what a
 //! duplicate answers, and back-pressure from the inner service.
 
-mod common;
+use kendo_test_support::delivery_server as common;
 
 use std::sync::{Arc, Mutex};
 use std::task::Context;

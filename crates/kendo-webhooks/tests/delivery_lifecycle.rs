@@ -1,7 +1,7 @@
 //! A delivery's life through a real axum server: raw-body fidelity,
 //! de-duplication, release on failure, rotation and typed events.
 
-mod common;
+use kendo_test_support::delivery_server as common;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};

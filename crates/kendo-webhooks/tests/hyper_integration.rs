@@ -1,7 +1,7 @@
 //! The layer in front of a plain hyper 1 service, served by hyper-util on a
 //! real socket and called by a real HTTP client.
 
-mod common;
+use kendo_test_support::delivery_server as common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

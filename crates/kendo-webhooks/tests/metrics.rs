@@ -2,7 +2,7 @@
 //! facade: a real recorder (metrics-util's debugging one) installed for
 //! this test binary, and real HTTP.
 
-mod common;
+use kendo_test_support::delivery_server as common;
 
 use std::sync::atomic::Ordering;
 

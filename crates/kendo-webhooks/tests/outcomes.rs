@@ -1,7 +1,7 @@
 //! The `on_outcome` hook sees every outcome, over real HTTP; secrets are
 //! replaced atomically while requests are in flight.
 
-mod common;
+use kendo_test_support::delivery_server as common;
 
 use std::sync::{Arc, Mutex};
 

@@ -15,7 +15,7 @@
 //!
 //! Case counts are modest (`PROPTEST_CASES` overrides them).
 
-mod common;
+use kendo_test_support::delivery_server as common;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

@@ -14,7 +14,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The repository root: the README is the workspace's, and snippet paths
+/// are relative to it.
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 struct Snippet {
     path: String,
@@ -166,7 +168,7 @@ fn compat(version: &str) -> String {
 /// The requirements this crate itself builds against (dependencies, then
 /// dev-dependencies, which override).
 fn our_requirements() -> BTreeMap<String, String> {
-    let manifest = read("Cargo.toml");
+    let manifest = read("crates/kendo-webhooks/Cargo.toml");
     let mut ours = BTreeMap::new();
     let mut section = "";
     for line in manifest.lines() {

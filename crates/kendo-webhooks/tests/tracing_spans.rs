@@ -1,7 +1,7 @@
 //! With the `tracing` feature, each delivery gets one span with its ids,
 //! event name and outcome, and neither the secret nor a signature is logged.
 
-mod common;
+use kendo_test_support::delivery_server as common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //! the browser built it (`--dump-dom`), take a screenshot, and check that
 //! the screenshot is not blank.
 //!
-//! Include it with `#[path = "support/chromium.rs"] mod chromium;`. It needs
+//! Use it as `kendo_test_support::chromium`. It needs
 //! the `png` and `tempfile` dev-dependencies.
 //!
 //! Where Chromium is not installed, [`Chromium::find_or_skip`] prints
@@ -32,8 +32,7 @@
 //! sends deliveries first):
 //!
 //! ```ignore
-//! #[path = "support/chromium.rs"]
-//! mod chromium;
+//! use kendo_test_support::chromium;
 //!
 //! #[test]
 //! fn chromium_renders_a_page() {

@@ -1,7 +1,7 @@
 //! A real PostgreSQL server for tests: `initdb` into a temporary directory,
 //! `postgres` on a free loopback port, stopped when dropped.
 //!
-//! Include it with `#[path = "support/postgres_server.rs"] mod postgres_server;`
+//! Use it as `kendo_test_support::postgres_server`
 //! and start one with [`PostgresServer::start_or_skip`]:
 //!
 //! ```ignore

@@ -1,7 +1,7 @@
 //! A real `redis-server` for tests: started on a free loopback port with no
 //! persistence, stopped (killed) when dropped.
 //!
-//! Include it with `#[path = "support/redis_server.rs"] mod redis_server;`
+//! Use it as `kendo_test_support::redis_server`
 //! and start one with [`RedisServer::start_or_skip`]:
 //!
 //! ```ignore

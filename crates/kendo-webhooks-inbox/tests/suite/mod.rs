@@ -3,7 +3,7 @@
 //! `Inbox` service, a real worker and a recording handler.
 //!
 //! Include it after `mod common;` with
-//! `#[path = "support/inbox_suite.rs"] mod suite;`.
+//! `mod suite;`.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashMap;
@@ -16,8 +16,8 @@ use std::time::Duration;
 use axum::routing::post_service;
 use axum::Router;
 use http::StatusCode;
-use kendo_webhooks::inbox::{Inbox, RowState, INBOX_HEADER};
 use kendo_webhooks::{Delivery, KendoWebhookLayer};
+use kendo_webhooks_inbox::{Inbox, RowState, INBOX_HEADER};
 
 use crate::common::{client, delivery, send, serve, Answer, HttpClient, PATH, SECRET};
 

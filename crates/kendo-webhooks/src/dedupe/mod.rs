@@ -26,8 +26,8 @@
 //! request cannot mark a real delivery as seen.
 //!
 //! [`MemoryStore`] (the default) keeps done keys in an LRU in this process.
-//! With several replicas, use a shared store (the `redis` feature's
-//! `RedisStore`), or implement [`DedupeStore`] for your own.
+//! With several replicas, use a shared store (`RedisStore` of the
+//! `kendo-webhooks-redis` crate), or implement [`DedupeStore`] for your own.
 //!
 //! ```
 //! use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore};
@@ -57,11 +57,6 @@ use crate::event::Delivery;
 
 pub(crate) mod claim;
 mod memory;
-#[cfg(feature = "redis")]
-mod redis;
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::{RedisStore, RedisStoreBuilder};
 
 pub use self::memory::MemoryStore;
 

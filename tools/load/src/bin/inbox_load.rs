@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release --features inbox-sqlite,inbox-postgres --example inbox_load`
+//! Run with: `cargo run --release -p kendo-load --bin inbox_load`
 //!
 //! Durable ingest, measured side by side in one run (see
 //! `docs/inbox-benchmarks.md`). Each receiver is axum + `KendoWebhookLayer`
@@ -24,8 +24,7 @@
 //! `--only naive,inbox-sqlite,inbox-postgres`. Loopback only, bounded by
 //! time. Each result is also printed as a `RESULT key=value ...` line.
 
-#[path = "../tests/support/postgres_server.rs"]
-mod postgres_server;
+use kendo_test_support::postgres_server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,11 +41,11 @@ use http::{HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use kendo_webhooks::inbox::Inbox;
 use kendo_webhooks::{
     example_body, sign, Delivery, KendoWebhookLayer, CALL_UPLOADED, DELIVERY_ID_HEADER,
     EVENT_HEADER, SIGNATURE_HEADER,
 };
+use kendo_webhooks_inbox::Inbox;
 use tokio::net::TcpStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release --all-features --example load -- --url http://127.0.0.1:PORT`
+//! Run with: `cargo run --release -p kendo-load --bin load -- --url http://127.0.0.1:PORT`
 //!
 //! A webhook-aware load generator for the `load_server` example (see
 //! `BENCHMARKS.md`). Generic tools cannot do this: every request must carry

@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release --all-features --example load_server -- layered`
+//! Run with: `cargo run --release -p kendo-load --bin load_server -- layered`
 //!
 //! The server side of the load run (see `BENCHMARKS.md`): one axum route,
 //! `POST /webhooks/kendo`, in one of four modes, plus `GET /stats`.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tables for BENCHMARKS.md from criterion's saved estimates.
 
-Run with: python3 benches/summary.py   (after the three `cargo bench` runs)
+Run with: python3 crates/kendo-webhooks/benches/summary.py   (after the three `cargo bench` runs)
 
 Reads target/criterion/<group>/<bench>/<param>/new/estimates.json and prints
 Markdown tables of medians (with criterion's 95 % interval) and the ratios
@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "criterion")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "target", "criterion")
 
 
 def est(*path):
