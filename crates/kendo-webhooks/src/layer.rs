@@ -9,9 +9,11 @@ use arc_swap::ArcSwap;
 use tower_layer::Layer;
 
 use crate::body::{BodyBudget, SMALL_BODY};
+use crate::config::{Clock, Config, OutcomeHook, RejectHook};
 use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 use crate::error::BuildError;
 use crate::outcome::Report;
+use crate::policy::StoreErrorPolicy;
 use crate::reject::Rejected;
 use crate::service::KendoWebhook;
 use crate::signature::{Secret, Verifier};
@@ -43,23 +45,6 @@ pub const DEFAULT_IN_FLIGHT_WAIT: Duration = Duration::from_secs(4);
 /// Default body read deadline: Kendo's own request timeout.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What to do with a verified delivery when the de-duplication store fails.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum StoreErrorPolicy {
-    /// Process the delivery anyway (the default): losing an event is worse
-    /// than a rare duplicate, which an idempotent sink absorbs.
-    #[default]
-    FailOpen,
-    /// Answer 503 so Kendo retries later; never risks a duplicate, but
-    /// deliveries are lost if the store stays down past Kendo's retries.
-    FailClosed,
-}
-
-type Clock = dyn Fn() -> SystemTime + Send + Sync;
-type RejectHook = dyn Fn(&Rejected) + Send + Sync;
-type OutcomeHook = dyn Fn(&Report<'_>) + Send + Sync;
-
 /// Layer that applies [`KendoWebhook`], which verifies, de-duplicates and
 /// types Kendo deliveries before they reach the inner service.
 ///
@@ -77,25 +62,6 @@ type OutcomeHook = dyn Fn(&Report<'_>) + Send + Sync;
 #[derive(Clone)]
 pub struct KendoWebhookLayer {
     config: Arc<Config>,
-}
-
-pub(crate) struct Config {
-    /// Swapped atomically by [`KendoWebhookLayer::replace_secrets`].
-    pub(crate) verifier: ArcSwap<Verifier>,
-    pub(crate) body_limit: usize,
-    pub(crate) body_budget: BodyBudget,
-    pub(crate) read_timeout: Duration,
-    pub(crate) store: Arc<dyn DedupeStore>,
-    /// `store` itself when it is a [`MemoryStore`], which the layer then
-    /// gives each key's fingerprint, hashed once per request.
-    pub(crate) memory: Option<Arc<MemoryStore>>,
-    pub(crate) in_flight_wait: Duration,
-    pub(crate) dedupe_key: DedupeKey,
-    pub(crate) replay_tolerance: Option<Duration>,
-    pub(crate) clock: Arc<Clock>,
-    pub(crate) store_error_policy: StoreErrorPolicy,
-    pub(crate) on_reject: Option<Arc<RejectHook>>,
-    pub(crate) on_outcome: Option<Arc<OutcomeHook>>,
 }
 
 impl KendoWebhookLayer {
@@ -160,21 +126,6 @@ impl<S> Layer<S> for KendoWebhookLayer {
 impl fmt::Debug for KendoWebhookLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.config.fmt(f)
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KendoWebhookLayer")
-            .field("verifier", &self.verifier.load())
-            .field("body_limit", &self.body_limit)
-            .field("body_budget", &self.body_budget)
-            .field("read_timeout", &self.read_timeout)
-            .field("in_flight_wait", &self.in_flight_wait)
-            .field("dedupe_key", &self.dedupe_key)
-            .field("replay_tolerance", &self.replay_tolerance)
-            .field("store_error_policy", &self.store_error_policy)
-            .finish_non_exhaustive()
     }
 }
 

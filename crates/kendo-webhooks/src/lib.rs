@@ -114,6 +114,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+mod config;
 pub mod dedupe;
 mod error;
 mod event;
@@ -121,6 +122,7 @@ mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod outcome;
+mod policy;
 mod reject;
 mod sender;
 mod service;
@@ -142,10 +144,11 @@ pub use crate::event::{
     Event, AI_TRAINING_COMPLETED, CALL_UPLOADED,
 };
 pub use crate::layer::{
-    KendoWebhookLayer, KendoWebhookLayerBuilder, StoreErrorPolicy, DEFAULT_BODY_BUDGET,
-    DEFAULT_BODY_LIMIT, DEFAULT_IN_FLIGHT_WAIT, DEFAULT_READ_TIMEOUT,
+    KendoWebhookLayer, KendoWebhookLayerBuilder, DEFAULT_BODY_BUDGET, DEFAULT_BODY_LIMIT,
+    DEFAULT_IN_FLIGHT_WAIT, DEFAULT_READ_TIMEOUT,
 };
 pub use crate::outcome::{Outcome, Report};
+pub use crate::policy::StoreErrorPolicy;
 pub use crate::reject::{Rejected, Rejection};
 pub use crate::sender::{example_body, SignedDelivery};
 pub use crate::service::{

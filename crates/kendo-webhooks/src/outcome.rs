@@ -23,7 +23,7 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode};
 
 use crate::dedupe::StoreError;
-use crate::layer::StoreErrorPolicy;
+use crate::policy::StoreErrorPolicy;
 use crate::reject::Rejection;
 
 /// What happened to one request (or to the store while serving it).

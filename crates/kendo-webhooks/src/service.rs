@@ -16,11 +16,12 @@ use http_body_util::Full;
 use tower_service::Service;
 
 use crate::body::{read_body, Reservation, ResponseBody};
+use crate::config::Config;
 use crate::dedupe::claim::ClaimGuard;
 use crate::dedupe::{Claim, StoreError};
 use crate::event::Delivery;
-use crate::layer::{Config, StoreErrorPolicy};
 use crate::outcome::{Outcome, Report};
+use crate::policy::StoreErrorPolicy;
 use crate::reject::{Rejected, Rejection};
 use crate::signature::{parse_signature, TAG_LEN};
 use crate::trace;
