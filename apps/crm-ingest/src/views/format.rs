@@ -1,0 +1,132 @@
+//! How the dashboard writes times, counts, scores and names for people:
+//! clock times and "3 min ago" rather than ISO strings, thousands grouped.
+
+use time::OffsetDateTime;
+
+pub(super) fn utc(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// `2026-03-05 12:00:03 UTC`.
+pub(super) fn full(ms: i64) -> String {
+    let t = utc(ms);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// `2026-03-05T12:00:03Z`, for `<time datetime>`.
+pub(super) fn iso(ms: i64) -> String {
+    let t = utc(ms);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// `12:00:03` on the day of `now`, `2026-03-05 12:00` on another day (UTC).
+pub(super) fn clock(now: i64, ms: i64) -> String {
+    let t = utc(ms);
+    if t.date() == utc(now).date() {
+        format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
+    } else {
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        )
+    }
+}
+
+/// `3 min ago`; a time ahead of `now` (clock skew) is `just now`.
+pub(super) fn ago(now: i64, ms: i64) -> String {
+    let since = now.saturating_sub(ms);
+    if since < 5_000 {
+        "just now".to_owned()
+    } else {
+        format!("{} ago", duration_words(since))
+    }
+}
+
+/// `42 s`, `3 min`, `2 h 5 min`, `3 days`.
+pub(super) fn duration_words(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3_600 => format!("{} min", s / 60),
+        3_600..86_400 => match (s / 3_600, s % 3_600 / 60) {
+            (h, 0) => format!("{h} h"),
+            (h, m) => format!("{h} h {m} min"),
+        },
+        _ if s < 2 * 86_400 => "1 day".to_owned(),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+/// `1,234,567`.
+pub(super) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// `newest 12 calls`, nothing for none.
+pub(super) fn counted(n: usize, one: &str, many: &str) -> String {
+    let n = n as u64;
+    if n == 0 {
+        return String::new();
+    }
+    format!(
+        "newest {} {}",
+        thousands(n),
+        if n == 1 { one } else { many }
+    )
+}
+
+/// `87.5`; whole scores without the `.0`.
+pub(super) fn score(s: f64) -> String {
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s:.1}")
+    }
+}
+
+/// `4:05` (minutes and seconds), `1:02:03` past an hour.
+pub(super) fn duration(secs: f64) -> String {
+    let total = secs.max(0.0).round() as u64;
+    let (h, m, s) = (total / 3600, total % 3600 / 60, total % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+pub(super) fn agent(name: Option<&str>, id: Option<&str>) -> String {
+    match (name, id) {
+        (Some(name), _) => name.to_owned(),
+        (None, Some(id)) => id.to_owned(),
+        (None, None) => String::new(),
+    }
+}
