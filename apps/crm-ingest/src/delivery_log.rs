@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use kendo_webhooks::{Outcome, Rejection, Report};
-use kendo_webhooks_inbox::INBOX_HEADER;
+use kendo_webhooks_inbox::Enqueued;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::storage::{now_ms, LogBatch, LogEntry, RejectionCount, Storage, UnverifiedEntry};
@@ -183,12 +183,12 @@ impl DeliveryLog {
     }
 }
 
-/// Whether the inbox answered `x-kendo-inbox: duplicate`.
+/// Whether the inbox found the event already stored.
 fn inbox_duplicate(report: &Report<'_>) -> bool {
     report
-        .response_headers()
-        .and_then(|headers| headers.get(INBOX_HEADER))
-        .is_some_and(|value| value == "duplicate")
+        .response_extensions()
+        .and_then(|extensions| extensions.get::<Enqueued>())
+        == Some(&Enqueued::Duplicate)
 }
 
 async fn write(

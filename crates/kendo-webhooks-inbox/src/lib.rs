@@ -155,6 +155,25 @@ impl fmt::Debug for Inbox {
 }
 
 /// What [`Inbox::enqueue`] did with a delivery.
+///
+/// The inbox service also leaves it in its response's extensions, where the
+/// layer's `on_outcome` hook finds it:
+///
+/// ```
+/// use kendo_webhooks::KendoWebhookLayer;
+/// use kendo_webhooks_inbox::Enqueued;
+///
+/// let layer = KendoWebhookLayer::builder()
+///     .secret("whsec_example")
+///     .on_outcome(|report| {
+///         let enqueued = report.response_extensions().and_then(|e| e.get::<Enqueued>());
+///         if enqueued == Some(&Enqueued::Duplicate) {
+///             println!("{:?} was already stored", report.event_id());
+///         }
+///     })
+///     .build()?;
+/// # Ok::<(), kendo_webhooks::BuildError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
     /// A new row, durably committed.
@@ -592,7 +611,13 @@ impl Inbox {
             );
         };
         match self.enqueue(&delivery).await {
-            Ok(enqueued) => text(StatusCode::OK, enqueued.as_str(), enqueued.as_str()),
+            Ok(enqueued) => {
+                let mut response = text(StatusCode::OK, enqueued.as_str(), enqueued.as_str());
+                // Typed, for the layer's `on_outcome` hook
+                // (`Report::response_extensions`); the header is for HTTP peers.
+                response.extensions_mut().insert(enqueued);
+                response
+            }
             Err(error) => {
                 #[cfg(feature = "tracing")]
                 tracing::warn!(%error, event_id = delivery.event_id(), "inbox unavailable; answered 503");

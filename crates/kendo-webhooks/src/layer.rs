@@ -278,6 +278,8 @@ impl KendoWebhookLayerBuilder {
     /// cannot hold one body of the limit.
     pub fn build(self) -> Result<KendoWebhookLayer, BuildError> {
         let verifier = Verifier::new(self.secrets)?;
+        #[cfg(feature = "metrics")]
+        crate::metrics::describe_metrics();
         let body_limit = self.body_limit.unwrap_or(DEFAULT_BODY_LIMIT);
         if body_limit == 0 {
             return Err(BuildError::ZeroBodyLimit);

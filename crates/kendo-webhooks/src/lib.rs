@@ -121,12 +121,16 @@ mod event;
 mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use crate::metrics::describe_metrics;
 mod outcome;
 mod policy;
 mod reject;
 mod sender;
 mod service;
 mod signature;
+pub mod simulate;
 mod testing;
 mod trace;
 

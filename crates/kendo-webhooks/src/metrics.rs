@@ -8,7 +8,33 @@
 //! | `kendo_webhook_inner_duration_seconds` | histogram | `outcome`: `accepted` or `inner_failed` |
 //! | `kendo_webhook_store_errors_total` | counter | `operation`: `claim`, `renew` or `settle` |
 
+use metrics::Unit;
+
 use crate::outcome::Outcome;
+
+/// Registers the HELP text and unit of each of the layer's metrics with the
+/// installed recorder (a Prometheus exporter prints them as `# HELP` lines).
+///
+/// [`KendoWebhookLayerBuilder::build`](crate::KendoWebhookLayerBuilder::build)
+/// calls it; call it yourself when you install the recorder after building
+/// the layer. Calling it again is harmless.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "kendo_webhook_requests_total",
+        Unit::Count,
+        "Kendo webhook requests by how they ended: accepted, inner_failed, or the rejection reason."
+    );
+    metrics::describe_histogram!(
+        "kendo_webhook_inner_duration_seconds",
+        Unit::Seconds,
+        "Time the inner service took with a verified, new Kendo delivery, by outcome."
+    );
+    metrics::describe_counter!(
+        "kendo_webhook_store_errors_total",
+        Unit::Count,
+        "De-duplication store failures, by operation: claim, renew or settle."
+    );
+}
 
 // The names are written as literals in the macros below, not as constants:
 // only a literal name (with literal labels) makes a `static` key, which

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, StatusCode};
+use http::{Extensions, HeaderMap, StatusCode};
 
 use crate::dedupe::StoreError;
 use crate::policy::StoreErrorPolicy;
@@ -91,6 +91,7 @@ pub struct Report<'a> {
     pub(crate) secret_label: Option<&'a str>,
     pub(crate) verified: bool,
     pub(crate) response_headers: Option<&'a HeaderMap>,
+    pub(crate) response_extensions: Option<&'a Extensions>,
 }
 
 impl<'a> Report<'a> {
@@ -140,6 +141,16 @@ impl<'a> Report<'a> {
     #[must_use]
     pub fn response_headers(&self) -> Option<&'a HeaderMap> {
         self.response_headers
+    }
+
+    /// The inner service's response extensions, when it answered: typed
+    /// values an inner service leaves for the hook. The durable inbox puts
+    /// its `kendo_webhooks_inbox::Enqueued` there (`Stored`, or `Duplicate`
+    /// when only the database recognised the event), so a hook reads it
+    /// without comparing header strings.
+    #[must_use]
+    pub fn response_extensions(&self) -> Option<&'a Extensions> {
+        self.response_extensions
     }
 }
 

@@ -183,27 +183,30 @@ impl<'a> Seen<'a> {
             secret_label: self.secret_label,
             verified: self.verified,
             response_headers: None,
+            response_extensions: None,
         }
     }
 }
 
 /// Tells the `on_outcome` hook and the metrics how a request ended.
 fn report(config: &Config, seen: Seen<'_>, outcome: Outcome<'_>) {
-    report_answer(config, seen, outcome, None);
+    report_answer::<()>(config, seen, outcome, None);
 }
 
-/// [`report`], with the inner service's response headers when it answered.
-fn report_answer(
+/// [`report`], with the inner service's response (its headers and
+/// extensions) when it answered.
+fn report_answer<B>(
     config: &Config,
     seen: Seen<'_>,
     outcome: Outcome<'_>,
-    response_headers: Option<&HeaderMap>,
+    response: Option<&Response<B>>,
 ) {
     #[cfg(feature = "metrics")]
     crate::metrics::record(&outcome);
     if let Some(hook) = &config.on_outcome {
         let mut report = seen.report(outcome);
-        report.response_headers = response_headers;
+        report.response_headers = response.map(Response::headers);
+        report.response_extensions = response.map(Response::extensions);
         hook(&report);
     }
 }
@@ -392,8 +395,7 @@ fn finish<ResBody, E>(
         ),
     };
     span.record_outcome(traced);
-    let headers = result.as_ref().ok().map(Response::headers);
-    report_answer(config, Seen::delivery(kept), outcome, headers);
+    report_answer(config, Seen::delivery(kept), outcome, result.as_ref().ok());
     result.map(|response| response.map(ResponseBody::service))
 }
 

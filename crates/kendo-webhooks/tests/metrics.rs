@@ -86,3 +86,38 @@ async fn outcomes_are_counted_by_label_and_inner_latency_is_recorded() {
     assert_eq!(histogram_len(&snapshot, latency, "accepted"), 1);
     assert_eq!(histogram_len(&snapshot, latency, "inner_failed"), 1);
 }
+
+/// Each metric carries its unit and HELP text, registered when the layer is
+/// built (a Prometheus exporter prints them as `# HELP` and `# UNIT`).
+fn described(snapshot: &Snapshot, name: &str) -> (Option<metrics::Unit>, String) {
+    snapshot
+        .iter()
+        .find(|(ck, _, _, _)| ck.key().name() == name)
+        .map(|(_, unit, help, _)| (*unit, help.as_deref().unwrap_or_default().to_owned()))
+        .unwrap_or_else(|| panic!("{name} not in the snapshot"))
+}
+
+#[test]
+fn metrics_are_described_with_units_and_help() {
+    // This test binary installs its recorder in the async test; units and
+    // HELP texts are checked on a local recorder instead.
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        kendo_webhooks::KendoWebhookLayer::new(SECRET).unwrap();
+        metrics::counter!("kendo_webhook_requests_total", "outcome" => "accepted").increment(0);
+        metrics::counter!("kendo_webhook_store_errors_total", "operation" => "claim").increment(0);
+        metrics::histogram!("kendo_webhook_inner_duration_seconds", "outcome" => "accepted")
+            .record(0.0);
+    });
+    let snapshot = snapshotter.snapshot().into_vec();
+    let (unit, help) = described(&snapshot, "kendo_webhook_requests_total");
+    assert_eq!(unit, Some(metrics::Unit::Count));
+    assert!(help.contains("rejection reason"), "{help}");
+    let (unit, help) = described(&snapshot, "kendo_webhook_inner_duration_seconds");
+    assert_eq!(unit, Some(metrics::Unit::Seconds));
+    assert!(help.contains("inner service"), "{help}");
+    let (unit, help) = described(&snapshot, "kendo_webhook_store_errors_total");
+    assert_eq!(unit, Some(metrics::Unit::Count));
+    assert!(help.contains("store"), "{help}");
+}
