@@ -116,6 +116,7 @@
 mod body;
 mod config;
 pub mod dedupe;
+pub mod drift;
 mod error;
 mod event;
 mod layer;
@@ -142,6 +143,7 @@ mod axum;
 pub use crate::axum::{MissingDelivery, VerifiedDelivery};
 pub use crate::body::ResponseBody;
 pub use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
+pub use crate::drift::{DriftKind, FieldDrift};
 pub use crate::error::BuildError;
 pub use crate::event::{
     AiTrainingCompleted, AiTrainingCompletedBuilder, CallUploaded, CallUploadedBuilder, Delivery,

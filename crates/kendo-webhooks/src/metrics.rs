@@ -7,9 +7,11 @@
 //! | `kendo_webhook_requests_total` | counter | `outcome`: `accepted`, `inner_failed` or a [`Rejection::as_str`](crate::Rejection::as_str) |
 //! | `kendo_webhook_inner_duration_seconds` | histogram | `outcome`: `accepted` or `inner_failed` |
 //! | `kendo_webhook_store_errors_total` | counter | `operation`: `claim`, `renew` or `settle` |
+//! | `kendo_webhook_schema_drift_total` | counter | `event`, `field`, `kind` (`missing`, `other_type`, `new`): accepted deliveries whose `data` differs from the typed schema ([`Delivery::schema_drift`](crate::Delivery::schema_drift)) |
 
 use metrics::Unit;
 
+use crate::event::Delivery;
 use crate::outcome::Outcome;
 
 /// Registers the HELP text and unit of each of the layer's metrics with the
@@ -34,6 +36,25 @@ pub fn describe_metrics() {
         Unit::Count,
         "De-duplication store failures, by operation: claim, renew or settle."
     );
+    metrics::describe_counter!(
+        "kendo_webhook_schema_drift_total",
+        Unit::Count,
+        "Accepted Kendo deliveries whose data differs from the typed schema, by event, field and kind (missing, other_type, new)."
+    );
+}
+
+/// Counts each drifted field of an accepted delivery (labels from the
+/// verified body: Kendo's own field names, cut to 64 bytes).
+pub(crate) fn record_drift(delivery: &Delivery) {
+    for drift in delivery.schema_drift() {
+        metrics::counter!(
+            "kendo_webhook_schema_drift_total",
+            "event" => delivery.event_name().to_owned(),
+            "field" => drift.field,
+            "kind" => drift.kind.as_str()
+        )
+        .increment(1);
+    }
 }
 
 // The names are written as literals in the macros below, not as constants:

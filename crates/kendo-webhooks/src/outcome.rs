@@ -23,6 +23,7 @@ use std::time::Duration;
 use http::{Extensions, HeaderMap, StatusCode};
 
 use crate::dedupe::StoreError;
+use crate::event::Delivery;
 use crate::policy::StoreErrorPolicy;
 use crate::reject::Rejection;
 
@@ -92,6 +93,7 @@ pub struct Report<'a> {
     pub(crate) verified: bool,
     pub(crate) response_headers: Option<&'a HeaderMap>,
     pub(crate) response_extensions: Option<&'a Extensions>,
+    pub(crate) delivery: Option<&'a Delivery>,
 }
 
 impl<'a> Report<'a> {
@@ -141,6 +143,13 @@ impl<'a> Report<'a> {
     #[must_use]
     pub fn response_headers(&self) -> Option<&'a HeaderMap> {
         self.response_headers
+    }
+
+    /// The verified, parsed delivery, once the request got that far: its
+    /// typed event, raw body and [`Delivery::schema_drift`].
+    #[must_use]
+    pub fn delivery(&self) -> Option<&'a Delivery> {
+        self.delivery
     }
 
     /// The inner service's response extensions, when it answered: typed

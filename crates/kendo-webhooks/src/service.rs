@@ -184,6 +184,7 @@ impl<'a> Seen<'a> {
             verified: self.verified,
             response_headers: None,
             response_extensions: None,
+            delivery: self.delivery,
         }
     }
 }
@@ -202,7 +203,12 @@ fn report_answer<B>(
     response: Option<&Response<B>>,
 ) {
     #[cfg(feature = "metrics")]
-    crate::metrics::record(&outcome);
+    {
+        crate::metrics::record(&outcome);
+        if let (Outcome::Accepted { .. }, Some(delivery)) = (&outcome, seen.delivery) {
+            crate::metrics::record_drift(delivery);
+        }
+    }
     if let Some(hook) = &config.on_outcome {
         let mut report = seen.report(outcome);
         report.response_headers = response.map(Response::headers);
@@ -306,7 +312,9 @@ where
     };
 
     // The hook reports after the delivery moved into the request.
-    let kept = config.on_outcome.is_some().then(|| delivery.clone());
+    // Kept for the hook, and for the metrics' schema drift (one reference
+    // count).
+    let kept = (config.on_outcome.is_some() || cfg!(feature = "metrics")).then(|| delivery.clone());
     // The latency is only for the hook and the metrics.
     let started = (cfg!(feature = "metrics") || kept.is_some()).then(Instant::now);
     if !claimed {

@@ -1,7 +1,9 @@
 //! One span per delivery when the `tracing` feature is on; no-ops otherwise.
 //!
-//! The span `kendo_webhook` carries `delivery_id`, `event_id`, `event` and
-//! `outcome`. Neither secrets nor signature values are ever recorded.
+//! The span `kendo_webhook` carries `delivery_id`, `event_id`, `event`,
+//! `outcome`, and `schema_drift` (`field:kind,…`) when the `data` of a
+//! known event differs from the typed schema. Neither secrets nor signature
+//! values are ever recorded.
 
 use std::future::Future;
 
@@ -43,6 +45,7 @@ mod enabled {
                 event_id = Empty,
                 event = Empty,
                 outcome = Empty,
+                schema_drift = Empty,
             ))
         }
 
@@ -62,6 +65,14 @@ mod enabled {
             if !self.0.is_disabled() {
                 self.0.record("event_id", delivery.event_id());
                 self.0.record("event", delivery.event_name());
+                let drift = delivery.schema_drift();
+                if !drift.is_empty() {
+                    let fields: Vec<String> = drift
+                        .iter()
+                        .map(|d| format!("{}:{}", d.field, d.kind.as_str()))
+                        .collect();
+                    self.0.record("schema_drift", fields.join(",").as_str());
+                }
             }
         }
 

@@ -70,6 +70,14 @@ async fn outcomes_are_counted_by_label_and_inner_latency_is_recorded() {
     deliver(&client, &server, &d).await; // inner_failed
     deliver(&client, &server, &d).await; // accepted
     deliver(&client, &server, &d).await; // duplicate
+                                         // Accepted, with an `aiScore` that is no number and a field never seen.
+    let drifted = kendo_webhooks::SignedDelivery::new(
+        SECRET,
+        "call.uploaded",
+        "dlv_m_drift",
+        r#"{"id":"evt_m_drift","event":"call.uploaded","created_at":"2026-03-05T12:00:00Z","data":{"callId":"c1","agentId":"a1","agentName":"Ada","userId":"u1","teamMemberUserId":"m1","duration":245.5,"aiScore":"abc","timestamp":"2026-03-05T12:00:00Z","sentiment":"positive"}}"#,
+    );
+    deliver(&client, &server, &drifted).await; // accepted, drifted
     let mut unsigned = d.request(&server.url()).unwrap();
     unsigned.headers_mut().remove("x-kendo-signature");
     send(&client, unsigned).await; // missing_signature
@@ -77,13 +85,34 @@ async fn outcomes_are_counted_by_label_and_inner_latency_is_recorded() {
     let snapshot = snapshotter.snapshot().into_vec();
     let requests = "kendo_webhook_requests_total";
     let count = |outcome| counter(&snapshot, requests, "outcome", outcome);
-    assert_eq!(count("accepted"), 1);
+    assert_eq!(count("accepted"), 2);
     assert_eq!(count("inner_failed"), 1);
+    let drift = |field: &str, kind: &str| {
+        snapshot
+            .iter()
+            .filter(|(ck, _, _, _)| {
+                let labels: Vec<(&str, &str)> =
+                    ck.key().labels().map(|l| (l.key(), l.value())).collect();
+                ck.key().name() == "kendo_webhook_schema_drift_total"
+                    && labels.contains(&("event", "call.uploaded"))
+                    && labels.contains(&("field", field))
+                    && labels.contains(&("kind", kind))
+            })
+            .map(|(_, _, _, v)| match v {
+                DebugValue::Counter(n) => *n,
+                _ => 0,
+            })
+            .sum::<u64>()
+    };
+    assert_eq!(drift("aiScore", "other_type"), 1);
+    assert_eq!(drift("sentiment", "new"), 1);
+    // The clean delivery `d` drifted in nothing.
+    assert_eq!(drift("callId", "missing"), 0);
     assert_eq!(count("duplicate"), 1);
     assert_eq!(count("missing_signature"), 1);
     assert_eq!(count("invalid_signature"), 0);
     let latency = "kendo_webhook_inner_duration_seconds";
-    assert_eq!(histogram_len(&snapshot, latency, "accepted"), 1);
+    assert_eq!(histogram_len(&snapshot, latency, "accepted"), 2);
     assert_eq!(histogram_len(&snapshot, latency, "inner_failed"), 1);
 }
 

@@ -310,3 +310,47 @@ async fn a_verified_but_malformed_body_is_reported_with_its_secret_label() {
         ]
     );
 }
+
+/// The hook reads the verified delivery from the report, with its schema
+/// drift; an unverified request has none.
+#[tokio::test]
+async fn the_hook_sees_the_delivery_and_its_schema_drift() {
+    let drifts: Arc<Mutex<Vec<Option<Vec<String>>>>> = Arc::default();
+    let seen = Arc::clone(&drifts);
+    let server = Server::start(move |b| {
+        b.on_outcome(move |report: &Report<'_>| {
+            let drift = report.delivery().map(|d| {
+                d.schema_drift()
+                    .into_iter()
+                    .map(|f| format!("{}:{}", f.field, f.kind.as_str()))
+                    .collect()
+            });
+            seen.lock().unwrap().push(drift);
+        })
+    })
+    .await;
+    let client = client();
+    let body = r#"{"id":"evt_d","event":"call.uploaded","created_at":"2026-03-05T12:00:00Z","data":{"callId":"c1","aiScore":"n/a"}}"#;
+    let drifted = SignedDelivery::new(SECRET, "call.uploaded", "dlv_d", body);
+    assert_eq!(
+        deliver(&client, &server, &drifted).await.status,
+        StatusCode::OK
+    );
+    let forged = SignedDelivery::new("guess", "call.uploaded", "dlv_f", body);
+    assert_eq!(
+        deliver(&client, &server, &forged).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let drifts = drifts.lock().unwrap();
+    let missing = [
+        "agentId",
+        "agentName",
+        "userId",
+        "teamMemberUserId",
+        "duration",
+    ];
+    let mut expected: Vec<String> = missing.iter().map(|f| format!("{f}:missing")).collect();
+    expected.insert(5, "aiScore:other_type".to_owned());
+    expected.push("timestamp:missing".to_owned());
+    assert_eq!(*drifts, vec![Some(expected), None]);
+}

@@ -109,3 +109,36 @@ async fn a_delivery_the_inner_service_fails_is_recorded_as_inner_failed() {
     assert!(failed.contains("status=500"), "{failed}");
     assert!(!logs.contains("delivery accepted"), "{logs}");
 }
+
+/// A known event whose `data` differs from the typed schema carries the
+/// drifted fields on its span; one that matches carries none.
+#[tokio::test]
+async fn schema_drift_is_recorded_on_the_span() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = Server::start(|b| b).await;
+    let body = r#"{"id":"evt_drift","event":"call.uploaded","created_at":"2026-03-05T12:00:00Z","data":{"callId":"c1","agentId":"a1","agentName":"Ada","userId":"u1","teamMemberUserId":"m1","duration":245.5,"aiScore":"abc","timestamp":"2026-03-05T12:00:00Z","sentiment":"positive"}}"#;
+    let drifted = SignedDelivery::new(SECRET, "call.uploaded", "dlv_drift", body);
+    assert_eq!(deliver(&client(), &server, &drifted).await.status, 200);
+    deliver(&client(), &server, &delivery("evt_clean", "dlv_clean")).await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = |id: &str| {
+        logs.lines()
+            .find(|l| l.contains(&format!("delivery_id=\"{id}\"")) && l.contains("accepted"))
+            .unwrap_or_else(|| panic!("no accepted line for {id} in:\n{logs}"))
+            .to_owned()
+    };
+    let drift_line = line("dlv_drift");
+    assert!(
+        drift_line.contains("schema_drift=\"aiScore:other_type,sentiment:new\""),
+        "{drift_line}"
+    );
+    assert!(!line("dlv_clean").contains("schema_drift"), "{logs}");
+}
