@@ -119,6 +119,8 @@ fn layer(config: &mut AppConfig, log: DeliveryLog) -> Result<KendoWebhookLayer, 
         // The event id is signed and stable across Kendo's retries, and the
         // inbox is keyed on it too; the delivery id header is not signed.
         .dedupe_key(DedupeKey::EventId)
+        .body_start_timeout(config.limits.body_start_timeout)
+        .min_body_rate(config.limits.min_body_rate)
         .on_outcome(move |report| log.record(report));
     if let Some(previous) = &config.previous_secret {
         builder = builder.secret(Secret::new(previous).with_label("previous"));

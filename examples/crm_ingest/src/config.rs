@@ -11,6 +11,10 @@
 //! | `KENDO_DEDUPE_REDIS_URL` | Redis de-duplication fast path (feature `redis`) | unset |
 //! | `CRM_HEADER_READ_TIMEOUT_SECS` | close a connection whose request head is not complete in time; also the keep-alive idle timeout | `5` |
 //! | `CRM_REQUEST_TIMEOUT_SECS` | answer 408 to a request not answered in time | `10` |
+//! | `CRM_BODY_START_TIMEOUT_SECS` | answer 408 (and close) when a declared body sends no byte in time; until its first byte a request holds no in-flight slot and no body budget | `2` |
+//! | `CRM_MIN_BODY_RATE` | bytes a second a webhook body must average once started (each that many bytes buy one more second; 0: no minimum) | `1024` |
+//! | `CRM_MAX_REQUESTS_PER_CONNECTION` | requests answered on one connection before it is closed (`Connection: close`), which bounds what a peer that pipelines and never reads can make the server write | `1000` |
+//! | `CRM_WRITE_TIMEOUT_SECS` | close a connection whose answers make no progress (a peer that does not read) | `10` |
 //! | `CRM_MAX_CONNECTIONS` | open connections; more wait in the kernel's backlog | `1024` |
 //! | `CRM_MAX_IN_FLIGHT` | requests handled at once; more get 503 at once | `512` |
 //! | `CRM_MAX_BUF_BYTES` | read buffer per connection (bounds unfinished heads) | `16384` |
@@ -74,6 +78,15 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     /// Time to answer a request (408 after it).
     pub request_timeout: Duration,
+    /// Time for the first byte of a declared body (408 and close after
+    /// it); a request counts as in flight only once its body started.
+    pub body_start_timeout: Duration,
+    /// Bytes a second a webhook body must average once started (0: none).
+    pub min_body_rate: usize,
+    /// Time a write may make no progress before the connection is closed.
+    pub write_timeout: Duration,
+    /// Requests answered on one connection before it is closed.
+    pub max_requests_per_connection: usize,
     /// Open connections at once.
     pub max_connections: usize,
     /// Requests handled at once; more are refused with 503.
@@ -87,6 +100,10 @@ impl Default for ServerLimits {
         Self {
             header_read_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
+            body_start_timeout: kendo_webhooks::DEFAULT_BODY_START_TIMEOUT,
+            min_body_rate: kendo_webhooks::DEFAULT_MIN_BODY_RATE,
+            write_timeout: Duration::from_secs(10),
+            max_requests_per_connection: 1000,
             max_connections: 1024,
             max_in_flight: 512,
             max_buf_size: 16 * 1024,
@@ -188,6 +205,20 @@ impl AppConfig {
         limits.header_read_timeout =
             secs("CRM_HEADER_READ_TIMEOUT_SECS", limits.header_read_timeout)?;
         limits.request_timeout = secs("CRM_REQUEST_TIMEOUT_SECS", limits.request_timeout)?;
+        limits.body_start_timeout = secs("CRM_BODY_START_TIMEOUT_SECS", limits.body_start_timeout)?;
+        limits.min_body_rate = usize_of(number(
+            &get,
+            "CRM_MIN_BODY_RATE",
+            limits.min_body_rate as u64,
+            0,
+        )?);
+        limits.write_timeout = secs("CRM_WRITE_TIMEOUT_SECS", limits.write_timeout)?;
+        limits.max_requests_per_connection = usize_of(number(
+            &get,
+            "CRM_MAX_REQUESTS_PER_CONNECTION",
+            limits.max_requests_per_connection as u64,
+            1,
+        )?);
         limits.max_connections = usize_of(number(
             &get,
             "CRM_MAX_CONNECTIONS",
@@ -254,6 +285,10 @@ impl AppConfig {
             format!(
                 "server        header read/idle {:?}, request {:?}, {} connections, {} in flight, {} B buffer",
                 l.header_read_timeout, l.request_timeout, l.max_connections, l.max_in_flight, l.max_buf_size
+            ),
+            format!(
+                "bodies        first byte within {:?}, then at least {} B/s; writes stalled {:?} close; {} requests per connection",
+                l.body_start_timeout, l.min_body_rate, l.write_timeout, l.max_requests_per_connection
             ),
             format!(
                 "delivery log  newest {} verified entries; rejections per minute for {} minutes",

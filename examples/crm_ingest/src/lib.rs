@@ -8,7 +8,8 @@
 //! [`dashboard`] (what the page shows, read from the database), [`views`]
 //! (the page: HTML and SVG charts), [`storage`] (the CRM's tables),
 //! [`delivery_log`] (the `on_outcome` hook), [`auth`] (the admin token),
-//! [`server`] (the hardened HTTP server) and [`app`] (start and stop).
+//! [`server`] (the hardened HTTP server, with [`write_timeout`]) and
+//! [`app`] (start and stop).
 
 pub mod app;
 pub mod auth;
@@ -19,3 +20,4 @@ pub mod routes;
 pub mod server;
 pub mod storage;
 pub mod views;
+pub mod write_timeout;

@@ -1,5 +1,6 @@
 //! The app on the public internet, over real TCP: the admin token, the
-//! server's header-read timeout, a flood of forged deliveries against the
+//! server's header-read timeout, declared bodies that never start, peers
+//! that never read their answers, a flood of forged deliveries against the
 //! delivery log, pagination, and the metrics.
 
 mod common;
@@ -10,9 +11,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use common::*;
 use hyper::StatusCode;
+use kendo_webhooks::SignedDelivery;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 #[tokio::test]
 async fn admin_routes_refuse_a_missing_or_wrong_token_and_accept_bearer_or_basic() {
@@ -171,6 +173,195 @@ async fn idle_half_sent_requests_and_idle_keep_alive_connections_are_closed_with
         http.get_with(addr, "/healthz", None).await.status,
         StatusCode::OK
     );
+    app.shutdown().await;
+}
+
+/// Kendo's request head for `delivery`, declaring `content_length` bytes
+/// of body.
+fn kendo_head(delivery: &SignedDelivery, content_length: usize) -> String {
+    let mut head = "POST /webhooks/kendo HTTP/1.1\r\nhost: crm\r\n".to_owned();
+    for (name, value) in &delivery.headers() {
+        if name != "content-length" {
+            let value = value.to_str().expect("ASCII headers");
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    head.push_str(&format!("content-length: {content_length}\r\n\r\n"));
+    head
+}
+
+/// Issue 17, goal (a): 784 requests that send Kendo's headers and a
+/// `Content-Length` but no body byte (224 × 64 KiB, 160 × 16 KiB, 400 ×
+/// 100 B) hold neither the body budget nor in-flight slots: real deliveries
+/// sent 1, 2 and 3 s later are each answered 2xx within 1 s, and the
+/// stalled requests get 408 `body_not_started`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_bodies_that_never_start_hold_no_budget_and_no_slot() {
+    let (_dir, db) = temp_db();
+    let app = start(config(&db)).await;
+    let addr = app.addr();
+
+    let mut stalled = Vec::new();
+    for (count, length) in [(224, 64 * 1024), (160, 16 * 1024), (400, 100)] {
+        for i in 0..count {
+            let delivery = signed(
+                "call.uploaded",
+                &format!("evt_stall_{length}_{i}"),
+                &format!("dlv_stall_{length}_{i}"),
+            );
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            stream
+                .write_all(kendo_head(&delivery, length).as_bytes())
+                .await
+                .expect("write");
+            stalled.push(stream);
+        }
+    }
+    let flooded = Instant::now();
+    println!("784 heads sent without bodies");
+
+    let http = Http::new();
+    for second in 1..=3u64 {
+        tokio::time::sleep_until((flooded + Duration::from_secs(second)).into()).await;
+        let delivery = signed(
+            "call.uploaded",
+            &format!("evt_real_{second}"),
+            &format!("dlv_real_{second}"),
+        );
+        let sent = Instant::now();
+        let reply = tokio::time::timeout(Duration::from_secs(1), http.deliver(addr, &delivery))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("the delivery sent {second} s later is answered within 1 s")
+            });
+        assert!(
+            reply.status.is_success(),
+            "the delivery sent {second} s later: {} {:?} {}",
+            reply.status,
+            reply.rejection(),
+            reply.text()
+        );
+        println!(
+            "delivery {second} s after the flood: {} in {:?}",
+            reply.status,
+            sent.elapsed()
+        );
+    }
+
+    // The stalled requests were answered 408 and their connections closed.
+    let mut answered = 0;
+    for stream in stalled.iter_mut().step_by(49) {
+        let mut answer = Vec::new();
+        tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer))
+            .await
+            .expect("the stalled request is closed")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("body_not_started"), "{answer}");
+        answered += 1;
+    }
+    println!("{answered} sampled stalled requests answered 408 body_not_started");
+    app.shutdown().await;
+}
+
+/// Starts `n` peers that write pipelined requests (answered 401) until the
+/// server stops reading, never read an answer, and keep their sockets open
+/// until the set is dropped. A small receive buffer fills soon.
+async fn pipelining_peers(addr: std::net::SocketAddr, n: usize) -> tokio::task::JoinSet<()> {
+    let pipelined = "GET /api/calls HTTP/1.1\r\nhost: crm\r\n\r\n".repeat(100);
+    let mut peers = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let socket = TcpSocket::new_v4().expect("a socket");
+        socket.set_recv_buffer_size(4096).expect("a small buffer");
+        let mut stream = socket.connect(addr).await.expect("connect");
+        let pipelined = pipelined.clone();
+        peers.spawn(async move {
+            let mut written = 0usize;
+            // At most 64 MiB: bounded even if the server read for ever.
+            while written < 64 << 20 {
+                if stream.write_all(pipelined.as_bytes()).await.is_err() {
+                    break;
+                }
+                written += pipelined.len();
+            }
+            std::future::pending::<()>().await;
+            drop(stream);
+        });
+    }
+    peers
+}
+
+/// Sends deliveries (a fresh connection each, as Kendo's retries are, each
+/// given 5 s) until one is answered 2xx; panics after `bound` from `since`.
+async fn delivered_within(addr: std::net::SocketAddr, since: Instant, bound: Duration) -> Duration {
+    for attempt in 0.. {
+        assert!(
+            since.elapsed() < bound,
+            "no delivery answered 2xx within {bound:?}"
+        );
+        let delivery = signed(
+            "call.uploaded",
+            "evt_after_peers",
+            &format!("dlv_after_peers_{attempt}"),
+        );
+        let http = Http::new();
+        match tokio::time::timeout(Duration::from_secs(5), http.deliver(addr, &delivery)).await {
+            Ok(reply) if reply.status.is_success() => return since.elapsed(),
+            Ok(reply) => println!("attempt {attempt}: {}", reply.status),
+            Err(_) => println!("attempt {attempt}: no answer within 5 s"),
+        }
+    }
+    unreachable!()
+}
+
+/// Issue 17, goal (b): with `CRM_MAX_CONNECTIONS=64`, 64 peers that
+/// pipeline requests and never read the answers lose their connections
+/// (after 1,000 requests, or once a write stalls for the write timeout):
+/// real deliveries get 2xx within 25 s while the peers keep their sockets
+/// open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_pipeline_and_never_read_do_not_keep_the_connection_slots() {
+    let (_dir, db) = temp_db();
+    let mut cfg = config(&db);
+    cfg.limits.max_connections = 64;
+    let app = start(cfg).await;
+    let addr = app.addr();
+
+    let mut peers = pipelining_peers(addr, 64).await;
+    let recovered = delivered_within(addr, Instant::now(), Duration::from_secs(25)).await;
+    println!(
+        "with 64 non-reading peers on 64 slots, a delivery was answered 2xx after {recovered:?}"
+    );
+    assert_eq!(peers.len(), 64, "the peers' sockets are still held");
+    peers.shutdown().await;
+    app.shutdown().await;
+}
+
+/// The write timeout alone (no cap on requests per connection): a peer
+/// that pipelines and never reads holds the only slot until the server's
+/// writes stall for the write timeout; then the slot is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_write_closes_the_connection_after_the_write_timeout() {
+    let (_dir, db) = temp_db();
+    let mut cfg = config(&db);
+    cfg.limits.max_connections = 1;
+    cfg.limits.max_requests_per_connection = usize::MAX;
+    cfg.limits.write_timeout = Duration::from_secs(1);
+    let app = start(cfg).await;
+    let addr = app.addr();
+
+    let mut peers = pipelining_peers(addr, 1).await;
+    let since = Instant::now();
+    let http = Http::new();
+    let first = signed("call.uploaded", "evt_blocked", "dlv_blocked");
+    let blocked =
+        tokio::time::timeout(Duration::from_millis(500), http.deliver(addr, &first)).await;
+    assert!(blocked.is_err(), "the peer holds the only slot");
+    let recovered = delivered_within(addr, since, Duration::from_secs(25)).await;
+    println!("the non-reading peer's connection was closed and a delivery answered 2xx after {recovered:?} (write timeout 1 s)");
+    assert_eq!(peers.len(), 1, "the peer's socket is still held");
+    peers.shutdown().await;
     app.shutdown().await;
 }
 
