@@ -5,6 +5,7 @@
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::auth::AdminToken;
 use crate::config::{AppConfig, Database};
 use crate::dashboard::BacklogHistory;
 use crate::delivery_log::{DeliveryLog, Writer};
+use crate::pg_error::Chain;
 use crate::routes::{self, AppState};
 use crate::server;
 use crate::storage::{Storage, StorageError};
@@ -51,7 +53,7 @@ pub enum AppError {
 impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Storage(error) => error.fmt(f),
+            Self::Storage(error) => Chain(error).fmt(f),
             Self::Inbox(error) => write!(f, "could not open the inbox: {error}"),
             Self::Layer(error) => {
                 write!(f, "the webhook layer's configuration was refused: {error}")
@@ -64,7 +66,52 @@ impl fmt::Display for AppError {
     }
 }
 
-impl std::error::Error for AppError {}
+impl std::error::Error for AppError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Storage(error) => Some(error),
+            Self::Inbox(error) => Some(error),
+            Self::Layer(error) => Some(error),
+            Self::Bind { error, .. } => Some(error),
+        }
+    }
+}
+
+/// Creates the SQLite file readable by its owner only (`0600`) when it does
+/// not exist yet: it holds every raw body. SQLite gives its `-wal` and
+/// `-shm` files the database file's permissions. An existing file is left
+/// as it is, with a warning when others may read it.
+fn create_private_sqlite_file(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(_) => tracing::info!(path = %path.display(), "SQLite file created, mode 0600"),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mode = std::fs::metadata(path).map(|m| m.permissions().mode());
+                if let Ok(mode) = mode.map(|mode| mode & 0o777) {
+                    if mode & 0o077 != 0 {
+                        tracing::warn!(
+                            path = %path.display(),
+                            mode = format_args!("{mode:04o}"),
+                            "the SQLite file holds every raw body and others may read it; \
+                             chmod 600 it (and its -wal and -shm files)"
+                        );
+                    }
+                }
+            }
+            // Opening the database reports it (a missing directory, say).
+            Err(_) => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
 
 /// A started app.
 pub struct Running {
@@ -136,6 +183,9 @@ fn layer(config: &mut AppConfig, log: DeliveryLog) -> Result<KendoWebhookLayer, 
 /// `config.run_worker` is false) and the delivery-log writer. Returns once
 /// the server accepts connections.
 pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
+    if let Database::Sqlite(path) = &config.database {
+        create_private_sqlite_file(path);
+    }
     let storage = Storage::open(&config.database)
         .await
         .map_err(AppError::Storage)?;

@@ -8,6 +8,7 @@
 //! [`dashboard`] (what the page shows, read from the database), [`views`]
 //! (the page: HTML and SVG charts), [`storage`] (the CRM's tables),
 //! [`delivery_log`] (the `on_outcome` hook), [`auth`] (the admin token),
+//! [`pg_error`] (errors with their causes and SQLSTATE),
 //! [`server`] (the hardened HTTP server, with [`write_timeout`]) and
 //! [`app`] (start and stop).
 
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod config;
 pub mod dashboard;
 pub mod delivery_log;
+pub mod pg_error;
 pub mod routes;
 pub mod server;
 pub mod storage;

@@ -4,6 +4,8 @@
 //! delivery log, pagination, and the metrics.
 
 mod common;
+#[path = "../../../tests/support/postgres_server.rs"]
+mod postgres_server;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -582,4 +584,50 @@ async fn metrics_count_outcomes_and_reasons_and_show_the_backlog() {
     }
     let _: Value = http.health(addr).await;
     app.shutdown().await;
+}
+
+/// Issue 17, #15: the SQLite files hold every raw body; they are created
+/// readable by their owner only.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_sqlite_files_are_created_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (dir, db) = temp_db();
+    let app = start(config(&db)).await;
+    let http = Http::new();
+    let call = signed("call.uploaded", "evt_private", "dlv_private");
+    assert_eq!(http.deliver(app.addr(), &call).await.status, StatusCode::OK);
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).expect("the directory") {
+        let entry = entry.expect("an entry");
+        let mode = entry.metadata().expect("metadata").permissions().mode() & 0o777;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert_eq!(mode & 0o077, 0, "{name} is {mode:04o}");
+        checked.push(format!("{name} {mode:04o}"));
+    }
+    assert!(checked.len() >= 2, "the database and its WAL: {checked:?}");
+    println!("{checked:?}");
+    app.shutdown().await;
+}
+
+/// Issue 17, #9: a Postgres error at start-up says what Postgres said
+/// (SQLSTATE and message), never `db error` alone, and never the password
+/// of the URL.
+#[tokio::test]
+async fn a_postgres_error_at_start_up_carries_its_sqlstate_and_never_the_password() {
+    let Some(pg) = postgres_server::PostgresServer::start_or_skip("crm start-up error") else {
+        return;
+    };
+    let url = format!(
+        "postgres://postgres:pa55word-never-shown@127.0.0.1:{}/no_such_database",
+        pg.port()
+    );
+    let error = crm_ingest::app::start(config_on(crm_ingest::config::Database::Postgres(url)))
+        .await
+        .expect_err("the database does not exist");
+    let text = error.to_string();
+    println!("{text}");
+    assert!(text.contains("SQLSTATE 3D000"), "{text}");
+    assert!(text.contains("no_such_database"), "{text}");
+    assert!(!text.contains("pa55word"), "{text}");
 }
