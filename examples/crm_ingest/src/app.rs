@@ -6,11 +6,11 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kendo_webhooks::inbox::{Inbox, InboxError, WorkerHandle};
-use kendo_webhooks::{BuildError, DedupeKey, KendoWebhookLayer, Secret};
+use kendo_webhooks::{BuildError, DedupeKey, Delivery, KendoWebhookLayer, Secret};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -23,6 +23,7 @@ use crate::pg_error::Chain;
 use crate::routes::{self, AppState};
 use crate::server;
 use crate::storage::{Storage, StorageError};
+use crate::warnings::{Warnings, DEAD_ROWS_EVERY};
 
 /// How long shutdown waits for in-flight requests (Kendo gives up on a
 /// request after about 10 s, so anything still open after this is stuck).
@@ -123,6 +124,7 @@ pub struct Running {
     worker: Option<WorkerHandle>,
     log_writer: Writer,
     sampler: JoinHandle<()>,
+    dead_rows: JoinHandle<()>,
 }
 
 impl fmt::Debug for Running {
@@ -160,7 +162,11 @@ fn prometheus() -> Option<PrometheusHandle> {
 
 /// The layer: both secrets, de-duplication on the signed event id, and
 /// every outcome reported to the delivery log.
-fn layer(config: &mut AppConfig, log: DeliveryLog) -> Result<KendoWebhookLayer, BuildError> {
+fn layer(
+    config: &mut AppConfig,
+    log: DeliveryLog,
+    warnings: Arc<Warnings>,
+) -> Result<KendoWebhookLayer, BuildError> {
     let mut builder = KendoWebhookLayer::builder()
         .secret(Secret::new(&config.secret).with_label("current"))
         // The event id is signed and stable across Kendo's retries, and the
@@ -168,7 +174,10 @@ fn layer(config: &mut AppConfig, log: DeliveryLog) -> Result<KendoWebhookLayer, 
         .dedupe_key(DedupeKey::EventId)
         .body_start_timeout(config.limits.body_start_timeout)
         .min_body_rate(config.limits.min_body_rate)
-        .on_outcome(move |report| log.record(report));
+        .on_outcome(move |report| {
+            warnings.outcome(report);
+            log.record(report);
+        });
     if let Some(previous) = &config.previous_secret {
         builder = builder.secret(Secret::new(previous).with_label("previous"));
     }
@@ -199,7 +208,8 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
         config.log_keep,
         config.rejections_keep_minutes,
     );
-    let layer = layer(&mut config, log.clone()).map_err(AppError::Layer)?;
+    let warnings = Arc::new(Warnings::default());
+    let layer = layer(&mut config, log.clone(), Arc::clone(&warnings)).map_err(AppError::Layer)?;
     let (admin_token, token_generated) = match config.admin_token.take() {
         Some(token) => (token, false),
         None => (AdminToken::generate(), true),
@@ -217,11 +227,23 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
 
     let worker = config.run_worker.then(|| {
         let storage = storage.clone();
+        let warnings = Arc::clone(&warnings);
         inbox
-            .worker(move |delivery| routes::project(storage.clone(), delivery))
+            .worker(move |delivery: Delivery| {
+                let projected = routes::project(storage.clone(), delivery.clone());
+                let warnings = Arc::clone(&warnings);
+                async move {
+                    let result = projected.await;
+                    if let Err(error) = &result {
+                        warnings.projection_failed(&delivery, error);
+                    }
+                    result
+                }
+            })
             .lease(config.worker_lease)
             .spawn()
     });
+    let dead_rows = warnings.spawn_dead_rows_watch(inbox.clone(), DEAD_ROWS_EVERY);
     let backlog = BacklogHistory::default();
     let sampler = backlog.spawn_sampler(inbox.clone());
     let state = AppState {
@@ -251,6 +273,7 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
         worker,
         log_writer,
         sampler,
+        dead_rows,
     })
 }
 
@@ -283,6 +306,7 @@ impl Running {
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         let _ = self.stop.send(true);
         self.sampler.abort();
+        self.dead_rows.abort();
         if let Err(error) = self.server.await {
             tracing::warn!(%error, "the server task failed");
         }

@@ -21,7 +21,7 @@
 //! | `CRM_LOG_KEEP` | newest verified delivery-log entries kept | `10000` |
 //! | `CRM_REJECTIONS_KEEP_MINUTES` | minutes of aggregated rejections kept | `10080` (7 days) |
 //! | `CRM_WORKER_LEASE_SECS` | the inbox worker's lease on a row (a dead replica's rows wait this long) | `30` |
-//! | `RUST_LOG` | log filter | `info` |
+//! | `RUST_LOG` | log filter (`Targets` directives) | `info`, with the library's per-request lines (`kendo_webhooks`) at `error`: the app logs failures rate-limited instead |
 
 use std::fmt;
 use std::net::SocketAddr;

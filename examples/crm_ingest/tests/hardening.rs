@@ -631,3 +631,99 @@ async fn a_postgres_error_at_start_up_carries_its_sqlstate_and_never_the_passwor
     assert!(text.contains("no_such_database"), "{text}");
     assert!(!text.contains("pa55word"), "{text}");
 }
+
+/// A log writer into memory, for the test below.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn lines_with(&self, needle: &str) -> usize {
+        let bytes = self.0.lock().unwrap();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|line| line.contains(needle))
+            .count()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Issue 17, #8: with Postgres stopped, hundreds of inbox 503s and failed
+/// delivery-log batches make one WARN line each per interval (with the
+/// default log filter of the binary), not one per request or batch, and
+/// none from the library's per-request lines.
+#[tokio::test]
+async fn an_outage_is_logged_rate_limited_not_once_per_request() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let Some(mut pg) = postgres_server::PostgresServer::start_or_skip("crm outage logs") else {
+        return;
+    };
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(captured.clone()),
+        )
+        .with(crm_ingest::warnings::log_filter(None));
+    // This test's runtime has one thread: every task of the app logs here.
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let app = start(config_on(crm_ingest::config::Database::Postgres(pg.url()))).await;
+    let addr = app.addr();
+    let http = Http::new();
+    let call = signed("call.uploaded", "evt_before_outage", "dlv_before_outage");
+    assert_eq!(http.deliver(addr, &call).await.status, StatusCode::OK);
+
+    pg.stop();
+    let mut unavailable = 0;
+    for i in 0..300 {
+        let call = signed(
+            "call.uploaded",
+            &format!("evt_outage_{i}"),
+            &format!("dlv_outage_{i}"),
+        );
+        if http.deliver(addr, &call).await.status == StatusCode::SERVICE_UNAVAILABLE {
+            unavailable += 1;
+        }
+    }
+    assert_eq!(
+        unavailable, 300,
+        "every delivery is refused while Postgres is down"
+    );
+    eventually("the delivery log's failure reported", || async {
+        (captured.lines_with("delivery-log entries could not be written") > 0).then_some(())
+    })
+    .await;
+    let inbox = captured.lines_with("inbox unavailable");
+    let log_writer = captured.lines_with("delivery-log entries could not be written");
+    println!("300 inbox 503s: {inbox} inbox line(s), {log_writer} log-writer line(s)");
+    assert!((1..=2).contains(&inbox), "{inbox} lines about the inbox");
+    assert!(
+        (1..=2).contains(&log_writer),
+        "{log_writer} log-writer lines"
+    );
+    assert_eq!(
+        captured.lines_with("inbox unavailable; answered 503"),
+        0,
+        "the library's per-request line is off by default"
+    );
+    pg.restart();
+    app.shutdown().await;
+}
