@@ -6,6 +6,7 @@
 //! | `KENDO_WEBHOOK_SECRET_PREVIOUS` | the previous secret, during a rotation | unset |
 //! | `CRM_ADDR` | address to listen on | `127.0.0.1:3000` |
 //! | `CRM_DATABASE_URL` | `postgres://…`: inbox, projections and log in Postgres, shared by replicas | unset (SQLite) |
+//! | `CRM_DATABASE_CA_FILE` | PEM file of the CA(s) that sign the Postgres server's certificate (the URL's `sslrootcert`); with `sslmode=verify-full` (or `verify-ca`) in `CRM_DATABASE_URL` | unset |
 //! | `CRM_DB` | SQLite file (when `CRM_DATABASE_URL` is unset) | `crm.sqlite3` |
 //! | `CRM_ADMIN_TOKEN` | token for `/`, `/api/*`, `/metrics` | random, printed at start |
 //! | `KENDO_DEDUPE_REDIS_URL` | Redis de-duplication fast path (feature `redis`) | unset |
@@ -40,6 +41,8 @@ pub const ADDR_VAR: &str = "CRM_ADDR";
 pub const DB_VAR: &str = "CRM_DB";
 /// Postgres URL; selects Postgres over SQLite.
 pub const DATABASE_URL_VAR: &str = "CRM_DATABASE_URL";
+/// PEM file of the CA(s) of the Postgres server's certificate.
+pub const DATABASE_CA_FILE_VAR: &str = "CRM_DATABASE_CA_FILE";
 /// The admin token.
 pub const ADMIN_TOKEN_VAR: &str = "CRM_ADMIN_TOKEN";
 /// Redis URL of a de-duplication fast path shared by replicas (optional).
@@ -177,7 +180,13 @@ impl AppConfig {
                     expected: "a postgres:// or postgresql:// URL",
                 });
             }
-            config.database = Database::Postgres(url);
+            config.database = Database::Postgres(with_ca_file(url, get(DATABASE_CA_FILE_VAR)));
+        } else if get(DATABASE_CA_FILE_VAR).is_some() {
+            return Err(ConfigError::Bad {
+                name: DATABASE_CA_FILE_VAR,
+                value: "(set)".to_owned(),
+                expected: "to be set only with a postgres:// CRM_DATABASE_URL",
+            });
         }
         config.previous_secret = get(PREVIOUS_SECRET_VAR);
         if config.previous_secret.as_deref() == Some(config.secret.as_str()) {
@@ -300,6 +309,25 @@ impl AppConfig {
             ),
         ]
     }
+}
+
+/// The URL with `sslrootcert=<ca_file>` added (Postgres's own name for the
+/// setting, which the inbox and the CRM's tables both read).
+fn with_ca_file(url: String, ca_file: Option<String>) -> String {
+    let Some(ca_file) = ca_file else {
+        return url;
+    };
+    let encoded: String = ca_file
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}sslrootcert={encoded}")
 }
 
 fn usize_of(n: u64) -> usize {

@@ -727,3 +727,122 @@ async fn an_outage_is_logged_rate_limited_not_once_per_request() {
     pg.restart();
     app.shutdown().await;
 }
+
+/// A test CA (`name` tells two apart) and a server certificate it signed
+/// for `localhost` only: (CA PEM, server certificate PEM, server key PEM).
+fn test_pki(name: &str) -> (String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("crm-ingest test CA {name}"));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_pem = ca.self_signed(&ca_key).expect("self-sign the CA").pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let server_key = KeyPair::generate().expect("server key");
+    let mut server = CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_pem = server
+        .signed_by(&server_key, &issuer)
+        .expect("sign the server certificate")
+        .pem();
+    (ca_pem, server_pem, server_key.serialize_pem())
+}
+
+/// Issue 17, TLS to Postgres: against a PostgreSQL that refuses every
+/// connection without TLS, the app starts with `sslmode=verify-full` and
+/// `CRM_DATABASE_CA_FILE`, stores and projects a delivery; it refuses a
+/// certificate signed by another CA, or not made out to the host, and
+/// `sslmode=require` encrypts without checking.
+#[tokio::test]
+async fn postgres_over_tls_with_verify_full_and_a_ca_file() {
+    let Some(mut pg) = postgres_server::PostgresServer::start_or_skip("crm postgres tls") else {
+        return;
+    };
+    let (ca_pem, server_pem, server_key) = test_pki("right");
+    pg.require_tls(&server_pem, &server_key);
+    let dir = tempfile::tempdir().expect("a directory");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).expect("write the CA");
+    let (other_ca, _, _) = test_pki("other");
+    let other_ca_file = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca_file, &other_ca).expect("write the other CA");
+    let port = pg.port();
+    let env_config = |url: String, ca: Option<&std::path::Path>| {
+        let mut vars = vec![
+            ("KENDO_WEBHOOK_SECRET", SECRET.to_owned()),
+            ("CRM_ADMIN_TOKEN", TOKEN.to_owned()),
+            ("CRM_ADDR", "127.0.0.1:0".to_owned()),
+            ("CRM_DATABASE_URL", url),
+        ];
+        if let Some(ca) = ca {
+            vars.push(("CRM_DATABASE_CA_FILE", ca.display().to_string()));
+        }
+        crm_ingest::config::AppConfig::from_lookup(move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        })
+        .expect("a valid configuration")
+    };
+    let refused = |url: String, ca: Option<&std::path::Path>| {
+        let config = env_config(url, ca);
+        async move {
+            crm_ingest::app::start(config)
+                .await
+                .expect_err("the connection is refused")
+                .to_string()
+        }
+    };
+
+    // Without TLS, the server refuses (so the rest really uses TLS).
+    let plain = refused(
+        format!("postgres://postgres@localhost:{port}/postgres?sslmode=disable"),
+        None,
+    )
+    .await;
+    println!("sslmode=disable: {plain}");
+    assert!(plain.contains("28000"), "pg_hba rejects it: {plain}");
+    // Another CA, or a host name the certificate is not made out to.
+    let wrong_ca = refused(
+        format!("postgres://postgres@localhost:{port}/postgres?sslmode=verify-full"),
+        Some(&other_ca_file),
+    )
+    .await;
+    println!("verify-full, another CA: {wrong_ca}");
+    assert!(wrong_ca.contains("UnknownIssuer"), "{wrong_ca}");
+    let wrong_host = refused(
+        format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=verify-full"),
+        Some(&ca_file),
+    )
+    .await;
+    println!("verify-full, 127.0.0.1: {wrong_host}");
+    assert!(wrong_host.contains("not valid for name"), "{wrong_host}");
+
+    // `require` encrypts without checking the certificate.
+    let app = start(env_config(
+        format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=require"),
+        None,
+    ))
+    .await;
+    app.shutdown().await;
+
+    // verify-full with the right CA and host: stored and projected.
+    let app = start(env_config(
+        format!("postgres://postgres@localhost:{port}/postgres?sslmode=verify-full"),
+        Some(&ca_file),
+    ))
+    .await;
+    let http = Http::new();
+    let call = signed("call.uploaded", "evt_tls", "dlv_tls");
+    assert_eq!(http.deliver(app.addr(), &call).await.status, StatusCode::OK);
+    rows(&http, app.addr(), "/api/calls", 1).await;
+    app.shutdown().await;
+}
