@@ -5,10 +5,11 @@
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use kendo_webhooks::{BuildError, DedupeKey, KendoWebhookLayer, Secret};
+use kendo_webhooks::{BuildError, DedupeKey, Delivery, KendoWebhookLayer, Secret};
 use kendo_webhooks_inbox::{Inbox, InboxError, WorkerHandle};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
@@ -18,9 +19,11 @@ use crate::auth::AdminToken;
 use crate::config::{AppConfig, Database};
 use crate::dashboard::BacklogHistory;
 use crate::delivery_log::{DeliveryLog, Writer};
+use crate::pg_error::Chain;
 use crate::routes::{self, AppState};
 use crate::server;
 use crate::storage::{Storage, StorageError};
+use crate::warnings::{Warnings, DEAD_ROWS_EVERY};
 
 /// How long shutdown waits for in-flight requests (Kendo gives up on a
 /// request after about 10 s, so anything still open after this is stuck).
@@ -51,7 +54,7 @@ pub enum AppError {
 impl fmt::Display for AppError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Storage(error) => error.fmt(f),
+            Self::Storage(error) => Chain(error).fmt(f),
             Self::Inbox(error) => write!(f, "could not open the inbox: {error}"),
             Self::Layer(error) => {
                 write!(f, "the webhook layer's configuration was refused: {error}")
@@ -64,7 +67,52 @@ impl fmt::Display for AppError {
     }
 }
 
-impl std::error::Error for AppError {}
+impl std::error::Error for AppError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Storage(error) => Some(error),
+            Self::Inbox(error) => Some(error),
+            Self::Layer(error) => Some(error),
+            Self::Bind { error, .. } => Some(error),
+        }
+    }
+}
+
+/// Creates the SQLite file readable by its owner only (`0600`) when it does
+/// not exist yet: it holds every raw body. SQLite gives its `-wal` and
+/// `-shm` files the database file's permissions. An existing file is left
+/// as it is, with a warning when others may read it.
+fn create_private_sqlite_file(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        match created {
+            Ok(_) => tracing::info!(path = %path.display(), "SQLite file created, mode 0600"),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mode = std::fs::metadata(path).map(|m| m.permissions().mode());
+                if let Ok(mode) = mode.map(|mode| mode & 0o777) {
+                    if mode & 0o077 != 0 {
+                        tracing::warn!(
+                            path = %path.display(),
+                            mode = format_args!("{mode:04o}"),
+                            "the SQLite file holds every raw body and others may read it; \
+                             chmod 600 it (and its -wal and -shm files)"
+                        );
+                    }
+                }
+            }
+            // Opening the database reports it (a missing directory, say).
+            Err(_) => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
 
 /// A started app.
 pub struct Running {
@@ -76,6 +124,7 @@ pub struct Running {
     worker: Option<WorkerHandle>,
     log_writer: Writer,
     sampler: JoinHandle<()>,
+    dead_rows: JoinHandle<()>,
 }
 
 impl fmt::Debug for Running {
@@ -113,13 +162,22 @@ fn prometheus() -> Option<PrometheusHandle> {
 
 /// The layer: both secrets, de-duplication on the signed event id, and
 /// every outcome reported to the delivery log.
-fn layer(config: &mut AppConfig, log: DeliveryLog) -> Result<KendoWebhookLayer, BuildError> {
+fn layer(
+    config: &mut AppConfig,
+    log: DeliveryLog,
+    warnings: Arc<Warnings>,
+) -> Result<KendoWebhookLayer, BuildError> {
     let mut builder = KendoWebhookLayer::builder()
         .secret(Secret::new(&config.secret).with_label("current"))
         // The event id is signed and stable across Kendo's retries, and the
         // inbox is keyed on it too; the delivery id header is not signed.
         .dedupe_key(DedupeKey::EventId)
-        .on_outcome(move |report| log.record(report));
+        .body_start_timeout(config.limits.body_start_timeout)
+        .min_body_rate(config.limits.min_body_rate)
+        .on_outcome(move |report| {
+            warnings.outcome(report);
+            log.record(report);
+        });
     if let Some(previous) = &config.previous_secret {
         builder = builder.secret(Secret::new(previous).with_label("previous"));
     }
@@ -134,6 +192,9 @@ fn layer(config: &mut AppConfig, log: DeliveryLog) -> Result<KendoWebhookLayer, 
 /// `config.run_worker` is false) and the delivery-log writer. Returns once
 /// the server accepts connections.
 pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
+    if let Database::Sqlite(path) = &config.database {
+        create_private_sqlite_file(path);
+    }
     let storage = Storage::open(&config.database)
         .await
         .map_err(AppError::Storage)?;
@@ -147,7 +208,8 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
         config.log_keep,
         config.rejections_keep_minutes,
     );
-    let layer = layer(&mut config, log.clone()).map_err(AppError::Layer)?;
+    let warnings = Arc::new(Warnings::default());
+    let layer = layer(&mut config, log.clone(), Arc::clone(&warnings)).map_err(AppError::Layer)?;
     let (admin_token, token_generated) = match config.admin_token.take() {
         Some(token) => (token, false),
         None => (AdminToken::generate(), true),
@@ -165,11 +227,23 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
 
     let worker = config.run_worker.then(|| {
         let storage = storage.clone();
+        let warnings = Arc::clone(&warnings);
         inbox
-            .worker(move |delivery| routes::project(storage.clone(), delivery))
+            .worker(move |delivery: Delivery| {
+                let projected = routes::project(storage.clone(), delivery.clone());
+                let warnings = Arc::clone(&warnings);
+                async move {
+                    let result = projected.await;
+                    if let Err(error) = &result {
+                        warnings.projection_failed(&delivery, error);
+                    }
+                    result
+                }
+            })
             .lease(config.worker_lease)
             .spawn()
     });
+    let dead_rows = warnings.spawn_dead_rows_watch(inbox.clone(), DEAD_ROWS_EVERY);
     let backlog = BacklogHistory::default();
     let sampler = backlog.spawn_sampler(inbox.clone());
     let state = AppState {
@@ -199,6 +273,7 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
         worker,
         log_writer,
         sampler,
+        dead_rows,
     })
 }
 
@@ -231,6 +306,7 @@ impl Running {
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         let _ = self.stop.send(true);
         self.sampler.abort();
+        self.dead_rows.abort();
         if let Err(error) = self.server.await {
             tracing::warn!(%error, "the server task failed");
         }

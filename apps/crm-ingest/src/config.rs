@@ -6,18 +6,23 @@
 //! | `KENDO_WEBHOOK_SECRET_PREVIOUS` | the previous secret, during a rotation | unset |
 //! | `CRM_ADDR` | address to listen on | `127.0.0.1:3000` |
 //! | `CRM_DATABASE_URL` | `postgres://…`: inbox, projections and log in Postgres, shared by replicas | unset (SQLite) |
+//! | `CRM_DATABASE_CA_FILE` | PEM file of the CA(s) that sign the Postgres server's certificate (the URL's `sslrootcert`); with `sslmode=verify-full` (or `verify-ca`) in `CRM_DATABASE_URL` | unset |
 //! | `CRM_DB` | SQLite file (when `CRM_DATABASE_URL` is unset) | `crm.sqlite3` |
 //! | `CRM_ADMIN_TOKEN` | token for `/`, `/api/*`, `/metrics` | random, printed at start |
 //! | `KENDO_DEDUPE_REDIS_URL` | Redis de-duplication fast path (feature `redis`) | unset |
 //! | `CRM_HEADER_READ_TIMEOUT_SECS` | close a connection whose request head is not complete in time; also the keep-alive idle timeout | `5` |
 //! | `CRM_REQUEST_TIMEOUT_SECS` | answer 408 to a request not answered in time | `10` |
+//! | `CRM_BODY_START_TIMEOUT_SECS` | answer 408 (and close) when a declared body sends no byte in time; until its first byte a request holds no in-flight slot and no body budget | `2` |
+//! | `CRM_MIN_BODY_RATE` | bytes a second a webhook body must average once started (each that many bytes buy one more second; 0: no minimum) | `1024` |
+//! | `CRM_MAX_REQUESTS_PER_CONNECTION` | requests answered on one connection before it is closed (`Connection: close`), which bounds what a peer that pipelines and never reads can make the server write | `1000` |
+//! | `CRM_WRITE_TIMEOUT_SECS` | close a connection whose answers make no progress (a peer that does not read) | `10` |
 //! | `CRM_MAX_CONNECTIONS` | open connections; more wait in the kernel's backlog | `1024` |
 //! | `CRM_MAX_IN_FLIGHT` | requests handled at once; more get 503 at once | `512` |
 //! | `CRM_MAX_BUF_BYTES` | read buffer per connection (bounds unfinished heads) | `16384` |
 //! | `CRM_LOG_KEEP` | newest verified delivery-log entries kept | `10000` |
 //! | `CRM_REJECTIONS_KEEP_MINUTES` | minutes of aggregated rejections kept | `10080` (7 days) |
 //! | `CRM_WORKER_LEASE_SECS` | the inbox worker's lease on a row (a dead replica's rows wait this long) | `30` |
-//! | `RUST_LOG` | log filter | `info` |
+//! | `RUST_LOG` | log filter (`Targets` directives) | `info`, with the library's per-request lines (`kendo_webhooks`) at `error`: the app logs failures rate-limited instead |
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -36,6 +41,8 @@ pub const ADDR_VAR: &str = "CRM_ADDR";
 pub const DB_VAR: &str = "CRM_DB";
 /// Postgres URL; selects Postgres over SQLite.
 pub const DATABASE_URL_VAR: &str = "CRM_DATABASE_URL";
+/// PEM file of the CA(s) of the Postgres server's certificate.
+pub const DATABASE_CA_FILE_VAR: &str = "CRM_DATABASE_CA_FILE";
 /// The admin token.
 pub const ADMIN_TOKEN_VAR: &str = "CRM_ADMIN_TOKEN";
 /// Redis URL of a de-duplication fast path shared by replicas (optional).
@@ -74,6 +81,15 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     /// Time to answer a request (408 after it).
     pub request_timeout: Duration,
+    /// Time for the first byte of a declared body (408 and close after
+    /// it); a request counts as in flight only once its body started.
+    pub body_start_timeout: Duration,
+    /// Bytes a second a webhook body must average once started (0: none).
+    pub min_body_rate: usize,
+    /// Time a write may make no progress before the connection is closed.
+    pub write_timeout: Duration,
+    /// Requests answered on one connection before it is closed.
+    pub max_requests_per_connection: usize,
     /// Open connections at once.
     pub max_connections: usize,
     /// Requests handled at once; more are refused with 503.
@@ -87,6 +103,10 @@ impl Default for ServerLimits {
         Self {
             header_read_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
+            body_start_timeout: kendo_webhooks::DEFAULT_BODY_START_TIMEOUT,
+            min_body_rate: kendo_webhooks::DEFAULT_MIN_BODY_RATE,
+            write_timeout: Duration::from_secs(10),
+            max_requests_per_connection: 1000,
             max_connections: 1024,
             max_in_flight: 512,
             max_buf_size: 16 * 1024,
@@ -160,7 +180,13 @@ impl AppConfig {
                     expected: "a postgres:// or postgresql:// URL",
                 });
             }
-            config.database = Database::Postgres(url);
+            config.database = Database::Postgres(with_ca_file(url, get(DATABASE_CA_FILE_VAR)));
+        } else if get(DATABASE_CA_FILE_VAR).is_some() {
+            return Err(ConfigError::Bad {
+                name: DATABASE_CA_FILE_VAR,
+                value: "(set)".to_owned(),
+                expected: "to be set only with a postgres:// CRM_DATABASE_URL",
+            });
         }
         config.previous_secret = get(PREVIOUS_SECRET_VAR);
         if config.previous_secret.as_deref() == Some(config.secret.as_str()) {
@@ -188,6 +214,20 @@ impl AppConfig {
         limits.header_read_timeout =
             secs("CRM_HEADER_READ_TIMEOUT_SECS", limits.header_read_timeout)?;
         limits.request_timeout = secs("CRM_REQUEST_TIMEOUT_SECS", limits.request_timeout)?;
+        limits.body_start_timeout = secs("CRM_BODY_START_TIMEOUT_SECS", limits.body_start_timeout)?;
+        limits.min_body_rate = usize_of(number(
+            &get,
+            "CRM_MIN_BODY_RATE",
+            limits.min_body_rate as u64,
+            0,
+        )?);
+        limits.write_timeout = secs("CRM_WRITE_TIMEOUT_SECS", limits.write_timeout)?;
+        limits.max_requests_per_connection = usize_of(number(
+            &get,
+            "CRM_MAX_REQUESTS_PER_CONNECTION",
+            limits.max_requests_per_connection as u64,
+            1,
+        )?);
         limits.max_connections = usize_of(number(
             &get,
             "CRM_MAX_CONNECTIONS",
@@ -256,6 +296,10 @@ impl AppConfig {
                 l.header_read_timeout, l.request_timeout, l.max_connections, l.max_in_flight, l.max_buf_size
             ),
             format!(
+                "bodies        first byte within {:?}, then at least {} B/s; writes stalled {:?} close; {} requests per connection",
+                l.body_start_timeout, l.min_body_rate, l.write_timeout, l.max_requests_per_connection
+            ),
+            format!(
                 "delivery log  newest {} verified entries; rejections per minute for {} minutes",
                 self.log_keep, self.rejections_keep_minutes
             ),
@@ -265,6 +309,25 @@ impl AppConfig {
             ),
         ]
     }
+}
+
+/// The URL with `sslrootcert=<ca_file>` added (Postgres's own name for the
+/// setting, which the inbox and the CRM's tables both read).
+fn with_ca_file(url: String, ca_file: Option<String>) -> String {
+    let Some(ca_file) = ca_file else {
+        return url;
+    };
+    let encoded: String = ca_file
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}sslrootcert={encoded}")
 }
 
 fn usize_of(n: u64) -> usize {

@@ -14,6 +14,8 @@ use kendo_webhooks::{Outcome, Rejection, Report};
 use kendo_webhooks_inbox::Enqueued;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::pg_error::Chain;
+use crate::rate_limit::RateLimit;
 use crate::storage::{now_ms, LogBatch, LogEntry, RejectionCount, Storage, UnverifiedEntry};
 
 /// Entries queued between the hook and the writer; beyond this, entries are
@@ -131,13 +133,9 @@ impl DeliveryLog {
                     at_ms,
                 }
             }
-            // Followed by its own Accepted/InnerFailed/Rejected report.
-            Outcome::StoreFailed {
-                operation, error, ..
-            } => {
-                tracing::warn!(%error, operation, "de-duplication store failed");
-                return;
-            }
+            // Followed by its own Accepted/InnerFailed/Rejected report;
+            // logged (rate-limited) by `crate::warnings`.
+            Outcome::StoreFailed { .. } => return,
             _ => return,
         };
         if self.tx.try_send(item).is_err() {
@@ -200,6 +198,10 @@ async fn write(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut stopping = false;
+    // One WARN per interval however many batches fail (a database outage
+    // fails every one), with the entries lost since the last line.
+    let write_failed = RateLimit::new(WARN_EVERY);
+    let mut lost_since_warn = 0usize;
     loop {
         let received = if stopping {
             rx.recv_many(&mut batch, BATCH).await
@@ -220,7 +222,15 @@ async fn write(
         let count = items.len();
         let since = now_ms() - keep_minutes.saturating_mul(60_000);
         if let Err(error) = storage.log(items, keep, since).await {
-            tracing::warn!(%error, lost = count, "delivery-log entries could not be written");
+            lost_since_warn += count;
+            if let Some(skipped) = write_failed.check() {
+                tracing::warn!(
+                    error = %Chain(&error),
+                    lost = std::mem::take(&mut lost_since_warn),
+                    not_logged_since_last = skipped,
+                    "delivery-log entries could not be written"
+                );
+            }
         }
     }
 }

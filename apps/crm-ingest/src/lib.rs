@@ -8,14 +8,21 @@
 //! [`dashboard`] (what the page shows, read from the database), [`views`]
 //! (the page: HTML and SVG charts), [`storage`] (the CRM's tables),
 //! [`delivery_log`] (the `on_outcome` hook), [`auth`] (the admin token),
-//! [`server`] (the hardened HTTP server) and [`app`] (start and stop).
+//! [`pg_error`] (errors with their causes and SQLSTATE), [`warnings`]
+//! (rate-limited lines for operators, through [`rate_limit`]),
+//! [`server`] (the hardened HTTP server, with [`write_timeout`]) and
+//! [`app`] (start and stop).
 
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod dashboard;
 pub mod delivery_log;
+pub mod pg_error;
+pub mod rate_limit;
 pub mod routes;
 pub mod server;
 pub mod storage;
 pub mod views;
+pub mod warnings;
+pub mod write_timeout;

@@ -11,8 +11,8 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use crm_ingest::config::{AppConfig, ADMIN_TOKEN_VAR, REDIS_VAR};
+use crm_ingest::warnings::log_filter;
 use crm_ingest::{app, routes};
-use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -23,11 +23,9 @@ const EXIT_CONFIG: u8 = 2;
 async fn main() -> ExitCode {
     // `RUST_LOG` as `Targets` (`info`, `warn,crm_ingest=debug`, …): the same
     // directives as `EnvFilter` without span filters, and without compiling
-    // a regex engine into the app.
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|directives| directives.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    // a regex engine into the app. By default the library's per-request
+    // lines are off: `crm_ingest::warnings` reports failures rate-limited.
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal()))
         .with(filter)

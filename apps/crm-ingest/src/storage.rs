@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kendo_webhooks::{Delivery, Event};
+use kendo_webhooks_inbox::PostgresTls;
 use rusqlite::{Connection, TransactionBehavior};
 use serde::Serialize;
 
@@ -1274,14 +1275,17 @@ where
 /// opened again on next use after it was lost.
 struct Pg {
     config: tokio_postgres::Config,
+    tls: PostgresTls,
     client: tokio::sync::Mutex<Option<Arc<tokio_postgres::Client>>>,
 }
 
 impl Pg {
     async fn connect(url: &str) -> Result<Self, StorageError> {
         const WHAT: &str = "could not connect to Postgres (CRM_DATABASE_URL)";
+        // TLS as the URL's sslmode and sslrootcert ask, like the inbox.
+        let (url, tls) = PostgresTls::from_url(url).map_err(|e| StorageError::new(WHAT, e))?;
         let config: tokio_postgres::Config = url.parse().map_err(|e| StorageError::new(WHAT, e))?;
-        let mut client = connect_pg(&config)
+        let mut client = connect_pg(&config, &tls)
             .await
             .map_err(|e| StorageError::new(WHAT, e))?;
         migrate_pg(&mut client)
@@ -1289,6 +1293,7 @@ impl Pg {
             .map_err(|e| StorageError::new("could not migrate the CRM tables in Postgres", e))?;
         Ok(Self {
             config,
+            tls,
             client: tokio::sync::Mutex::new(Some(Arc::new(client))),
         })
     }
@@ -1303,7 +1308,7 @@ impl Pg {
         }
         *slot = None;
         let client = Arc::new(
-            connect_pg(&self.config)
+            connect_pg(&self.config, &self.tls)
                 .await
                 .map_err(|e| StorageError::new(what, e))?,
         );
@@ -1340,9 +1345,10 @@ impl Pg {
 
 async fn connect_pg(
     config: &tokio_postgres::Config,
+    tls: &PostgresTls,
 ) -> Result<tokio_postgres::Client, Box<dyn std::error::Error + Send + Sync>> {
     let (client, connection) =
-        tokio::time::timeout(PG_TIMEOUT, config.connect(tokio_postgres::NoTls)).await??;
+        tokio::time::timeout(PG_TIMEOUT, config.connect(tls.clone())).await??;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "Postgres connection lost; reconnecting on next use");

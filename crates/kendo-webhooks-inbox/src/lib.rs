@@ -114,6 +114,11 @@ use kendo_webhooks::Rejection;
 
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres_tls;
+#[cfg(feature = "postgres")]
+pub use postgres_tls::PostgresTls;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod worker;
@@ -467,8 +472,8 @@ impl Inbox {
 
     /// Connects to Postgres with a libpq-style URL or key-value string
     /// (`postgres://user:password@host:5432/db` or
-    /// `host=... user=... dbname=...`), without TLS, and migrates the
-    /// schema. Any number of inboxes (replicas) can share one database.
+    /// `host=... user=... dbname=...`), with TLS as its `sslmode` and
+    /// `sslrootcert` say (see [`PostgresTls`]), and migrates the schema. Any number of inboxes (replicas) can share one database.
     ///
     /// Call it inside a tokio runtime: the connections run as tasks on it.
     ///

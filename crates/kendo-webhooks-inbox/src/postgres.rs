@@ -14,8 +14,8 @@
 //! inbox uses. No pool either (`deadpool-postgres`, `bb8`): each inbox holds
 //! two connections and reconnects a lost one on next use; a pool would add
 //! a dependency and settings but no throughput, since all enqueues of an
-//! inbox share one transaction anyway. TLS is not wired in (`NoTls`): run
-//! the database on a private network, or ask for a TLS option.
+//! inbox share one transaction anyway. TLS through rustls, as the URL's
+//! `sslmode` and `sslrootcert` ask ([`PostgresTls`](super::PostgresTls)).
 //!
 //! Times are taken from the database's clock (`now()`), so replicas with
 //! skewed clocks agree on leases and retries.
@@ -25,8 +25,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Mutex};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
+use super::postgres_tls::PostgresTls;
 use super::{
     from_ms, millis, Backend, BoxFuture, Claimed, Counts, Enqueued, InboxError, InboxErrorKind,
     RowState, Settle, StoredDelivery,
@@ -67,6 +68,7 @@ pub(crate) struct Postgres {
 /// One connection, opened on first use and again after it was lost.
 struct Connection {
     config: Config,
+    tls: PostgresTls,
     client: Mutex<Option<Client>>,
 }
 
@@ -89,7 +91,7 @@ impl Connection {
             *slot = None;
         }
         if slot.is_none() {
-            *slot = Some(connect(&self.config).await?);
+            *slot = Some(connect(&self.config, &self.tls).await?);
         }
         slot.as_mut().ok_or_else(InboxError::closed)
     }
@@ -127,9 +129,9 @@ impl Connection {
     }
 }
 
-async fn connect(config: &Config) -> Result<Client, InboxError> {
+async fn connect(config: &Config, tls: &PostgresTls) -> Result<Client, InboxError> {
     let what = "could not connect to the Postgres inbox";
-    let (client, connection) = tokio::time::timeout(OPERATION_TIMEOUT, config.connect(NoTls))
+    let (client, connection) = tokio::time::timeout(OPERATION_TIMEOUT, config.connect(tls.clone()))
         .await
         .map_err(|_| {
             InboxError::unavailable(what, format!("no answer within {OPERATION_TIMEOUT:?}"))
@@ -144,7 +146,8 @@ async fn connect(config: &Config) -> Result<Client, InboxError> {
 
 impl Postgres {
     pub(crate) async fn connect(url: &str) -> Result<Self, InboxError> {
-        let mut config = Config::from_str(url).map_err(|e| {
+        let (url, tls) = PostgresTls::from_url(url)?;
+        let mut config = Config::from_str(&url).map_err(|e| {
             InboxError::unavailable(
                 "the Postgres URL does not parse",
                 format!("{e} (expected postgres://user:password@host:port/database or host=... user=... dbname=...)"),
@@ -156,15 +159,17 @@ impl Postgres {
         if config.get_application_name().is_none() {
             config.application_name("kendo-webhooks inbox");
         }
-        let mut client = connect(&config).await?;
+        let mut client = connect(&config, &tls).await?;
         migrate(&mut client).await?;
         let operations = Connection {
             config: config.clone(),
+            tls: tls.clone(),
             client: Mutex::new(Some(client)),
         };
         let (writer, deliveries) = mpsc::channel(CHANNEL);
         let connection = Connection {
             config,
+            tls,
             client: Mutex::new(None),
         };
         tokio::spawn(write(connection, deliveries));

@@ -1,9 +1,11 @@
 //! Request bodies, read within bounds, and the response body.
 //!
-//! Each request's body is held to the layer's body limit and read deadline;
-//! all requests together are held to the [`BodyBudget`]. A request that
-//! would exceed the budget is answered at once (503), before or while its
-//! body arrives, so stalled bodies cannot grow the process without bound.
+//! Each request's body is held to the layer's body limit and read
+//! deadlines (to start, to keep a minimum rate, to finish); all requests
+//! together are held to the [`BodyBudget`], charged for the bytes received.
+//! A request that would exceed the budget is answered at once (503) while
+//! its body arrives, so stalled bodies cannot grow the process without
+//! bound, and a body that was declared but never sent holds nothing.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +17,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 
 use crate::reject::Rejection;
 
@@ -100,52 +103,100 @@ impl Drop for Reservation<'_> {
     }
 }
 
+/// How long a body may take: to start, to keep arriving, to finish.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadDeadlines {
+    /// The first byte must arrive within this, from the first read.
+    pub(crate) start: Duration,
+    /// Once started, the body must average at least this many bytes per
+    /// second (counted from the first read, after `start`); 0: no minimum.
+    pub(crate) min_rate: usize,
+    /// The whole body must arrive within this, whatever its rate.
+    pub(crate) total: Duration,
+}
+
+impl ReadDeadlines {
+    /// When the body times out, from the first read at `began`, after
+    /// `received` bytes: `start` plus one second per `min_rate` bytes
+    /// received (Apache's `mod_reqtimeout` rule), never past `total`.
+    fn deadline(&self, began: Instant, received: usize) -> (Instant, Rejection) {
+        let total = began + self.total;
+        let paced = if received == 0 {
+            Some((began + self.start, Rejection::BodyNotStarted))
+        } else if self.min_rate == 0 {
+            None
+        } else {
+            let earned = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
+            Some((began + self.start + earned, Rejection::BodyTooSlow))
+        };
+        match paced {
+            Some((at, reason)) if at < total => (at, reason),
+            _ => (total, Rejection::BodyTimeout),
+        }
+    }
+}
+
 /// Buffers the body, never holding more than `limit` bytes nor more than
-/// `reservation` can take from the budget, within `deadline`.
+/// `reservation` can take from the budget, within `deadlines`.
 ///
-/// A declared length is reserved before any byte is read, so an oversized
-/// or unaffordable request is answered without reading its body.
+/// The budget is charged for the bytes received, as they arrive, never for
+/// a declared length: a request that declares a body and sends nothing
+/// holds no share of it, and is answered 408 once its start deadline passes.
 pub(crate) async fn read_body<B>(
     body: B,
     limit: usize,
-    declared: Option<usize>,
-    deadline: Duration,
+    deadlines: ReadDeadlines,
     reservation: &mut Reservation<'_>,
 ) -> Result<Bytes, Rejection>
 where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    if let Some(declared) = declared {
-        if !reservation.grow_to(declared) {
-            return Err(Rejection::BodyBudgetExhausted);
-        }
-    }
+    // Shared with the reading future (an atomic only to be `Sync`).
+    let received = AtomicUsize::new(0);
     let mut collect = std::pin::pin!(concatenate(
         Limited::new(body, limit),
-        declared.unwrap_or(0),
         reservation,
+        &received
     ));
     // A small body usually arrives with the headers: when it is complete at
     // the first poll, no deadline timer needs to be armed. The timer is
     // boxed, so the request's future does not carry its space otherwise.
     let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
-    match first {
-        Poll::Ready(collected) => collected,
-        Poll::Pending => match Box::pin(tokio::time::timeout(deadline, collect)).await {
-            Ok(collected) => collected,
-            Err(_elapsed) => Err(Rejection::BodyTimeout),
-        },
+    if let Poll::Ready(collected) = first {
+        return collected;
     }
+    let began = Instant::now();
+    let (at, _) = deadlines.deadline(began, received.load(Ordering::Relaxed));
+    let mut timer = Box::pin(tokio::time::sleep_until(at));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(collected) = collect.as_mut().poll(cx) {
+            return Poll::Ready(collected);
+        }
+        // Each byte received moves the deadline on, up to the total one.
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let (at, why) = deadlines.deadline(began, received.load(Ordering::Relaxed));
+            if at <= timer.deadline() {
+                return Poll::Ready(Err(why));
+            }
+            timer.as_mut().reset(at);
+        }
+    })
+    .await
 }
 
-/// Joins the body's data frames. A body of one frame is kept as it is (no
-/// copy); several are copied into one buffer as they arrive, so no more than
-/// the buffer and one frame are held at once. Trailers are ignored.
+/// Joins the body's data frames, charging each to `reservation` as it
+/// arrives and counting them in `received`. A body of one frame is kept as
+/// it is (no copy); several are copied into one buffer as they arrive, so
+/// no more than the buffer and one frame are held at once. Trailers are
+/// ignored.
 async fn concatenate<B>(
     body: B,
-    size_hint: usize,
     reservation: &mut Reservation<'_>,
+    received: &AtomicUsize,
 ) -> Result<Bytes, Rejection>
 where
     B: Body,
@@ -175,10 +226,13 @@ where
         if !reservation.grow_to(total) {
             return Err(Rejection::BodyBudgetExhausted);
         }
+        received.store(total, Ordering::Relaxed);
         if let Some(joined) = joined.as_mut() {
             joined.extend_from_slice(&chunk);
         } else if let Some(head) = first.take() {
-            let mut buffer = BytesMut::with_capacity(size_hint.max(head.len() + chunk.len()));
+            // Sized by what arrived, not by a declared length that may
+            // never come.
+            let mut buffer = BytesMut::with_capacity(2 * (head.len() + chunk.len()));
             buffer.extend_from_slice(&head);
             buffer.extend_from_slice(&chunk);
             joined = Some(buffer);
@@ -321,6 +375,122 @@ mod tests {
         assert!(large.grow_to(7 * 16 * 1024));
         assert!(!Reservation::new(&budget).grow_to(16 * 1024 + 1));
         assert!(Reservation::new(&budget).grow_to(16 * 1024));
+    }
+
+    const DEADLINES: ReadDeadlines = ReadDeadlines {
+        start: Duration::from_secs(2),
+        min_rate: 1000,
+        total: Duration::from_secs(10),
+    };
+
+    #[test]
+    fn a_body_must_start_in_time_then_earn_a_second_per_min_rate_bytes() {
+        let began = Instant::now();
+        let s = Duration::from_secs;
+        assert_eq!(
+            DEADLINES.deadline(began, 0),
+            (began + s(2), Rejection::BodyNotStarted)
+        );
+        assert_eq!(
+            DEADLINES.deadline(began, 1000),
+            (began + s(3), Rejection::BodyTooSlow)
+        );
+        assert_eq!(
+            DEADLINES.deadline(began, 7999),
+            (
+                began + Duration::from_micros(9_999_000),
+                Rejection::BodyTooSlow
+            )
+        );
+        assert_eq!(
+            DEADLINES.deadline(began, 8000),
+            (began + s(10), Rejection::BodyTimeout),
+            "never past the total deadline"
+        );
+        let no_rate = ReadDeadlines {
+            min_rate: 0,
+            ..DEADLINES
+        };
+        assert_eq!(
+            no_rate.deadline(began, 1),
+            (began + s(10), Rejection::BodyTimeout)
+        );
+        let long_start = ReadDeadlines {
+            start: s(60),
+            ..DEADLINES
+        };
+        assert_eq!(
+            long_start.deadline(began, 0),
+            (began + s(10), Rejection::BodyTimeout)
+        );
+    }
+
+    /// A body fed by hand: frames pushed through a channel.
+    struct Fed(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+
+    impl Body for Fed {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_declared_body_that_never_starts_holds_no_budget_and_ends_in_408() {
+        let budget = BodyBudget::new(64 * 1024);
+        let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut reservation = Reservation::new(&budget);
+        let read = read_body(Fed(rx), 64 * 1024, DEADLINES, &mut reservation);
+        let started = Instant::now();
+        assert_eq!(read.await, Err(Rejection::BodyNotStarted));
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_keeps_the_minimum_rate_is_read_and_a_slower_one_is_not() {
+        let budget = BodyBudget::new(64 * 1024);
+        // 1,000 bytes a second: the deadline keeps moving on.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let feeder = tokio::spawn(async move {
+            for _ in 0..8 {
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                tx.send(Bytes::from(vec![b'x'; 1000])).unwrap();
+            }
+        });
+        let mut reservation = Reservation::new(&budget);
+        let read = read_body(Fed(rx), 64 * 1024, DEADLINES, &mut reservation).await;
+        assert_eq!(read.map(|b| b.len()), Ok(8000));
+        assert_eq!(budget.used(), 8000, "charged for what arrived");
+        drop(reservation);
+        feeder.await.unwrap();
+        // 100 bytes a second, after a prompt start: too slow.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let feeder = tokio::spawn(async move {
+            loop {
+                if tx.send(Bytes::from_static(&[b'x'; 100])).is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let mut reservation = Reservation::new(&budget);
+        let started = Instant::now();
+        let read = read_body(Fed(rx), 64 * 1024, DEADLINES, &mut reservation).await;
+        assert_eq!(read, Err(Rejection::BodyTooSlow));
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(reservation);
+        feeder.await.unwrap();
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

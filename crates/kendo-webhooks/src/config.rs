@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use crate::body::BodyBudget;
+use crate::body::{BodyBudget, ReadDeadlines};
 use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 use crate::outcome::Report;
 use crate::policy::StoreErrorPolicy;
@@ -25,7 +25,7 @@ pub(crate) struct Config {
     pub(crate) verifier: ArcSwap<Verifier>,
     pub(crate) body_limit: usize,
     pub(crate) body_budget: BodyBudget,
-    pub(crate) read_timeout: Duration,
+    pub(crate) read_deadlines: ReadDeadlines,
     pub(crate) store: Arc<dyn DedupeStore>,
     /// `store` itself when it is a [`MemoryStore`], which the layer then
     /// gives each key's fingerprint, hashed once per request.
@@ -45,7 +45,7 @@ impl fmt::Debug for Config {
             .field("verifier", &self.verifier.load())
             .field("body_limit", &self.body_limit)
             .field("body_budget", &self.body_budget)
-            .field("read_timeout", &self.read_timeout)
+            .field("read_deadlines", &self.read_deadlines)
             .field("in_flight_wait", &self.in_flight_wait)
             .field("dedupe_key", &self.dedupe_key)
             .field("replay_tolerance", &self.replay_tolerance)

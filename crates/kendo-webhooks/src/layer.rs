@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use tower_layer::Layer;
 
-use crate::body::{BodyBudget, SMALL_BODY};
+use crate::body::{BodyBudget, ReadDeadlines, SMALL_BODY};
 use crate::config::{Clock, Config, OutcomeHook, RejectHook};
 use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 use crate::error::BuildError;
@@ -44,6 +44,19 @@ pub const DEFAULT_BODY_BUDGET: usize = 16 * 1024 * 1024;
 pub const DEFAULT_IN_FLIGHT_WAIT: Duration = Duration::from_secs(4);
 /// Default body read deadline: Kendo's own request timeout.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default body start deadline: 2 s for the first byte of the body.
+///
+/// Kendo sends its small bodies with the headers; 2 s leaves room for a
+/// lost packet's retransmission. A request that declared a body and sends
+/// nothing is answered 408 after it, and until then holds no share of the
+/// body budget.
+pub const DEFAULT_BODY_START_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default minimum body rate: 1,024 bytes a second, on average.
+///
+/// Each 1,024 bytes received give the body one more second beyond the start
+/// deadline (never past the read deadline), so a Kendo-size body trickled a
+/// byte at a time is answered 408 within about three seconds.
+pub const DEFAULT_MIN_BODY_RATE: usize = 1024;
 
 /// Layer that applies [`KendoWebhook`], which verifies, de-duplicates and
 /// types Kendo deliveries before they reach the inner service.
@@ -137,6 +150,8 @@ pub struct KendoWebhookLayerBuilder {
     body_limit: Option<usize>,
     body_budget: Option<usize>,
     read_timeout: Option<Duration>,
+    body_start_timeout: Option<Duration>,
+    min_body_rate: Option<usize>,
     in_flight_wait: Option<Duration>,
     store: Option<Arc<dyn DedupeStore>>,
     /// `store` when it is a [`MemoryStore`].
@@ -173,8 +188,10 @@ impl KendoWebhookLayerBuilder {
     ///
     /// A request that would exceed it gets 503 with `Retry-After`
     /// ([`Rejection::BodyBudgetExhausted`](crate::Rejection::BodyBudgetExhausted))
-    /// at once: a declared `Content-Length` is reserved before the body is
-    /// read, a streamed body as its bytes arrive. Bodies larger than 16 KiB
+    /// at once. It is charged for the bytes received, as they arrive, never
+    /// for a declared `Content-Length`: a request that declares a body and
+    /// sends nothing holds none of it (and gets 408 after the
+    /// [body start deadline](Self::body_start_timeout)). Bodies larger than 16 KiB
     /// may fill only seven eighths of it, so a flood of large stalled
     /// bodies leaves room for Kendo's small ones. It must be at least
     /// eight sevenths of the body limit.
@@ -198,9 +215,32 @@ impl KendoWebhookLayerBuilder {
     }
 
     /// How long the whole body may take to arrive (default 10 s, Kendo's
-    /// own request timeout); slower requests get 408.
+    /// own request timeout); slower requests get 408
+    /// ([`Rejection::BodyTimeout`](crate::Rejection::BodyTimeout)).
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = Some(timeout);
+        self
+    }
+
+    /// How long the first byte of the body may take, from the first read
+    /// (default 2 s, see [`DEFAULT_BODY_START_TIMEOUT`]); a request that
+    /// sends none gets 408
+    /// ([`Rejection::BodyNotStarted`](crate::Rejection::BodyNotStarted)).
+    /// Capped by the [read deadline](Self::read_timeout).
+    pub fn body_start_timeout(mut self, timeout: Duration) -> Self {
+        self.body_start_timeout = Some(timeout);
+        self
+    }
+
+    /// The slowest average rate, in bytes a second, at which a started body
+    /// may arrive (default 1,024, see [`DEFAULT_MIN_BODY_RATE`]); 0 sets no
+    /// minimum. Each `bytes_per_second` bytes received give the body one
+    /// more second beyond the [start deadline](Self::body_start_timeout);
+    /// past that, 408
+    /// ([`Rejection::BodyTooSlow`](crate::Rejection::BodyTooSlow)). The
+    /// [read deadline](Self::read_timeout) bounds it whatever the rate.
+    pub fn min_body_rate(mut self, bytes_per_second: usize) -> Self {
+        self.min_body_rate = Some(bytes_per_second);
         self
     }
 
@@ -317,7 +357,13 @@ impl KendoWebhookLayerBuilder {
                 verifier: ArcSwap::from_pointee(verifier),
                 body_limit,
                 body_budget: BodyBudget::new(body_budget),
-                read_timeout,
+                read_deadlines: ReadDeadlines {
+                    start: self
+                        .body_start_timeout
+                        .unwrap_or(DEFAULT_BODY_START_TIMEOUT),
+                    min_rate: self.min_body_rate.unwrap_or(DEFAULT_MIN_BODY_RATE),
+                    total: read_timeout,
+                },
                 in_flight_wait: self.in_flight_wait.unwrap_or(DEFAULT_IN_FLIGHT_WAIT),
                 store,
                 memory,
@@ -338,6 +384,8 @@ impl fmt::Debug for KendoWebhookLayerBuilder {
             .field("secrets", &self.secrets)
             .field("body_limit", &self.body_limit)
             .field("read_timeout", &self.read_timeout)
+            .field("body_start_timeout", &self.body_start_timeout)
+            .field("min_body_rate", &self.min_body_rate)
             .finish_non_exhaustive()
     }
 }

@@ -151,7 +151,8 @@ pub use crate::event::{
 };
 pub use crate::layer::{
     KendoWebhookLayer, KendoWebhookLayerBuilder, DEFAULT_BODY_BUDGET, DEFAULT_BODY_LIMIT,
-    DEFAULT_IN_FLIGHT_WAIT, DEFAULT_READ_TIMEOUT,
+    DEFAULT_BODY_START_TIMEOUT, DEFAULT_IN_FLIGHT_WAIT, DEFAULT_MIN_BODY_RATE,
+    DEFAULT_READ_TIMEOUT,
 };
 pub use crate::outcome::{Outcome, Report};
 pub use crate::policy::StoreErrorPolicy;

@@ -74,14 +74,22 @@ rejections! {
     /// The body (declared or streamed) exceeds the configured limit (413).
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "payload_too_large",
         "The body exceeds this endpoint's size limit.";
-    /// Too many request bodies are being buffered at once: this one would
-    /// exceed the layer's body budget (503, with `Retry-After`). Answered
-    /// as soon as that is known, before or while the body arrives.
+    /// Too many request body bytes are being buffered at once: this one's
+    /// would exceed the layer's body budget (503, with `Retry-After`).
+    /// Answered as soon as its received bytes do not fit; a declared
+    /// `Content-Length` alone is never charged.
     BodyBudgetExhausted => SERVICE_UNAVAILABLE, "body_budget_exhausted",
         "Too many request bodies are being received at once; retry shortly.";
     /// The body did not arrive within the read deadline (408).
     BodyTimeout => REQUEST_TIMEOUT, "body_timeout",
         "The body did not arrive within the read deadline.";
+    /// No byte of the body arrived within the body start deadline (408):
+    /// the request held its slot without sending.
+    BodyNotStarted => REQUEST_TIMEOUT, "body_not_started",
+        "No byte of the body arrived within the body start deadline.";
+    /// The body arrived slower than the minimum rate (408).
+    BodyTooSlow => REQUEST_TIMEOUT, "body_too_slow",
+        "The body arrived slower than this endpoint's minimum rate.";
     /// Reading the body failed, for example the client went away, or
     /// `Content-Length` is not a number (400).
     BodyReadFailed => BAD_REQUEST, "body_read_failed",
@@ -218,7 +226,7 @@ mod tests {
     #[test]
     fn names_are_unique_snake_case() {
         let names: HashSet<&str> = Rejection::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(Rejection::ALL.len(), 21);
+        assert_eq!(Rejection::ALL.len(), 23);
         assert_eq!(names.len(), Rejection::ALL.len());
         for name in names {
             assert!(

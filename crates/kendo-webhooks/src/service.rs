@@ -220,8 +220,6 @@ fn report_answer<B>(
 /// The checked Kendo headers of one request.
 pub(crate) struct KendoHeaders<'a> {
     pub(crate) tag: [u8; TAG_LEN],
-    /// `Content-Length`, when sent (already checked against the limit).
-    pub(crate) declared_len: Option<usize>,
     pub(crate) delivery_id: &'a str,
     pub(crate) event: &'a str,
 }
@@ -247,13 +245,11 @@ where
         Ok(headers) => headers,
         Err(reason) => return Ok(reject(&config, &span, reason, seen)),
     };
-    let declared = headers.declared_len;
     let mut reservation = Reservation::new(&config.body_budget);
     let read = read_body(
         body,
         config.body_limit,
-        declared,
-        config.read_timeout,
+        config.read_deadlines,
         &mut reservation,
     );
     let bytes = match read.await {
@@ -476,17 +472,17 @@ pub(crate) fn check_parts<'a>(
     if !is_json(headers.content_type) {
         return Err(Rejection::UnsupportedMediaType);
     }
-    let declared_len = match headers.content_length {
-        None => None,
-        Some(length) => match length.to_str().ok().and_then(|l| l.parse::<u64>().ok()) {
+    // A declared length is checked against the limit only: the budget is
+    // charged for the bytes that arrive.
+    if let Some(length) = headers.content_length {
+        match length.to_str().ok().and_then(|l| l.parse::<u64>().ok()) {
             Some(declared) if declared > body_limit as u64 => {
                 return Err(Rejection::PayloadTooLarge)
             }
-            // At most `body_limit`, so it fits in a usize.
-            Some(declared) => usize::try_from(declared).ok(),
+            Some(_) => {}
             None => return Err(Rejection::BodyReadFailed),
-        },
-    };
+        }
+    }
     let tag = match headers.signature {
         Single::Missing => return Err(Rejection::MissingSignature),
         Single::Many => return Err(Rejection::MalformedSignature),
@@ -508,7 +504,6 @@ pub(crate) fn check_parts<'a>(
     })?;
     Ok(KendoHeaders {
         tag,
-        declared_len,
         delivery_id,
         event,
     })

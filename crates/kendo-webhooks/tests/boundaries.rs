@@ -1,5 +1,6 @@
 //! Exact limits, over real HTTP: the body limit (declared and streamed),
-//! the id length limit, the replay window, the body budget, what a
+//! the id length limit, the replay window, the body budget (charged for
+//! bytes received), the body start deadline and minimum rate, what a
 //! duplicate answers, and back-pressure from the inner service.
 
 use kendo_test_support::delivery_server as common;
@@ -189,8 +190,9 @@ async fn a_duplicate_answers_an_empty_body_and_a_rejection_its_text() {
 
 #[tokio::test]
 async fn past_the_body_budget_requests_get_503_with_retry_after_until_it_frees() {
-    // A budget of exactly one limit-size body (small bodies may use all of it).
-    let server = Server::start(|b| b.body_limit(1024).body_budget(1024)).await;
+    // A budget of exactly one limit-size body (small bodies may use all of
+    // it); no minimum rate, so the stalled body keeps its share.
+    let server = Server::start(|b| b.body_limit(1024).body_budget(1024).min_body_rate(0)).await;
     let stalled_d = delivery_of_len("stalled", 1024);
     let mut stalled = TcpStream::connect(server.addr).await.expect("connect");
     stalled
@@ -198,12 +200,12 @@ async fn past_the_body_budget_requests_get_503_with_retry_after_until_it_frees()
         .await
         .expect("write");
     stalled
-        .write_all(&stalled_d.body()[..10])
+        .write_all(&stalled_d.body()[..1000])
         .await
         .expect("write");
 
-    // The budget is taken: a declared body is refused before it is read,
-    // and so is a streamed one once its bytes arrive.
+    // 1,000 bytes of the budget are taken: a body that does not fit in the
+    // rest is refused once its bytes arrive, declared or streamed.
     let client = client();
     let mut refused = None;
     for _ in 0..200 {
@@ -225,7 +227,7 @@ async fn past_the_body_budget_requests_get_503_with_retry_after_until_it_frees()
 
     // The stalled request completes: its share returns, the next gets in.
     stalled
-        .write_all(&stalled_d.body()[10..])
+        .write_all(&stalled_d.body()[1000..])
         .await
         .expect("write");
     assert_eq!(read_answer(&mut stalled).await, (200, None));
@@ -290,16 +292,21 @@ async fn by_default_a_body_of_64_kib_is_accepted_and_one_byte_more_is_refused() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn by_default_224_stalled_bodies_of_64_kib_are_held_and_the_225th_is_refused() {
-    // The default budget is 16 MiB, of which bodies over 16 KiB may fill
-    // seven eighths: 224 bodies of 64 KiB. `Expect: 100-continue` makes the
-    // server say when it starts reading a body, that is once its declared
-    // length is reserved.
-    let server = Server::start(|b| b.read_timeout(Duration::from_secs(600))).await;
+async fn declared_bodies_that_never_arrive_hold_no_budget() {
+    // Before issue 17, a declared length was reserved before the body was
+    // read: 224 stalled heads of 64 KiB filled the default budget's share
+    // for large bodies, and the 225th was refused. The budget is charged for
+    // bytes received now. `Expect: 100-continue` makes the server say when
+    // it starts reading a body.
+    let server = Server::start(|b| {
+        b.read_timeout(Duration::from_secs(600))
+            .body_start_timeout(Duration::from_secs(600))
+    })
+    .await;
     let d = delivery_of_len("stalled_default", 64 * 1024);
     let request_head = head(&d, "content-length: 65536\r\nexpect: 100-continue");
     let mut stalled = Vec::new();
-    for i in 0..224 {
+    for i in 0..300 {
         let mut stream = TcpStream::connect(server.addr).await.expect("connect");
         stream
             .write_all(request_head.as_bytes())
@@ -308,14 +315,67 @@ async fn by_default_224_stalled_bodies_of_64_kib_are_held_and_the_225th_is_refus
         assert_eq!(read_answer(&mut stream).await, (100, None), "request {i}");
         stalled.push(stream);
     }
-    let mut refused = TcpStream::connect(server.addr).await.expect("connect");
-    refused
-        .write_all(request_head.as_bytes())
+    let client = client();
+    let real = deliver(&client, &server, &delivery("evt_real", "dlv_real")).await;
+    assert_eq!(real.status, StatusCode::OK, "{real:?}");
+    // A whole 64 KiB body still fits.
+    let large = deliver(&client, &server, &delivery_of_len("large", 64 * 1024)).await;
+    assert_eq!(large.status, StatusCode::OK, "{large:?}");
+    assert_eq!(server.sink.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_declared_body_that_never_starts_is_answered_408_body_not_started() {
+    let server = Server::start(|b| b.body_start_timeout(Duration::from_millis(300))).await;
+    let d = delivery("evt_not_started", "dlv_not_started");
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let framing = format!("content-length: {}", d.body().len());
+    stream
+        .write_all(head(&d, &framing).as_bytes())
         .await
-        .expect("write");
-    assert_eq!(
-        read_answer(&mut refused).await,
-        (503, Some("body_budget_exhausted".to_owned()))
+        .expect("write the head only");
+    let answer = read_answer(&mut stream).await;
+    assert_eq!(answer, (408, Some("body_not_started".to_owned())));
+    assert_eq!(server.sink.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_body_below_the_minimum_rate_is_answered_408_body_too_slow() {
+    // 100 bytes a second earn 0.1 s each; a byte every 200 ms falls behind.
+    let server = Server::start(|b| {
+        b.body_start_timeout(Duration::from_millis(300))
+            .min_body_rate(100)
+    })
+    .await;
+    let d = delivery("evt_slow", "dlv_slow");
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let framing = format!("content-length: {}", d.body().len());
+    stream
+        .write_all(head(&d, &framing).as_bytes())
+        .await
+        .expect("write the head");
+    let (mut reader, mut writer) = stream.into_split();
+    let body = d.body().clone();
+    let trickle = tokio::spawn(async move {
+        // Bounded: the body is a few hundred bytes.
+        for byte in body.iter() {
+            if writer.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed within 20 s")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.starts_with("http/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("x-kendo-webhook-rejection: body_too_slow"),
+        "{answer}"
     );
+    trickle.abort();
     assert_eq!(server.sink.calls(), 0);
 }

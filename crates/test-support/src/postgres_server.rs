@@ -149,6 +149,42 @@ impl PostgresServer {
         }
     }
 
+    /// Restarts the server with TLS on (`cert_pem` and `key_pem` as its
+    /// certificate and key) and refuses every loopback connection without
+    /// TLS (`hostnossl … reject` in `pg_hba.conf`).
+    ///
+    /// # Panics
+    ///
+    /// When the files cannot be written or the server does not come back.
+    pub fn require_tls(&mut self, cert_pem: &str, key_pem: &str) {
+        use std::os::unix::fs::PermissionsExt as _;
+        self.stop();
+        let write = |name: &str, content: &str, mode: u32| {
+            let path = self.data.join(name);
+            std::fs::write(&path, content).unwrap_or_else(|e| panic!("write {name}: {e}"));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .unwrap_or_else(|e| panic!("chmod {name}: {e}"));
+            if let Some((uid, gid)) = self.user {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .unwrap_or_else(|e| panic!("chown {name}: {e}"));
+            }
+        };
+        write("server.crt", cert_pem, 0o644);
+        write("server.key", key_pem, 0o600);
+        write(
+            "pg_hba.conf",
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+            0o600,
+        );
+        let conf = self.data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str("\nssl = on\n");
+        std::fs::write(&conf, text).expect("write postgresql.conf");
+        self.restart();
+    }
+
     /// Starts the stopped server again on the same port and data directory.
     ///
     /// # Panics
