@@ -166,8 +166,10 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
     let worker = config.run_worker.then(|| {
         let storage = storage.clone();
         inbox
-            .worker(move |delivery| routes::project(storage.clone(), delivery))
+            .batch_worker(move |batch| routes::project_batch(storage.clone(), batch))
+            .batch_size(routes::WORKER_BATCH)
             .lease(config.worker_lease)
+            .purge_done_after(config.inbox_retention)
             .spawn()
     });
     let backlog = BacklogHistory::default();

@@ -12,7 +12,6 @@ use std::time::Duration;
 use common::*;
 use crm_ingest::config::Database;
 use crm_ingest::dashboard::{self, BacklogHistory};
-use crm_ingest::routes;
 use crm_ingest::storage::{now_ms, Storage};
 use crm_ingest::views::{Outcome, UnprocessedState};
 use hyper::StatusCode;
@@ -52,8 +51,10 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
                     if delivery.event_id() == "evt_fail" {
                         return Err("the CRM is down".to_owned());
                     }
-                    routes::project(storage, delivery)
+                    storage
+                        .project(&delivery)
                         .await
+                        .map(drop)
                         .map_err(|e| e.to_string())
                 }
             })
