@@ -229,18 +229,22 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
         let storage = storage.clone();
         let warnings = Arc::clone(&warnings);
         inbox
-            .worker(move |delivery: Delivery| {
-                let projected = routes::project(storage.clone(), delivery.clone());
+            .batch_worker(move |batch: Vec<Delivery>| {
+                let projected = routes::project_batch(storage.clone(), batch.clone());
                 let warnings = Arc::clone(&warnings);
                 async move {
-                    let result = projected.await;
-                    if let Err(error) = &result {
-                        warnings.projection_failed(&delivery, error);
+                    let results = projected.await;
+                    for (delivery, result) in batch.iter().zip(&results) {
+                        if let Err(error) = result {
+                            warnings.projection_failed(delivery, error);
+                        }
                     }
-                    result
+                    results
                 }
             })
+            .batch_size(routes::WORKER_BATCH)
             .lease(config.worker_lease)
+            .purge_done_after(config.inbox_retention)
             .spawn()
     });
     let dead_rows = warnings.spawn_dead_rows_watch(inbox.clone(), DEAD_ROWS_EVERY);

@@ -22,6 +22,7 @@
 //! | `CRM_LOG_KEEP` | newest verified delivery-log entries kept | `10000` |
 //! | `CRM_REJECTIONS_KEEP_MINUTES` | minutes of aggregated rejections kept | `10080` (7 days) |
 //! | `CRM_WORKER_LEASE_SECS` | the inbox worker's lease on a row (a dead replica's rows wait this long) | `30` |
+//! | `CRM_INBOX_RETENTION_DAYS` | done inbox rows (raw bodies) are purged this many days after they were done; calls and trainings are kept | `7` |
 //! | `RUST_LOG` | log filter (`Targets` directives) | `info`, with the library's per-request lines (`kendo_webhooks`) at `error`: the app logs failures rate-limited instead |
 
 use std::fmt;
@@ -137,6 +138,8 @@ pub struct AppConfig {
     pub run_worker: bool,
     /// The worker's lease on a claimed row.
     pub worker_lease: Duration,
+    /// Done inbox rows are purged this long after they were done.
+    pub inbox_retention: Duration,
     /// A shared de-duplication store; `None` uses the layer's in-memory LRU.
     pub dedupe_store: Option<Box<dyn DedupeStore>>,
     /// How the de-duplication store is described at start.
@@ -157,6 +160,7 @@ impl AppConfig {
             rejections_keep_minutes: 7 * 24 * 60,
             run_worker: true,
             worker_lease: Duration::from_secs(30),
+            inbox_retention: Duration::from_secs(7 * 24 * 3600),
             dedupe_store: None,
             dedupe_description: "in-memory LRU (this process), then the database's unique event id"
                 .to_owned(),
@@ -255,6 +259,8 @@ impl AppConfig {
         )?)
         .unwrap_or(i64::MAX);
         config.worker_lease = secs("CRM_WORKER_LEASE_SECS", config.worker_lease)?;
+        let days = number(&get, "CRM_INBOX_RETENTION_DAYS", 7, 1)?;
+        config.inbox_retention = Duration::from_secs(days.saturating_mul(24 * 3600));
         Ok(config)
     }
 

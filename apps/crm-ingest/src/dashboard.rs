@@ -77,7 +77,15 @@ impl From<InboxError> for LoadError {
 #[derive(Debug, Clone, Default)]
 pub struct BacklogHistory {
     samples: Arc<Mutex<VecDeque<BacklogSample>>>,
+    /// The worker's rows/s over the last [`RATE_WINDOW`], as `f64` bits.
+    worker_rate: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How often the sampler probes the database with a write (the health
+/// check answers from the newest result).
+pub const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// The span the worker's recent rate is measured over.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 impl BacklogHistory {
     /// Records one sample; the oldest beyond an hour's worth are dropped.
@@ -95,17 +103,52 @@ impl BacklogHistory {
         samples.iter().copied().collect()
     }
 
-    /// Samples the inbox every [`BACKLOG_EVERY`] until the task is aborted.
+    /// The worker's rows done per second over the last [`RATE_WINDOW`]
+    /// (this process's workers), from memory.
+    pub fn worker_rate(&self) -> f64 {
+        f64::from_bits(self.worker_rate.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Until the task is aborted: probes the database with a write every
+    /// [`PROBE_EVERY`] (so `/healthz` knows, from memory, whether this node
+    /// can commit), measures the worker's rate, and samples the backlog
+    /// (kept counts, not a scan) every [`BACKLOG_EVERY`].
     pub fn spawn_sampler(&self, inbox: Inbox) -> tokio::task::JoinHandle<()> {
         let history = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(BACKLOG_EVERY);
+            let mut tick = tokio::time::interval(PROBE_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut rates: VecDeque<(tokio::time::Instant, u64)> = VecDeque::new();
+            let mut last_sample: Option<tokio::time::Instant> = None;
             loop {
-                tick.tick().await;
-                match inbox.counts().await {
-                    Ok(counts) => history.record(now_ms(), counts.backlog()),
-                    Err(error) => tracing::debug!(%error, "backlog sample skipped"),
+                let now = tick.tick().await;
+                if let Err(error) = inbox.probe().await {
+                    tracing::warn!(%error, "the database cannot be written: /healthz answers 503");
+                }
+                rates.push_back((now, inbox.health().done_total));
+                while rates.len() > 2
+                    && now.duration_since(rates[0].0) > RATE_WINDOW + PROBE_EVERY / 2
+                {
+                    rates.pop_front();
+                }
+                if let (Some(first), Some(last)) = (rates.front(), rates.back()) {
+                    let span = last.0.duration_since(first.0).as_secs_f64();
+                    #[allow(clippy::cast_precision_loss)]
+                    let rate = if span > 0.0 {
+                        last.1.saturating_sub(first.1) as f64 / span
+                    } else {
+                        0.0
+                    };
+                    history
+                        .worker_rate
+                        .store(rate.to_bits(), std::sync::atomic::Ordering::Relaxed);
+                }
+                if last_sample.is_none_or(|at| now.duration_since(at) >= BACKLOG_EVERY) {
+                    last_sample = Some(now);
+                    match inbox.counts().await {
+                        Ok(counts) => history.record(now_ms(), counts.backlog()),
+                        Err(error) => tracing::debug!(%error, "backlog sample skipped"),
+                    }
                 }
             }
         })

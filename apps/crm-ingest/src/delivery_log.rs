@@ -18,8 +18,10 @@ use crate::pg_error::Chain;
 use crate::rate_limit::RateLimit;
 use crate::storage::{now_ms, LogBatch, LogEntry, RejectionCount, Storage, UnverifiedEntry};
 
-/// Entries queued between the hook and the writer; beyond this, entries are
-/// dropped (and counted) rather than slowing requests down.
+/// Unverified rejections queued between the hook and the writer; beyond
+/// this, they are dropped (and counted) rather than slowing requests down.
+/// Verified entries have a queue of their own, never dropped: a flood of
+/// forgeries cannot cost a verified entry.
 const QUEUE: usize = 4096;
 /// Most queued items written in one batch.
 const BATCH: usize = 1024;
@@ -40,7 +42,13 @@ enum Item {
 /// The hook's side: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct DeliveryLog {
+    /// Verified entries: unbounded, so none is ever dropped (each is a
+    /// delivery the server already answered; the writer drains them in
+    /// batches far faster than any ingest rate).
+    verified: mpsc::UnboundedSender<Item>,
+    /// Unverified rejections: bounded, dropped (and counted) when full.
     tx: mpsc::Sender<Item>,
+    queued: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
     warned: Arc<Mutex<HashMap<&'static str, (Instant, u64)>>>,
 }
@@ -64,19 +72,37 @@ impl DeliveryLog {
     /// `keep_minutes` minutes of rejection counts.
     pub fn start(storage: Storage, keep: usize, keep_minutes: i64) -> (Self, Writer) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (verified, verified_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(write(storage, rx, stop_rx, keep, keep_minutes));
+        let queued = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(write(
+            storage,
+            verified_rx,
+            rx,
+            stop_rx,
+            keep,
+            keep_minutes,
+            Arc::clone(&queued),
+        ));
         let log = Self {
+            verified,
             tx,
+            queued,
             dropped: Arc::new(AtomicU64::new(0)),
             warned: Arc::new(Mutex::new(HashMap::new())),
         };
         (log, Writer { stop, task })
     }
 
-    /// Entries dropped because the writer fell behind.
+    /// Unverified rejections dropped because the writer fell behind
+    /// (verified entries are never dropped).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Verified entries waiting for the writer.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// The `on_outcome` hook.
@@ -138,6 +164,15 @@ impl DeliveryLog {
             Outcome::StoreFailed { .. } => return,
             _ => return,
         };
+        if matches!(item, Item::Entry(_)) {
+            self.queued.fetch_add(1, Ordering::Relaxed);
+            if self.verified.send(item).is_err() {
+                // Only after shutdown.
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
         if self.tx.try_send(item).is_err() {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
@@ -189,12 +224,17 @@ fn inbox_duplicate(report: &Report<'_>) -> bool {
         == Some(&Enqueued::Duplicate)
 }
 
+/// Most verified entries written in one batch.
+const VERIFIED_BATCH: usize = 8192;
+
 async fn write(
     storage: Storage,
+    mut verified: mpsc::UnboundedReceiver<Item>,
     mut rx: mpsc::Receiver<Item>,
     mut stop: oneshot::Receiver<()>,
     keep: usize,
     keep_minutes: i64,
+    queued: Arc<AtomicU64>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut stopping = false;
@@ -202,36 +242,101 @@ async fn write(
     // fails every one), with the entries lost since the last line.
     let write_failed = RateLimit::new(WARN_EVERY);
     let mut lost_since_warn = 0usize;
+    let (mut verified_open, mut unverified_open) = (true, true);
     loop {
+        // Verified entries first, each batch; then what unverified
+        // rejections are waiting, at most BATCH of them.
         let received = if stopping {
-            rx.recv_many(&mut batch, BATCH).await
+            let mut n = 0;
+            if verified_open {
+                n = verified.recv_many(&mut batch, VERIFIED_BATCH).await;
+                verified_open = n > 0;
+            }
+            if n == 0 && unverified_open {
+                n = rx.recv_many(&mut batch, BATCH).await;
+                unverified_open = n > 0;
+            }
+            n
         } else {
             tokio::select! {
-                n = rx.recv_many(&mut batch, BATCH) => n,
+                biased;
                 _ = &mut stop => {
+                    verified.close();
                     rx.close();
                     stopping = true;
                     continue;
                 }
+                item = verified.recv() => item.map(|item| batch.push(item)).is_some() as usize,
+                item = rx.recv() => item.map(|item| batch.push(item)).is_some() as usize,
             }
         };
         if received == 0 {
-            break;
+            if stopping && !verified_open && !unverified_open {
+                break;
+            }
+            if !stopping {
+                // Both senders gone (the app dropped its log).
+                break;
+            }
+            continue;
         }
-        let items = split(std::mem::take(&mut batch));
-        let count = items.len();
-        let since = now_ms() - keep_minutes.saturating_mul(60_000);
-        if let Err(error) = storage.log(items, keep, since).await {
-            lost_since_warn += count;
-            if let Some(skipped) = write_failed.check() {
-                tracing::warn!(
-                    error = %Chain(&error),
-                    lost = std::mem::take(&mut lost_since_warn),
-                    not_logged_since_last = skipped,
-                    "delivery-log entries could not be written"
-                );
+        // Whatever else is already waiting goes into the same commit.
+        while let Ok(item) = verified.try_recv() {
+            batch.push(item);
+            if batch.len() >= VERIFIED_BATCH * 2 {
+                break;
             }
         }
+        let mut taken = 0;
+        while taken < BATCH {
+            match rx.try_recv() {
+                Ok(item) => {
+                    batch.push(item);
+                    taken += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let items = split(std::mem::take(&mut batch));
+        let entries = items.entries.len() as u64;
+        let count = items.len();
+        let since = now_ms() - keep_minutes.saturating_mul(60_000);
+        let mut wait = Duration::from_millis(50);
+        // Verified entries are retried until written (or the app stops).
+        loop {
+            match storage.log(items.clone(), keep, since).await {
+                Ok(()) => break,
+                Err(error) if entries > 0 && !stopping => {
+                    if let Some(skipped) = write_failed.check() {
+                        tracing::warn!(
+                            error = %Chain(&error),
+                            pending = count,
+                            retry_in = ?wait,
+                            not_logged_since_last = skipped,
+                            "delivery-log entries could not be written; retrying"
+                        );
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => {
+                    lost_since_warn += count;
+                    if let Some(skipped) = write_failed.check() {
+                        tracing::warn!(
+                            error = %Chain(&error),
+                            lost = std::mem::take(&mut lost_since_warn),
+                            not_logged_since_last = skipped,
+                            "delivery-log entries could not be written"
+                        );
+                    }
+                    break;
+                }
+            }
+        }
+        queued.fetch_sub(
+            entries.min(queued.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
     }
 }
 

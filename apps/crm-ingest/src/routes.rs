@@ -53,6 +53,7 @@ pub fn router(state: AppState, layer: KendoWebhookLayer, token: &AdminToken) -> 
         .route("/api/trainings", get(api_trainings))
         .route("/api/deliveries", get(api_deliveries))
         .route("/api/rejections", get(api_rejections))
+        .route("/api/status", get(api_status))
         .route("/api/inbox", get(api_inbox))
         .route("/api/inbox/{event_id}/requeue", post(api_requeue))
         .route("/metrics", get(metrics))
@@ -64,26 +65,34 @@ pub fn router(state: AppState, layer: KendoWebhookLayer, token: &AdminToken) -> 
         .with_state(state)
 }
 
-/// The inbox worker's handler: projects a delivery into `calls` or
-/// `trainings`, idempotent on the event id.
-pub async fn project(storage: Storage, delivery: Delivery) -> Result<(), StorageError> {
+/// Rows the inbox worker claims and projects at once (one transaction).
+pub const WORKER_BATCH: usize = 2048;
+
+/// The inbox worker's handler: projects a claimed batch into `calls` and
+/// `trainings` in one transaction, idempotent on the event id; one result
+/// per delivery.
+pub async fn project_batch(
+    storage: Storage,
+    deliveries: Vec<Delivery>,
+) -> Vec<Result<(), StorageError>> {
     let started = Instant::now();
-    let projection = storage.project(&delivery).await;
+    let results = storage.project_batch(&deliveries).await;
     metrics::histogram!("crm_projection_duration_seconds").record(started.elapsed().as_secs_f64());
-    match projection? {
-        Projection::Ignored => tracing::info!(
-            event_id = delivery.event_id(),
-            event = delivery.event_name(),
-            "event kept in the inbox, not projected: this app keeps no table for it"
-        ),
-        projection => tracing::debug!(
-            event_id = delivery.event_id(),
-            ?projection,
-            test = delivery.is_test(),
-            "projected"
-        ),
-    }
-    Ok(())
+    deliveries
+        .iter()
+        .zip(results)
+        .map(|(delivery, result)| match result? {
+            Projection::Ignored => {
+                tracing::info!(
+                    event_id = delivery.event_id(),
+                    event = delivery.event_name(),
+                    "event kept in the inbox, not projected: this app keeps no table for it"
+                );
+                Ok(())
+            }
+            _ => Ok(()),
+        })
+        .collect()
 }
 
 /// An error answered with a status and a JSON body saying what failed.
@@ -329,13 +338,66 @@ async fn api_requeue(
     }
 }
 
-/// `GET /healthz`: 200 with table sizes when the database answers, else 503.
-async fn healthz(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let counts = state.storage.counts().await?;
+/// `GET /healthz`: whether this node can durably accept a delivery now,
+/// answered from memory (no database access, no business data): 200
+/// `{"status":"ok"}`, or 503 `{"status":"unavailable"}` with `Retry-After`
+/// when the newest commit or write probe failed (the probe also notices a
+/// SQLite file removed or replaced on disk).
+async fn healthz(State(state): State<AppState>) -> Response {
+    if state.inbox.health().healthy {
+        (
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(serde_json::json!({ "status": "ok" })),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::RETRY_AFTER, "1"),
+            ],
+            Json(serde_json::json!({ "status": "unavailable" })),
+        )
+            .into_response()
+    }
+}
+
+/// The query string of `/api/status`.
+#[derive(Debug, Default, Deserialize)]
+pub struct StatusQuery {
+    /// `1`: add the CRM tables' sizes (`counts`), which counts their rows.
+    tables: Option<String>,
+}
+
+/// `GET /api/status` (admin): health with its reason, the inbox's rows per
+/// state (kept counts, not a scan), the worker's recent rows/s and the
+/// delivery log's queue; with `?tables=1` also the CRM tables' sizes
+/// (`counts`: those are counted, so not for a tight polling loop).
+async fn api_status(
+    State(state): State<AppState>,
+    Query(query): Query<StatusQuery>,
+) -> Result<Response, ApiError> {
+    let health = state.inbox.health();
     let inbox = state.inbox.counts().await?;
+    let tables = match query.tables.as_deref() {
+        Some("1") => Some(state.storage.counts().await?),
+        None | Some("0") => None,
+        Some(other) => return Err(bad_request(format!("tables={other:?}: expected 1 or 0"))),
+    };
+    let iso = |t: std::time::SystemTime| {
+        format_ms(
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0)),
+        )
+    };
     let body = serde_json::json!({
-        "status": "ok",
-        "counts": counts,
+        "status": if health.healthy { "ok" } else { "unavailable" },
+        "lastOk": health.last_ok.map(iso),
+        "lastFailure": health.last_failure.as_ref().map(|(at, error)| serde_json::json!({
+            "at": iso(*at),
+            "error": error.to_string(),
+        })),
         "inbox": {
             "backlog": inbox.backlog(),
             "pending": inbox.pending,
@@ -344,7 +406,15 @@ async fn healthz(State(state): State<AppState>) -> Result<Response, ApiError> {
             "dead": inbox.dead,
             "done": inbox.done,
         },
-        "droppedLogEntries": state.log.dropped(),
+        "worker": {
+            "rowsPerSecond": state.backlog.worker_rate(),
+            "doneTotal": health.done_total,
+        },
+        "deliveryLog": {
+            "queued": state.log.queued(),
+            "droppedUnverified": state.log.dropped(),
+        },
+        "counts": tables,
     });
     Ok(Json(body).into_response())
 }
@@ -362,6 +432,13 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     {
         metrics::gauge!("crm_inbox_backlog").set(inbox.backlog() as f64);
         metrics::gauge!("crm_inbox_dead").set(inbox.dead as f64);
+        metrics::gauge!("crm_inbox_worker_rows_per_second").set(state.backlog.worker_rate());
+        metrics::gauge!("crm_inbox_healthy").set(if state.inbox.health().healthy {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!("crm_delivery_log_queued").set(state.log.queued() as f64);
     }
     metrics::gauge!("crm_delivery_log_dropped_total").set(state.log.dropped() as f64);
     Ok((

@@ -514,14 +514,19 @@ enum Backend {
         writer: Arc<Mutex<Connection>>,
         reader: Arc<Mutex<Connection>>,
     },
-    Postgres(Box<Pg>),
+    Postgres {
+        /// Projections and the delivery log.
+        writer: Box<Pg>,
+        /// The dashboard and the API.
+        reader: Box<Pg>,
+    },
 }
 
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match &*self.backend {
             Backend::Sqlite { .. } => "sqlite",
-            Backend::Postgres(_) => "postgres",
+            Backend::Postgres { .. } => "postgres",
         };
         f.debug_struct("Storage").field("backend", &name).finish()
     }
@@ -532,7 +537,21 @@ impl Storage {
     pub async fn open(database: &Database) -> Result<Self, StorageError> {
         let backend = match database {
             Database::Sqlite(path) => open_sqlite(path.clone()).await?,
-            Database::Postgres(url) => Backend::Postgres(Box::new(Pg::connect(url).await?)),
+            Database::Postgres(url) => {
+                let writer = Pg::connect(url).await?;
+                // Reads on a connection of their own: a slow dashboard query
+                // never holds up the projection or the delivery log, which
+                // would otherwise wait behind it on one pipelined connection.
+                let reader = Pg {
+                    config: writer.config.clone(),
+                    tls: writer.tls.clone(),
+                    client: tokio::sync::Mutex::new(None),
+                };
+                Backend::Postgres {
+                    writer: Box::new(writer),
+                    reader: Box::new(reader),
+                }
+            }
         };
         Ok(Self {
             backend: Arc::new(backend),
@@ -542,88 +561,174 @@ impl Storage {
     /// Writes the projection of one verified delivery; a second call with
     /// the same event id changes nothing.
     pub async fn project(&self, delivery: &Delivery) -> Result<Projection, StorageError> {
-        let (sql, projection, row) = match delivery.event() {
-            Event::CallUploaded(call) => (
-                INSERT_CALL,
-                Projection::Call,
-                ProjectedRow {
-                    event_id: delivery.event_id().to_owned(),
-                    id: call.call_id.clone(),
-                    agent_id: call.agent_id.clone(),
-                    agent_name: call.agent_name.clone(),
-                    user_id: call.user_id.clone(),
-                    team_member_user_id: call.team_member_user_id.clone(),
-                    duration: call.duration,
-                    ai_score: call.ai_score,
-                    timestamp: call.timestamp.clone(),
-                    is_test: delivery.is_test(),
-                    received_ms: now_ms(),
-                },
-            ),
-            Event::AiTrainingCompleted(t) => (
-                INSERT_TRAINING,
-                Projection::Training,
-                ProjectedRow {
-                    event_id: delivery.event_id().to_owned(),
-                    id: t.training_id.clone(),
-                    agent_id: t.agent_id.clone(),
-                    agent_name: t.agent_name.clone(),
-                    user_id: t.user_id.clone(),
-                    team_member_user_id: t.team_member_user_id.clone(),
-                    duration: t.duration,
-                    ai_score: t.ai_score,
-                    timestamp: t.timestamp.clone(),
-                    is_test: delivery.is_test(),
-                    received_ms: now_ms(),
-                },
-            ),
-            _ => return Ok(Projection::Ignored),
-        };
+        self.project_batch(std::slice::from_ref(delivery))
+            .await
+            .pop()
+            .unwrap_or(Ok(Projection::Ignored))
+    }
+
+    /// Writes the projections of a batch of verified deliveries in one
+    /// transaction (SQLite) or one statement per table (Postgres): one
+    /// commit for the batch. When that fails, each delivery is written on
+    /// its own, so one bad row fails alone. One result per delivery, in
+    /// order; a second call with the same event ids changes nothing.
+    pub async fn project_batch(
+        &self,
+        deliveries: &[Delivery],
+    ) -> Vec<Result<Projection, StorageError>> {
+        let now = now_ms();
+        let mut calls = Vec::new();
+        let mut trainings = Vec::new();
+        let kinds: Vec<Projection> = deliveries
+            .iter()
+            .map(|delivery| match projected_row(delivery, now) {
+                Some((Projection::Call, row)) => {
+                    calls.push(row);
+                    Projection::Call
+                }
+                Some((Projection::Training, row)) => {
+                    trainings.push(row);
+                    Projection::Training
+                }
+                _ => Projection::Ignored,
+            })
+            .collect();
+        if calls.is_empty() && trainings.is_empty() {
+            return kinds.into_iter().map(Ok).collect();
+        }
+        let calls = Arc::new(calls);
+        let trainings = Arc::new(trainings);
+        match self.write_projections(&calls, &trainings).await {
+            Ok(()) => kinds.into_iter().map(Ok).collect(),
+            Err(_) if calls.len() + trainings.len() > 1 => {
+                // One by one: the rows that can be written are, the bad one
+                // fails alone.
+                let (mut call_rows, mut training_rows) = (calls.iter(), trainings.iter());
+                let mut results = Vec::with_capacity(kinds.len());
+                for kind in kinds {
+                    let one = match kind {
+                        Projection::Call => call_rows
+                            .next()
+                            .map(|row| (Arc::new(vec![row.clone()]), Arc::new(Vec::new()))),
+                        Projection::Training => training_rows
+                            .next()
+                            .map(|row| (Arc::new(Vec::new()), Arc::new(vec![row.clone()]))),
+                        Projection::Ignored => None,
+                    };
+                    results.push(match one {
+                        Some((c, t)) => self.write_projections(&c, &t).await.map(|()| kind),
+                        None => Ok(kind),
+                    });
+                }
+                results
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                kinds
+                    .into_iter()
+                    .map(|kind| match kind {
+                        Projection::Ignored => Ok(kind),
+                        _ => Err(StorageError::new(
+                            "could not write the projection",
+                            error.to_string(),
+                        )),
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    async fn write_projections(
+        &self,
+        calls: &Arc<Vec<ProjectedRow>>,
+        trainings: &Arc<Vec<ProjectedRow>>,
+    ) -> Result<(), StorageError> {
         const WHAT: &str = "could not write the projection";
         match &*self.backend {
             Backend::Sqlite { writer, .. } => {
-                let sql = sqlite_sql(sql);
+                let (calls, trainings) = (Arc::clone(calls), Arc::clone(trainings));
                 run(writer, WHAT, move |conn| {
-                    let r = &row;
-                    conn.prepare_cached(&sql)?.execute(rusqlite::params![
-                        r.event_id,
-                        r.id,
-                        r.agent_id,
-                        r.agent_name,
-                        r.user_id,
-                        r.team_member_user_id,
-                        r.duration,
-                        r.ai_score,
-                        r.timestamp,
-                        r.is_test,
-                        r.received_ms
-                    ])
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    for (sql, rows) in [(INSERT_CALL, &calls), (INSERT_TRAINING, &trainings)] {
+                        if rows.is_empty() {
+                            continue;
+                        }
+                        let mut insert = tx.prepare_cached(&sqlite_sql(sql))?;
+                        for r in rows.iter() {
+                            insert.execute(rusqlite::params![
+                                r.event_id,
+                                r.id,
+                                r.agent_id,
+                                r.agent_name,
+                                r.user_id,
+                                r.team_member_user_id,
+                                r.duration,
+                                r.ai_score,
+                                r.timestamp,
+                                r.is_test,
+                                r.received_ms
+                            ])?;
+                        }
+                    }
+                    tx.commit()
                 })
-                .await?;
+                .await
             }
-            Backend::Postgres(pg) => {
-                let r = &row;
-                pg.execute(
-                    WHAT,
-                    sql,
-                    &[
-                        &r.event_id,
-                        &r.id,
-                        &r.agent_id,
-                        &r.agent_name,
-                        &r.user_id,
-                        &r.team_member_user_id,
-                        &r.duration,
-                        &r.ai_score,
-                        &r.timestamp,
-                        &r.is_test,
-                        &r.received_ms,
-                    ],
-                )
-                .await?;
+            Backend::Postgres { writer: pg, .. } => {
+                for (table, id, rows) in [
+                    ("calls", "call_id", calls),
+                    ("trainings", "training_id", trainings),
+                ] {
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    // One statement per table: atomic, one commit.
+                    let sql = format!(
+                        "INSERT INTO {table} (event_id, {id}, agent_id, agent_name, user_id,
+                             team_member_user_id, duration, ai_score, timestamp, is_test, received_ms)
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                             $5::text[], $6::text[], $7::float8[], $8::float8[], $9::text[],
+                             $10::bool[], $11::int8[])
+                         ON CONFLICT (event_id) DO NOTHING"
+                    );
+                    // Postgres text cannot hold NUL: stored as U+FFFD.
+                    let text = |f: fn(&ProjectedRow) -> Option<&String>| -> Vec<Option<String>> {
+                        rows.iter().map(|r| f(r).map(|v| pg_text(v))).collect()
+                    };
+                    let event_ids: Vec<String> =
+                        rows.iter().map(|r| pg_text(&r.event_id)).collect();
+                    let ids: Vec<String> = rows.iter().map(|r| pg_text(&r.id)).collect();
+                    let agent_ids = text(|r| r.agent_id.as_ref());
+                    let agent_names = text(|r| r.agent_name.as_ref());
+                    let user_ids = text(|r| r.user_id.as_ref());
+                    let members = text(|r| r.team_member_user_id.as_ref());
+                    let durations: Vec<Option<f64>> = rows.iter().map(|r| r.duration).collect();
+                    let scores: Vec<Option<f64>> = rows.iter().map(|r| r.ai_score).collect();
+                    let timestamps = text(|r| r.timestamp.as_ref());
+                    let tests: Vec<bool> = rows.iter().map(|r| r.is_test).collect();
+                    let received: Vec<i64> = rows.iter().map(|r| r.received_ms).collect();
+                    pg.execute(
+                        WHAT,
+                        &sql,
+                        &[
+                            &event_ids,
+                            &ids,
+                            &agent_ids,
+                            &agent_names,
+                            &user_ids,
+                            &members,
+                            &durations,
+                            &scores,
+                            &timestamps,
+                            &tests,
+                            &received,
+                        ],
+                    )
+                    .await?;
+                }
+                Ok(())
             }
         }
-        Ok(projection)
     }
 
     /// Appends verified entries (then keeps the newest `keep`) and
@@ -696,51 +801,68 @@ impl Storage {
                 })
                 .await
             }
-            Backend::Postgres(pg) => {
-                // Autocommit statements (the connection is shared, so no
-                // transaction): one per entry, pipelined, then the prunes.
-                for e in &entries {
-                    let status = i32::from(e.status);
+            Backend::Postgres { writer: pg, .. } => {
+                // One multi-row statement per table (each atomic, one
+                // commit), then the prunes.
+                if !entries.is_empty() {
+                    let texts = |f: fn(&LogEntry) -> Option<&str>| -> Vec<Option<String>> {
+                        entries.iter().map(|e| f(e).map(pg_text)).collect()
+                    };
+                    let delivery_ids = texts(|e| e.delivery_id.as_deref());
+                    let event_ids = texts(|e| e.event_id.as_deref());
+                    let events = texts(|e| e.event.as_deref());
+                    let outcomes: Vec<&str> = entries.iter().map(|e| e.outcome).collect();
+                    let reasons: Vec<Option<&str>> = entries.iter().map(|e| e.reason).collect();
+                    let statuses: Vec<i32> = entries.iter().map(|e| i32::from(e.status)).collect();
+                    let labels = texts(|e| e.secret_label.as_deref());
+                    let latencies: Vec<Option<f64>> =
+                        entries.iter().map(|e| e.latency_ms).collect();
+                    let received: Vec<i64> = entries.iter().map(|e| e.received_ms).collect();
                     pg.execute(
                         WHAT,
-                        INSERT_DELIVERY,
+                        "INSERT INTO deliveries (delivery_id, event_id, event, outcome, reason,
+                             status, secret_label, latency_ms, received_ms)
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                             $5::text[], $6::int4[], $7::text[], $8::float8[], $9::int8[])",
                         &[
-                            &e.delivery_id,
-                            &e.event_id,
-                            &e.event,
-                            &e.outcome,
-                            &e.reason,
-                            &status,
-                            &e.secret_label,
-                            &e.latency_ms,
-                            &e.received_ms,
+                            &delivery_ids,
+                            &event_ids,
+                            &events,
+                            &outcomes,
+                            &reasons,
+                            &statuses,
+                            &labels,
+                            &latencies,
+                            &received,
                         ],
                     )
                     .await?;
                 }
-                for u in &unverified {
-                    let status = i32::from(u.status);
+                if !unverified.is_empty() {
+                    let delivery_ids: Vec<Option<String>> = unverified
+                        .iter()
+                        .map(|u| u.delivery_id.as_deref().map(pg_text))
+                        .collect();
+                    let reasons: Vec<&str> = unverified.iter().map(|u| u.reason).collect();
+                    let statuses: Vec<i32> =
+                        unverified.iter().map(|u| i32::from(u.status)).collect();
+                    let received: Vec<i64> = unverified.iter().map(|u| u.received_ms).collect();
                     pg.execute(
                         WHAT,
-                        INSERT_UNVERIFIED,
-                        &[&u.delivery_id, &u.reason, &status, &u.received_ms],
+                        "INSERT INTO unverified (delivery_id, reason, status, received_ms)
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[])",
+                        &[&delivery_ids, &reasons, &statuses, &received],
                     )
                     .await?;
                 }
                 for r in &rejections {
                     let status = i32::from(r.status);
                     let count = i64::try_from(r.count).unwrap_or(i64::MAX);
+                    let last = r.last_delivery_id.as_deref().map(pg_text);
                     pg.execute(
                         WHAT,
                         UPSERT_REJECTIONS,
-                        &[
-                            &r.minute_ms,
-                            &r.reason,
-                            &status,
-                            &count,
-                            &r.last_delivery_id,
-                            &r.last_ms,
-                        ],
+                        &[&r.minute_ms, &r.reason, &status, &count, &last, &r.last_ms],
                     )
                     .await?;
                 }
@@ -852,7 +974,7 @@ impl Storage {
                 })
                 .await?
             }
-            Backend::Postgres(pg) => pg
+            Backend::Postgres { reader: pg, .. } => pg
                 .query(what, &sql, &[&before])
                 .await?
                 .into_iter()
@@ -922,7 +1044,7 @@ impl Storage {
                 })
                 .await?
             }
-            Backend::Postgres(pg) => {
+            Backend::Postgres { reader: pg, .. } => {
                 // `$2::text`: Postgres must know the type of a parameter
                 // that may be NULL.
                 let sql = sql
@@ -987,7 +1109,7 @@ impl Storage {
                 })
                 .await
             }
-            Backend::Postgres(pg) => Ok(pg
+            Backend::Postgres { reader: pg, .. } => Ok(pg
                 .query(WHAT, &sql, &[])
                 .await?
                 .into_iter()
@@ -1025,7 +1147,7 @@ impl Storage {
                 })
                 .await
             }
-            Backend::Postgres(pg) => {
+            Backend::Postgres { reader: pg, .. } => {
                 let sql = COUNTS.replace("SUM(count), 0)", "SUM(count), 0)::bigint");
                 let row = pg.query(WHAT, &sql, &[]).await?;
                 let row = row
@@ -1087,7 +1209,7 @@ impl Storage {
                 })
                 .await
             }
-            Backend::Postgres(pg) => {
+            Backend::Postgres { reader: pg, .. } => {
                 let params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
                     .into_iter()
                     .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
@@ -1143,7 +1265,68 @@ fn pg_cell(row: &tokio_postgres::Row, i: usize) -> Result<Cell, tokio_postgres::
     })
 }
 
+/// Text as Postgres can store it: a NUL (which its `text` cannot hold)
+/// becomes U+FFFD.
+fn pg_text(value: &str) -> String {
+    if value.contains('\0') {
+        value.replace('\0', "\u{fffd}")
+    } else {
+        value.to_owned()
+    }
+}
+
+/// The projection of a delivery: which table, and the row.
+fn projected_row(delivery: &Delivery, received_ms: i64) -> Option<(Projection, ProjectedRow)> {
+    let (projection, id, fields) = match delivery.event() {
+        Event::CallUploaded(call) => (
+            Projection::Call,
+            call.call_id.clone(),
+            (
+                &call.agent_id,
+                &call.agent_name,
+                &call.user_id,
+                &call.team_member_user_id,
+                call.duration,
+                call.ai_score,
+                &call.timestamp,
+            ),
+        ),
+        Event::AiTrainingCompleted(t) => (
+            Projection::Training,
+            t.training_id.clone(),
+            (
+                &t.agent_id,
+                &t.agent_name,
+                &t.user_id,
+                &t.team_member_user_id,
+                t.duration,
+                t.ai_score,
+                &t.timestamp,
+            ),
+        ),
+        _ => return None,
+    };
+    let (agent_id, agent_name, user_id, member, duration, ai_score, timestamp) = fields;
+    Some((
+        projection,
+        ProjectedRow {
+            event_id: delivery.event_id().to_owned(),
+            id,
+            agent_id: agent_id.clone(),
+            agent_name: agent_name.clone(),
+            user_id: user_id.clone(),
+            team_member_user_id: member.clone(),
+            duration,
+            ai_score,
+            timestamp: timestamp.clone(),
+            is_test: delivery.is_test(),
+            received_ms,
+        },
+    ))
+}
+
 /// The columns `calls` and `trainings` share.
+#[derive(Clone)]
 struct ProjectedRow {
     event_id: String,
     id: String,
@@ -1212,6 +1395,10 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let _: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     // FULL: a projection is on disk before its inbox row is marked done.
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // A page cache that holds the hot indexes (SQLite's default is 2 MiB),
+    // and reads through mmap.
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "mmap_size", 256_i64 << 20)?;
     Ok(conn)
 }
 

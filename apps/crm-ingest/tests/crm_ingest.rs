@@ -429,40 +429,76 @@ async fn the_verified_delivery_log_keeps_only_its_newest_entries() {
 }
 
 #[tokio::test]
-async fn healthz_is_200_while_the_database_answers_and_503_when_it_does_not() {
-    let (_dir, db) = temp_db();
+async fn healthz_answers_from_memory_without_business_data_and_503_once_the_file_is_gone() {
+    let (dir, db) = temp_db();
     let app = start(config(&db)).await;
     let http = Http::new();
+    let call = signed("call.uploaded", "evt_health_1", "dlv_health_1");
+    assert_eq!(http.deliver(app.addr(), &call).await.status, StatusCode::OK);
 
     let reply = http.get_with(app.addr(), "/healthz", None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    assert_eq!(reply.json()["status"], "ok");
+    assert_eq!(reply.json(), serde_json::json!({ "status": "ok" }));
 
-    // Break the database under the running app.
-    let conn = rusqlite_open(&db);
-    conn.execute_batch("DROP TABLE calls")
-        .expect("drop a table");
-    let reply = http.get_with(app.addr(), "/healthz", None).await;
+    // The data directory removed under the running app (issue 17, #3):
+    // deliveries are refused, never answered 200 into an unlinked file, and
+    // health turns 503 (the next commit or write probe notices).
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let call = signed("call.uploaded", "evt_health_2", "dlv_health_2");
+    let reply = http.deliver(app.addr(), &call).await;
     assert_eq!(
         reply.status,
         StatusCode::SERVICE_UNAVAILABLE,
         "{}",
         reply.text()
     );
+    let reply = eventually("healthz turns 503", || async {
+        let reply = http.get_with(app.addr(), "/healthz", None).await;
+        (reply.status == StatusCode::SERVICE_UNAVAILABLE).then_some(reply)
+    })
+    .await;
+    assert_eq!(reply.json(), serde_json::json!({ "status": "unavailable" }));
+    let status = http.get_json(app.addr(), "/api/status").await;
+    assert_eq!(status["status"], "unavailable", "{status}");
     assert!(
-        reply.json()["error"]
+        status["lastFailure"]["error"]
             .as_str()
-            .is_some_and(|e| e.contains("calls")),
-        "{}",
-        reply.text()
+            .is_some_and(|e| e.contains("removed")),
+        "{status}"
     );
-    let reply = http.get(app.addr(), "/api/calls").await;
-    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     app.shutdown().await;
+    drop(dir);
 }
 
-fn rusqlite_open(db: &std::path::Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(db).expect("open the database")
+#[tokio::test]
+async fn done_inbox_rows_are_purged_after_the_retention_and_calls_are_kept() {
+    let (_dir, db) = temp_db();
+    let mut config = config(&db);
+    config.inbox_retention = std::time::Duration::from_millis(1);
+    let app = start(config).await;
+    let http = Http::new();
+    let addr = app.addr();
+    for i in 0..3 {
+        let call = signed(
+            "call.uploaded",
+            &format!("evt_ret_{i}"),
+            &format!("dlv_ret_{i}"),
+        );
+        assert_eq!(http.deliver(addr, &call).await.status, StatusCode::OK);
+    }
+    let status = eventually(
+        "the calls projected and their inbox rows purged",
+        || async {
+            let status = http.health(addr).await;
+            (status["counts"]["calls"] == 3 && status["inbox"]["done"] == 0).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(status["inbox"]["backlog"], 0, "{status}");
+    assert_eq!(http.array(addr, "/api/calls").await.len(), 3);
+    app.shutdown().await;
 }
 
 #[tokio::test]

@@ -414,7 +414,9 @@ async fn a_flood_of_forged_deliveries_leaves_the_verified_log_in_place() {
     let total = eventually("every rejection counted", || async {
         let health = http.health(addr).await;
         let counted = health["counts"]["rejections"].as_u64().unwrap_or(0);
-        let dropped = health["droppedLogEntries"].as_u64().unwrap_or(0);
+        let dropped = health["deliveryLog"]["droppedUnverified"]
+            .as_u64()
+            .unwrap_or(0);
         (counted + dropped == flood as u64).then_some((counted, dropped))
     })
     .await;

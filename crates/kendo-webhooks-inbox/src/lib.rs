@@ -78,7 +78,14 @@
 //! up. A lease that ends before its row is settled (the worker crashed or
 //! hung) makes the row due again; a worker keeps the leases of the rows it
 //! is still handling alive. `done` rows stay, so a retry of an old event is
-//! still a duplicate; [`Inbox::purge_done`] removes old ones.
+//! still a duplicate; [`Inbox::purge_done`] or the worker option
+//! [`Worker::purge_done_after`] removes old ones, a few hundred at a time.
+//!
+//! Rows per state are kept by triggers, so [`Inbox::counts`] reads a few
+//! rows instead of the table, and every query of the worker and of
+//! [`Inbox::list`] reads an index: their cost does not grow with the table.
+//! A handler that can write many deliveries in one transaction should be a
+//! [`BatchHandler`] ([`Inbox::batch_worker`]): one commit per batch.
 //!
 //! Migrations are embedded and versioned (`kendo_inbox_migrations`); they
 //! run when the inbox opens.
@@ -99,7 +106,8 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -123,11 +131,14 @@ pub use postgres_tls::PostgresTls;
 mod sqlite;
 mod worker;
 
-pub use self::worker::{Handler, Worker, WorkerHandle, WorkerReport};
+pub use self::worker::{BatchHandler, Batched, Handler, Worker, WorkerHandle, WorkerReport};
 
 /// Response header naming what the inbox did: `stored`, `duplicate` or
 /// `unavailable`.
 pub const INBOX_HEADER: &str = "x-kendo-inbox";
+
+/// Most done rows deleted in one transaction by [`Inbox::purge_done`].
+pub const PURGE_BATCH: usize = 500;
 
 /// Seconds in the `Retry-After` header of a `503` (Kendo retries on its own
 /// schedule; other senders may honour it).
@@ -149,6 +160,58 @@ struct Shared {
     /// Woken when a new row is committed, so idle workers start at once.
     wake: Notify,
     name: &'static str,
+    /// The outcome of the newest commit or probe, for [`Inbox::health`].
+    health: HealthState,
+}
+
+/// What the newest commit or probe said, kept in memory.
+#[derive(Default)]
+struct HealthState {
+    /// Unix ms of the newest successful commit or probe (0: none yet).
+    last_ok_ms: AtomicI64,
+    /// Unix ms of the newest failed one (0: none yet).
+    last_failure_ms: AtomicI64,
+    /// Why it failed.
+    last_error: Mutex<Option<InboxError>>,
+    /// Rows the worker settled as done, and when (for the recent rate).
+    done: AtomicU64,
+}
+
+impl HealthState {
+    fn record<T>(&self, result: &Result<T, InboxError>) {
+        let now = now_ms();
+        match result {
+            Ok(_) => {
+                if self.last_ok_ms.load(Ordering::Relaxed) != now {
+                    self.last_ok_ms.store(now, Ordering::Relaxed);
+                }
+            }
+            Err(error) if error.is_unavailable() || error.kind() == InboxErrorKind::Closed => {
+                *self
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(error.clone());
+                self.last_failure_ms.store(now, Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Whether an inbox can durably accept deliveries now, from
+/// [`Inbox::health`]: read from memory, without touching the database.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// `false` when the newest commit or [`probe`](Inbox::probe) failed.
+    pub healthy: bool,
+    /// When a commit or probe last succeeded.
+    pub last_ok: Option<SystemTime>,
+    /// When one last failed, and why.
+    pub last_failure: Option<(SystemTime, InboxError)>,
+    /// Rows settled as done by this process's workers since the inbox
+    /// opened (a counter: take two readings for a rate).
+    pub done_total: u64,
 }
 
 impl fmt::Debug for Inbox {
@@ -426,18 +489,30 @@ pub(crate) trait Backend: Send + Sync + 'static {
         event_ids: Vec<String>,
         lease: Duration,
     ) -> BoxFuture<'_, Result<(), InboxError>>;
-    /// Rows in `state`, oldest first.
+    /// Rows in `state`, oldest first (see [`list_order`]).
     fn list(
         &self,
         state: RowState,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<StoredDelivery>, InboxError>>;
-    /// Makes dead rows pending again with no attempts: one (`Some`) or all.
-    fn requeue(&self, event_id: Option<String>) -> BoxFuture<'_, Result<u64, InboxError>>;
+    /// Makes dead rows pending again with no attempts: one (`Some`) or all,
+    /// and with `failed_too` the failed rows waiting for a retry as well.
+    fn requeue(
+        &self,
+        event_id: Option<String>,
+        failed_too: bool,
+    ) -> BoxFuture<'_, Result<u64, InboxError>>;
     /// Rows per state.
     fn counts(&self) -> BoxFuture<'_, Result<Counts, InboxError>>;
-    /// Deletes done rows older than `older_than`.
-    fn purge_done(&self, older_than: Duration) -> BoxFuture<'_, Result<u64, InboxError>>;
+    /// Deletes at most `limit` done rows older than `older_than`, oldest
+    /// first.
+    fn purge_done(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<u64, InboxError>>;
+    /// Proves the database can be written now (a small write, committed).
+    fn probe(&self) -> BoxFuture<'_, Result<(), InboxError>>;
 }
 
 impl Inbox {
@@ -447,6 +522,7 @@ impl Inbox {
                 backend,
                 wake: Notify::new(),
                 name,
+                health: HealthState::default(),
             }),
         }
     }
@@ -498,7 +574,9 @@ impl Inbox {
     /// (answer 503 so the sender retries); [`InboxErrorKind::Closed`] when
     /// the writer has stopped.
     pub async fn enqueue(&self, delivery: &Delivery) -> Result<Enqueued, InboxError> {
-        let enqueued = self.shared.backend.enqueue(delivery.clone()).await?;
+        let result = self.shared.backend.enqueue(delivery.clone()).await;
+        self.shared.health.record(&result);
+        let enqueued = result?;
         if enqueued == Enqueued::Stored {
             self.shared.wake.notify_one();
         }
@@ -511,8 +589,19 @@ impl Inbox {
         Worker::new(self.clone(), handler)
     }
 
+    /// A [`Worker`] that hands each claimed batch to `handler` at once (one
+    /// call per batch of up to [`Worker::batch_size`] deliveries), for
+    /// handlers that write a whole batch in one transaction: one commit
+    /// per batch instead of one per delivery.
+    pub fn batch_worker<B: BatchHandler>(&self, handler: B) -> Worker<Batched<B>> {
+        Worker::new_batched(self.clone(), handler)
+    }
+
     /// Up to `limit` rows (at most 1,000) in `state`, oldest first: for
     /// example the dead ones, to inspect and [`requeue`](Self::requeue).
+    /// Pending and leased rows come by due time (a pending row is due when
+    /// it arrives), failed and dead ones by arrival, done ones by when they
+    /// were done; each list reads an index, never the whole table.
     ///
     /// # Errors
     ///
@@ -535,7 +624,7 @@ impl Inbox {
         let requeued = self
             .shared
             .backend
-            .requeue(Some(event_id.to_owned()))
+            .requeue(Some(event_id.to_owned()), false)
             .await?;
         if requeued > 0 {
             self.shared.wake.notify_one();
@@ -549,7 +638,23 @@ impl Inbox {
     ///
     /// When the database cannot be written.
     pub async fn requeue_dead(&self) -> Result<u64, InboxError> {
-        let requeued = self.shared.backend.requeue(None).await?;
+        let requeued = self.shared.backend.requeue(None, false).await?;
+        if requeued > 0 {
+            self.shared.wake.notify_one();
+        }
+        Ok(requeued)
+    }
+
+    /// Makes every dead row and every failed row (waiting for its next
+    /// retry) pending and due now, attempts reset; returns how many. After
+    /// an outage is fixed, this hands everything again at once instead of
+    /// waiting for each row's backoff.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be written.
+    pub async fn requeue_all(&self) -> Result<u64, InboxError> {
+        let requeued = self.shared.backend.requeue(None, true).await?;
         if requeued > 0 {
             self.shared.wake.notify_one();
         }
@@ -567,13 +672,68 @@ impl Inbox {
 
     /// Deletes `done` rows finished more than `older_than` ago; returns how
     /// many. Keep them longer than any sender retries (Kendo: seconds), or
-    /// a late retry of a purged event is stored and handled again.
+    /// a late retry of a purged event is stored and handled again. Works in
+    /// batches of [`PURGE_BATCH`] rows, one short transaction each, so it
+    /// never holds the writer for long; [`Worker::purge_done_after`] does
+    /// the same in the background.
     ///
     /// # Errors
     ///
     /// When the database cannot be written.
     pub async fn purge_done(&self, older_than: Duration) -> Result<u64, InboxError> {
-        self.shared.backend.purge_done(older_than).await
+        let mut total = 0;
+        loop {
+            let deleted = self
+                .shared
+                .backend
+                .purge_done(older_than, PURGE_BATCH)
+                .await?;
+            total += deleted;
+            if deleted < PURGE_BATCH as u64 {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Whether the inbox can durably accept deliveries, from memory (no
+    /// database access): unhealthy when the newest commit or
+    /// [`probe`](Self::probe) failed. Cheap enough for every health check.
+    #[must_use]
+    pub fn health(&self) -> Health {
+        let state = &self.shared.health;
+        let ok = state.last_ok_ms.load(Ordering::Relaxed);
+        let failed = state.last_failure_ms.load(Ordering::Relaxed);
+        let error = state
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Health {
+            healthy: failed == 0 || ok > failed,
+            last_ok: (ok > 0).then(|| from_ms(ok)),
+            last_failure: error.filter(|_| failed > 0).map(|e| (from_ms(failed), e)),
+            done_total: state.done.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Writes to the database now (a small transaction, with its fsync) and
+    /// records the outcome for [`health`](Self::health); on SQLite it also
+    /// checks that the file on disk is still the one opened. Call it every
+    /// few seconds from a background task, so a node that cannot write is
+    /// known before a delivery fails.
+    ///
+    /// # Errors
+    ///
+    /// Why the database cannot be written.
+    pub async fn probe(&self) -> Result<(), InboxError> {
+        let result = self.shared.backend.probe().await;
+        self.shared.health.record(&result);
+        result
+    }
+
+    pub(crate) fn count_done(&self, rows: u64) {
+        self.shared.health.done.fetch_add(rows, Ordering::Relaxed);
     }
 
     pub(crate) fn backend(&self) -> &dyn Backend {
@@ -670,6 +830,32 @@ impl fmt::Debug for InboxFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InboxFuture").finish_non_exhaustive()
     }
+}
+
+/// The `WHERE` and `ORDER BY` of a list of rows in `state`, each on one of
+/// the partial indexes (the redundant `IN` term lets SQLite see that the
+/// index covers the query): waiting rows by due time (for a pending row,
+/// when it arrived), failed and dead rows by arrival, done rows by when
+/// they were done.
+pub(crate) fn list_order(state: RowState) -> &'static str {
+    match state {
+        RowState::Pending | RowState::Leased => {
+            "state IN ('pending', 'leased', 'failed') ORDER BY next_at"
+        }
+        RowState::Failed | RowState::Dead => {
+            "state IN ('failed', 'dead') ORDER BY state, received_at"
+        }
+        RowState::Done => "state = 'done' ORDER BY next_at",
+    }
+}
+
+/// The SQLite inbox's hot and operator queries (name, SQL), for tests
+/// that check their query plans. Not a stable API.
+#[cfg(feature = "sqlite")]
+#[doc(hidden)]
+#[must_use]
+pub fn sqlite_query_plans_for_tests() -> Vec<(&'static str, String)> {
+    sqlite::query_plans()
 }
 
 /// Milliseconds since the Unix epoch on this machine's clock.

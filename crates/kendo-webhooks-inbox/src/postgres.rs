@@ -42,11 +42,18 @@ macro_rules! now_ms {
 }
 
 /// Schema migrations, applied in order; append, never edit.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "create kendo_inbox",
-    include_str!("../migrations/postgres/0001_inbox.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "create kendo_inbox",
+        include_str!("../migrations/postgres/0001_inbox.sql"),
+    ),
+    (
+        2,
+        "kept counts, done rows by age",
+        include_str!("../migrations/postgres/0002_scale.sql"),
+    ),
+];
 
 /// Key of the advisory lock that serialises migrations across replicas.
 const MIGRATION_LOCK: i64 = 0x6b65_6e64_6f31;
@@ -230,43 +237,43 @@ async fn migrate(client: &mut Client) -> Result<(), InboxError> {
 async fn write(connection: Connection, mut deliveries: mpsc::Receiver<(Delivery, Reply)>) {
     let mut group = Vec::with_capacity(64);
     while deliveries.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let deliveries: Vec<Delivery> = group.iter().map(|(d, _)| d.clone()).collect();
-        let inserted = connection
-            .run("could not commit deliveries to the Postgres inbox", |client| {
-                Box::pin(async move {
-                                    let event_ids: Vec<&str> = deliveries.iter().map(Delivery::event_id).collect();
-                    let delivery_ids: Vec<&str> = deliveries.iter().map(Delivery::delivery_id).collect();
-                    let events: Vec<&str> = deliveries.iter().map(Delivery::event_name).collect();
-                    let bodies: Vec<&[u8]> = deliveries.iter().map(|d| d.body().as_ref()).collect();
-                    let rows = client
-                        .query(
-                            concat!(
-                                "INSERT INTO kendo_inbox (event_id, delivery_id, event, body, received_at, next_at)
-                                 SELECT e, d, n, b, ", now_ms!(), ", ", now_ms!(), "
-                                 FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS t(e, d, n, b)
-                                 ON CONFLICT (event_id) DO NOTHING
-                                 RETURNING event_id"
-                            ),
-                            &[&event_ids, &delivery_ids, &events, &bodies],
-                        )
-                        .await?;
-                    Ok(rows
-                        .iter()
-                        .map(|row| row.get::<_, String>(0))
-                        .collect::<std::collections::HashSet<String>>())
-                })
-            })
-            .await;
-        match inserted {
+        let batch: Vec<Delivery> = group.iter().map(|(d, _)| d.clone()).collect();
+        match insert(&connection, batch).await {
             Ok(mut inserted) => {
                 for (delivery, reply) in group.drain(..) {
                     // The first of several with one event id is the stored one.
-                    let outcome = if inserted.remove(delivery.event_id()) {
+                    let outcome = if inserted.remove(stored_key(delivery.event_id()).as_ref()) {
                         Enqueued::Stored
                     } else {
                         Enqueued::Duplicate
                     };
                     let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(error) if group.len() > 1 => {
+                // One row the database refuses must not fail its group:
+                // each is tried on its own (a lost connection fails them
+                // all quickly anyway).
+                let mut unreachable: Option<InboxError> = (!is_refusal(&error)).then_some(error);
+                for (delivery, reply) in group.drain(..) {
+                    if let Some(error) = &unreachable {
+                        let _ = reply.send(Err(error.clone()));
+                        continue;
+                    }
+                    let key = stored_key(delivery.event_id()).into_owned();
+                    let outcome = insert(&connection, vec![delivery]).await.map(|inserted| {
+                        if inserted.contains(&key) {
+                            Enqueued::Stored
+                        } else {
+                            Enqueued::Duplicate
+                        }
+                    });
+                    if let Err(error) = &outcome {
+                        if !is_refusal(error) {
+                            unreachable = Some(error.clone());
+                        }
+                    }
+                    let _ = reply.send(outcome);
                 }
             }
             Err(error) => {
@@ -276,6 +283,83 @@ async fn write(connection: Connection, mut deliveries: mpsc::Receiver<(Delivery,
             }
         }
     }
+}
+
+/// Longest event id stored as is: well under the b-tree's ~2,700-byte
+/// limit on a key.
+const MAX_KEY_BYTES: usize = 512;
+
+/// The key an event id is stored under. Postgres `text` cannot hold a NUL,
+/// and a b-tree key cannot exceed about 2,700 bytes, while a signed event
+/// id may do either: such an id is stored as `sha256:` and the hex SHA-256
+/// of its bytes (the row's body still holds it as sent, and the handler
+/// sees it so). Every other id is stored as is.
+pub(crate) fn stored_key(event_id: &str) -> std::borrow::Cow<'_, str> {
+    if event_id.len() <= MAX_KEY_BYTES && !event_id.contains('\0') {
+        return std::borrow::Cow::Borrowed(event_id);
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(event_id.as_bytes());
+    std::borrow::Cow::Owned(format!("sha256:{}", hex::encode(digest)))
+}
+
+/// Postgres text cannot hold a NUL: U+FFFD stands for it.
+fn storable_text(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains('\0') {
+        std::borrow::Cow::Owned(value.replace('\0', "\u{fffd}"))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
+}
+
+/// Whether the database answered with an error of its own (a SQLSTATE:
+/// this statement was refused) rather than being unreachable; only then is
+/// a group retried row by row.
+fn is_refusal(error: &InboxError) -> bool {
+    error.to_string().contains("(SQLSTATE ")
+}
+
+/// Inserts `deliveries` in one statement; returns the stored keys of the
+/// rows inserted (not duplicates).
+async fn insert(
+    connection: &Connection,
+    deliveries: Vec<Delivery>,
+) -> Result<std::collections::HashSet<String>, InboxError> {
+    connection
+        .run("could not commit deliveries to the Postgres inbox", |client| {
+            Box::pin(async move {
+                let event_ids: Vec<String> = deliveries
+                    .iter()
+                    .map(|d| stored_key(d.event_id()).into_owned())
+                    .collect();
+                let delivery_ids: Vec<String> = deliveries
+                    .iter()
+                    .map(|d| storable_text(d.delivery_id()).into_owned())
+                    .collect();
+                let events: Vec<String> = deliveries
+                    .iter()
+                    .map(|d| storable_text(d.event_name()).into_owned())
+                    .collect();
+                let bodies: Vec<&[u8]> = deliveries.iter().map(|d| d.body().as_ref()).collect();
+                let rows = client
+                    .query(
+                        concat!(
+                            "INSERT INTO kendo_inbox (event_id, delivery_id, event, body, received_at, next_at)
+                             SELECT e, d, n, b, ", now_ms!(), ", ", now_ms!(), "
+                             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS t(e, d, n, b)
+                             ON CONFLICT (event_id) DO NOTHING
+                             RETURNING event_id"
+                        ),
+                        &[&event_ids, &delivery_ids, &events, &bodies],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|row| row.get::<_, String>(0))
+                    .collect::<std::collections::HashSet<String>>())
+            })
+        })
+        .await
 }
 
 fn stored(row: &tokio_postgres::Row) -> StoredDelivery {
@@ -466,22 +550,25 @@ impl Backend for Postgres {
             self.operations
                 .run("could not list rows of the Postgres inbox", move |client| {
                     Box::pin(async move {
-                        let rows = client
-                    .query(
-                        "SELECT event_id, delivery_id, event, body, state, attempts, last_error,
-                                received_at, next_at, lease_owner
-                         FROM kendo_inbox WHERE state = $1
-                         ORDER BY received_at, event_id LIMIT $2",
-                        &[&state.as_str(), &limit],
-                    )
-                    .await?;
+                        let sql = format!(
+                            "SELECT event_id, delivery_id, event, body, state, attempts, last_error,
+                                    received_at, next_at, lease_owner
+                             FROM kendo_inbox WHERE state = $1 AND {} LIMIT $2",
+                            super::list_order(state)
+                        );
+                        let rows = client.query(&sql, &[&state.as_str(), &limit]).await?;
                         Ok(rows.iter().map(stored).collect())
                     })
                 }),
         )
     }
 
-    fn requeue(&self, event_id: Option<String>) -> BoxFuture<'_, Result<u64, InboxError>> {
+    fn requeue(
+        &self,
+        event_id: Option<String>,
+        failed_too: bool,
+    ) -> BoxFuture<'_, Result<u64, InboxError>> {
+        let event_id = event_id.map(|id| stored_key(&id).into_owned());
         Box::pin(self.operations.run("could not re-queue rows of the Postgres inbox", move |client| {
             Box::pin(async move {
                 client
@@ -489,9 +576,10 @@ impl Backend for Postgres {
                         concat!(
                             "UPDATE kendo_inbox SET state = 'pending', attempts = 0, lease_owner = NULL,
                                 next_at = ", now_ms!(), "
-                             WHERE state = 'dead' AND ($1::text IS NULL OR event_id = $1)"
+                             WHERE state IN ('failed', 'dead') AND (state = 'dead' OR $2)
+                               AND ($1::text IS NULL OR event_id = $1)"
                         ),
-                        &[&event_id],
+                        &[&event_id, &failed_too],
                     )
                     .await
             })
@@ -505,7 +593,9 @@ impl Backend for Postgres {
                     Box::pin(async move {
                         let rows = client
                             .query(
-                                "SELECT state, count(*) FROM kendo_inbox GROUP BY state",
+                                // Kept by triggers: at most 80 rows, never a
+                                // scan of the inbox.
+                                "SELECT state, sum(n)::bigint FROM kendo_inbox_counts GROUP BY state",
                                 &[],
                             )
                             .await?;
@@ -526,8 +616,13 @@ impl Backend for Postgres {
         )
     }
 
-    fn purge_done(&self, older_than: Duration) -> BoxFuture<'_, Result<u64, InboxError>> {
+    fn purge_done(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<u64, InboxError>> {
         let older_than = millis(older_than);
+        let limit = clamp_i64(limit);
         Box::pin(self.operations.run(
             "could not purge done rows of the Postgres inbox",
             move |client| {
@@ -535,15 +630,38 @@ impl Backend for Postgres {
                     client
                         .execute(
                             concat!(
-                                "DELETE FROM kendo_inbox WHERE state = 'done' AND next_at < ",
+                                "DELETE FROM kendo_inbox WHERE event_id IN (
+                                    SELECT event_id FROM kendo_inbox
+                                    WHERE state = 'done' AND next_at < ",
                                 now_ms!(),
-                                " - $1"
+                                " - $1
+                                    ORDER BY next_at LIMIT $2
+                                    FOR UPDATE SKIP LOCKED)"
                             ),
-                            &[&older_than],
+                            &[&older_than, &limit],
                         )
                         .await
                 })
             },
         ))
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), InboxError>> {
+        Box::pin(
+            self.operations
+                .run("the Postgres inbox cannot be written", |client| {
+                    Box::pin(async move {
+                        // A real write, committed (and flushed) at once.
+                        client
+                            .execute(
+                                "UPDATE kendo_inbox_counts SET n = n
+                                 WHERE state = 'dead' AND shard = 0",
+                                &[],
+                            )
+                            .await
+                            .map(drop)
+                    })
+                }),
+        )
     }
 }

@@ -8,6 +8,7 @@
 //! between groups.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,11 +22,18 @@ use super::{
 use kendo_webhooks::Delivery;
 
 /// Schema migrations, applied in order; append, never edit.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "create kendo_inbox",
-    include_str!("../migrations/sqlite/0001_inbox.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "create kendo_inbox",
+        include_str!("../migrations/sqlite/0001_inbox.sql"),
+    ),
+    (
+        2,
+        "bodies out of the key's b-tree, kept counts, done rows by age",
+        include_str!("../migrations/sqlite/0002_scale.sql"),
+    ),
+];
 
 /// How long a statement waits for a lock held by another connection (or
 /// process) before the inbox answers 503.
@@ -34,6 +42,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_GROUP: usize = 1024;
 /// Requests queued for the database thread before callers wait.
 const CHANNEL: usize = 4096;
+/// Page cache of the inbox's connection, in KiB (SQLite's default is 2 MiB:
+/// too small once the due index and the event id index outgrow it).
+const CACHE_KIB: i64 = 65_536;
+/// Bytes of the file read through `mmap` instead of `pread` (reads only;
+/// writes still go through the WAL).
+const MMAP_BYTES: i64 = 256 << 20;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -44,18 +58,26 @@ enum Command {
 
 pub(crate) struct Sqlite {
     commands: mpsc::Sender<Command>,
+    /// Reads (lists, counts) on a connection of their own, so they never
+    /// wait behind a group commit.
+    reader: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    identity: Option<FileIdentity>,
 }
 
 impl Sqlite {
     pub(crate) async fn open(path: PathBuf) -> Result<Self, InboxError> {
         let (commands, receiver) = mpsc::channel(CHANNEL);
         let (ready, opened) = oneshot::channel();
+        let reader_path = path.clone();
+        let own_path = path.clone();
         std::thread::Builder::new()
             .name("kendo-inbox-sqlite".to_owned())
             .spawn(move || match open(&path) {
                 Ok(connection) => {
                     let _ = ready.send(Ok(()));
-                    serve(connection, receiver);
+                    let identity = FileIdentity::of(&path);
+                    serve(connection, receiver, &path, identity);
                 }
                 Err(error) => {
                     let _ = ready.send(Err(error));
@@ -63,7 +85,32 @@ impl Sqlite {
             })
             .map_err(|e| InboxError::unavailable("could not start the SQLite inbox's thread", e))?;
         opened.await.map_err(|_| InboxError::closed())??;
-        Ok(Self { commands })
+        let reader = tokio::task::spawn_blocking(move || open_reader(&reader_path))
+            .await
+            .map_err(|_| InboxError::closed())??;
+        let identity = FileIdentity::of(&own_path);
+        Ok(Self {
+            commands,
+            reader: Arc::new(Mutex::new(reader)),
+            path: own_path,
+            identity,
+        })
+    }
+
+    /// Runs the read-only `job` on the reader connection, on tokio's
+    /// blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        job: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, InboxError> {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || {
+            let connection = reader.lock().unwrap_or_else(PoisonError::into_inner);
+            job(&connection).map_err(|e| unavailable(what, &e))
+        })
+        .await
+        .map_err(|_| InboxError::closed())?
     }
 
     /// Runs `job` on the database thread and returns its result.
@@ -117,10 +164,94 @@ fn open(path: &Path) -> Result<Connection, InboxError> {
         ));
     }
     connection
-        .execute_batch("PRAGMA synchronous = FULL;")
+        .execute_batch(&format!(
+            "PRAGMA synchronous = FULL; PRAGMA cache_size = -{CACHE_KIB}; \
+             PRAGMA mmap_size = {MMAP_BYTES};"
+        ))
         .map_err(|e| unavailable(&what, &e))?;
+    restrict_permissions(path);
     migrate(&mut connection, path)?;
     Ok(connection)
+}
+
+/// The reader connection: WAL readers see the last commit and never block
+/// the writer.
+fn open_reader(path: &Path) -> Result<Connection, InboxError> {
+    let what = format!(
+        "could not open the SQLite inbox {} for reading",
+        path.display()
+    );
+    let connection = Connection::open(path).map_err(|e| unavailable(&what, &e))?;
+    connection
+        .busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| unavailable(&what, &e))?;
+    connection
+        .execute_batch(&format!(
+            "PRAGMA query_only = ON; PRAGMA cache_size = -{CACHE_KIB}; \
+             PRAGMA mmap_size = {MMAP_BYTES};"
+        ))
+        .map_err(|e| unavailable(&what, &e))?;
+    Ok(connection)
+}
+
+/// The database and its WAL hold every raw body: readable by the owner
+/// only (a umask of 022 would leave them world-readable).
+fn restrict_permissions(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut names = vec![path.as_os_str().to_owned()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            names.push(name);
+        }
+        for name in names {
+            let _ = std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// Which file a path named when the inbox opened it (device and inode), to
+/// notice when it is removed or replaced while the inbox runs: a commit into
+/// an unlinked file is durable nowhere anyone will look.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileIdentity(u64, u64);
+
+impl FileIdentity {
+    fn of(path: &Path) -> Option<Self> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(path).ok().map(|m| Self(m.dev(), m.ino()))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            None
+        }
+    }
+}
+
+/// `Err` when the file at `path` is not the one the inbox opened.
+fn check_file(path: &Path, opened: Option<FileIdentity>) -> Result<(), InboxError> {
+    let Some(opened) = opened else { return Ok(()) };
+    match FileIdentity::of(path) {
+        Some(now) if now == opened => Ok(()),
+        Some(_) => Err(InboxError::unavailable(
+            format!(
+                "the SQLite inbox {} was replaced while open",
+                path.display()
+            ),
+            "nothing is committed into the old file; restart the process to open the new one",
+        )),
+        None => Err(InboxError::unavailable(
+            format!("the SQLite inbox {} was removed while open", path.display()),
+            "nothing is committed into the unlinked file; restore it or restart the process",
+        )),
+    }
 }
 
 fn migrate(connection: &mut Connection, path: &Path) -> Result<(), InboxError> {
@@ -172,7 +303,12 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), InboxError> {
 
 /// The database thread: commits groups of enqueues, runs other jobs in
 /// between, until every sender is gone.
-fn serve(mut connection: Connection, mut commands: mpsc::Receiver<Command>) {
+fn serve(
+    mut connection: Connection,
+    mut commands: mpsc::Receiver<Command>,
+    path: &Path,
+    identity: Option<FileIdentity>,
+) {
     let mut group = Vec::with_capacity(64);
     let mut deferred: Option<Job> = None;
     loop {
@@ -197,7 +333,14 @@ fn serve(mut connection: Connection, mut commands: mpsc::Receiver<Command>) {
                         Err(_) => break,
                     }
                 }
-                commit_group(&mut connection, &mut group);
+                match check_file(path, identity) {
+                    Ok(()) => commit_group(&mut connection, &mut group),
+                    Err(error) => {
+                        for (_, reply) in group.drain(..) {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                    }
+                }
             }
         }
     }
@@ -251,6 +394,85 @@ fn commit_group(
     }
 }
 
+/// Due rows out of attempts become dead (before a claim).
+const CLAIM_DEAD: &str = "UPDATE kendo_inbox SET
+    state = 'dead',
+    next_at = ?1,
+    last_error = CASE WHEN state = 'leased'
+        THEN 'the lease of ' || coalesce(lease_owner, '?') || ' ended before attempt '
+             || attempts || ' of ' || ?2 || ' was settled (the worker stopped or hung)'
+        ELSE coalesce(last_error, 'no attempts left') END
+ WHERE state IN ('pending', 'leased', 'failed') AND next_at <= ?1 AND attempts >= ?2";
+/// Leases the oldest due rows.
+const CLAIM: &str = "UPDATE kendo_inbox SET
+    state = 'leased', lease_owner = ?1, next_at = ?2 + ?3, attempts = attempts + 1
+ WHERE id IN (
+    SELECT id FROM kendo_inbox
+    WHERE state IN ('pending', 'leased', 'failed') AND next_at <= ?2
+    ORDER BY next_at LIMIT ?4)
+ RETURNING event_id, delivery_id, event, body, attempts";
+/// Settles the done rows of a batch (their ids as a JSON array).
+const SETTLE_DONE: &str = "UPDATE kendo_inbox SET state = 'done', next_at = ?1
+ WHERE event_id IN (SELECT value FROM json_each(?2))
+   AND state = 'leased' AND lease_owner = ?3";
+/// Settles one row.
+const SETTLE_ONE: &str =
+    "UPDATE kendo_inbox SET state = ?1, next_at = ?2, last_error = coalesce(?3, last_error)
+ WHERE event_id = ?4 AND state = 'leased' AND lease_owner = ?5";
+/// Renews one lease.
+const EXTEND: &str = "UPDATE kendo_inbox SET next_at = ?1
+ WHERE event_id = ?2 AND state = 'leased' AND lease_owner = ?3";
+/// Deletes the oldest done rows past the retention.
+const PURGE: &str = "DELETE FROM kendo_inbox WHERE id IN (
+    SELECT id FROM kendo_inbox WHERE state = 'done' AND next_at < ?1
+    ORDER BY next_at LIMIT ?2)";
+/// Rows per state.
+const COUNTS: &str = "SELECT state, n FROM kendo_inbox_counts";
+/// Re-queues rows: `?2` names one dead row; else every dead row
+/// (`?3 = 0`), or every dead and failed row (`?3 = 1`). The redundant `IN`
+/// term puts it on the index of failed and dead rows.
+const REQUEUE: &str =
+    "UPDATE kendo_inbox SET state = 'pending', attempts = 0, next_at = ?1, lease_owner = NULL
+ WHERE state IN ('failed', 'dead')
+   AND (state = 'dead' OR ?3 = 1)
+   AND (?2 IS NULL OR event_id = ?2)";
+
+/// The hot and operator queries with a name each, for a test that asserts
+/// their query plans read indexes.
+pub(crate) fn query_plans() -> Vec<(&'static str, String)> {
+    let mut queries = vec![
+        ("claim: out of attempts", CLAIM_DEAD.to_owned()),
+        ("claim", CLAIM.to_owned()),
+        ("settle done rows", SETTLE_DONE.to_owned()),
+        ("settle one row", SETTLE_ONE.to_owned()),
+        ("renew a lease", EXTEND.to_owned()),
+        ("purge done rows", PURGE.to_owned()),
+        ("counts", COUNTS.to_owned()),
+        ("requeue", REQUEUE.to_owned()),
+        (
+            "duplicate check",
+            "SELECT 1 FROM kendo_inbox WHERE event_id = ?1".to_owned(),
+        ),
+    ];
+    for state in [
+        RowState::Pending,
+        RowState::Leased,
+        RowState::Failed,
+        RowState::Dead,
+        RowState::Done,
+    ] {
+        queries.push((state.as_str(), list_sql(state)));
+    }
+    queries
+}
+
+fn list_sql(state: RowState) -> String {
+    format!(
+        "SELECT {COLUMNS} FROM kendo_inbox WHERE state = ?1 AND {} LIMIT ?2",
+        super::list_order(state)
+    )
+}
+
 const COLUMNS: &str =
     "event_id, delivery_id, event, body, state, attempts, last_error, received_at, next_at, lease_owner";
 
@@ -289,47 +511,37 @@ impl Backend for Sqlite {
         lease: Duration,
         max_attempts: u32,
     ) -> BoxFuture<'_, Result<Vec<Claimed>, InboxError>> {
-        Box::pin(self.run("could not claim rows of the SQLite inbox", move |connection| {
-            let now = now_ms();
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "UPDATE kendo_inbox SET
-                    state = 'dead',
-                    next_at = ?1,
-                    last_error = CASE WHEN state = 'leased'
-                        THEN 'the lease of ' || coalesce(lease_owner, '?') || ' ended before attempt '
-                             || attempts || ' of ' || ?2 || ' was settled (the worker stopped or hung)'
-                        ELSE coalesce(last_error, 'no attempts left') END
-                 WHERE state IN ('pending', 'leased', 'failed') AND next_at <= ?1 AND attempts >= ?2",
-                params![now, max_attempts],
-            )?;
-            let claimed = {
-                let mut claim = tx.prepare_cached(
-                    "UPDATE kendo_inbox SET
-                        state = 'leased', lease_owner = ?1, next_at = ?2 + ?3, attempts = attempts + 1
-                     WHERE event_id IN (
-                        SELECT event_id FROM kendo_inbox
-                        WHERE state IN ('pending', 'leased', 'failed') AND next_at <= ?2
-                        ORDER BY next_at LIMIT ?4)
-                     RETURNING event_id, delivery_id, event, body, attempts",
-                )?;
-                let rows = claim.query_map(
-                    params![owner, now, millis(lease), i64::try_from(limit).unwrap_or(i64::MAX)],
-                    |row| {
-                        Ok(Claimed {
-                            event_id: row.get(0)?,
-                            delivery_id: row.get(1)?,
-                            event_name: row.get(2)?,
-                            body: Bytes::from(row.get::<_, Vec<u8>>(3)?),
-                            attempts: u32::try_from(row.get::<_, i64>(4)?).unwrap_or(u32::MAX),
-                        })
-                    },
-                )?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()?
-            };
-            tx.commit()?;
-            Ok(claimed)
-        }))
+        Box::pin(self.run(
+            "could not claim rows of the SQLite inbox",
+            move |connection| {
+                let now = now_ms();
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute(CLAIM_DEAD, params![now, max_attempts])?;
+                let claimed = {
+                    let mut claim = tx.prepare_cached(CLAIM)?;
+                    let rows = claim.query_map(
+                        params![
+                            owner,
+                            now,
+                            millis(lease),
+                            i64::try_from(limit).unwrap_or(i64::MAX)
+                        ],
+                        |row| {
+                            Ok(Claimed {
+                                event_id: row.get(0)?,
+                                delivery_id: row.get(1)?,
+                                event_name: row.get(2)?,
+                                body: Bytes::from(row.get::<_, Vec<u8>>(3)?),
+                                attempts: u32::try_from(row.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+                            })
+                        },
+                    )?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()?
+                };
+                tx.commit()?;
+                Ok(claimed)
+            },
+        ))
     }
 
     fn settle(
@@ -337,27 +549,40 @@ impl Backend for Sqlite {
         owner: String,
         rows: Vec<(String, Settle)>,
     ) -> BoxFuture<'_, Result<(), InboxError>> {
-        Box::pin(self.run("could not settle rows of the SQLite inbox", move |connection| {
-            let now = now_ms();
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut settle = tx.prepare_cached(
-                    "UPDATE kendo_inbox SET state = ?1, next_at = ?2, last_error = coalesce(?3, last_error)
-                     WHERE event_id = ?4 AND state = 'leased' AND lease_owner = ?5",
-                )?;
-                for (event_id, how) in &rows {
-                    let (state, at, error) = match how {
-                        Settle::Done => ("done", now, None),
-                        Settle::Retry { delay, error } => {
-                            ("failed", now.saturating_add(millis(*delay)), Some(error))
-                        }
-                        Settle::Dead { error } => ("dead", now, Some(error)),
-                    };
-                    settle.execute(params![state, at, error, event_id, owner])?;
+        Box::pin(self.run(
+            "could not settle rows of the SQLite inbox",
+            move |connection| {
+                let now = now_ms();
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                {
+                    // Done rows (nearly all of them) in one statement; an id
+                    // with a NUL, which JSON text would not carry, goes one by one.
+                    let done: Vec<&str> = rows
+                        .iter()
+                        .filter(|(id, how)| matches!(how, Settle::Done) && !id.contains('\0'))
+                        .map(|(id, _)| id.as_str())
+                        .collect();
+                    if !done.is_empty() {
+                        let ids = serde_json::to_string(&done).unwrap_or_else(|_| "[]".to_owned());
+                        tx.prepare_cached(SETTLE_DONE)?
+                            .execute(params![now, ids, owner])?;
+                    }
+                    let mut settle = tx.prepare_cached(SETTLE_ONE)?;
+                    for (event_id, how) in &rows {
+                        let (state, at, error) = match how {
+                            Settle::Done if !event_id.contains('\0') => continue,
+                            Settle::Done => ("done", now, None),
+                            Settle::Retry { delay, error } => {
+                                ("failed", now.saturating_add(millis(*delay)), Some(error))
+                            }
+                            Settle::Dead { error } => ("dead", now, Some(error)),
+                        };
+                        settle.execute(params![state, at, error, event_id, owner])?;
+                    }
                 }
-            }
-            tx.commit()
-        }))
+                tx.commit()
+            },
+        ))
     }
 
     fn extend(
@@ -372,10 +597,7 @@ impl Backend for Sqlite {
                 let until = now_ms().saturating_add(millis(lease));
                 let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 {
-                    let mut extend = tx.prepare_cached(
-                        "UPDATE kendo_inbox SET next_at = ?1
-                     WHERE event_id = ?2 AND state = 'leased' AND lease_owner = ?3",
-                    )?;
+                    let mut extend = tx.prepare_cached(EXTEND)?;
                     for event_id in &event_ids {
                         extend.execute(params![until, event_id, owner])?;
                     }
@@ -390,13 +612,10 @@ impl Backend for Sqlite {
         state: RowState,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<StoredDelivery>, InboxError>> {
-        Box::pin(self.run(
+        Box::pin(self.read(
             "could not list rows of the SQLite inbox",
             move |connection| {
-                let mut list = connection.prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM kendo_inbox WHERE state = ?1
-                 ORDER BY received_at, event_id LIMIT ?2"
-                ))?;
+                let mut list = connection.prepare_cached(&list_sql(state))?;
                 let rows = list.query_map(
                     params![state.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)],
                     stored,
@@ -406,24 +625,30 @@ impl Backend for Sqlite {
         ))
     }
 
-    fn requeue(&self, event_id: Option<String>) -> BoxFuture<'_, Result<u64, InboxError>> {
-        Box::pin(self.run("could not re-queue rows of the SQLite inbox", move |connection| {
-            let sql = "UPDATE kendo_inbox SET state = 'pending', attempts = 0, next_at = ?1, lease_owner = NULL
-                       WHERE state = 'dead'";
-            let changed = match &event_id {
-                Some(id) => connection.execute(&format!("{sql} AND event_id = ?2"), params![now_ms(), id])?,
-                None => connection.execute(sql, params![now_ms()])?,
-            };
-            Ok(changed as u64)
-        }))
+    fn requeue(
+        &self,
+        event_id: Option<String>,
+        failed_too: bool,
+    ) -> BoxFuture<'_, Result<u64, InboxError>> {
+        Box::pin(self.run(
+            "could not re-queue rows of the SQLite inbox",
+            move |connection| {
+                let changed = connection.prepare_cached(REQUEUE)?.execute(params![
+                    now_ms(),
+                    event_id,
+                    i64::from(failed_too)
+                ])?;
+                Ok(changed as u64)
+            },
+        ))
     }
 
     fn counts(&self) -> BoxFuture<'_, Result<Counts, InboxError>> {
         Box::pin(
-            self.run("could not count rows of the SQLite inbox", |connection| {
+            self.read("could not count rows of the SQLite inbox", |connection| {
                 let mut counts = Counts::default();
-                let mut query = connection
-                    .prepare_cached("SELECT state, count(*) FROM kendo_inbox GROUP BY state")?;
+                // Kept by triggers: five rows, never a scan of the inbox.
+                let mut query = connection.prepare_cached(COUNTS)?;
                 let rows = query.query_map([], |row| {
                     Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
                 })?;
@@ -443,17 +668,39 @@ impl Backend for Sqlite {
         )
     }
 
-    fn purge_done(&self, older_than: Duration) -> BoxFuture<'_, Result<u64, InboxError>> {
+    fn purge_done(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<u64, InboxError>> {
         Box::pin(self.run(
             "could not purge done rows of the SQLite inbox",
             move |connection| {
                 let before = now_ms().saturating_sub(millis(older_than));
-                let deleted = connection.execute(
-                    "DELETE FROM kendo_inbox WHERE state = 'done' AND next_at < ?1",
-                    params![before],
-                )?;
+                // The oldest `limit` through the done index: each call holds
+                // the writer for that many deletes only.
+                let deleted = connection
+                    .prepare_cached(PURGE)?
+                    .execute(params![before, i64::try_from(limit).unwrap_or(i64::MAX)])?;
                 Ok(deleted as u64)
             },
         ))
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), InboxError>> {
+        if let Err(error) = check_file(&self.path, self.identity) {
+            return Box::pin(async move { Err(error) });
+        }
+        Box::pin(
+            self.run("the SQLite inbox cannot be written", |connection| {
+                // A real write and fsync, of a row that exists anyway.
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "UPDATE kendo_inbox_counts SET n = n WHERE state = 'dead'",
+                    [],
+                )?;
+                tx.commit()
+            }),
+        )
     }
 }

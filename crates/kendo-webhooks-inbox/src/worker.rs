@@ -41,6 +41,99 @@ where
     }
 }
 
+/// Your code that processes a whole claimed batch of stored deliveries at
+/// once, for example in one database transaction (built into a worker by
+/// [`Inbox::batch_worker`]).
+///
+/// Implemented for every `Fn(Vec<Delivery>) -> impl Future<Output =
+/// Vec<Result<(), E>>>`. Return one result per delivery, in the order
+/// given; a missing result counts as a failure. Each delivery runs at least
+/// once, so stay idempotent on [`Delivery::event_id`]. When a batch fails
+/// as a whole, try its deliveries one by one, so one bad delivery fails
+/// alone.
+pub trait BatchHandler: Send + Sync + 'static {
+    /// Why handling failed; its text is stored as the row's `last_error`.
+    type Error: fmt::Display + Send + 'static;
+
+    /// Processes `deliveries`; one result each, in order.
+    fn handle_batch(
+        &self,
+        deliveries: Vec<Delivery>,
+    ) -> impl Future<Output = Vec<Result<(), Self::Error>>> + Send;
+}
+
+impl<F, Fut, E> BatchHandler for F
+where
+    F: Fn(Vec<Delivery>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Vec<Result<(), E>>> + Send,
+    E: fmt::Display + Send + 'static,
+{
+    type Error = E;
+
+    fn handle_batch(
+        &self,
+        deliveries: Vec<Delivery>,
+    ) -> impl Future<Output = Vec<Result<(), E>>> + Send {
+        self(deliveries)
+    }
+}
+
+/// Results of one spawned task: (row index, result) pairs.
+type TaskResults = Vec<(usize, Result<(), String>)>;
+
+/// Starts the handler on claimed rows: one task per row for a [`Handler`],
+/// one task per batch for a [`BatchHandler`].
+type Dispatch = dyn Fn(Vec<(usize, Delivery)>, Duration, &mut JoinSet<TaskResults>) + Send + Sync;
+
+fn per_delivery<H: Handler>(handler: H) -> Arc<Dispatch> {
+    let handler = Arc::new(handler);
+    Arc::new(move |rows, timeout, tasks: &mut JoinSet<TaskResults>| {
+        for (index, delivery) in rows {
+            let handler = Arc::clone(&handler);
+            tasks.spawn(async move {
+                let result = match tokio::time::timeout(timeout, handler.handle(delivery)).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("the handler did not finish within {timeout:?}")),
+                };
+                vec![(index, result)]
+            });
+        }
+    })
+}
+
+fn batched<B: BatchHandler>(handler: B) -> Arc<Dispatch> {
+    let handler = Arc::new(handler);
+    Arc::new(move |rows, timeout, tasks: &mut JoinSet<TaskResults>| {
+        if rows.is_empty() {
+            return;
+        }
+        let handler = Arc::clone(&handler);
+        tasks.spawn(async move {
+            let (indexes, deliveries): (Vec<usize>, Vec<Delivery>) = rows.into_iter().unzip();
+            let results =
+                match tokio::time::timeout(timeout, handler.handle_batch(deliveries)).await {
+                    Ok(results) => results
+                        .into_iter()
+                        .map(|r| r.map_err(|e| e.to_string()))
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+            let mut results = results.into_iter();
+            indexes
+                .into_iter()
+                .map(|index| {
+                    let result = results.next().unwrap_or_else(|| {
+                        Err(format!(
+                            "the batch handler gave no result for it within {timeout:?}"
+                        ))
+                    });
+                    (index, result)
+                })
+                .collect()
+        });
+    })
+}
+
 /// Hands stored deliveries to a [`Handler`]: built by [`Inbox::worker`],
 /// configured with its methods, then [`spawn`](Self::spawn)ed or
 /// [`run`](Self::run).
@@ -53,7 +146,9 @@ where
 /// one of them at a time.
 pub struct Worker<H> {
     inbox: Inbox,
-    handler: Arc<H>,
+    dispatch: Arc<Dispatch>,
+    handler: std::marker::PhantomData<fn() -> H>,
+    retention: Option<Duration>,
     batch_size: usize,
     max_attempts: u32,
     lease: Duration,
@@ -77,6 +172,7 @@ impl<H> fmt::Debug for Worker<H> {
             .field("poll_interval", &self.poll_interval)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("handler_timeout", &self.handler_timeout)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +192,8 @@ pub struct WorkerReport {
     /// Handler calls cut off by the shutdown grace period (their rows are
     /// settled as failed attempts).
     pub cut_off: u64,
+    /// Done rows purged by [`Worker::purge_done_after`].
+    pub purged: u64,
 }
 
 /// A running worker: [`shutdown`](Self::shutdown) it gracefully, or
@@ -131,9 +229,34 @@ impl WorkerHandle {
 
 /// Default number of rows claimed at once.
 const DEFAULT_BATCH: usize = 128;
+/// Default hand-offs before a row is dead: with the default backoff (1 s
+/// doubling to 1 h, full jitter) the expected span of 99 waits is about
+/// 45 h, and the chance that it falls under 24 h is negligible (each of the
+/// ~88 capped waits is uniform on 0..1 h).
+const DEFAULT_MAX_ATTEMPTS: u32 = 100;
 
 impl<H: Handler> Worker<H> {
     pub(crate) fn new(inbox: Inbox, handler: H) -> Self {
+        Self::with_dispatch(inbox, per_delivery(handler))
+    }
+}
+
+impl<B: BatchHandler> Worker<Batched<B>> {
+    pub(crate) fn new_batched(inbox: Inbox, handler: B) -> Self {
+        Self::with_dispatch(inbox, batched(handler))
+    }
+}
+
+/// Marks a [`Worker`] built by [`Inbox::batch_worker`]: its handler takes
+/// whole batches.
+#[derive(Debug)]
+pub struct Batched<B>(std::marker::PhantomData<fn() -> B>);
+
+/// How often a worker with [`Worker::purge_done_after`] purges.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+impl<H: 'static> Worker<H> {
+    fn with_dispatch(inbox: Inbox, dispatch: Arc<Dispatch>) -> Self {
         static WORKERS: AtomicU64 = AtomicU64::new(0);
         let started = super::now_ms();
         let owner = format!(
@@ -144,12 +267,14 @@ impl<H: Handler> Worker<H> {
         );
         Self {
             inbox,
-            handler: Arc::new(handler),
+            dispatch,
+            handler: std::marker::PhantomData,
+            retention: None,
             batch_size: DEFAULT_BATCH,
-            max_attempts: 5,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             lease: Duration::from_secs(30),
             first_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(300),
+            max_backoff: Duration::from_secs(3600),
             poll_interval: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(30),
             handler_timeout: Duration::from_secs(300),
@@ -166,7 +291,9 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Most times a delivery is handed to a handler before its row is dead
-    /// (default 5, at least 1). A hand-off cut short by a crash counts.
+    /// (default 100, at least 1: with the default backoff, retries span
+    /// well over 24 hours, so an outage of a day kills nothing). A
+    /// hand-off cut short by a crash counts.
     #[must_use]
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts.max(1);
@@ -183,7 +310,9 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Wait after the first failure, doubled after each further one, at
-    /// most `max` (default 1 s and 5 min).
+    /// most `max` (default 1 s and 1 h). Each wait is drawn uniformly
+    /// between zero and that bound ("full jitter"), so rows that failed
+    /// together (an outage) do not all come back at once.
     #[must_use]
     pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
         self.first_backoff = first;
@@ -228,6 +357,19 @@ impl<H: Handler> Worker<H> {
         self
     }
 
+    /// Deletes done rows (their raw bodies) once they have been done for
+    /// `retention`: every minute (or every half of `retention`, if
+    /// shorter), in batches of
+    /// [`PURGE_BATCH`](super::PURGE_BATCH) rows between claims, so the
+    /// writer is never held for long. Pending, leased, failed and dead rows
+    /// are never purged. Default: never. Keep it longer than any sender
+    /// retries (Kendo: seconds), or a late retry is handled again.
+    #[must_use]
+    pub fn purge_done_after(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
     /// Runs the worker as a tokio task.
     ///
     /// # Panics
@@ -258,9 +400,17 @@ impl<H: Handler> Worker<H> {
     async fn run_until(self, mut stop: watch::Receiver<bool>) -> WorkerReport {
         let mut report = WorkerReport::default();
         let mut error_wait = Duration::from_millis(50);
+        let mut next_purge = tokio::time::Instant::now();
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if let Some(retention) = self.retention {
+                if tokio::time::Instant::now() >= next_purge {
+                    next_purge = tokio::time::Instant::now()
+                        + (retention / 2).clamp(Duration::from_millis(100), PURGE_EVERY);
+                    report.purged += self.purge_some(retention).await;
+                }
             }
             let claimed = self
                 .inbox
@@ -308,6 +458,34 @@ impl<H: Handler> Worker<H> {
         report
     }
 
+    /// Purges done rows older than `retention`, one small batch at a time,
+    /// up to a bound per call (the rest waits for the next round).
+    async fn purge_some(&self, retention: Duration) -> u64 {
+        let mut purged = 0;
+        for _ in 0..200 {
+            match self
+                .inbox
+                .backend()
+                .purge_done(retention, super::PURGE_BATCH)
+                .await
+            {
+                Ok(deleted) => {
+                    purged += deleted;
+                    if deleted < super::PURGE_BATCH as u64 {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                Err(_error) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(error = %_error, "inbox worker: could not purge done rows");
+                    break;
+                }
+            }
+        }
+        purged
+    }
+
     /// Hands a claimed batch to the handler, renews its leases while it
     /// runs and settles it.
     async fn handle_batch(
@@ -319,21 +497,12 @@ impl<H: Handler> Worker<H> {
         let mut tasks = JoinSet::new();
         let mut running: Vec<Option<(String, u32)>> = Vec::with_capacity(rows.len());
         let mut settled = Vec::with_capacity(rows.len());
+        let mut handed = Vec::with_capacity(rows.len());
         for (index, row) in rows.into_iter().enumerate() {
             match Delivery::parse(row.body, &row.delivery_id, &row.event_name) {
                 Ok(delivery) => {
-                    let handler = Arc::clone(&self.handler);
                     report.handed += 1;
-                    let timeout = self.handler_timeout;
-                    tasks.spawn(async move {
-                        let result = match tokio::time::timeout(timeout, handler.handle(delivery))
-                            .await
-                        {
-                            Ok(result) => result.map_err(|e| e.to_string()),
-                            Err(_) => Err(format!("the handler did not finish within {timeout:?}")),
-                        };
-                        (index, result)
-                    });
+                    handed.push((index, delivery));
                     running.push(Some((row.event_id, row.attempts)));
                 }
                 Err(rejection) => {
@@ -353,6 +522,7 @@ impl<H: Handler> Worker<H> {
                 }
             }
         }
+        (self.dispatch)(handed, self.handler_timeout, &mut tasks);
         let renew_every = self.lease / 3;
         let mut renew =
             tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
@@ -367,10 +537,12 @@ impl<H: Handler> Worker<H> {
             tokio::select! {
                 joined = tasks.join_next() => {
                     let Some(joined) = joined else { break };
-                    // A panicked task's row is settled after the loop.
-                    let Ok((index, result)) = joined else { continue };
-                    let Some((event_id, attempts)) = running.get_mut(index).and_then(Option::take) else { continue };
-                    settled.push((event_id, self.settlement(result, attempts, report)));
+                    // A panicked task's rows are settled after the loop.
+                    let Ok(results) = joined else { continue };
+                    for (index, result) in results {
+                        let Some((event_id, attempts)) = running.get_mut(index).and_then(Option::take) else { continue };
+                        settled.push((event_id, self.settlement(result, attempts, report)));
+                    }
                 }
                 _ = renew.tick() => {
                     let ids: Vec<String> = running.iter().flatten().map(|(id, _)| id.clone()).collect();
@@ -422,10 +594,11 @@ impl<H: Handler> Worker<H> {
             Err(error) => {
                 report.failed += 1;
                 let doublings = attempts.saturating_sub(1).min(30);
-                let delay = self
+                let bound = self
                     .first_backoff
                     .saturating_mul(1 << doublings)
                     .min(self.max_backoff);
+                let delay = full_jitter(bound);
                 Settle::Retry {
                     delay,
                     error: format!("attempt {attempts} of {}: {error}", self.max_attempts),
@@ -441,13 +614,20 @@ impl<H: Handler> Worker<H> {
         if rows.is_empty() {
             return;
         }
+        let done = rows
+            .iter()
+            .filter(|(_, how)| matches!(how, Settle::Done))
+            .count() as u64;
         let mut rows = Some(rows);
         let mut wait = Duration::from_millis(50);
         for _attempt in 0..8 {
             let batch = rows.take().unwrap_or_default();
             let copy = batch.clone();
             match self.inbox.backend().settle(self.owner.clone(), batch).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.inbox.count_done(done);
+                    return;
+                }
                 Err(_error) => {
                     #[cfg(feature = "tracing")]
                     tracing::warn!(error = %_error, retry_in = ?wait, "inbox worker: could not settle rows");
@@ -458,6 +638,16 @@ impl<H: Handler> Worker<H> {
             }
         }
     }
+}
+
+/// A wait drawn uniformly from `0..=bound` (std's randomly keyed hasher as
+/// the source: no dependency for one number per failure).
+fn full_jitter(bound: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(bound.as_nanos());
+    let unit = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    bound.mul_f64(unit)
 }
 
 /// Resolves once the stop flag is set (or its sender is gone).
@@ -472,4 +662,19 @@ fn hostname() -> String {
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "worker".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_jitter_stays_within_its_bound_and_varies() {
+        let bound = Duration::from_secs(3600);
+        let waits: Vec<Duration> = (0..200).map(|_| full_jitter(bound)).collect();
+        assert!(waits.iter().all(|w| *w <= bound));
+        assert!(waits.iter().any(|w| *w < bound / 4), "{waits:?}");
+        assert!(waits.iter().any(|w| *w > bound * 3 / 4), "{waits:?}");
+        assert_eq!(full_jitter(Duration::ZERO), Duration::ZERO);
+    }
 }

@@ -169,3 +169,51 @@ async fn an_unreachable_server_is_an_error_that_says_so() {
         .unwrap_err();
     assert!(error.to_string().contains("does not parse"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_worker_hands_batches_and_one_bad_row_fails_alone() {
+    let Some((_server, inbox)) =
+        open("batch_worker_hands_batches_and_one_bad_row_fails_alone").await
+    else {
+        return;
+    };
+    suite::batch_worker_hands_batches_and_one_bad_row_fails_alone(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_old_done_rows_only() {
+    let Some((server, inbox)) = open("retention_purges_old_done_rows_only").await else {
+        return;
+    };
+    suite::retention_purges_old_done_rows_only(inbox.clone()).await;
+    // The kept counts agree with a scan of the table.
+    let (client, connection) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT state, count(*) FROM kendo_inbox GROUP BY state",
+            &[],
+        )
+        .await
+        .unwrap();
+    let scanned: std::collections::HashMap<String, i64> =
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!(counts.done, 0);
+    assert_eq!(
+        counts.failed as i64,
+        scanned.get("failed").copied().unwrap_or(0)
+    );
+    assert_eq!(
+        counts.dead as i64,
+        scanned.get("dead").copied().unwrap_or(0)
+    );
+    assert_eq!(
+        counts.pending as i64,
+        scanned.get("pending").copied().unwrap_or(0)
+    );
+    inbox.probe().await.unwrap();
+    assert!(inbox.health().healthy);
+}

@@ -98,3 +98,149 @@ async fn a_directory_that_does_not_exist_is_an_error_that_says_so() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_worker_hands_batches_and_one_bad_row_fails_alone() {
+    let (_dir, _, inbox) = open().await;
+    suite::batch_worker_hands_batches_and_one_bad_row_fails_alone(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_old_done_rows_only() {
+    let (_dir, path, inbox) = open().await;
+    suite::retention_purges_old_done_rows_only(inbox.clone()).await;
+    assert_counts_match_the_table(&path, &inbox).await;
+}
+
+/// The kept counts agree with a scan of the table.
+async fn assert_counts_match_the_table(path: &std::path::Path, inbox: &Inbox) {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    let mut scanned = kendo_webhooks_inbox::Counts::default();
+    let mut query = connection
+        .prepare("SELECT state, count(*) FROM kendo_inbox GROUP BY state")
+        .unwrap();
+    let rows = query
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
+        })
+        .unwrap();
+    for row in rows {
+        let (state, n) = row.unwrap();
+        match state.as_str() {
+            "pending" => scanned.pending = n,
+            "leased" => scanned.leased = n,
+            "done" => scanned.done = n,
+            "failed" => scanned.failed = n,
+            _ => scanned.dead += n,
+        }
+    }
+    assert_eq!(inbox.counts().await.unwrap(), scanned);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_counts_follow_every_transition() {
+    let (_dir, path, inbox) = open().await;
+    suite::retries_then_dead_then_requeue(inbox.clone()).await;
+    assert_counts_match_the_table(&path, &inbox).await;
+}
+
+#[tokio::test]
+async fn a_version_1_inbox_is_migrated_keeping_its_rows_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.db");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(include_str!("../migrations/sqlite/0001_inbox.sql"))
+            .unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE kendo_inbox_migrations (version INTEGER PRIMARY KEY,
+                     name TEXT NOT NULL, applied_at INTEGER NOT NULL);
+                 INSERT INTO kendo_inbox_migrations VALUES (1, 'create kendo_inbox', 0);
+                 INSERT INTO kendo_inbox (event_id, delivery_id, event, body, received_at, state, next_at)
+                 VALUES ('evt_a', 'dlv_a', 'call.uploaded', x'7b7d', 1, 'done', 2),
+                        ('evt_b', 'dlv_b', 'call.uploaded', x'7b7d', 1, 'dead', 2),
+                        ('evt_c', 'dlv_c', 'call.uploaded', x'7b7d', 1, 'pending', 1);",
+            )
+            .unwrap();
+    }
+    let inbox = Inbox::open_sqlite(&path).await.unwrap();
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!(
+        (counts.done, counts.dead, counts.pending),
+        (1, 1, 1),
+        "{counts:?}"
+    );
+    assert_counts_match_the_table(&path, &inbox).await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_file_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, path, _inbox) = open().await;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}
+
+/// The file removed while open: deliveries are refused (never answered as
+/// stored into an unlinked file), and health says so from memory.
+#[tokio::test]
+async fn a_removed_database_file_refuses_commits_and_turns_unhealthy() {
+    let (dir, path, inbox) = open().await;
+    suite::enqueue(&inbox, "evt_before").await;
+    inbox.probe().await.unwrap();
+    assert!(inbox.health().healthy);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let body =
+        kendo_webhooks::example_body("call.uploaded", "evt_after", "2026-03-05T12:00:00Z", false);
+    let delivery = kendo_webhooks::Delivery::parse(body, "dlv_after", "call.uploaded").unwrap();
+    let error = inbox.enqueue(&delivery).await.unwrap_err();
+    assert_eq!(error.kind(), InboxErrorKind::Unavailable);
+    assert!(error.to_string().contains("removed"), "{error}");
+    assert!(!inbox.health().healthy);
+    assert!(inbox.probe().await.is_err());
+    drop(dir);
+}
+
+/// Every query on the hot path and behind the dashboard reads an index:
+/// SQLite's plan names no full scan of the inbox.
+#[tokio::test]
+async fn hot_queries_use_indexes() {
+    let (_dir, path, inbox) = open().await;
+    drop(inbox);
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    for (name, sql) in kendo_webhooks_inbox::sqlite_query_plans_for_tests() {
+        let mut plan = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let count = plan.parameter_count();
+        let params: Vec<rusqlite::types::Value> = (0..count)
+            .map(|_| rusqlite::types::Value::Integer(1))
+            .collect();
+        let details: Vec<String> = plan
+            .query_map(rusqlite::params_from_iter(params), |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        // A scan of the five-row counts table is fine; of the inbox, never.
+        let scans_inbox = |d: &String| {
+            (d == "SCAN kendo_inbox" || d.starts_with("SCAN kendo_inbox ")) && !d.contains("INDEX")
+        };
+        assert!(
+            !details.iter().any(scans_inbox),
+            "{name} scans the inbox: {details:?}\n{sql}"
+        );
+        assert!(
+            details.iter().any(|d| d.contains("INDEX")
+                || d.contains("PRIMARY KEY")
+                || d.contains("kendo_inbox_counts")),
+            "{name} reads no index: {details:?}\n{sql}"
+        );
+    }
+}

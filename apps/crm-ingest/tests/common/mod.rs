@@ -144,8 +144,9 @@ impl Http {
         }
     }
 
+    /// The admin status with the tables' sizes (`/healthz` shows none).
     pub async fn health(&self, addr: SocketAddr) -> Value {
-        self.get_json(addr, "/healthz").await
+        self.get_json(addr, "/api/status?tables=1").await
     }
 }
 

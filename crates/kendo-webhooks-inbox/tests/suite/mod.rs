@@ -482,3 +482,173 @@ pub async fn shutdown_settles_rows_in_flight(inbox: Inbox) {
         "{error}"
     );
 }
+
+/// Commits `event_id` straight through the inbox (no HTTP).
+pub async fn enqueue(inbox: &Inbox, event_id: &str) {
+    let body = kendo_webhooks::example_body(
+        kendo_webhooks::CALL_UPLOADED,
+        event_id,
+        "2026-03-05T12:00:00Z",
+        false,
+    );
+    let delivery = Delivery::parse(body, &format!("dlv_{event_id}"), "call.uploaded")
+        .expect("a valid delivery");
+    inbox.enqueue(&delivery).await.expect("committed");
+}
+
+/// A batch worker hands whole batches to its handler, each delivery once;
+/// a delivery whose result is an error fails alone (retried, then dead),
+/// the rest of its batch is done.
+pub async fn batch_worker_hands_batches_and_one_bad_row_fails_alone(inbox: Inbox) {
+    const N: usize = 100;
+    for i in 0..N {
+        enqueue(&inbox, &format!("evt_{i}")).await;
+    }
+    let batches = Arc::new(Mutex::new(Vec::<Vec<String>>::new()));
+    let seen = Arc::clone(&batches);
+    let worker = inbox
+        .batch_worker(move |deliveries: Vec<Delivery>| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let ids: Vec<String> = deliveries.iter().map(|d| d.event_id().to_owned()).collect();
+                let results = ids
+                    .iter()
+                    .map(|id| {
+                        if id == "evt_7" {
+                            Err(format!("the CRM refused {id}"))
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .collect();
+                seen.lock().unwrap().push(ids);
+                results
+            }
+        })
+        .batch_size(40)
+        .max_attempts(2)
+        .backoff(Duration::from_millis(10), Duration::from_millis(10))
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    wait_until("all but one done, that one dead", || async {
+        let counts = inbox.counts().await.unwrap();
+        counts.done == N as u64 - 1 && counts.dead == 1
+    })
+    .await;
+    let report = worker.shutdown().await;
+    assert_eq!(report.succeeded, N as u64 - 1, "{report:?}");
+    assert_eq!(report.failed, 2, "{report:?}");
+    assert_eq!(report.dead, 1, "{report:?}");
+    let batches = batches.lock().unwrap().clone();
+    assert!(
+        batches.iter().any(|b| b.len() == 40),
+        "handed in batches of the batch size: {:?}",
+        batches.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    let mut handed: HashMap<&str, u32> = HashMap::new();
+    for id in batches.iter().flatten() {
+        *handed.entry(id).or_default() += 1;
+    }
+    for i in 0..N {
+        let expected = if i == 7 { 2 } else { 1 };
+        assert_eq!(
+            handed.get(format!("evt_{i}").as_str()),
+            Some(&expected),
+            "evt_{i}"
+        );
+    }
+    let dead = inbox.list(RowState::Dead, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event_id, "evt_7");
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("the CRM refused evt_7"),
+        "{dead:?}"
+    );
+}
+
+/// Retention: done rows older than the retention are purged (by
+/// `purge_done` and by the worker option); pending, failed and dead rows
+/// are kept whatever their age, and the counts follow.
+pub async fn retention_purges_old_done_rows_only(inbox: Inbox) {
+    for id in ["evt_done_1", "evt_done_2", "evt_dead"] {
+        enqueue(&inbox, id).await;
+    }
+    let recorder = Arc::new(Recorder::default());
+    recorder.failing.lock().unwrap().push("evt_dead".into());
+    let worker = inbox
+        .worker(recorder.handler())
+        .max_attempts(1)
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    wait_until("two done, one dead", || async {
+        let counts = inbox.counts().await.unwrap();
+        counts.done == 2 && counts.dead == 1
+    })
+    .await;
+    worker.shutdown().await;
+    enqueue(&inbox, "evt_pending").await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+
+    // Not old enough yet: nothing purged.
+    assert_eq!(
+        inbox.purge_done(Duration::from_secs(3600)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        inbox.purge_done(Duration::from_millis(10)).await.unwrap(),
+        2
+    );
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!(
+        (counts.done, counts.dead, counts.pending),
+        (0, 1, 1),
+        "{counts:?}"
+    );
+    assert!(inbox.list(RowState::Done, 10).await.unwrap().is_empty());
+    assert_eq!(
+        inbox.list(RowState::Dead, 10).await.unwrap()[0].event_id,
+        "evt_dead"
+    );
+    assert_eq!(
+        inbox.list(RowState::Pending, 10).await.unwrap()[0].event_id,
+        "evt_pending"
+    );
+
+    // The worker option: more done rows, and one that keeps failing.
+    for i in 0..3 {
+        enqueue(&inbox, &format!("evt_later_{i}")).await;
+    }
+    recorder.failing.lock().unwrap().push("evt_pending".into());
+    let worker = inbox
+        .worker(recorder.handler())
+        .max_attempts(100)
+        .backoff(Duration::from_secs(3600), Duration::from_secs(3600))
+        .poll_interval(Duration::from_millis(20))
+        .purge_done_after(Duration::from_millis(1))
+        .spawn();
+    wait_until("the worker purged the three new done rows", || async {
+        let counts = inbox.counts().await.unwrap();
+        counts.done == 0 && counts.failed == 1 && counts.pending == 0
+    })
+    .await;
+    let report = worker.shutdown().await;
+    assert_eq!(report.succeeded, 3, "{report:?}");
+    assert!(report.purged >= 3, "{report:?}");
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!((counts.failed, counts.dead), (1, 1), "{counts:?}");
+
+    // After an outage: every failed and dead row due again at once.
+    assert_eq!(inbox.requeue_all().await.unwrap(), 2);
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!(
+        (counts.pending, counts.failed, counts.dead),
+        (2, 0, 0),
+        "{counts:?}"
+    );
+    let pending = inbox.list(RowState::Pending, 10).await.unwrap();
+    assert!(pending.iter().all(|row| row.attempts == 0), "{pending:?}");
+}
