@@ -555,22 +555,26 @@ fn memory() {
         let (more, refused) =
             stall_bodies(replica.addr, ATTACKERS, ATTACKERS, LIMIT, nearly_full).await;
         stalled.extend(more);
-        // Declared lengths are reserved up front.
-        let fit = (BUDGET - BUDGET / 8) / LIMIT;
+        // The budget is charged for the bytes received: what fits is the
+        // large bodies' seven eighths over the bytes each sent (a body is
+        // refused when a frame takes it past the budget, so a few fewer
+        // may be held), and never more than the declared lengths allow.
+        let fit = (BUDGET - BUDGET / 8) / nearly_full;
+        let at_least = (BUDGET - BUDGET / 8) / LIMIT;
         let after = rss(replica.pid());
         println!(
-            "  {} stalled bodies in all: {} held, {refused} refused with 503 (room for {fit}); \
+            "  {} stalled bodies in all: {} held, {refused} refused with 503 (room for {at_least} to {fit}); \
              RSS +{} KiB",
             2 * ATTACKERS,
             stalled.len(),
             after.saturating_sub(before) / 1024
         );
-        assert_eq!(
-            stalled.len(),
-            fit,
-            "exactly what fits in the budget is held"
+        assert!(
+            (at_least..=fit).contains(&stalled.len()),
+            "what fits in the budget is held: {} of {at_least}..={fit}",
+            stalled.len()
         );
-        assert_eq!(refused, 2 * ATTACKERS - fit);
+        assert_eq!(refused, 2 * ATTACKERS - stalled.len());
         let d = delivery(5);
         let attempts = kendo_schedule(&client, replica.addr, &d).await;
         println!("  a real delivery meanwhile: {attempts:?}");

@@ -69,15 +69,14 @@ use std::sync::Arc;
 use axum_core::body::Body;
 use axum_core::extract::{FromRef, FromRequest, FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
-use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
-use http::{HeaderValue, Request, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::event::Delivery;
 use crate::layer::{DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT};
 use crate::reject::Rejection;
-use crate::service::{check_parts, ScannedHeaders, REJECTION_HEADER};
+use crate::service::{check_parts, ScannedHeaders};
 use crate::signature::Verifier;
 
 /// `Option<Delivery>`: `None` when the route is not behind the layer, for
@@ -142,31 +141,12 @@ impl IntoResponse for MissingDelivery {
 }
 
 /// The response the layer answers for this rejection: its status, the
-/// `x-kendo-webhook-rejection` header ([`REJECTION_HEADER`]) and, except for
+/// `x-kendo-webhook-rejection` header ([`REJECTION_HEADER`](crate::REJECTION_HEADER)) and, except for
 /// duplicates (200, empty), a one-line `text/plain` explanation. A 405 also
 /// carries `Allow: POST`, a 503 `Retry-After: 1`.
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let mut response = if self == Rejection::Duplicate {
-            Response::new(Body::empty())
-        } else {
-            let mut response = Response::new(Body::from(self.response_text()));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            response
-        };
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
-        headers.insert(REJECTION_HEADER, HeaderValue::from_static(self.as_str()));
-        if self == Rejection::MethodNotAllowed {
-            headers.insert(ALLOW, HeaderValue::from_static("POST"));
-        }
-        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
+        crate::reject::rejection_response(self, Body::from)
     }
 }
 

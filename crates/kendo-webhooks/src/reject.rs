@@ -218,6 +218,44 @@ impl Rejected {
     }
 }
 
+/// The response the layer answers for a rejection, written once for the
+/// layer and for axum's `IntoResponse`: its status, the
+/// `x-kendo-webhook-rejection` header and, except for duplicates (200,
+/// empty), a one-line `text/plain` explanation; a 405 also carries
+/// `Allow: POST`, a 503 `Retry-After: 1`. `body` makes the body from the
+/// text.
+pub(crate) fn rejection_response<B>(
+    reason: Rejection,
+    body: impl FnOnce(&'static str) -> B,
+) -> http::Response<B> {
+    use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+    let duplicate = reason == Rejection::Duplicate;
+    let mut response = http::Response::new(body(if duplicate {
+        ""
+    } else {
+        reason.response_text()
+    }));
+    *response.status_mut() = reason.status();
+    let headers = response.headers_mut();
+    headers.insert(
+        crate::service::REJECTION_HEADER,
+        HeaderValue::from_static(reason.as_str()),
+    );
+    if !duplicate {
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    if reason == Rejection::MethodNotAllowed {
+        headers.insert(ALLOW, HeaderValue::from_static("POST"));
+    }
+    if reason.status() == http::StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use http_body::Body;
 use http_body_util::Full;
@@ -22,7 +21,7 @@ use crate::dedupe::{Claim, StoreError};
 use crate::event::Delivery;
 use crate::outcome::{Outcome, Report};
 use crate::policy::StoreErrorPolicy;
-use crate::reject::{Rejected, Rejection};
+use crate::reject::{rejection_response, Rejected, Rejection};
 use crate::signature::{parse_signature, TAG_LEN};
 use crate::trace;
 
@@ -189,25 +188,31 @@ impl<'a> Seen<'a> {
     }
 }
 
-/// Tells the `on_outcome` hook and the metrics how a request ended.
-fn report(config: &Config, seen: Seen<'_>, outcome: Outcome<'_>) {
-    report_answer::<()>(config, seen, outcome, None);
+/// Tells everything that reports how a request ended: the span, the
+/// metrics, and the hooks. The layer's one reporting path.
+fn report(config: &Config, span: &trace::Span, seen: Seen<'_>, outcome: Outcome<'_>) {
+    report_answer::<()>(config, span, seen, outcome, None);
 }
 
 /// [`report`], with the inner service's response (its headers and
 /// extensions) when it answered.
 fn report_answer<B>(
     config: &Config,
+    span: &trace::Span,
     seen: Seen<'_>,
     outcome: Outcome<'_>,
     response: Option<&Response<B>>,
 ) {
+    span.record_outcome(&outcome);
     #[cfg(feature = "metrics")]
     {
         crate::metrics::record(&outcome);
         if let (Outcome::Accepted { .. }, Some(delivery)) = (&outcome, seen.delivery) {
             crate::metrics::record_drift(delivery);
         }
+    }
+    if let (Outcome::Rejected(reason), Some(hook)) = (&outcome, &config.on_reject) {
+        hook(&seen.rejected(*reason));
     }
     if let Some(hook) = &config.on_outcome {
         let mut report = seen.report(outcome);
@@ -297,12 +302,10 @@ where
         Ok(_in_flight) => return Ok(reject(&config, &span, Rejection::InFlight, seen)),
         Err(error) => {
             let policy = config.store_error_policy;
-            report_store_error(&config, seen, "claim", &error);
+            report_store_error(&config, &span, seen, "claim", &error);
             if policy == StoreErrorPolicy::FailClosed {
-                trace::store_error(&error, "answering 503 (fail-closed)");
                 return Ok(reject(&config, &span, Rejection::StoreUnavailable, seen));
             }
-            trace::store_error(&error, "processing without de-duplication (fail-open)");
             false
         }
     };
@@ -322,7 +325,8 @@ where
     let call = call_inner(inner, parts, bytes, delivery);
     let result = if guard.has_lease() {
         let seen = Seen::delivery(kept.as_ref());
-        let on_error = |error: &StoreError| report_store_error(&config, seen, "renew", error);
+        let on_error =
+            |error: &StoreError| report_store_error(&config, &span, seen, "renew", error);
         // Boxed: the renewal timer is not carried by every request.
         Box::pin(guard.renewing(call, on_error)).await
     } else {
@@ -331,13 +335,20 @@ where
     let result = finish(&config, &span, kept.as_ref(), result, started);
     let success = matches!(&result, Ok(response) if response.status().is_success());
     if let Err(error) = guard.settle(success).await {
-        report_store_error(&config, Seen::delivery(kept.as_ref()), "settle", &error);
+        report_store_error(
+            &config,
+            &span,
+            Seen::delivery(kept.as_ref()),
+            "settle",
+            &error,
+        );
     }
     result
 }
 
 fn report_store_error(
     config: &Config,
+    span: &trace::Span,
     seen: Seen<'_>,
     operation: &'static str,
     error: &StoreError,
@@ -348,7 +359,7 @@ fn report_store_error(
         error,
         policy,
     };
-    report(config, seen, outcome);
+    report(config, span, seen, outcome);
 }
 
 /// Hands the verified delivery to the inner service. Not an `async fn`:
@@ -375,31 +386,27 @@ fn finish<ResBody, E>(
     started: Option<Instant>,
 ) -> Result<Response<ResponseBody<ResBody>>, E> {
     let latency = started.map(|started| started.elapsed()).unwrap_or_default();
-    let (traced, outcome) = match &result {
-        Ok(response) if response.status().is_success() => (
-            trace::Outcome::Accepted(response.status()),
-            Outcome::Accepted {
-                status: response.status(),
-                latency,
-            },
-        ),
-        Ok(response) => (
-            trace::Outcome::InnerFailed(response.status()),
-            Outcome::InnerFailed {
-                status: Some(response.status()),
-                latency,
-            },
-        ),
-        Err(_) => (
-            trace::Outcome::InnerError,
-            Outcome::InnerFailed {
-                status: None,
-                latency,
-            },
-        ),
+    let outcome = match &result {
+        Ok(response) if response.status().is_success() => Outcome::Accepted {
+            status: response.status(),
+            latency,
+        },
+        Ok(response) => Outcome::InnerFailed {
+            status: Some(response.status()),
+            latency,
+        },
+        Err(_) => Outcome::InnerFailed {
+            status: None,
+            latency,
+        },
     };
-    span.record_outcome(traced);
-    report_answer(config, Seen::delivery(kept), outcome, result.as_ref().ok());
+    report_answer(
+        config,
+        span,
+        Seen::delivery(kept),
+        outcome,
+        result.as_ref().ok(),
+    );
     result.map(|response| response.map(ResponseBody::service))
 }
 
@@ -587,38 +594,15 @@ fn reject<B>(
     reason: Rejection,
     seen: Seen<'_>,
 ) -> Response<ResponseBody<B>> {
-    span.record_outcome(trace::Outcome::Rejected(reason));
-    if let Some(hook) = &config.on_reject {
-        hook(&seen.rejected(reason));
-    }
-    report(config, seen, Outcome::Rejected(reason));
-    let text = if reason == Rejection::Duplicate {
-        Bytes::new()
-    } else {
-        Bytes::from_static(reason.response_text().as_bytes())
-    };
-    let mut response = Response::new(ResponseBody::layer(text));
-    *response.status_mut() = reason.status();
-    let headers = response.headers_mut();
-    headers.insert(REJECTION_HEADER, HeaderValue::from_static(reason.as_str()));
-    if reason != Rejection::Duplicate {
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-    }
-    if reason == Rejection::MethodNotAllowed {
-        headers.insert(ALLOW, HeaderValue::from_static("POST"));
-    }
-    if reason.status() == http::StatusCode::SERVICE_UNAVAILABLE {
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
+    report(config, span, seen, Outcome::Rejected(reason));
+    rejection_response(reason, |text| {
+        ResponseBody::layer(Bytes::from_static(text.as_bytes()))
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+    use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 
     use super::*;
 

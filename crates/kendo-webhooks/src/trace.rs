@@ -7,20 +7,9 @@
 
 use std::future::Future;
 
-use http::StatusCode;
-
 use crate::dedupe::StoreError;
 use crate::event::Delivery;
-use crate::reject::Rejection;
-
-/// How a request ended, for the span's `outcome` field.
-#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
-pub(crate) enum Outcome {
-    Accepted(StatusCode),
-    InnerFailed(StatusCode),
-    InnerError,
-    Rejected(Rejection),
-}
+use crate::outcome::Outcome;
 
 #[cfg(feature = "tracing")]
 mod enabled {
@@ -77,8 +66,9 @@ mod enabled {
         }
 
         /// Records the outcome and logs it (inside the span, which the
-        /// caller's poll has entered).
-        pub(crate) fn record_outcome(&self, outcome: Outcome) {
+        /// caller's poll has entered). A store failure is logged, and the
+        /// request's final outcome recorded by the report that follows.
+        pub(crate) fn record_outcome(&self, outcome: &Outcome<'_>) {
             let span = Some(&self.0).filter(|span| !span.is_disabled());
             let record = |value: &str| {
                 if let Some(span) = span {
@@ -86,19 +76,22 @@ mod enabled {
                 }
             };
             match outcome {
-                Outcome::Accepted(status) => {
-                    record("accepted");
+                Outcome::Accepted { status, .. } => {
+                    record(outcome.as_str());
                     tracing::info!(status = status.as_u16(), "delivery accepted");
                 }
-                Outcome::InnerFailed(status) => {
-                    record("inner_failed");
+                Outcome::InnerFailed {
+                    status: Some(status),
+                    ..
+                } => {
+                    record(outcome.as_str());
                     tracing::warn!(
                         status = status.as_u16(),
                         "inner service failed; claim released for Kendo's retry"
                     );
                 }
-                Outcome::InnerError => {
-                    record("inner_error");
+                Outcome::InnerFailed { status: None, .. } => {
+                    record(outcome.as_str());
                     tracing::warn!(
                         "inner service returned an error; claim released for Kendo's retry"
                     );
@@ -110,6 +103,21 @@ mod enabled {
                         reason = reason.as_str(),
                         "delivery rejected"
                     );
+                }
+                Outcome::StoreFailed {
+                    operation,
+                    error,
+                    policy,
+                } => {
+                    let consequence = match (*operation, policy) {
+                        ("claim", crate::StoreErrorPolicy::FailClosed) => {
+                            "answering 503 (fail-closed)"
+                        }
+                        ("claim", _) => "processing without de-duplication (fail-open)",
+                        ("renew", _) => "the claim may lapse while the service runs",
+                        _ => "the delivery's answer stands; a retry may be processed again",
+                    };
+                    tracing::warn!(%error, operation, "de-duplication store failed: {consequence}");
                 }
             }
         }
@@ -138,7 +146,7 @@ mod enabled {
         }
         pub(crate) fn record_delivery_id(&self, _: Option<&str>) {}
         pub(crate) fn record_delivery(&self, _: &Delivery) {}
-        pub(crate) fn record_outcome(&self, _: Outcome) {}
+        pub(crate) fn record_outcome(&self, _: &Outcome<'_>) {}
     }
 
     pub(crate) fn store_error(_: &StoreError, _: &str) {}
