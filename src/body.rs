@@ -188,11 +188,11 @@ where
     .await
 }
 
-/// Joins the body's data frames, charging each to `reservation` as it
-/// arrives and counting them in `received`. A body of one frame is kept as
-/// it is (no copy); several are copied into one buffer as they arrive, so
-/// no more than the buffer and one frame are held at once. Trailers are
-/// ignored.
+/// Joins the body's data frames, charging `reservation` for each as it
+/// arrives and counting them in `received`. The frames are kept as they
+/// are (no copy) until the body ends, then joined into one buffer of
+/// exactly its length (a body of one frame, the usual case, is never
+/// copied). Trailers are ignored.
 async fn concatenate<B>(
     body: B,
     reservation: &mut Reservation<'_>,
@@ -203,8 +203,7 @@ where
     B::Error: Into<BoxError>,
 {
     let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<BytesMut> = None;
+    let mut frames: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| {
@@ -227,20 +226,19 @@ where
             return Err(Rejection::BodyBudgetExhausted);
         }
         received.store(total, Ordering::Relaxed);
-        if let Some(joined) = joined.as_mut() {
-            joined.extend_from_slice(&chunk);
-        } else if let Some(head) = first.take() {
-            // Sized by what arrived, not by a declared length that may
-            // never come.
-            let mut buffer = BytesMut::with_capacity(2 * (head.len() + chunk.len()));
-            buffer.extend_from_slice(&head);
-            buffer.extend_from_slice(&chunk);
-            joined = Some(buffer);
-        } else {
-            first = Some(chunk);
-        }
+        frames.push(chunk);
     }
-    Ok(joined.map(BytesMut::freeze).or(first).unwrap_or_default())
+    Ok(match frames.len() {
+        0 => Bytes::new(),
+        1 => frames.pop().unwrap_or_default(),
+        _ => {
+            let mut joined = BytesMut::with_capacity(total);
+            for frame in frames {
+                joined.extend_from_slice(&frame);
+            }
+            joined.freeze()
+        }
+    })
 }
 
 pin_project! {
@@ -491,6 +489,22 @@ mod tests {
         drop(reservation);
         feeder.await.unwrap();
         assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_of_many_frames_is_charged_for_its_bytes_and_joined_once() {
+        let budget = BodyBudget::new(64 * 1024);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for byte in [b'a', b'b', b'c'] {
+            tx.send(Bytes::from(vec![byte; 100])).unwrap();
+        }
+        drop(tx);
+        let mut reservation = Reservation::new(&budget);
+        let read = read_body(Fed(rx), 64 * 1024, DEADLINES, &mut reservation).await;
+        let body = read.expect("the body");
+        assert_eq!(body.len(), 300);
+        assert_eq!(&body[99..101], b"ab");
+        assert_eq!(budget.used(), 300);
     }
 
     #[test]

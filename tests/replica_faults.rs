@@ -556,8 +556,8 @@ fn memory() {
         let (more, refused) =
             stall_bodies(replica.addr, ATTACKERS, ATTACKERS, LIMIT, nearly_full).await;
         stalled.extend(more);
-        // Declared lengths are reserved up front.
-        let fit = (BUDGET - BUDGET / 8) / LIMIT;
+        // The bytes received are charged, never the declared length.
+        let fit = (BUDGET - BUDGET / 8) / nearly_full;
         let after = rss(replica.pid());
         println!(
             "  {} stalled bodies in all: {} held, {refused} refused with 503 (room for {fit}); \
