@@ -188,11 +188,17 @@ where
     .await
 }
 
-/// Joins the body's data frames, charging `reservation` for each as it
-/// arrives and counting them in `received`. The frames are kept as they
-/// are (no copy) until the body ends, then joined into one buffer of
-/// exactly its length (a body of one frame, the usual case, is never
-/// copied). Trailers are ignored.
+/// Frames smaller than this are copied together instead of kept one by
+/// one (a body trickled a byte at a time would otherwise cost a `Bytes`
+/// per byte).
+const COALESCE_BELOW: usize = 1024;
+
+/// Joins the body's data frames, charging `reservation` for the bytes as
+/// they arrive, and counting them in `received`. Frames are
+/// kept as they are (no copy), small ones copied together, until the body
+/// ends; then they are joined into one buffer of exactly its length (a
+/// body of one frame, the usual case, is never copied). Trailers are
+/// ignored.
 async fn concatenate<B>(
     body: B,
     reservation: &mut Reservation<'_>,
@@ -204,6 +210,7 @@ where
 {
     let mut body = std::pin::pin!(body);
     let mut frames: Vec<Bytes> = Vec::new();
+    let mut small = BytesMut::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| {
@@ -222,11 +229,25 @@ where
             continue;
         }
         total += chunk.len();
+        if chunk.len() < COALESCE_BELOW {
+            small.extend_from_slice(&chunk);
+        } else {
+            if !small.is_empty() {
+                frames.push(small.split().freeze());
+            }
+            frames.push(chunk);
+        }
+        // The bytes received. Kept frames are at least `COALESCE_BELOW`
+        // long, so the list of them adds at most 32 bytes a KiB; the
+        // buffer of small frames grows by doubling, so a body trickled in
+        // small frames holds at most about twice what it is charged.
         if !reservation.grow_to(total) {
             return Err(Rejection::BodyBudgetExhausted);
         }
         received.store(total, Ordering::Relaxed);
-        frames.push(chunk);
+    }
+    if !small.is_empty() {
+        frames.push(small.freeze());
     }
     Ok(match frames.len() {
         0 => Bytes::new(),
@@ -496,15 +517,32 @@ mod tests {
         let budget = BodyBudget::new(64 * 1024);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         for byte in [b'a', b'b', b'c'] {
-            tx.send(Bytes::from(vec![byte; 100])).unwrap();
+            tx.send(Bytes::from(vec![byte; 2000])).unwrap();
         }
         drop(tx);
         let mut reservation = Reservation::new(&budget);
         let read = read_body(Fed(rx), 64 * 1024, DEADLINES, &mut reservation).await;
         let body = read.expect("the body");
-        assert_eq!(body.len(), 300);
-        assert_eq!(&body[99..101], b"ab");
-        assert_eq!(budget.used(), 300);
+        assert_eq!(body.len(), 6000);
+        assert_eq!(&body[1999..2001], b"ab");
+        assert_eq!(budget.used(), 6000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_trickled_a_byte_at_a_time_is_copied_together_not_kept_per_byte() {
+        let budget = BodyBudget::new(64 * 1024);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..3000u32 {
+            tx.send(Bytes::from(vec![b'a' + (i % 26) as u8])).unwrap();
+        }
+        drop(tx);
+        let mut reservation = Reservation::new(&budget);
+        let read = read_body(Fed(rx), 64 * 1024, DEADLINES, &mut reservation).await;
+        let body = read.expect("the body");
+        assert_eq!(body.len(), 3000);
+        assert_eq!(&body[..3], b"abc");
+        assert_eq!(body[2999], b'a' + (2999 % 26) as u8);
+        assert_eq!(budget.used(), 3000);
     }
 
     #[test]
