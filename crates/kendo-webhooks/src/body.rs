@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use pin_project_lite::pin_project;
@@ -188,10 +188,16 @@ where
     .await
 }
 
-/// Joins the body's data frames, charging each to `reservation` as it
-/// arrives and counting them in `received`. A body of one frame is kept as
-/// it is (no copy); several are copied into one buffer as they arrive, so
-/// no more than the buffer and one frame are held at once. Trailers are
+/// Frames smaller than this are copied together instead of kept one by
+/// one (a body trickled a byte at a time would otherwise cost a `Bytes`
+/// per byte).
+const COALESCE_BELOW: usize = 1024;
+
+/// Joins the body's data frames, charging `reservation` for the bytes as
+/// they arrive, and counting them in `received`. Frames are
+/// kept as they are (no copy), small ones copied together, until the body
+/// ends; then they are joined into one buffer of exactly its length (a
+/// body of one frame, the usual case, is never copied). Trailers are
 /// ignored.
 async fn concatenate<B>(
     body: B,
@@ -202,12 +208,9 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    // The declared length caps how far the buffer grows; it is never
-    // allocated before the bytes arrive.
-    let declared = usize::try_from(body.size_hint().upper().unwrap_or(u64::MAX)).ok();
     let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<Vec<u8>> = None;
+    let mut frames: Vec<Bytes> = Vec::new();
+    let mut small = BytesMut::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| {
@@ -226,43 +229,37 @@ where
             continue;
         }
         total += chunk.len();
+        if chunk.len() < COALESCE_BELOW {
+            small.extend_from_slice(&chunk);
+        } else {
+            if !small.is_empty() {
+                frames.push(small.split().freeze());
+            }
+            frames.push(chunk);
+        }
+        // The bytes received. Kept frames are at least `COALESCE_BELOW`
+        // long, so the list of them adds at most 32 bytes a KiB; the
+        // buffer of small frames grows by doubling, so a body trickled in
+        // small frames holds at most about twice what it is charged.
         if !reservation.grow_to(total) {
             return Err(Rejection::BodyBudgetExhausted);
         }
         received.store(total, Ordering::Relaxed);
-        if let Some(joined) = joined.as_mut() {
-            grow(joined, chunk.len(), declared);
-            joined.extend_from_slice(&chunk);
-        } else if let Some(head) = first.take() {
-            let mut buffer = Vec::new();
-            grow(&mut buffer, head.len() + chunk.len(), declared);
-            buffer.extend_from_slice(&head);
-            buffer.extend_from_slice(&chunk);
-            joined = Some(buffer);
-        } else {
-            first = Some(chunk);
+    }
+    if !small.is_empty() {
+        frames.push(small.freeze());
+    }
+    Ok(match frames.len() {
+        0 => Bytes::new(),
+        1 => frames.pop().unwrap_or_default(),
+        _ => {
+            let mut joined = BytesMut::with_capacity(total);
+            for frame in frames {
+                joined.extend_from_slice(&frame);
+            }
+            joined.freeze()
         }
-    }
-    Ok(joined.map(Bytes::from).or(first).unwrap_or_default())
-}
-
-/// Makes room for `more` bytes. With a declared length, the buffer is
-/// allocated once at that size when the second frame arrives: its pages
-/// are touched only as bytes are written, so a body that declares much and
-/// sends little costs little memory, and a body that arrives whole is never
-/// copied from a smaller buffer (doubling would leave the smaller ones to
-/// the allocator: 150 stalled 63 KiB bodies then grew the process by more
-/// than the 16 MiB budget). Without one (or past it), the buffer doubles.
-fn grow(buffer: &mut Vec<u8>, more: usize, declared: Option<usize>) {
-    let needed = buffer.len() + more;
-    if needed <= buffer.capacity() {
-        return;
-    }
-    let target = match declared {
-        Some(declared) if needed <= declared => declared,
-        _ => needed.max(buffer.capacity() * 2),
-    };
-    buffer.reserve_exact(target - buffer.len());
+    })
 }
 
 pin_project! {
@@ -344,27 +341,6 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_buffer_is_sized_once_by_a_declared_length_and_doubles_without_one() {
-        let mut buffer = Vec::new();
-        grow(&mut buffer, 1_000, Some(64_512));
-        assert_eq!(
-            buffer.capacity(),
-            64_512,
-            "one allocation, the declared size"
-        );
-        buffer.resize(64_512, 0);
-        // Past the declared length (a lying header): doubling.
-        grow(&mut buffer, 1, Some(64_512));
-        assert_eq!(buffer.capacity(), 129_024);
-        let mut open = vec![0u8; 40_000];
-        open.shrink_to_fit();
-        grow(&mut open, 1_000, None);
-        assert_eq!(open.capacity(), 80_000);
-        grow(&mut open, 100_000, None);
-        assert_eq!(open.capacity(), 160_000);
-    }
 
     #[test]
     fn reservations_are_returned_when_dropped() {
@@ -534,6 +510,39 @@ mod tests {
         drop(reservation);
         feeder.await.unwrap();
         assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_of_many_frames_is_charged_for_its_bytes_and_joined_once() {
+        let budget = BodyBudget::new(64 * 1024);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for byte in [b'a', b'b', b'c'] {
+            tx.send(Bytes::from(vec![byte; 2000])).unwrap();
+        }
+        drop(tx);
+        let mut reservation = Reservation::new(&budget);
+        let read = read_body(Fed(rx), 64 * 1024, DEADLINES, &mut reservation).await;
+        let body = read.expect("the body");
+        assert_eq!(body.len(), 6000);
+        assert_eq!(&body[1999..2001], b"ab");
+        assert_eq!(budget.used(), 6000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_trickled_a_byte_at_a_time_is_copied_together_not_kept_per_byte() {
+        let budget = BodyBudget::new(64 * 1024);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..3000u32 {
+            tx.send(Bytes::from(vec![b'a' + (i % 26) as u8])).unwrap();
+        }
+        drop(tx);
+        let mut reservation = Reservation::new(&budget);
+        let read = read_body(Fed(rx), 64 * 1024, DEADLINES, &mut reservation).await;
+        let body = read.expect("the body");
+        assert_eq!(body.len(), 3000);
+        assert_eq!(&body[..3], b"abc");
+        assert_eq!(body[2999], b'a' + (2999 % 26) as u8);
+        assert_eq!(budget.used(), 3000);
     }
 
     #[test]
