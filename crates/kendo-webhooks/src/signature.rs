@@ -204,7 +204,9 @@ impl Verifier {
     /// [`replay_tolerance`](crate::KendoWebhookLayerBuilder::replay_tolerance)
     /// does (default: off). Kendo's retries span ~7 s plus timeouts, so keep
     /// it at minutes, not seconds; clocks drift. [`verify`](Self::verify)
-    /// sees no `created_at` and is not affected.
+    /// sees no `created_at` and is not affected, and neither, for now, is the
+    /// `VerifiedDelivery` axum extractor (feature `axum`), which
+    /// has no replay window.
     ///
     /// ```
     /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -246,7 +248,7 @@ impl Verifier {
     /// [`Rejection::OutsideReplayWindow`] when a replay window is set and
     /// `delivery`'s `created_at` is unreadable or further than the tolerance
     /// from now, either way.
-    fn check_replay_window(&self, delivery: &Delivery) -> Result<(), Rejection> {
+    pub(crate) fn check_replay_window(&self, delivery: &Delivery) -> Result<(), Rejection> {
         let Some(tolerance) = self.replay_tolerance else {
             return Ok(());
         };
