@@ -10,8 +10,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TRANSFER_ENCODING};
-use http::{Request, Response, StatusCode};
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderName, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -20,11 +22,26 @@ use kendo_webhooks::{Delivery, KendoWebhookLayer, Rejected, Rejection};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::answer::{self, Verdict};
 use crate::send::{chain, parse_url, shown_url};
 use crate::{secrets, ListenArgs, UsageError};
 
 /// How long the app behind `--forward-to` may take, as Kendo would wait.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+const FORWARD_TIMEOUT: Duration = crate::schedule::ATTEMPT_TIMEOUT;
+/// The most of the app's answer body passed back to the sender.
+const MAX_ANSWER_BODY: usize = 64 * 1024;
+
+/// Headers about one connection, not the answer: never copied between the
+/// app's answer and the sender's.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    CONTENT_LENGTH,
+    HOST,
+    PROXY_AUTHENTICATE,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+];
 
 pub(crate) fn listen(args: ListenArgs) -> Result<ExitCode, UsageError> {
     let secrets = secrets(&args.secret, &args.previous)?;
@@ -169,9 +186,8 @@ impl Forward {
             // The layer always sets it; answer 500 rather than guess.
             return text(StatusCode::INTERNAL_SERVER_ERROR, "no verified delivery");
         };
-        let verdict = format!(
-            "{} accepted  {}  event {}  delivery {}  secret {}{}",
-            clock(),
+        let ids = format!(
+            "{}  event {}  delivery {}  secret {}{}",
             delivery.event_name(),
             delivery.event_id(),
             delivery.delivery_id(),
@@ -179,11 +195,11 @@ impl Forward {
             if delivery.is_test() { "  (test)" } else { "" }
         );
         let Some(to) = &self.to else {
-            println!("{verdict}  -> 200");
+            println!("{} accepted  {ids}  -> 200", clock());
             return text(StatusCode::OK, "ok");
         };
         let mut headers = request.headers().clone();
-        for hop in [HOST, CONTENT_LENGTH, CONNECTION, TRANSFER_ENCODING] {
+        for hop in HOP_BY_HOP.iter().chain([&UPGRADE]) {
             headers.remove(hop);
         }
         let sent = self
@@ -195,21 +211,38 @@ impl Forward {
             .await;
         let shown = shown_url(to);
         match sent {
-            Ok(answer) => {
+            Ok(mut answer) => {
                 let status = answer.status();
-                let content_type = answer.headers().get(CONTENT_TYPE).cloned();
-                let body = answer.bytes().await.unwrap_or_default();
-                println!("{verdict}  -> forwarded to {shown}: {status}");
-                let mut response = Response::new(Full::new(body));
-                *response.status_mut() = status;
-                if let Some(content_type) = content_type {
-                    response.headers_mut().insert(CONTENT_TYPE, content_type);
+                let mut headers = answer.headers().clone();
+                for hop in &HOP_BY_HOP {
+                    headers.remove(hop);
                 }
+                let mut body = Vec::new();
+                while body.len() < MAX_ANSWER_BODY {
+                    match answer.chunk().await {
+                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                body.truncate(MAX_ANSWER_BODY);
+                let verdict = Verdict::of(status, &headers);
+                println!(
+                    "{} {verdict}  {ids}  -> forwarded to {shown}: {status}{}{}",
+                    clock(),
+                    answer::kendo_headers(&headers),
+                    answer::excerpt(&body, &headers)
+                );
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                *response.status_mut() = status;
+                *response.headers_mut() = headers;
                 response
             }
             Err(e) => {
                 let error = chain(e);
-                println!("{verdict}  -> forwarding to {shown} failed: {error}; answered 502");
+                println!(
+                    "{} failed  {ids}  -> forwarding to {shown} failed: {error}; answered 502",
+                    clock()
+                );
                 text(StatusCode::BAD_GATEWAY, "forwarding failed")
             }
         }

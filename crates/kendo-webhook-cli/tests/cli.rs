@@ -1,6 +1,7 @@
 //! The `kendo-webhook` binary as a user runs it: real processes, real HTTP
 //! servers on 127.0.0.1, signatures checked against an independent HMAC.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Extension, Router};
 use hmac::{Hmac, Mac};
@@ -221,6 +223,59 @@ async fn layer_server(secret: &str) -> (Arc<LayerLog>, String) {
         .with_state(log.clone());
     let addr = serve(app).await;
     (log, format!("http://{addr}{PATH}"))
+}
+
+/// An app shaped like one behind `kendo-webhooks-inbox`: the first copy of
+/// an event id is answered `x-kendo-inbox: stored`, later ones `duplicate`;
+/// an `agentName` of `Broken` is answered 500. Records each request.
+#[derive(Default)]
+struct InboxApp {
+    events: Mutex<HashSet<String>>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+async fn inbox(
+    State(app): State<Arc<InboxApp>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let value: Value = serde_json::from_slice(&body).unwrap_or_default();
+    app.seen.lock().unwrap().push(Seen {
+        at: Instant::now(),
+        headers,
+        body,
+    });
+    if value["data"]["agentName"] == "Broken" {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "handler failed").into_response();
+    }
+    let id = value["id"].as_str().unwrap_or_default().to_owned();
+    let answer = if app.events.lock().unwrap().insert(id) {
+        "stored"
+    } else {
+        "duplicate"
+    };
+    (
+        StatusCode::OK,
+        [("x-kendo-inbox", answer), ("x-other", "not shown")],
+        format!("{answer}\n in the inbox"),
+    )
+        .into_response()
+}
+
+async fn inbox_server() -> (Arc<InboxApp>, String) {
+    let app = Arc::new(InboxApp::default());
+    let router = Router::new()
+        .route(PATH, post(inbox))
+        .with_state(app.clone());
+    let addr = serve(router).await;
+    (app, format!("http://{addr}{PATH}"))
+}
+
+/// The JSON bodies a server received.
+fn bodies(seen: &[Seen]) -> Vec<Value> {
+    seen.iter()
+        .map(|s| serde_json::from_slice(&s.body).expect("a JSON body"))
+        .collect()
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
@@ -452,6 +507,7 @@ async fn send_delivers_a_verified_delivery_to_the_layer() {
         "evt_cli_1",
         "--delivery-id",
         "dlv_cli_1",
+        "--real",
     ]);
     let run = run_async(args.clone(), None, vec![]).await;
     run.assert_code(0);
@@ -486,6 +542,13 @@ async fn send_delivers_a_verified_delivery_to_the_layer() {
             .contains("x-kendo-webhook-rejection: duplicate"),
         "{again:#?}"
     );
+    assert!(
+        again
+            .stdout
+            .contains("\nduplicate: 200 OK for delivery dlv_cli_1 ("),
+        "{again:#?}"
+    );
+    assert!(!again.stdout.contains("accepted"), "{again:#?}");
     assert_eq!(log.deliveries.lock().unwrap().len(), 1);
 }
 
@@ -518,6 +581,316 @@ async fn send_with_test_marks_the_delivery_as_a_test() {
         delivery.delivery_id()
     );
     assert!(delivery.event_id().len() > "evt_".len() + 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_sends_a_test_delivery_unless_asked_for_a_real_one() {
+    let (log, url) = layer_server(SECRET).await;
+    let env = vec![("KENDO_WEBHOOK_SECRET".to_owned(), SECRET.to_owned())];
+    let default = run_async(strings(&["send", "--url", &url]), None, env.clone()).await;
+    default.assert_code(0);
+    assert!(default.stdout.contains(", test delivery"), "{default:#?}");
+    let real = run_async(
+        strings(&["send", "--url", &url, "--real"]),
+        None,
+        env.clone(),
+    )
+    .await;
+    real.assert_code(0);
+    assert!(real.stdout.contains(", real delivery"), "{real:#?}");
+    let deliveries = log.deliveries.lock().unwrap().clone();
+    assert_eq!(deliveries.len(), 2);
+    assert!(deliveries[0].is_test(), "the default is a test delivery");
+    assert!(!deliveries[1].is_test(), "--real is not");
+    let real_body: Value = serde_json::from_slice(deliveries[1].body()).unwrap();
+    assert!(real_body["data"].get("_isTest").is_none(), "{real_body}");
+
+    let both = run_async(
+        strings(&["send", "--url", &url, "--real", "--test"]),
+        None,
+        env,
+    )
+    .await;
+    both.assert_code(2);
+    assert_eq!(log.deliveries.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_set_overrides_single_fields_of_data_with_json_types() {
+    let (rec, url) = recording_server(0).await;
+    let run = run_async(
+        strings(&[
+            "send",
+            "--url",
+            &url,
+            "--secret",
+            SECRET,
+            "--event-id",
+            "evt_set",
+            "--set",
+            "agentName=Bob",
+            "--set",
+            "aiScore=72",
+            "--set",
+            "duration=null",
+            "--set",
+            "meta.source=cli",
+            "--set",
+            "meta.retried=false",
+            "--set",
+            "note=\"72\"",
+        ]),
+        None,
+        vec![],
+    )
+    .await;
+    run.assert_code(0);
+    let seen = rec.seen.lock().unwrap();
+    let body = &bodies(&seen)[0];
+    let data = &body["data"];
+    assert_eq!(data["agentName"], json!("Bob"));
+    assert_eq!(data["aiScore"], json!(72), "numbers stay numbers");
+    assert_eq!(data["duration"], Value::Null);
+    assert_eq!(data["meta"], json!({ "source": "cli", "retried": false }));
+    assert_eq!(data["note"], json!("72"));
+    // The rest of Kendo's example is kept.
+    assert_eq!(data["callId"], json!("call_evt_set"));
+    assert_eq!(data["userId"], json!("user_1"));
+    assert_eq!(data["_isTest"], json!(true));
+    // The envelope keeps Kendo's key order.
+    let text = String::from_utf8_lossy(&seen[0].body).into_owned();
+    assert!(
+        text.starts_with("{\"id\":\"evt_set\",\"event\":\"call.uploaded\",\"created_at\":"),
+        "{text}"
+    );
+    assert_eq!(
+        header(&seen[0].headers, "x-kendo-signature"),
+        hmac_hex(SECRET.as_bytes(), &seen[0].body)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_set_applies_on_top_of_data_from_stdin() {
+    let (rec, url) = recording_server(0).await;
+    let run = run_async(
+        strings(&[
+            "send", "--url", &url, "--secret", SECRET, "--data", "-", "--set", "a.b=2", "--real",
+        ]),
+        Some(br#"{"a": {"c": 1}, "callId": "c_1"}"#.to_vec()),
+        vec![],
+    )
+    .await;
+    run.assert_code(0);
+    let body = &bodies(&rec.seen.lock().unwrap())[0];
+    assert_eq!(
+        body["data"],
+        json!({ "a": { "c": 1, "b": 2 }, "callId": "c_1" })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_count_makes_a_batch_with_fresh_ids_round_robin_agents_and_scores_in_range() {
+    let (rec, url) = recording_server(0).await;
+    let batch = |seed: &str| {
+        run_async(
+            strings(&[
+                "send",
+                "--url",
+                &url,
+                "--secret",
+                SECRET,
+                "--real",
+                "--count",
+                "7",
+                "--agents",
+                "Ana,Bob Lee,Chen",
+                "--scores",
+                "40..45",
+                "--seed",
+                seed,
+            ]),
+            None,
+            vec![],
+        )
+    };
+    let run = batch("7").await;
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains(": 7 deliveries of call.uploaded"),
+        "{run:#?}"
+    );
+    assert!(run.stdout.contains("--seed 7 repeats them"), "{run:#?}");
+    assert_eq!(
+        run.stdout.lines().last(),
+        Some("summary: 7 deliveries: 7 accepted; last answers: 200 OK ×7"),
+        "{run:#?}"
+    );
+    let first: Vec<Value> = bodies(&rec.seen.lock().unwrap());
+    assert_eq!(first.len(), 7);
+    let names: Vec<&str> = first
+        .iter()
+        .map(|b| b["data"]["agentName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Ana", "Bob Lee", "Chen", "Ana", "Bob Lee", "Chen", "Ana"]
+    );
+    assert_eq!(first[1]["data"]["agentId"], json!("agent_bob_lee"));
+    let scores: Vec<String> = first
+        .iter()
+        .map(|b| {
+            let score = b["data"]["aiScore"]
+                .as_str()
+                .expect("aiScore is a string, as Kendo sends it");
+            let n: u32 = score.parse().unwrap();
+            assert!((40..=45).contains(&n), "{score}");
+            score.to_owned()
+        })
+        .collect();
+    assert!(first.iter().all(|b| b["data"].get("_isTest").is_none()));
+    let event_ids: HashSet<&str> = first.iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert_eq!(event_ids.len(), 7, "distinct event ids");
+    let delivery_ids: HashSet<String> = rec
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| header(&s.headers, "x-kendo-delivery-id").to_owned())
+        .collect();
+    assert_eq!(delivery_ids.len(), 7, "distinct delivery ids");
+    for seen in rec.seen.lock().unwrap().iter() {
+        assert_eq!(
+            header(&seen.headers, "x-kendo-signature"),
+            hmac_hex(SECRET.as_bytes(), &seen.body)
+        );
+    }
+
+    // The same seed gives the same scores, with fresh ids.
+    batch("7").await.assert_code(0);
+    let again: Vec<Value> = bodies(&rec.seen.lock().unwrap())[7..].to_vec();
+    let again_scores: Vec<&str> = again
+        .iter()
+        .map(|b| b["data"]["aiScore"].as_str().unwrap())
+        .collect();
+    assert_eq!(again_scores, scores);
+    assert!(again
+        .iter()
+        .all(|b| !event_ids.contains(b["id"].as_str().unwrap())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_shows_the_apps_inbox_answer_and_never_calls_a_duplicate_accepted() {
+    let (app, url) = inbox_server().await;
+    let send = || {
+        run_async(
+            strings(&[
+                "send",
+                "--url",
+                &url,
+                "--secret",
+                SECRET,
+                "--event-id",
+                "evt_twice",
+            ]),
+            None,
+            vec![],
+        )
+    };
+    let first = send().await;
+    first.assert_code(0);
+    assert!(
+        first.attempts()[0].contains(": 200 OK in ")
+            && first.attempts()[0].ends_with(", x-kendo-inbox: stored, body: stored in the inbox"),
+        "{first:#?}"
+    );
+    assert!(
+        first.stdout.contains("\nstored: 200 OK for delivery dlv_"),
+        "{first:#?}"
+    );
+    assert!(
+        !first.stdout.contains("x-other"),
+        "only x-kendo-* headers: {first:#?}"
+    );
+
+    // The same event under a new delivery id: the app's inbox says duplicate.
+    let second = send().await;
+    second.assert_code(0);
+    assert!(
+        second.attempts()[0].ends_with(", x-kendo-inbox: duplicate, body: duplicate in the inbox"),
+        "{second:#?}"
+    );
+    assert!(
+        second
+            .stdout
+            .contains("\nduplicate: 200 OK for delivery dlv_"),
+        "{second:#?}"
+    );
+    assert!(!second.stdout.contains("accepted"), "{second:#?}");
+    assert!(!second.stdout.contains("stored:"), "{second:#?}");
+    assert_eq!(app.seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_count_summarises_stored_duplicate_and_given_up_deliveries() {
+    let (app, url) = inbox_server().await;
+    // Deliveries for the agent "Broken" are answered 500; one attempt each.
+    let run = run_async(
+        strings(&[
+            "send",
+            "--url",
+            &url,
+            "--secret",
+            SECRET,
+            "--count",
+            "4",
+            "--agents",
+            "Ana,Broken,Chen,Broken",
+            "--attempts",
+            "1",
+        ]),
+        None,
+        vec![],
+    )
+    .await;
+    run.assert_code(1);
+    assert_eq!(
+        run.stdout.lines().last(),
+        Some("summary: 4 deliveries: 2 stored, 2 given up; last answers: 200 OK ×2, 500 Internal Server Error ×2"),
+        "{run:#?}"
+    );
+    assert!(run.stdout.contains("[2/4] event id evt_"), "{run:#?}");
+    assert_eq!(app.seen.lock().unwrap().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_refuses_bad_set_scores_count_and_agents_as_usage_errors() {
+    let (rec, url) = recording_server(0).await;
+    for (flag, extra) in [
+        ("--set", vec!["--set", "noequals"]),
+        ("--set", vec!["--set", "=72"]),
+        ("--set", vec!["--set", "agentName.first=Bob"]),
+        ("--scores", vec!["--scores", "95..40"]),
+        ("--scores", vec!["--scores", "40..101"]),
+        ("--scores", vec!["--scores", "forty"]),
+        ("--count", vec!["--count", "0"]),
+        ("--count", vec!["--count", "two"]),
+        ("--agents", vec!["--agents", "Ana,,Bob"]),
+        ("--event-id", vec!["--count", "2", "--event-id", "evt_1"]),
+        (
+            "--delivery-id",
+            vec!["--count", "2", "--delivery-id", "dlv_1"],
+        ),
+        ("--set", vec!["--raw", "-", "--set", "a=1"]),
+    ] {
+        let mut args = strings(&["send", "--url", &url, "--secret", SECRET]);
+        args.extend(strings(&extra));
+        let run = run_async(args, Some(b"{}".to_vec()), vec![]).await;
+        run.assert_code(2);
+        assert!(run.stderr.contains(flag), "{extra:?}: {run:#?}");
+        assert!(!run.stdout.contains("attempt"), "{extra:?}: {run:#?}");
+        assert!(!run.stderr.contains("panicked"), "{extra:?}: {run:#?}");
+    }
+    assert!(rec.seen.lock().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1015,6 +1388,60 @@ async fn listen_verifies_prints_and_forwards_each_delivery_unchanged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_shows_the_apps_answer_and_passes_its_headers_back() {
+    let (app, app_url) = inbox_server().await;
+    let listen = Listener::start(&["--secret", SECRET, "--forward-to", &app_url]);
+    listen.next_line();
+    let send = |delivery_id: &str| {
+        run_async(
+            strings(&[
+                "send",
+                "--url",
+                &listen.url,
+                "--secret",
+                SECRET,
+                "--event-id",
+                "evt_app",
+                "--delivery-id",
+                delivery_id,
+            ]),
+            None,
+            vec![],
+        )
+    };
+    let first = send("dlv_app_1").await;
+    first.assert_code(0);
+    let line = listen.next_line();
+    assert!(
+        line.contains(" stored  call.uploaded  event evt_app  delivery dlv_app_1  secret current  (test)  -> forwarded to http://127.0.0.1:"),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(": 200 OK, x-kendo-inbox: stored, body: stored in the inbox"),
+        "{line}"
+    );
+    assert!(first.stdout.contains("x-kendo-inbox: stored"), "{first:#?}");
+
+    // The same event under a new delivery id: the listener's layer lets it
+    // through, the app answers it as a duplicate, and both say so.
+    let second = send("dlv_app_2").await;
+    second.assert_code(0);
+    let line = listen.next_line();
+    assert!(
+        line.contains(" duplicate  call.uploaded  event evt_app  delivery dlv_app_2"),
+        "{line}"
+    );
+    assert!(!line.contains("accepted"), "{line}");
+    assert!(line.contains("x-kendo-inbox: duplicate"), "{line}");
+    assert!(
+        second.attempts()[0].contains("x-kendo-inbox: duplicate, body: duplicate in the inbox"),
+        "the app's header and body reach the sender: {second:#?}"
+    );
+    assert!(second.stdout.contains("\nduplicate: 200 OK"), "{second:#?}");
+    assert_eq!(app.seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_without_forward_to_answers_verified_deliveries_200() {
     let listen = Listener::start(&["--secret", SECRET]);
     assert_eq!(
@@ -1057,6 +1484,30 @@ fn completions_are_printed_for_each_shell() {
         }
     }
     run(&["completions", "tcsh"], None, &[]).assert_code(2);
+}
+
+#[test]
+fn every_help_text_states_the_schedule_send_uses() {
+    // What `send` does, pinned by the timing tests above: 3 attempts, a 10 s
+    // timeout each, waits of 1 s then 2 s.
+    const SCHEDULE: &str = "3 attempts, each timing out after 10 s, 1 s then 2 s apart";
+    for args in [
+        vec!["--help"],
+        vec!["send", "--help"],
+        vec!["listen", "--help"],
+    ] {
+        let help = run(&args, None, &[]);
+        help.assert_code(0);
+        let text = help.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(text.contains(SCHEDULE), "{args:?}: {text}");
+        assert!(
+            !text.contains("4 s"),
+            "{args:?} names a wait send never makes: {text}"
+        );
+        assert!(!text.contains("{schedule}"), "{args:?}: {text}");
+    }
+    let attempts = run(&["send", "--help"], None, &[]).stdout;
+    assert!(attempts.contains("at most 60 s"), "{attempts}");
 }
 
 /// The crate's `README.md` shows each command's `--help` under `<!-- help: ARGS -->`;

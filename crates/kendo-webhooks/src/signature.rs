@@ -22,10 +22,12 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::config::Clock;
 use crate::error::BuildError;
 use crate::event::Delivery;
 use crate::reject::Rejection;
@@ -147,9 +149,17 @@ fn keyed(key: &[u8]) -> HmacSha256 {
 /// Each secret's HMAC state is keyed once, when the verifier is built, and
 /// cloned per message: keying costs about a third of a short message's HMAC.
 /// It is cheap to clone and share.
+///
+/// [`with_replay_tolerance`](Self::with_replay_tolerance) gives
+/// [`verify_delivery`](Self::verify_delivery) the replay window
+/// [`KendoWebhookLayer`](crate::KendoWebhookLayer) has, for handlers that
+/// verify now and process later without the layer.
 #[derive(Clone)]
 pub struct Verifier {
     keys: Arc<[(Arc<str>, HmacSha256)]>,
+    /// How far `created_at` may be from the clock's now; `None`: no window.
+    replay_tolerance: Option<Duration>,
+    clock: Arc<Clock>,
 }
 
 impl Verifier {
@@ -180,7 +190,80 @@ impl Verifier {
         if keys.is_empty() {
             return Err(BuildError::NoSecret);
         }
-        Ok(Self { keys: keys.into() })
+        Ok(Self {
+            keys: keys.into(),
+            replay_tolerance: None,
+            clock: Arc::new(SystemTime::now),
+        })
+    }
+
+    /// Makes [`verify_delivery`](Self::verify_delivery) reject deliveries
+    /// whose `created_at` is further than `tolerance` from now, in the past
+    /// or the future, or unreadable, with
+    /// [`Rejection::OutsideReplayWindow`]; as the layer's
+    /// [`replay_tolerance`](crate::KendoWebhookLayerBuilder::replay_tolerance)
+    /// does (default: off). Kendo's retries span ~7 s plus timeouts, so keep
+    /// it at minutes, not seconds; clocks drift. [`verify`](Self::verify)
+    /// sees no `created_at` and is not affected, and neither, for now, is the
+    /// `VerifiedDelivery` axum extractor (feature `axum`), which
+    /// has no replay window.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    /// use kendo_webhooks::{example_body, sign, Rejection, Verifier};
+    ///
+    /// // 2026-03-05T12:00:00Z, the example's created_at, plus ten minutes.
+    /// let now = UNIX_EPOCH + Duration::from_secs(1_772_712_000 + 600);
+    /// let verifier = Verifier::new(["whsec"])?
+    ///     .with_replay_tolerance(Duration::from_secs(300))
+    ///     .with_clock(move || now);
+    /// let body = example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+    /// let signature = sign("whsec", &body);
+    /// let old = verifier.verify_delivery(signature.as_bytes(), "dlv_1", "call.uploaded", body);
+    /// assert_eq!(old.unwrap_err(), Rejection::OutsideReplayWindow);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_replay_tolerance(mut self, tolerance: Duration) -> Self {
+        self.replay_tolerance = Some(tolerance);
+        self
+    }
+
+    /// The clock the replay window reads (default: [`SystemTime::now`]);
+    /// pass a fixed one in tests. Without
+    /// [`with_replay_tolerance`](Self::with_replay_tolerance) it is not read.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The replay tolerance set with
+    /// [`with_replay_tolerance`](Self::with_replay_tolerance), if any.
+    #[must_use]
+    pub fn replay_tolerance(&self) -> Option<Duration> {
+        self.replay_tolerance
+    }
+
+    /// [`Rejection::OutsideReplayWindow`] when a replay window is set and
+    /// `delivery`'s `created_at` is unreadable or further than the tolerance
+    /// from now, either way.
+    pub(crate) fn check_replay_window(&self, delivery: &Delivery) -> Result<(), Rejection> {
+        let Some(tolerance) = self.replay_tolerance else {
+            return Ok(());
+        };
+        let created = delivery
+            .created_at_time()
+            .ok_or(Rejection::OutsideReplayWindow)?;
+        let now = (self.clock)();
+        let skew = now
+            .duration_since(created)
+            .or_else(|_| created.duration_since(now))
+            .unwrap_or_default();
+        if skew > tolerance {
+            return Err(Rejection::OutsideReplayWindow);
+        }
+        Ok(())
     }
 
     /// Verifies a raw `X-Kendo-Signature` header value against the raw body.
@@ -206,7 +289,9 @@ impl Verifier {
     /// # Errors
     ///
     /// The [`Rejection`] the layer would answer with: a signature problem
-    /// first, then an envelope problem.
+    /// first, then an envelope problem, then (with
+    /// [`with_replay_tolerance`](Self::with_replay_tolerance)) a `created_at`
+    /// outside the replay window.
     ///
     /// ```
     /// use kendo_webhooks::{example_body, sign, Verifier};
@@ -229,7 +314,9 @@ impl Verifier {
         let body = body.into();
         let tag = parse_signature(signature)?;
         let label = Arc::clone(self.verify_tag(&tag, &body)?);
-        Delivery::parse_verified(body, delivery_id, event_header, Some(label))
+        let delivery = Delivery::parse_verified(body, delivery_id, event_header, Some(label))?;
+        self.check_replay_window(&delivery)?;
+        Ok(delivery)
     }
 
     pub(crate) fn verify_tag(
@@ -260,6 +347,7 @@ impl fmt::Debug for Verifier {
         let labels: Vec<&str> = self.keys.iter().map(|(label, _)| &**label).collect();
         f.debug_struct("Verifier")
             .field("secrets", &labels)
+            .field("replay_tolerance", &self.replay_tolerance())
             .finish_non_exhaustive()
     }
 }
