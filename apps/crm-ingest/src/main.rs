@@ -19,6 +19,10 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 /// Exit code for a configuration the app cannot run with.
 const EXIT_CONFIG: u8 = 2;
 
+/// The secret the README's two commands use, so its banner line can be
+/// copied as is.
+const DOCUMENTED_SECRET: &str = "change-me";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // `RUST_LOG` as `Targets` (`info`, `warn,crm_ingest=debug`, …): the same
@@ -52,6 +56,7 @@ async fn main() -> ExitCode {
              not pasted with a newline"
         );
     }
+    let documented_secret = config.secret == DOCUMENTED_SECRET;
     let running = match app::start(config).await {
         Ok(running) => running,
         Err(error) => {
@@ -61,6 +66,18 @@ async fn main() -> ExitCode {
     };
     let addr = running.addr();
     println!("  webhook URL   http://{addr}{}", routes::WEBHOOK_PATH);
+    // A ready first delivery: the README's secret is shown as is, any other
+    // by the variable that holds it (a real secret is never printed).
+    let secret = if documented_secret {
+        DOCUMENTED_SECRET
+    } else {
+        "\"$KENDO_WEBHOOK_SECRET\""
+    };
+    println!(
+        "  try it        cargo run --release -p kendo-webhook-cli -- send --url http://{addr}{} --secret {secret}\n                \
+         (a test delivery; add --real --count 20 --agents Ana,Bob,Chen --scores 40..95 to fill the dashboard)",
+        routes::WEBHOOK_PATH,
+    );
     if running.token_generated() {
         println!(
             "  dashboard     http://{addr}/  (log in with any user name and the password {token};\n                \

@@ -159,8 +159,9 @@ impl IntoResponse for Rejection {
 /// [`Rejection`] (and response): method, `Content-Encoding`, `Content-Type`,
 /// the three Kendo headers, a body read bounded by [`DEFAULT_BODY_LIMIT`]
 /// (`Content-Length` first, then while streaming) and
-/// [`DEFAULT_READ_TIMEOUT`], the signature, the envelope. It has no replay
-/// window.
+/// [`DEFAULT_READ_TIMEOUT`], the signature, the envelope, then the
+/// verifier's replay window when it has one
+/// ([`Verifier::with_replay_tolerance`]).
 ///
 /// # It does not de-duplicate
 ///
@@ -232,6 +233,9 @@ where
             Err(_) => return Err(Rejection::BodyReadFailed),
         };
         let label = Arc::clone(verifier.verify_tag(&checked.tag, &bytes)?);
-        Delivery::parse_verified(bytes, checked.delivery_id, checked.event, Some(label)).map(Self)
+        let delivery =
+            Delivery::parse_verified(bytes, checked.delivery_id, checked.event, Some(label))?;
+        verifier.check_replay_window(&delivery)?;
+        Ok(Self(delivery))
     }
 }

@@ -204,9 +204,8 @@ impl Verifier {
     /// [`replay_tolerance`](crate::KendoWebhookLayerBuilder::replay_tolerance)
     /// does (default: off). Kendo's retries span ~7 s plus timeouts, so keep
     /// it at minutes, not seconds; clocks drift. [`verify`](Self::verify)
-    /// sees no `created_at` and is not affected, and neither, for now, is the
-    /// `VerifiedDelivery` axum extractor (feature `axum`), which
-    /// has no replay window.
+    /// sees no `created_at` and is not affected; the `VerifiedDelivery`
+    /// axum extractor (feature `axum`) applies it too.
     ///
     /// ```
     /// use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -358,3 +358,47 @@ fn every_rejection_answers_its_status_header_and_retry_after() {
         );
     }
 }
+
+/// A verifier with a replay window gives the extractor that window: a
+/// delivery created far from the verifier's clock is refused with the
+/// layer's reason, one inside it is handed over.
+#[tokio::test]
+async fn the_extractor_applies_the_verifiers_replay_window() {
+    use std::time::{Duration, UNIX_EPOCH};
+    // `delivery()` bodies are created at 2026-03-05T12:00:00Z.
+    let created = UNIX_EPOCH + Duration::from_secs(1_772_712_000);
+    let verifier = |now| {
+        Verifier::new([SECRET])
+            .unwrap()
+            .with_replay_tolerance(Duration::from_secs(300))
+            .with_clock(move || now)
+    };
+    let client = client();
+    for (now, expected) in [
+        (created + Duration::from_secs(60), StatusCode::OK),
+        (
+            created + Duration::from_secs(3600),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let router = Router::new()
+            .route("/extracted", post(extracted))
+            .with_state(AppState {
+                verifier: verifier(now),
+            });
+        let addr = serve(router).await;
+        let d = delivery("evt_window", "dlv_window");
+        let answer = send(
+            &client,
+            d.request(&format!("http://{addr}/extracted")).unwrap(),
+        )
+        .await;
+        assert_eq!(answer.status, expected);
+        if expected != StatusCode::OK {
+            assert_eq!(
+                answer.headers[REJECTION_HEADER],
+                Rejection::OutsideReplayWindow.as_str()
+            );
+        }
+    }
+}
