@@ -18,7 +18,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use kendo_webhooks::{Delivery, KendoWebhookLayer, Rejected, Rejection};
+use kendo_webhooks::{Delivery, KendoWebhookLayer, Outcome, Rejection, Report};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -61,7 +61,7 @@ pub(crate) fn listen(args: ListenArgs) -> Result<ExitCode, UsageError> {
         ),
         None => "answering 200 to verified deliveries (no --forward-to)".to_owned(),
     };
-    let mut builder = KendoWebhookLayer::builder().on_reject(print_rejected);
+    let mut builder = KendoWebhookLayer::builder().on_outcome(print_rejected);
     for secret in secrets {
         builder = builder.secret(secret);
     }
@@ -129,21 +129,23 @@ fn clock() -> String {
     format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
 }
 
-/// The layer's `on_reject` hook: one line per request it answered itself.
-fn print_rejected(rejected: &Rejected) {
-    let reason = rejected.reason();
+/// The layer's `on_outcome` hook: one line per request it answered itself.
+fn print_rejected(report: &Report<'_>) {
+    let Outcome::Rejected(reason) = *report.outcome() else {
+        return;
+    };
     let ids = format!(
         "event {}  delivery {}",
-        rejected.event_id().unwrap_or("-"),
-        rejected.delivery_id().unwrap_or("-")
+        report.event_id().unwrap_or("-"),
+        report.delivery_id().unwrap_or("-")
     );
     match reason {
         Rejection::Duplicate | Rejection::InFlight => println!(
             "{} {}  {}  {ids}  secret {}: {} (not forwarded)",
             clock(),
             reason.as_str(),
-            rejected.event_name().unwrap_or("-"),
-            rejected.secret_label().unwrap_or("-"),
+            report.event_name().unwrap_or("-"),
+            report.secret_label().unwrap_or("-"),
             reason.description(),
         ),
         _ => println!(

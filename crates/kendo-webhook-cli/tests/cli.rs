@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Extension, Router};
 use hmac::{Hmac, Mac};
-use kendo_webhooks::{Delivery, KendoWebhookLayer, Rejected, Rejection};
+use kendo_webhooks::{Delivery, KendoWebhookLayer, Outcome, Rejection, Report};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kendo-webhook");
@@ -214,7 +214,11 @@ async fn layer_server(secret: &str) -> (Arc<LayerLog>, String) {
     let hook_log = log.clone();
     let layer = KendoWebhookLayer::builder()
         .secret(secret)
-        .on_reject(move |r: &Rejected| hook_log.rejected.lock().unwrap().push(r.reason()))
+        .on_outcome(move |r: &Report<'_>| {
+            if let Outcome::Rejected(reason) = r.outcome() {
+                hook_log.rejected.lock().unwrap().push(*reason);
+            }
+        })
         .build()
         .unwrap();
     let app = Router::new()

@@ -63,7 +63,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
 use kendo_webhooks::{
-    example_body, Delivery, KendoWebhookLayer, KendoWebhookLayerBuilder, Rejected, SignedDelivery,
+    example_body, Delivery, KendoWebhookLayer, KendoWebhookLayerBuilder, Outcome, Report,
+    SignedDelivery,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -243,13 +244,15 @@ async fn start_server(
     let hook_effects = Arc::clone(&effects);
     let builder = KendoWebhookLayer::builder().secret(SECRET);
     let layer = configure(builder)
-        .on_reject(move |rejected: &Rejected| {
-            *hook_effects
-                .rejections
-                .lock()
-                .unwrap()
-                .entry(rejected.reason().as_str())
-                .or_default() += 1;
+        .on_outcome(move |report: &Report<'_>| {
+            if let Outcome::Rejected(reason) = report.outcome() {
+                *hook_effects
+                    .rejections
+                    .lock()
+                    .unwrap()
+                    .entry(reason.as_str())
+                    .or_default() += 1;
+            }
         })
         .build()
         .expect("valid layer");

@@ -13,11 +13,9 @@ use crate::body::{BodyBudget, ReadDeadlines};
 use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 use crate::outcome::Report;
 use crate::policy::StoreErrorPolicy;
-use crate::reject::Rejected;
 use crate::signature::Verifier;
 
 pub(crate) type Clock = dyn Fn() -> SystemTime + Send + Sync;
-pub(crate) type RejectHook = dyn Fn(&Rejected) + Send + Sync;
 pub(crate) type OutcomeHook = dyn Fn(&Report<'_>) + Send + Sync;
 
 pub(crate) struct Config {
@@ -35,7 +33,6 @@ pub(crate) struct Config {
     pub(crate) replay_tolerance: Option<Duration>,
     pub(crate) clock: Arc<Clock>,
     pub(crate) store_error_policy: StoreErrorPolicy,
-    pub(crate) on_reject: Option<Arc<RejectHook>>,
     pub(crate) on_outcome: Option<Arc<OutcomeHook>>,
 }
 

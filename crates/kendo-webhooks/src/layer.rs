@@ -9,12 +9,11 @@ use arc_swap::ArcSwap;
 use tower_layer::Layer;
 
 use crate::body::{BodyBudget, ReadDeadlines, SMALL_BODY};
-use crate::config::{Clock, Config, OutcomeHook, RejectHook};
+use crate::config::{Clock, Config, OutcomeHook};
 use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 use crate::error::BuildError;
 use crate::outcome::Report;
 use crate::policy::StoreErrorPolicy;
-use crate::reject::Rejected;
 use crate::service::KendoWebhook;
 use crate::signature::{Secret, Verifier};
 
@@ -161,7 +160,6 @@ pub struct KendoWebhookLayerBuilder {
     replay_tolerance: Option<Duration>,
     clock: Option<Arc<Clock>>,
     store_error_policy: StoreErrorPolicy,
-    on_reject: Option<Arc<RejectHook>>,
     on_outcome: Option<Arc<OutcomeHook>>,
 }
 
@@ -289,14 +287,6 @@ impl KendoWebhookLayerBuilder {
         self
     }
 
-    /// Called for every request the layer answers itself (rejections and
-    /// duplicates), with owned ids. Keep it fast: it runs on the request
-    /// path. [`on_outcome`](Self::on_outcome) sees every outcome instead.
-    pub fn on_reject(mut self, hook: impl Fn(&Rejected) + Send + Sync + 'static) -> Self {
-        self.on_reject = Some(Arc::new(hook));
-        self
-    }
-
     /// Called once for every request, whatever happened to it (accepted
     /// with the inner status and latency, inner failure, rejection,
     /// duplicate), and once more for each de-duplication store failure,
@@ -371,7 +361,6 @@ impl KendoWebhookLayerBuilder {
                 replay_tolerance: self.replay_tolerance,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemTime::now)),
                 store_error_policy: self.store_error_policy,
-                on_reject: self.on_reject,
                 on_outcome: self.on_outcome,
             }),
         })

@@ -156,7 +156,7 @@ pub use crate::layer::{
 };
 pub use crate::outcome::{Outcome, Report};
 pub use crate::policy::StoreErrorPolicy;
-pub use crate::reject::{Rejected, Rejection};
+pub use crate::reject::Rejection;
 pub use crate::sender::{example_body, SignedDelivery};
 pub use crate::service::{
     KendoWebhook, ResponseFuture, DELIVERY_ID_HEADER, EVENT_HEADER, REJECTION_HEADER,

@@ -155,69 +155,6 @@ impl fmt::Display for Rejection {
 
 impl std::error::Error for Rejection {}
 
-/// What the layer tells the `on_reject` hook about one rejected request.
-///
-/// Ids are present as far as the request got: the delivery id comes from the
-/// header (and is *unverified* unless [`Rejected::is_verified`]), the event id
-/// and name only once the signature was checked and the body parsed.
-#[derive(Debug, Clone)]
-pub struct Rejected {
-    pub(crate) reason: Rejection,
-    pub(crate) delivery_id: Option<String>,
-    pub(crate) event_id: Option<String>,
-    pub(crate) event_name: Option<String>,
-    pub(crate) secret_label: Option<String>,
-    pub(crate) verified: bool,
-}
-
-impl Rejected {
-    /// Why the request was rejected.
-    #[must_use]
-    pub fn reason(&self) -> Rejection {
-        self.reason
-    }
-
-    /// The status answered.
-    #[must_use]
-    pub fn status(&self) -> StatusCode {
-        self.reason.status()
-    }
-
-    /// The `X-Kendo-Delivery-Id` the request carried, if it was well formed.
-    #[must_use]
-    pub fn delivery_id(&self) -> Option<&str> {
-        self.delivery_id.as_deref()
-    }
-
-    /// The event id from the signed body, when it got that far.
-    #[must_use]
-    pub fn event_id(&self) -> Option<&str> {
-        self.event_id.as_deref()
-    }
-
-    /// The event name from the signed body, when it got that far.
-    #[must_use]
-    pub fn event_name(&self) -> Option<&str> {
-        self.event_name.as_deref()
-    }
-
-    /// The label of the secret that verified the request, when it got that
-    /// far (see [`Delivery::secret_label`](crate::Delivery::secret_label)).
-    #[must_use]
-    pub fn secret_label(&self) -> Option<&str> {
-        self.secret_label.as_deref()
-    }
-
-    /// Whether the signature had been verified before the rejection
-    /// (true for duplicates, in-flight deliveries, replay-window and
-    /// store failures). An unverified rejection may be a forgery: treat its
-    /// delivery id as a claim, not a fact.
-    #[must_use]
-    pub fn is_verified(&self) -> bool {
-        self.verified
-    }
-}
-
 /// The response the layer answers for a rejection, written once for the
 /// layer and for axum's `IntoResponse`: its status, the
 /// `x-kendo-webhook-rejection` header and, except for duplicates (200,

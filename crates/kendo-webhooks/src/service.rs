@@ -21,7 +21,7 @@ use crate::dedupe::{Claim, StoreError};
 use crate::event::Delivery;
 use crate::outcome::{Outcome, Report};
 use crate::policy::StoreErrorPolicy;
-use crate::reject::{rejection_response, Rejected, Rejection};
+use crate::reject::{rejection_response, Rejection};
 use crate::signature::{parse_signature, TAG_LEN};
 use crate::trace;
 
@@ -162,17 +162,6 @@ impl<'a> Seen<'a> {
         }
     }
 
-    fn rejected(self, reason: Rejection) -> Rejected {
-        Rejected {
-            reason,
-            delivery_id: self.delivery_id.map(str::to_owned),
-            event_id: self.delivery.map(|d| d.event_id().to_owned()),
-            event_name: self.delivery.map(|d| d.event_name().to_owned()),
-            secret_label: self.secret_label.map(str::to_owned),
-            verified: self.verified,
-        }
-    }
-
     fn report(self, outcome: Outcome<'a>) -> Report<'a> {
         Report {
             outcome,
@@ -210,9 +199,6 @@ fn report_answer<B>(
         if let (Outcome::Accepted { .. }, Some(delivery)) = (&outcome, seen.delivery) {
             crate::metrics::record_drift(delivery);
         }
-    }
-    if let (Outcome::Rejected(reason), Some(hook)) = (&outcome, &config.on_reject) {
-        hook(&seen.rejected(*reason));
     }
     if let Some(hook) = &config.on_outcome {
         let mut report = seen.report(outcome);

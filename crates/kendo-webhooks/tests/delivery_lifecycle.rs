@@ -387,13 +387,16 @@ async fn store_failure_follows_the_policy() {
 }
 
 #[tokio::test]
-async fn the_reject_hook_sees_every_answer_the_layer_gives() {
+async fn the_outcome_hook_sees_every_answer_the_layer_gives() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let sink_log = Arc::clone(&log);
     let server = Server::start(move |b| {
-        b.on_reject(move |r| {
+        b.on_outcome(move |r| {
+            let kendo_webhooks::Outcome::Rejected(reason) = r.outcome() else {
+                return;
+            };
             sink_log.lock().unwrap().push((
-                r.reason(),
+                *reason,
                 r.delivery_id().map(str::to_owned),
                 r.event_id().map(str::to_owned),
                 r.secret_label().map(str::to_owned),
