@@ -126,6 +126,7 @@ mod metrics;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use crate::metrics::describe_metrics;
 mod outcome;
+mod payload;
 mod policy;
 mod reject;
 mod sender;
@@ -145,16 +146,16 @@ pub use crate::body::ResponseBody;
 pub use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 pub use crate::drift::{DriftKind, FieldDrift};
 pub use crate::error::BuildError;
-pub use crate::event::{
-    AiTrainingCompleted, AiTrainingCompletedBuilder, CallUploaded, CallUploadedBuilder, Delivery,
-    Event, AI_TRAINING_COMPLETED, CALL_UPLOADED,
-};
+pub use crate::event::{Delivery, AI_TRAINING_COMPLETED, CALL_UPLOADED};
 pub use crate::layer::{
     KendoWebhookLayer, KendoWebhookLayerBuilder, DEFAULT_BODY_BUDGET, DEFAULT_BODY_LIMIT,
     DEFAULT_BODY_START_TIMEOUT, DEFAULT_IN_FLIGHT_WAIT, DEFAULT_MIN_BODY_RATE,
     DEFAULT_READ_TIMEOUT,
 };
 pub use crate::outcome::{Outcome, Report};
+pub use crate::payload::{
+    AiTrainingCompleted, AiTrainingCompletedBuilder, CallUploaded, CallUploadedBuilder, Event,
+};
 pub use crate::policy::StoreErrorPolicy;
 pub use crate::reject::Rejection;
 pub use crate::sender::{example_body, SignedDelivery};
