@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -13,9 +13,8 @@ use crate::body::{BodyBudget, ReadDeadlines};
 use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 use crate::outcome::Report;
 use crate::policy::StoreErrorPolicy;
-use crate::signature::Verifier;
+use crate::signature::{Clock, Verifier};
 
-pub(crate) type Clock = dyn Fn() -> SystemTime + Send + Sync;
 pub(crate) type OutcomeHook = dyn Fn(&Report<'_>) + Send + Sync;
 
 pub(crate) struct Config {

@@ -28,7 +28,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::event::{Delivery, AI_TRAINING_COMPLETED, CALL_UPLOADED};
+use crate::event::Delivery;
+use crate::payload::{AI_TRAINING_COMPLETED, CALL_UPLOADED};
 
 /// How one field differs from what this crate expects.
 #[non_exhaustive]

@@ -41,11 +41,6 @@ use serde_json::value::RawValue;
 use crate::payload::{Event, TypedData};
 use crate::reject::Rejection;
 
-/// Name of the event sent when a call analysis is available.
-pub const CALL_UPLOADED: &str = "call.uploaded";
-/// Name of the event sent when an AI training session is completed.
-pub const AI_TRAINING_COMPLETED: &str = "ai.training.completed";
-
 /// One verified Kendo delivery: ids, event name, typed event and raw body.
 ///
 /// The layer puts it in the request extensions before calling your service.

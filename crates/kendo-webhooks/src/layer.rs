@@ -9,13 +9,13 @@ use arc_swap::ArcSwap;
 use tower_layer::Layer;
 
 use crate::body::{BodyBudget, ReadDeadlines, SMALL_BODY};
-use crate::config::{Clock, Config, OutcomeHook};
+use crate::config::{Config, OutcomeHook};
 use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 use crate::error::BuildError;
 use crate::outcome::Report;
 use crate::policy::StoreErrorPolicy;
 use crate::service::KendoWebhook;
-use crate::signature::{Secret, Verifier};
+use crate::signature::{Clock, Secret, Verifier};
 
 /// Default body limit: 64 KiB.
 ///

@@ -119,6 +119,7 @@ pub mod dedupe;
 pub mod drift;
 mod error;
 mod event;
+mod headers;
 mod layer;
 #[cfg(feature = "metrics")]
 mod metrics;
@@ -146,7 +147,8 @@ pub use crate::body::ResponseBody;
 pub use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 pub use crate::drift::{DriftKind, FieldDrift};
 pub use crate::error::BuildError;
-pub use crate::event::{Delivery, AI_TRAINING_COMPLETED, CALL_UPLOADED};
+pub use crate::event::Delivery;
+pub use crate::headers::{DELIVERY_ID_HEADER, EVENT_HEADER, REJECTION_HEADER, SIGNATURE_HEADER};
 pub use crate::layer::{
     KendoWebhookLayer, KendoWebhookLayerBuilder, DEFAULT_BODY_BUDGET, DEFAULT_BODY_LIMIT,
     DEFAULT_BODY_START_TIMEOUT, DEFAULT_IN_FLIGHT_WAIT, DEFAULT_MIN_BODY_RATE,
@@ -155,13 +157,11 @@ pub use crate::layer::{
 pub use crate::outcome::{Outcome, Report};
 pub use crate::payload::{
     AiTrainingCompleted, AiTrainingCompletedBuilder, CallUploaded, CallUploadedBuilder, Event,
+    AI_TRAINING_COMPLETED, CALL_UPLOADED,
 };
 pub use crate::policy::StoreErrorPolicy;
 pub use crate::reject::Rejection;
 pub use crate::sender::{example_body, SignedDelivery};
-pub use crate::service::{
-    KendoWebhook, ResponseFuture, DELIVERY_ID_HEADER, EVENT_HEADER, REJECTION_HEADER,
-    SIGNATURE_HEADER,
-};
+pub use crate::service::{KendoWebhook, ResponseFuture};
 pub use crate::signature::{sign, Secret, Verifier};
 pub use crate::testing::TestDelivery;

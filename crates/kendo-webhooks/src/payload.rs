@@ -12,8 +12,12 @@ use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::event::{AI_TRAINING_COMPLETED, CALL_UPLOADED};
 use crate::reject::Rejection;
+
+/// Name of the event sent when a call analysis is available.
+pub const CALL_UPLOADED: &str = "call.uploaded";
+/// Name of the event sent when an AI training session is completed.
+pub const AI_TRAINING_COMPLETED: &str = "ai.training.completed";
 
 /// `data` of the event named `.0`: a JSON object, parsed into its type.
 pub(crate) struct TypedData<'n>(pub(crate) &'n str);

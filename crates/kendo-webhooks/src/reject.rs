@@ -175,7 +175,7 @@ pub(crate) fn rejection_response<B>(
     *response.status_mut() = reason.status();
     let headers = response.headers_mut();
     headers.insert(
-        crate::service::REJECTION_HEADER,
+        crate::headers::REJECTION_HEADER,
         HeaderValue::from_static(reason.as_str()),
     );
     if !duplicate {

@@ -18,8 +18,8 @@ use http::{HeaderMap, HeaderValue, Method, Request};
 use http_body_util::Full;
 use serde_json::{json, Value};
 
-use crate::event::{AI_TRAINING_COMPLETED, CALL_UPLOADED};
-use crate::service::{DELIVERY_ID_HEADER, EVENT_HEADER, SIGNATURE_HEADER};
+use crate::headers::{DELIVERY_ID_HEADER, EVENT_HEADER, SIGNATURE_HEADER};
+use crate::payload::{AI_TRAINING_COMPLETED, CALL_UPLOADED};
 use crate::signature::sign;
 
 /// A delivery signed as Kendo signs it: the body, its signature and the

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body::Body;
 use http_body_util::Full;
 use tower_service::Service;
@@ -24,16 +24,6 @@ use crate::policy::StoreErrorPolicy;
 use crate::reject::{rejection_response, Rejection};
 use crate::signature::{parse_signature, TAG_LEN};
 use crate::trace;
-
-/// `X-Kendo-Signature`: HMAC-SHA256 of the raw body, hex.
-pub const SIGNATURE_HEADER: HeaderName = HeaderName::from_static("x-kendo-signature");
-/// `X-Kendo-Event`: the event name.
-pub const EVENT_HEADER: HeaderName = HeaderName::from_static("x-kendo-event");
-/// `X-Kendo-Delivery-Id`: unique per delivery, repeated on Kendo's retries.
-pub const DELIVERY_ID_HEADER: HeaderName = HeaderName::from_static("x-kendo-delivery-id");
-/// Set on every response the layer answers itself, holding
-/// [`Rejection::as_str`], so a sender's logs show why without reading bodies.
-pub const REJECTION_HEADER: HeaderName = HeaderName::from_static("x-kendo-webhook-rejection");
 
 /// Longest delivery id or event name accepted.
 const MAX_ID_LEN: usize = 256;
@@ -589,6 +579,9 @@ fn reject<B>(
 #[cfg(test)]
 mod tests {
     use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+    use http::HeaderName;
+
+    use crate::headers::{DELIVERY_ID_HEADER, EVENT_HEADER, SIGNATURE_HEADER};
 
     use super::*;
 

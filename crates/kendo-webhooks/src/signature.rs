@@ -27,10 +27,12 @@ use std::time::{Duration, SystemTime};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::config::Clock;
 use crate::error::BuildError;
 use crate::event::Delivery;
 use crate::reject::Rejection;
+
+/// The clock the replay window reads (the layer's and the [`Verifier`]'s).
+pub(crate) type Clock = dyn Fn() -> SystemTime + Send + Sync;
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -85,7 +85,7 @@ use http_body_util::Full;
 use serde_json::{json, Value};
 use tower_service::Service;
 
-use crate::event::{AI_TRAINING_COMPLETED, CALL_UPLOADED};
+use crate::payload::{AI_TRAINING_COMPLETED, CALL_UPLOADED};
 use crate::sender::SignedDelivery;
 
 /// Kendo's attempts per delivery: the first and two retries.

@@ -35,8 +35,8 @@ use http::Request;
 use http_body_util::Full;
 use serde_json::{json, Value};
 
-use crate::event::{AI_TRAINING_COMPLETED, CALL_UPLOADED};
 use crate::payload::Event;
+use crate::payload::{AI_TRAINING_COMPLETED, CALL_UPLOADED};
 use crate::sender::SignedDelivery;
 
 /// A delivery to build for a test: any event, ids, `created_at`, test flag

@@ -7,7 +7,6 @@
 
 use std::future::Future;
 
-use crate::dedupe::StoreError;
 use crate::event::Delivery;
 use crate::outcome::Outcome;
 
@@ -122,10 +121,6 @@ mod enabled {
             }
         }
     }
-
-    pub(crate) fn store_error(error: &StoreError, consequence: &str) {
-        tracing::warn!(%error, "de-duplication store failed: {consequence}");
-    }
 }
 
 #[cfg(not(feature = "tracing"))]
@@ -148,8 +143,6 @@ mod enabled {
         pub(crate) fn record_delivery(&self, _: &Delivery) {}
         pub(crate) fn record_outcome(&self, _: &Outcome<'_>) {}
     }
-
-    pub(crate) fn store_error(_: &StoreError, _: &str) {}
 }
 
 pub(crate) use enabled::*;

@@ -20,7 +20,6 @@ use tokio::time::Instant;
 
 use super::memory::Fingerprint;
 use super::{Claim, ClaimToken, DedupeStore, MemoryStore, StoreError, StoreFuture, StoreKey};
-use crate::trace;
 
 /// First pause before claiming an in-flight key again; doubles up to
 /// [`MAX_PAUSE`].
@@ -235,7 +234,7 @@ impl ClaimGuard {
         // Reached only if the store call finished: nothing left for `drop`.
         self.on_drop = OnDrop::Nothing;
         if let Err(error) = &result {
-            trace::store_error(
+            store_error(
                 error,
                 "could not settle the claim; its lease (or TTL) frees the key",
             );
@@ -253,7 +252,7 @@ fn report_renewal(renewed: Result<bool, StoreError>, on_error: &impl Fn(&StoreEr
         ),
         Err(error) => error,
     };
-    trace::store_error(
+    store_error(
         &error,
         "could not renew the claim's lease; if it lapses, another replica may process this \
          delivery too",
@@ -271,7 +270,7 @@ impl Drop for ClaimGuard {
         let token = self.token;
         if let Some(result) = self.settle_at_once(complete) {
             if let Err(error) = result {
-                trace::store_error(
+                store_error(
                     &error,
                     "could not settle a dropped claim; its lease (or TTL) frees the key",
                 );
@@ -291,7 +290,7 @@ impl Drop for ClaimGuard {
                 store.release(key, token).await
             };
             if let Err(error) = result {
-                trace::store_error(
+                store_error(
                     &error,
                     "could not settle a dropped claim; its lease (or TTL) frees the key",
                 );
@@ -312,7 +311,7 @@ impl Drop for ClaimGuard {
                     settle.as_mut().poll(&mut cx)
                 }));
                 if !matches!(poll, Ok(Poll::Ready(()))) {
-                    trace::store_error(
+                    store_error(
                         &StoreError::new("no tokio runtime to settle on"),
                         "could not settle a dropped claim; its lease (or TTL) frees the key",
                     );
@@ -320,6 +319,15 @@ impl Drop for ClaimGuard {
             }
         }
     }
+}
+
+/// Logs a store failure the layer handles in the background (with the
+/// `tracing` feature; nothing otherwise).
+fn store_error(error: &StoreError, consequence: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(%error, "de-duplication store failed: {consequence}");
+    #[cfg(not(feature = "tracing"))]
+    let _ = (error, consequence);
 }
 
 #[cfg(test)]
