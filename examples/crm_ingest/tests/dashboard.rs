@@ -244,7 +244,10 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     assert!(error.ends_with("the CRM is down"), "{error}");
     // The backoff's bound is an hour; the wait is drawn below it (full jitter).
     let next_try = failed.next_try_ms.expect("a next try");
-    assert!((now - 60_000..=now + 3_660_000).contains(&next_try), "{next_try}");
+    assert!(
+        (now - 60_000..=now + 3_660_000).contains(&next_try),
+        "{next_try}"
+    );
     assert!(data.search.is_none());
 
     // Search: by the beginning of an id, in every table; `_` is literal.
