@@ -1,7 +1,11 @@
 #!/bin/bash
-# usage: growth.sh sqlite|postgres N   -- seed N done inbox rows + N calls, then time reads and a 20 s load
+# usage: benches/growth_run.sh sqlite|postgres N   -- seed N done inbox rows + N calls, then time reads and a 20 s load
+# Expects a PostgreSQL on 127.0.0.1:15432 with a trust user `crm` (createdb
+# rights), and works in /tmp/scale; both are set below.
 set -u
-B=/work/wt-scale/target/release
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+B="$ROOT/target/release"
+mkdir -p /tmp/scale
 TOKEN=tok0123456789abcdef
 mode=$1; n=$2
 cd /tmp/scale
@@ -14,8 +18,8 @@ stop() { kill -INT $(cat crm.pid); sleep 2; }
 start; stop
 t0=$(date +%s)
 if [ "$n" -gt 0 ]; then
-  if [ "$mode" = postgres ]; then su postgres -s /bin/sh -c "$PGB/psql -q -h 127.0.0.1 -p 15432 -U crm crm -v n=$n -f benches/growth_seed_postgres.sql" | tail -3
-  else python3 benches/growth_seed_sqlite.py /tmp/scale/crm.db $n; fi
+  if [ "$mode" = postgres ]; then su postgres -s /bin/sh -c "$PGB/psql -q -h 127.0.0.1 -p 15432 -U crm crm -v n=$n -f $ROOT/benches/growth_seed_postgres.sql" | tail -3
+  else python3 $ROOT/benches/growth_seed_sqlite.py /tmp/scale/crm.db $n; fi
 fi
 echo "seeded $n in $(( $(date +%s) - t0 )) s"
 start
