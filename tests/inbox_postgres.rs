@@ -280,3 +280,11 @@ async fn ids_with_a_nul_or_over_long_are_stored_and_their_group_is_not_refused()
     expected.sort();
     assert_eq!(handled, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hanging_handler_does_not_hold_the_others() {
+    let Some((_server, inbox)) = open("one_hanging_handler_does_not_hold_the_others").await else {
+        return;
+    };
+    suite::one_hanging_handler_does_not_hold_the_others(inbox).await;
+}
