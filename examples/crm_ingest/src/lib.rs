@@ -8,7 +8,8 @@
 //! [`dashboard`] (what the page shows, read from the database), [`views`]
 //! (the page: HTML and SVG charts), [`storage`] (the CRM's tables),
 //! [`delivery_log`] (the `on_outcome` hook), [`auth`] (the admin token),
-//! [`server`] (the hardened HTTP server) and [`app`] (start and stop).
+//! [`server`] (the hardened HTTP server), [`app`] (start and stop) and
+//! [`seed`] (`crm-ingest seed N`: demo and benchmark data).
 
 pub mod app;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod dashboard;
 pub mod delivery_log;
 pub mod routes;
+pub mod seed;
 pub mod server;
 pub mod storage;
 pub mod views;

@@ -683,16 +683,21 @@ async fn verified_entries_survive_a_concurrent_flood(database: Database) {
     }
     let real = real_tasks * real_each;
     let http = Http::new();
-    let status = eventually("every verified entry written and every call projected", || async {
-        let status = http.health(addr).await;
-        (status["deliveryLog"]["queued"] == 0
-            && status["counts"]["deliveries"] == real as u64
-            && status["counts"]["calls"] == real as u64)
-            .then_some(status)
-    })
+    let status = eventually(
+        "every verified entry written and every call projected",
+        || async {
+            let status = http.health(addr).await;
+            (status["deliveryLog"]["queued"] == 0
+                && status["counts"]["deliveries"] == real as u64
+                && status["counts"]["calls"] == real as u64)
+                .then_some(status)
+        },
+    )
     .await;
     let counted = status["counts"]["rejections"].as_u64().unwrap_or(0);
-    let dropped = status["deliveryLog"]["droppedUnverified"].as_u64().unwrap_or(0);
+    let dropped = status["deliveryLog"]["droppedUnverified"]
+        .as_u64()
+        .unwrap_or(0);
     assert_eq!(counted + dropped, flood as u64, "{status}");
     let log = http.array(addr, "/api/deliveries?limit=1000").await;
     assert_eq!(log.len(), real);
