@@ -720,3 +720,42 @@ async fn postgres_keeps_every_verified_entry_under_a_flood() {
     };
     verified_entries_survive_a_concurrent_flood(Database::Postgres(pg.url())).await;
 }
+
+/// `crm-ingest seed N`: N signed deliveries through the inbox and the
+/// projection: one in eight a training, one in fifty a test delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_fills_the_inbox_and_the_tables_through_the_app_s_own_code() {
+    let (_dir, db) = temp_db();
+    let config = config(&db);
+    let report = crm_ingest::seed::run(&config, 0, 400)
+        .await
+        .expect("seeded");
+    assert_eq!((report.stored, report.projected), (400, 400), "{report:?}");
+    // Again: the same event ids are duplicates.
+    let again = crm_ingest::seed::run(&config, 0, 400)
+        .await
+        .expect("seeded");
+    assert_eq!((again.stored, again.projected), (0, 0), "{again:?}");
+
+    let app = start(config).await;
+    let http = Http::new();
+    let status = http.health(app.addr()).await;
+    let counts = &status["counts"];
+    assert_eq!(
+        (
+            &counts["calls"],
+            &counts["testCalls"],
+            &counts["trainings"],
+            &counts["testTrainings"]
+        ),
+        (&json!(344), &json!(6), &json!(48), &json!(2)),
+        "{status}"
+    );
+    assert_eq!(status["inbox"]["done"], 400, "{status}");
+    let page = http.get(app.addr(), "/").await.text();
+    assert!(
+        page.contains("Ana Silva"),
+        "the agents are on the dashboard"
+    );
+    app.shutdown().await;
+}
