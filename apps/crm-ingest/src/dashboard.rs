@@ -219,17 +219,24 @@ fn cell(row: &[Cell], i: usize) -> &Cell {
 }
 
 async fn cards(storage: &Storage, now: i64) -> Result<Cards, StorageError> {
+    // Totals from the aggregates the triggers keep (`call_agents`,
+    // `crm_totals`); today's counts through the (is_test, received_ms)
+    // indexes; never a scan of `calls` or `trainings`.
     const SQL: &str = "SELECT
-        (SELECT COUNT(*) FROM calls WHERE NOT is_test AND received_ms >= $1),
-        (SELECT COUNT(*) FROM calls WHERE NOT is_test),
-        (SELECT AVG(ai_score) FROM calls WHERE NOT is_test),
-        (SELECT COUNT(ai_score) FROM calls WHERE NOT is_test),
-        (SELECT COUNT(*) FROM trainings WHERE NOT is_test AND received_ms >= $1),
-        (SELECT COUNT(*) FROM trainings WHERE NOT is_test),
+        (SELECT COUNT(*) FROM calls WHERE is_test = $2 AND received_ms >= $1),
+        (SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM call_agents),
+        (SELECT CASE WHEN SUM(scored) > 0 THEN SUM(score_sum) / SUM(scored) END FROM call_agents),
+        (SELECT CAST(COALESCE(SUM(scored), 0) AS BIGINT) FROM call_agents),
+        (SELECT COUNT(*) FROM trainings WHERE is_test = $2 AND received_ms >= $1),
+        (SELECT n FROM crm_totals WHERE name = 'trainings'),
         (SELECT MAX(received_ms) FROM deliveries WHERE outcome IN ('accepted', 'duplicate'))";
     let midnight = now - now.rem_euclid(24 * 60 * 60 * 1000);
     let rows = storage
-        .select("could not read the cards", SQL, vec![Param::Int(midnight)])
+        .select(
+            "could not read the cards",
+            SQL,
+            vec![Param::Int(midnight), Param::Bool(false)],
+        )
         .await?;
     let row = rows.first().map_or(&[][..], Vec::as_slice);
     Ok(Cards {
@@ -322,21 +329,12 @@ async fn by_reason(storage: &Storage, since: i64) -> Result<Vec<ReasonCount>, St
 }
 
 async fn score_histogram(storage: &Storage) -> Result<[u64; 10], StorageError> {
-    let mut buckets = Vec::with_capacity(10);
-    for i in 0..10 {
-        let (low, high) = (i * 10, i * 10 + 10);
-        buckets.push(match i {
-            0 => format!("SUM(CASE WHEN ai_score < {high} THEN 1 ELSE 0 END)"),
-            9 => format!("SUM(CASE WHEN ai_score >= {low} THEN 1 ELSE 0 END)"),
-            _ => {
-                format!("SUM(CASE WHEN ai_score >= {low} AND ai_score < {high} THEN 1 ELSE 0 END)")
-            }
-        });
-    }
-    let sql = format!(
-        "SELECT {} FROM calls WHERE NOT is_test AND ai_score IS NOT NULL",
-        buckets.join(", ")
-    );
+    // The buckets the trigger keeps per agent (below 10, then [10, 20) …
+    // [80, 90), then 90 and above), summed.
+    let columns: Vec<String> = (0..10)
+        .map(|i| format!("CAST(COALESCE(SUM(b{i}), 0) AS BIGINT)"))
+        .collect();
+    let sql = format!("SELECT {} FROM call_agents", columns.join(", "));
     let rows = storage
         .select("could not read the score histogram", &sql, Vec::new())
         .await?;
@@ -409,10 +407,16 @@ async fn activity(
     let sql = format!(
         "SELECT received_ms, {id}, event_id, agent_name, agent_id, team_member_user_id,
                 duration, ai_score
-         FROM {table} WHERE NOT is_test ORDER BY received_ms DESC, seq DESC LIMIT {RECENT}"
+         FROM {table} WHERE is_test = $1 ORDER BY received_ms DESC, seq DESC LIMIT {RECENT}"
     );
+    // `is_test = $1`, not `NOT is_test`: it reads the (is_test, received_ms)
+    // index newest first and stops after RECENT rows.
     Ok(storage
-        .select("could not read recent activity", &sql, Vec::new())
+        .select(
+            "could not read recent activity",
+            &sql,
+            vec![Param::Bool(false)],
+        )
         .await?
         .iter()
         .map(|row| ActivityRow {
@@ -432,15 +436,19 @@ async fn test_events(storage: &Storage) -> Result<Vec<TestEvent>, StorageError> 
     let sql = format!(
         "SELECT received_ms, event, id, event_id FROM (
             SELECT received_ms, 'call.uploaded' AS event, call_id AS id, event_id
-            FROM calls WHERE is_test ORDER BY received_ms DESC, seq DESC LIMIT {RECENT}) AS c
+            FROM calls WHERE is_test = $1 ORDER BY received_ms DESC, seq DESC LIMIT {RECENT}) AS c
          UNION ALL
          SELECT received_ms, event, id, event_id FROM (
             SELECT received_ms, 'ai.training.completed' AS event, training_id AS id, event_id
-            FROM trainings WHERE is_test ORDER BY received_ms DESC, seq DESC LIMIT {RECENT}) AS t
+            FROM trainings WHERE is_test = $1 ORDER BY received_ms DESC, seq DESC LIMIT {RECENT}) AS t
          ORDER BY 1 DESC LIMIT {RECENT}"
     );
     Ok(storage
-        .select("could not read the test deliveries", &sql, Vec::new())
+        .select(
+            "could not read the test deliveries",
+            &sql,
+            vec![Param::Bool(true)],
+        )
         .await?
         .iter()
         .map(|row| TestEvent {
@@ -455,10 +463,8 @@ async fn test_events(storage: &Storage) -> Result<Vec<TestEvent>, StorageError> 
 /// Agents with the most real calls, with their average score.
 async fn agent_scores(storage: &Storage) -> Result<Vec<AgentScore>, StorageError> {
     let sql = format!(
-        "SELECT COALESCE(agent_name, agent_id, 'unknown agent'), COUNT(*), AVG(ai_score)
-         FROM calls WHERE NOT is_test
-         GROUP BY COALESCE(agent_name, agent_id, 'unknown agent')
-         ORDER BY 2 DESC, 1 LIMIT {AGENTS}"
+        "SELECT agent, calls, CASE WHEN scored > 0 THEN score_sum / scored END
+         FROM call_agents ORDER BY calls DESC, agent LIMIT {AGENTS}"
     );
     Ok(storage
         .select("could not read the scores per agent", &sql, Vec::new())

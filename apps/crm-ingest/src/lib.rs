@@ -11,7 +11,8 @@
 //! [`pg_error`] (errors with their causes and SQLSTATE), [`warnings`]
 //! (rate-limited lines for operators, through [`rate_limit`]),
 //! [`server`] (the hardened HTTP server, with [`write_timeout`]) and
-//! [`app`] (start and stop).
+//! [`app`] (start and stop) and [`seed`] (`crm-ingest seed N`: demo and
+//! benchmark data).
 
 pub mod app;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod delivery_log;
 pub mod pg_error;
 pub mod rate_limit;
 pub mod routes;
+pub mod seed;
 pub mod server;
 pub mod storage;
 pub mod views;

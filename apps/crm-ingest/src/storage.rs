@@ -172,8 +172,150 @@ CREATE INDEX calls_received ON calls (received_ms);
 CREATE INDEX deliveries_received ON deliveries (received_ms);
 ";
 
+/// Schema version 3 (SQLite): aggregates of the real calls kept by a
+/// trigger (per agent: calls, scored calls, the sum of scores clamped to
+/// ±1e9, the score histogram's ten buckets) and the number of real
+/// trainings, so the dashboard never scans `calls` or `trainings`; filled
+/// from the existing rows once.
+const SQLITE_SCHEMA_3: &str = r"
+CREATE TABLE call_agents (
+    agent     TEXT PRIMARY KEY,
+    calls     BIGINT NOT NULL DEFAULT 0,
+    scored    BIGINT NOT NULL DEFAULT 0,
+    score_sum REAL NOT NULL DEFAULT 0,
+    b0 BIGINT NOT NULL DEFAULT 0,
+    b1 BIGINT NOT NULL DEFAULT 0,
+    b2 BIGINT NOT NULL DEFAULT 0,
+    b3 BIGINT NOT NULL DEFAULT 0,
+    b4 BIGINT NOT NULL DEFAULT 0,
+    b5 BIGINT NOT NULL DEFAULT 0,
+    b6 BIGINT NOT NULL DEFAULT 0,
+    b7 BIGINT NOT NULL DEFAULT 0,
+    b8 BIGINT NOT NULL DEFAULT 0,
+    b9 BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO call_agents (agent, calls, scored, score_sum, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9)
+    SELECT COALESCE(agent_name, agent_id, 'unknown agent'), COUNT(*), COUNT(ai_score),
+        COALESCE(SUM(MIN(MAX(ai_score, -1e9), 1e9)), 0),
+        SUM(CASE WHEN ai_score < 10 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 10 AND ai_score < 20 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 20 AND ai_score < 30 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 30 AND ai_score < 40 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 40 AND ai_score < 50 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 50 AND ai_score < 60 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 60 AND ai_score < 70 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 70 AND ai_score < 80 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 80 AND ai_score < 90 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 90 THEN 1 ELSE 0 END)
+    FROM calls WHERE NOT is_test GROUP BY 1;
+CREATE TABLE crm_totals (name TEXT PRIMARY KEY, n BIGINT NOT NULL);
+INSERT INTO crm_totals (name, n) SELECT 'trainings', COUNT(*) FROM trainings WHERE NOT is_test;
+CREATE TRIGGER calls_aggregate AFTER INSERT ON calls WHEN NOT new.is_test BEGIN
+    INSERT OR IGNORE INTO call_agents (agent) VALUES (COALESCE(new.agent_name, new.agent_id, 'unknown agent'));
+    UPDATE call_agents SET calls = calls + 1,
+        scored = scored + (new.ai_score IS NOT NULL),
+        score_sum = score_sum + COALESCE(MIN(MAX(new.ai_score, -1e9), 1e9), 0),
+        b0 = b0 + (CASE WHEN new.ai_score < 10 THEN 1 ELSE 0 END),
+        b1 = b1 + (CASE WHEN new.ai_score >= 10 AND new.ai_score < 20 THEN 1 ELSE 0 END),
+        b2 = b2 + (CASE WHEN new.ai_score >= 20 AND new.ai_score < 30 THEN 1 ELSE 0 END),
+        b3 = b3 + (CASE WHEN new.ai_score >= 30 AND new.ai_score < 40 THEN 1 ELSE 0 END),
+        b4 = b4 + (CASE WHEN new.ai_score >= 40 AND new.ai_score < 50 THEN 1 ELSE 0 END),
+        b5 = b5 + (CASE WHEN new.ai_score >= 50 AND new.ai_score < 60 THEN 1 ELSE 0 END),
+        b6 = b6 + (CASE WHEN new.ai_score >= 60 AND new.ai_score < 70 THEN 1 ELSE 0 END),
+        b7 = b7 + (CASE WHEN new.ai_score >= 70 AND new.ai_score < 80 THEN 1 ELSE 0 END),
+        b8 = b8 + (CASE WHEN new.ai_score >= 80 AND new.ai_score < 90 THEN 1 ELSE 0 END),
+        b9 = b9 + (CASE WHEN new.ai_score >= 90 THEN 1 ELSE 0 END)
+    WHERE agent = COALESCE(new.agent_name, new.agent_id, 'unknown agent');
+END;
+CREATE TRIGGER trainings_total AFTER INSERT ON trainings WHEN NOT new.is_test BEGIN
+    UPDATE crm_totals SET n = n + 1 WHERE name = 'trainings';
+END;
+CREATE INDEX calls_received_real ON calls (is_test, received_ms);
+CREATE INDEX trainings_received_real ON trainings (is_test, received_ms);
+";
+
+/// Schema version 3 (Postgres), as [`SQLITE_SCHEMA_3`], with
+/// statement-level triggers (one upsert per agent per statement).
+const POSTGRES_SCHEMA_3: &str = r"
+CREATE TABLE call_agents (
+    agent     TEXT PRIMARY KEY,
+    calls     BIGINT NOT NULL DEFAULT 0,
+    scored    BIGINT NOT NULL DEFAULT 0,
+    score_sum DOUBLE PRECISION NOT NULL DEFAULT 0,
+    b0 BIGINT NOT NULL DEFAULT 0,
+    b1 BIGINT NOT NULL DEFAULT 0,
+    b2 BIGINT NOT NULL DEFAULT 0,
+    b3 BIGINT NOT NULL DEFAULT 0,
+    b4 BIGINT NOT NULL DEFAULT 0,
+    b5 BIGINT NOT NULL DEFAULT 0,
+    b6 BIGINT NOT NULL DEFAULT 0,
+    b7 BIGINT NOT NULL DEFAULT 0,
+    b8 BIGINT NOT NULL DEFAULT 0,
+    b9 BIGINT NOT NULL DEFAULT 0
+);
+CREATE FUNCTION call_agents_add() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    INSERT INTO call_agents (agent, calls, scored, score_sum, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9)
+        SELECT COALESCE(agent_name, agent_id, 'unknown agent'), COUNT(*), COUNT(ai_score),
+            COALESCE(SUM(LEAST(GREATEST(ai_score, -1e9), 1e9)), 0),
+            SUM(CASE WHEN ai_score < 10 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 10 AND ai_score < 20 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 20 AND ai_score < 30 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 30 AND ai_score < 40 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 40 AND ai_score < 50 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 50 AND ai_score < 60 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 60 AND ai_score < 70 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 70 AND ai_score < 80 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 80 AND ai_score < 90 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 90 THEN 1 ELSE 0 END)
+        FROM new_calls WHERE NOT is_test GROUP BY 1
+        ON CONFLICT (agent) DO UPDATE SET calls = call_agents.calls + excluded.calls,
+            scored = call_agents.scored + excluded.scored,
+            score_sum = call_agents.score_sum + excluded.score_sum,
+            b0 = call_agents.b0 + excluded.b0,
+            b1 = call_agents.b1 + excluded.b1,
+            b2 = call_agents.b2 + excluded.b2,
+            b3 = call_agents.b3 + excluded.b3,
+            b4 = call_agents.b4 + excluded.b4,
+            b5 = call_agents.b5 + excluded.b5,
+            b6 = call_agents.b6 + excluded.b6,
+            b7 = call_agents.b7 + excluded.b7,
+            b8 = call_agents.b8 + excluded.b8,
+            b9 = call_agents.b9 + excluded.b9;
+    RETURN NULL;
+END $f$;
+INSERT INTO call_agents (agent, calls, scored, score_sum, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9)
+    SELECT COALESCE(agent_name, agent_id, 'unknown agent'), COUNT(*), COUNT(ai_score),
+        COALESCE(SUM(LEAST(GREATEST(ai_score, -1e9), 1e9)), 0),
+        SUM(CASE WHEN ai_score < 10 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 10 AND ai_score < 20 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 20 AND ai_score < 30 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 30 AND ai_score < 40 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 40 AND ai_score < 50 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 50 AND ai_score < 60 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 60 AND ai_score < 70 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 70 AND ai_score < 80 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 80 AND ai_score < 90 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN ai_score >= 90 THEN 1 ELSE 0 END)
+    FROM calls WHERE NOT is_test GROUP BY 1;
+CREATE TRIGGER calls_aggregate AFTER INSERT ON calls REFERENCING NEW TABLE AS new_calls
+    FOR EACH STATEMENT EXECUTE FUNCTION call_agents_add();
+CREATE TABLE crm_totals (name TEXT PRIMARY KEY, n BIGINT NOT NULL);
+INSERT INTO crm_totals (name, n) SELECT 'trainings', COUNT(*) FROM trainings WHERE NOT is_test;
+CREATE FUNCTION trainings_total() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN
+    UPDATE crm_totals SET n = n + (SELECT COUNT(*) FROM new_trainings WHERE NOT is_test)
+        WHERE name = 'trainings';
+    RETURN NULL;
+END $f$;
+CREATE TRIGGER trainings_total AFTER INSERT ON trainings REFERENCING NEW TABLE AS new_trainings
+    FOR EACH STATEMENT EXECUTE FUNCTION trainings_total();
+CREATE INDEX calls_received_real ON calls (is_test, received_ms);
+CREATE INDEX trainings_received_real ON trainings (is_test, received_ms);
+";
+
 /// The newest schema version; each version's script runs once, in order.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Unverified attempts kept one by one (their per-minute counts are kept
 /// for [`crate::config::AppConfig::rejections_keep_minutes`]).
@@ -459,6 +601,8 @@ pub enum Param {
     Int(i64),
     /// Compared with a `TEXT` column.
     Text(String),
+    /// Compared with a `BOOLEAN` column (SQLite: 0 or 1).
+    Bool(bool),
 }
 
 /// Where a delivery was projected.
@@ -1187,6 +1331,7 @@ impl Storage {
                     let values = params.into_iter().map(|p| match p {
                         Param::Int(v) => rusqlite::types::Value::Integer(v),
                         Param::Text(v) => rusqlite::types::Value::Text(v),
+                        Param::Bool(v) => rusqlite::types::Value::Integer(v.into()),
                     });
                     let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
                     let mut out = Vec::new();
@@ -1216,6 +1361,7 @@ impl Storage {
                         match p {
                             Param::Int(v) => Box::new(v),
                             Param::Text(v) => Box::new(v),
+                            Param::Bool(v) => Box::new(v),
                         }
                     })
                     .collect();
@@ -1427,7 +1573,11 @@ fn migrate_sqlite(conn: &mut Connection) -> Result<(), Box<dyn std::error::Error
         )
         .into());
     }
-    for (v, script) in [(1, SQLITE_SCHEMA), (2, SQLITE_SCHEMA_2)] {
+    for (v, script) in [
+        (1, SQLITE_SCHEMA),
+        (2, SQLITE_SCHEMA_2),
+        (3, SQLITE_SCHEMA_3),
+    ] {
         if version < v {
             tx.execute_batch(script)?;
             tx.execute("INSERT INTO crm_schema (version) VALUES (?1)", [v])?;
@@ -1564,7 +1714,11 @@ async fn migrate_pg(
         )
         .into());
     }
-    for (v, script) in [(1_i32, POSTGRES_SCHEMA), (2, POSTGRES_SCHEMA_2)] {
+    for (v, script) in [
+        (1_i32, POSTGRES_SCHEMA),
+        (2, POSTGRES_SCHEMA_2),
+        (3, POSTGRES_SCHEMA_3),
+    ] {
         if version < i64::from(v) {
             tx.batch_execute(script).await?;
             tx.execute("INSERT INTO crm_schema (version) VALUES ($1)", &[&v])

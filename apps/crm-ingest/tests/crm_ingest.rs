@@ -643,3 +643,117 @@ fn the_configuration_comes_from_the_environment_with_documented_defaults() {
     .unwrap_err();
     assert!(bad.to_string().contains("CRM_ADDR"), "{bad}");
 }
+
+/// Verified deliveries sent while a flood of forged ones arrives are all
+/// logged (their queue is their own and never drops), projected once, and
+/// the forged ones are counted; on each backend.
+async fn verified_entries_survive_a_concurrent_flood(database: Database) {
+    let app = start(config_on(database)).await;
+    let addr = app.addr();
+    let (flood, real_tasks, real_each) = (4_000_usize, 4_usize, 75_usize);
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..16 {
+        tasks.spawn(async move {
+            let http = Http::new();
+            for i in (worker..flood).step_by(16) {
+                assert_eq!(
+                    http.deliver(addr, &forged(i)).await.status,
+                    StatusCode::UNAUTHORIZED
+                );
+            }
+        });
+    }
+    for worker in 0..real_tasks {
+        tasks.spawn(async move {
+            let http = Http::new();
+            for i in 0..real_each {
+                let call = signed(
+                    "call.uploaded",
+                    &format!("evt_flood_{worker}_{i}"),
+                    &format!("dlv_flood_{worker}_{i}"),
+                );
+                assert_eq!(http.deliver(addr, &call).await.status, StatusCode::OK);
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("a sender");
+    }
+    let real = real_tasks * real_each;
+    let http = Http::new();
+    let status = eventually(
+        "every verified entry written and every call projected",
+        || async {
+            let status = http.health(addr).await;
+            (status["deliveryLog"]["queued"] == 0
+                && status["counts"]["deliveries"] == real as u64
+                && status["counts"]["calls"] == real as u64)
+                .then_some(status)
+        },
+    )
+    .await;
+    let counted = status["counts"]["rejections"].as_u64().unwrap_or(0);
+    let dropped = status["deliveryLog"]["droppedUnverified"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(counted + dropped, flood as u64, "{status}");
+    let log = http.array(addr, "/api/deliveries?limit=1000").await;
+    assert_eq!(log.len(), real);
+    assert!(log.iter().all(|e| e["outcome"] == "accepted"));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keeps_every_verified_entry_under_a_flood() {
+    let (_dir, db) = temp_db();
+    verified_entries_survive_a_concurrent_flood(Database::Sqlite(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_every_verified_entry_under_a_flood() {
+    let Some(pg) = postgres_server::PostgresServer::start_or_skip(
+        "crm postgres_keeps_every_verified_entry_under_a_flood",
+    ) else {
+        return;
+    };
+    verified_entries_survive_a_concurrent_flood(Database::Postgres(pg.url())).await;
+}
+
+/// `crm-ingest seed N`: N signed deliveries through the inbox and the
+/// projection: one in eight a training, one in fifty a test delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_fills_the_inbox_and_the_tables_through_the_app_s_own_code() {
+    let (_dir, db) = temp_db();
+    let config = config(&db);
+    let report = crm_ingest::seed::run(&config, 0, 400)
+        .await
+        .expect("seeded");
+    assert_eq!((report.stored, report.projected), (400, 400), "{report:?}");
+    // Again: the same event ids are duplicates.
+    let again = crm_ingest::seed::run(&config, 0, 400)
+        .await
+        .expect("seeded");
+    assert_eq!((again.stored, again.projected), (0, 0), "{again:?}");
+
+    let app = start(config).await;
+    let http = Http::new();
+    let status = http.health(app.addr()).await;
+    let counts = &status["counts"];
+    assert_eq!(
+        (
+            &counts["calls"],
+            &counts["testCalls"],
+            &counts["trainings"],
+            &counts["testTrainings"]
+        ),
+        (&json!(344), &json!(6), &json!(48), &json!(2)),
+        "{status}"
+    );
+    assert_eq!(status["inbox"]["done"], 400, "{status}");
+    let page = http.get(app.addr(), "/").await.text();
+    assert!(
+        page.contains("Ana Silva"),
+        "the agents are on the dashboard"
+    );
+    app.shutdown().await;
+}

@@ -832,6 +832,16 @@ impl fmt::Debug for InboxFuture {
     }
 }
 
+/// The error of a row claimed again after its lease ended unsettled, with
+/// no attempts left (`attempts` counts the claim that found it).
+pub(crate) fn out_of_attempts(attempts: u32, max_attempts: u32) -> String {
+    format!(
+        "attempt {} of {max_attempts} was never settled (its worker stopped or hung until the \
+         lease ended); no attempts left",
+        attempts.saturating_sub(1)
+    )
+}
+
 /// The `WHERE` and `ORDER BY` of a list of rows in `state`, each on one of
 /// the partial indexes (the redundant `IN` term lets SQLite see that the
 /// index covers the query): waiting rows by due time (for a pending row,

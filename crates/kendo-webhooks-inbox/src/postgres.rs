@@ -408,58 +408,69 @@ impl Backend for Postgres {
         let max_attempts = clamp_i32(max_attempts);
         let limit = clamp_i64(limit);
         let lease = millis(lease);
-        Box::pin(self.operations.run("could not claim rows of the Postgres inbox", move |client| {
-            Box::pin(async move {
-                let tx = client.transaction().await?;
-                tx.execute(
-                    concat!(
-                        "UPDATE kendo_inbox SET
-                            state = 'dead',
-                            next_at = ", now_ms!(), ",
-                            last_error = CASE WHEN state = 'leased'
-                                THEN 'the lease of ' || coalesce(lease_owner, '?') || ' ended before attempt '
-                                     || attempts || ' of ' || $1::int::text || ' was settled (the worker stopped or hung)'
-                                ELSE coalesce(last_error, 'no attempts left') END
-                         WHERE event_id IN (
-                            SELECT event_id FROM kendo_inbox
-                            WHERE state IN ('pending', 'leased', 'failed') AND next_at <= ", now_ms!(), "
-                              AND attempts >= $1::int
-                            FOR UPDATE SKIP LOCKED)"
-                    ),
-                    &[&max_attempts],
-                )
-                .await?;
-                let rows = tx
-                    .query(
-                        concat!(
-                            "WITH due AS (
+        Box::pin(self.operations.run(
+            "could not claim rows of the Postgres inbox",
+            move |client| {
+                Box::pin(async move {
+                    let tx = client.transaction().await?;
+                    let rows = tx
+                        .query(
+                            concat!(
+                                "WITH due AS (
                                 SELECT event_id FROM kendo_inbox
-                                WHERE state IN ('pending', 'leased', 'failed') AND next_at <= ", now_ms!(), "
+                                WHERE state IN ('pending', 'leased', 'failed') AND next_at <= ",
+                                now_ms!(),
+                                "
                                 ORDER BY next_at
                                 LIMIT $2
                                 FOR UPDATE SKIP LOCKED)
                              UPDATE kendo_inbox AS i SET
                                 state = 'leased', lease_owner = $1,
-                                next_at = ", now_ms!(), " + $3, attempts = i.attempts + 1
+                                next_at = ",
+                                now_ms!(),
+                                " + $3, attempts = i.attempts + 1
                              FROM due WHERE i.event_id = due.event_id
                              RETURNING i.event_id, i.delivery_id, i.event, i.body, i.attempts"
-                        ),
-                        &[&owner, &limit, &lease],
-                    )
-                    .await?;
-                tx.commit().await?;
-                Ok(rows
-                    .iter()
-                    .map(|row| Claimed {
-                        event_id: row.get(0),
-                        delivery_id: row.get(1),
-                        event_name: row.get(2),
-                        body: Bytes::from(row.get::<_, Vec<u8>>(3)),
-                        attempts: u32::try_from(row.get::<_, i32>(4)).unwrap_or(u32::MAX),
-                    })
-                    .collect())
-            })
-        }))
+                            ),
+                            &[&owner, &limit, &lease],
+                        )
+                        .await?;
+                    let mut claimed: Vec<Claimed> = rows
+                        .iter()
+                        .map(|row| Claimed {
+                            event_id: row.get(0),
+                            delivery_id: row.get(1),
+                            event_name: row.get(2),
+                            body: Bytes::from(row.get::<_, Vec<u8>>(3)),
+                            attempts: u32::try_from(row.get::<_, i32>(4)).unwrap_or(u32::MAX),
+                        })
+                        .collect();
+                    // Only a row whose lease ended unsettled can come back out
+                    // of attempts: it dies here, in the same transaction,
+                    // instead of a scan of every due row before each claim.
+                    let limit_attempts = u32::try_from(max_attempts).unwrap_or(u32::MAX);
+                    for row in claimed.iter().filter(|row| row.attempts > limit_attempts) {
+                        tx.execute(
+                            concat!(
+                                "UPDATE kendo_inbox SET state = 'dead', next_at = ",
+                                now_ms!(),
+                                ",
+                                attempts = attempts - 1, last_error = $1
+                             WHERE event_id = $2"
+                            ),
+                            &[
+                                &super::out_of_attempts(row.attempts, limit_attempts),
+                                &row.event_id,
+                            ],
+                        )
+                        .await?;
+                    }
+                    claimed.retain(|row| row.attempts <= limit_attempts);
+                    tx.commit().await?;
+                    Ok(claimed)
+                })
+            },
+        ))
     }
 
     fn settle(

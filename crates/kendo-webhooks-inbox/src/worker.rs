@@ -140,8 +140,10 @@ fn batched<B: BatchHandler>(handler: B) -> Arc<Dispatch> {
 ///
 /// Each round it claims up to [`batch_size`](Self::batch_size) due rows in
 /// one transaction (a lease of [`lease`](Self::lease) on each, one attempt
-/// counted), runs their handlers concurrently, renews the leases while they
-/// run, and settles the whole batch in one transaction. Any number of
+/// counted), runs their handlers concurrently (or hands the whole batch to
+/// one [`BatchHandler`] call), renews the leases while they run, and settles
+/// the batch in one transaction. Rows still running a second later finish
+/// on a task of their own while the worker goes on. Any number of
 /// workers, in one process or many, can share an inbox: a row is leased to
 /// one of them at a time.
 pub struct Worker<H> {
@@ -252,6 +254,33 @@ impl<B: BatchHandler> Worker<Batched<B>> {
 #[derive(Debug)]
 pub struct Batched<B>(std::marker::PhantomData<fn() -> B>);
 
+/// A batch whose handlers have not all ended after this long goes on
+/// without the worker: the worker settles what ended and claims more rows,
+/// while the slow rows finish (or time out) on a task of their own.
+const DETACH_AFTER: Duration = Duration::from_secs(1);
+/// Most groups of slow rows running on their own at once; past it, the
+/// worker waits for its batch as a whole again.
+const MAX_STRAGGLER_GROUPS: usize = 16;
+
+/// The handlers of a claimed batch still running, and what is settled.
+struct Running {
+    tasks: JoinSet<TaskResults>,
+    running: Vec<Option<(String, u32)>>,
+    settled: Vec<(String, Settle)>,
+    grace_end: Option<tokio::time::Instant>,
+}
+
+impl WorkerReport {
+    fn add(&mut self, other: Self) {
+        self.handed += other.handed;
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.dead += other.dead;
+        self.cut_off += other.cut_off;
+        self.purged += other.purged;
+    }
+}
+
 /// How often a worker with [`Worker::purge_done_after`] purges.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
@@ -339,9 +368,10 @@ impl<H: 'static> Worker<H> {
     }
 
     /// Longest one handler call may take (default 5 min); a call still
-    /// running then is cut off and counts as a failed attempt. The batch it
-    /// belongs to settles only when all its calls have ended, so this also
-    /// bounds how long a hung handler holds up the worker.
+    /// running then is cut off and counts as a failed attempt. A slow or
+    /// hung call does not hold up the others: a second after its batch was
+    /// claimed, the rows that ended are settled and the worker claims more,
+    /// while the slow ones finish (or time out) on a task of their own.
     #[must_use]
     pub fn handler_timeout(mut self, timeout: Duration) -> Self {
         self.handler_timeout = timeout.max(Duration::from_millis(1));
@@ -398,12 +428,39 @@ impl<H: 'static> Worker<H> {
     }
 
     async fn run_until(self, mut stop: watch::Receiver<bool>) -> WorkerReport {
+        let this = Arc::new(self);
         let mut report = WorkerReport::default();
+        let mut stragglers: Vec<JoinHandle<WorkerReport>> = Vec::new();
+        this.run_loop(&mut stop, &mut report, &mut stragglers).await;
+        // Rows still running on their own: they settle (or are cut off
+        // after the grace) before the worker reports.
+        for straggler in stragglers {
+            report.add(straggler.await.unwrap_or_default());
+        }
+        report
+    }
+
+    async fn run_loop(
+        self: &Arc<Self>,
+        stop: &mut watch::Receiver<bool>,
+        report: &mut WorkerReport,
+        stragglers: &mut Vec<JoinHandle<WorkerReport>>,
+    ) {
         let mut error_wait = Duration::from_millis(50);
         let mut next_purge = tokio::time::Instant::now();
         loop {
             if *stop.borrow() {
                 break;
+            }
+            // Groups of slow rows that ended: their counts join the report.
+            let mut index = 0;
+            while index < stragglers.len() {
+                if stragglers[index].is_finished() {
+                    let done = stragglers.swap_remove(index);
+                    report.add(done.await.unwrap_or_default());
+                } else {
+                    index += 1;
+                }
             }
             if let Some(retention) = self.retention {
                 if tokio::time::Instant::now() >= next_purge {
@@ -430,7 +487,7 @@ impl<H: 'static> Worker<H> {
                 Ok(rows) => {
                     error_wait = Duration::from_millis(50);
                     let full = rows.len() == self.batch_size;
-                    self.handle_batch(rows, &mut stop, &mut report).await;
+                    self.handle_batch(rows, stop, report, stragglers).await;
                     if full {
                         continue;
                     }
@@ -452,10 +509,9 @@ impl<H: 'static> Worker<H> {
             tokio::select! {
                 () = self.inbox.wake().notified() => {}
                 () = tokio::time::sleep(wait) => {}
-                () = stopped(&mut stop) => break,
+                () = stopped(stop) => break,
             }
         }
-        report
     }
 
     /// Purges done rows older than `retention`, one small batch at a time,
@@ -489,10 +545,11 @@ impl<H: 'static> Worker<H> {
     /// Hands a claimed batch to the handler, renews its leases while it
     /// runs and settles it.
     async fn handle_batch(
-        &self,
+        self: &Arc<Self>,
         rows: Vec<Claimed>,
         stop: &mut watch::Receiver<bool>,
         report: &mut WorkerReport,
+        stragglers: &mut Vec<JoinHandle<WorkerReport>>,
     ) {
         let mut tasks = JoinSet::new();
         let mut running: Vec<Option<(String, u32)>> = Vec::with_capacity(rows.len());
@@ -523,54 +580,98 @@ impl<H: 'static> Worker<H> {
             }
         }
         (self.dispatch)(handed, self.handler_timeout, &mut tasks);
+        let batch = Running {
+            tasks,
+            running,
+            settled,
+            grace_end: None,
+        };
+        let detach = (stragglers.len() < MAX_STRAGGLER_GROUPS).then_some(DETACH_AFTER);
+        if let Some(rest) = self.drive(batch, stop, report, detach).await {
+            // The rest of the batch keeps running on a task of its own, so
+            // the worker claims and hands other rows meanwhile.
+            let this = Arc::clone(self);
+            let mut stop = stop.clone();
+            stragglers.push(tokio::spawn(async move {
+                let mut report = WorkerReport::default();
+                let _ = this.drive(rest, &mut stop, &mut report, None).await;
+                report
+            }));
+        }
+    }
+
+    /// Waits for the handlers of a batch, renewing their leases, settling
+    /// each as it ends; cut off after the shutdown grace. With `detach`,
+    /// gives back what is still running once that long has passed (after
+    /// settling what has ended), instead of waiting for the slowest.
+    async fn drive(
+        &self,
+        mut batch: Running,
+        stop: &mut watch::Receiver<bool>,
+        report: &mut WorkerReport,
+        detach: Option<Duration>,
+    ) -> Option<Running> {
         let renew_every = self.lease / 3;
         let mut renew =
             tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
-        let mut grace_end: Option<tokio::time::Instant> = None;
+        let detach_at = detach.map(|after| tokio::time::Instant::now() + after);
         loop {
             let grace = async {
-                match grace_end {
+                match batch.grace_end {
                     Some(end) => tokio::time::sleep_until(end).await,
                     None => std::future::pending().await,
                 }
             };
+            let detach_now = async {
+                match detach_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                joined = tasks.join_next() => {
+                joined = batch.tasks.join_next() => {
                     let Some(joined) = joined else { break };
                     // A panicked task's rows are settled after the loop.
                     let Ok(results) = joined else { continue };
                     for (index, result) in results {
-                        let Some((event_id, attempts)) = running.get_mut(index).and_then(Option::take) else { continue };
-                        settled.push((event_id, self.settlement(result, attempts, report)));
+                        let Some((event_id, attempts)) = batch.running.get_mut(index).and_then(Option::take) else { continue };
+                        batch.settled.push((event_id, self.settlement(result, attempts, report)));
                     }
                 }
                 _ = renew.tick() => {
-                    let ids: Vec<String> = running.iter().flatten().map(|(id, _)| id.clone()).collect();
+                    let ids: Vec<String> = batch.running.iter().flatten().map(|(id, _)| id.clone()).collect();
                     if !ids.is_empty() {
                         let _ = self.inbox.backend().extend(self.owner.clone(), ids, self.lease).await;
                     }
                 }
-                () = stopped(stop), if grace_end.is_none() => {
-                    grace_end = Some(tokio::time::Instant::now() + self.shutdown_grace);
+                () = stopped(stop), if batch.grace_end.is_none() => {
+                    batch.grace_end = Some(tokio::time::Instant::now() + self.shutdown_grace);
+                }
+                () = detach_now, if batch.grace_end.is_none() => {
+                    self.settle(std::mem::take(&mut batch.settled)).await;
+                    return Some(batch);
                 }
                 () = grace => {
-                    tasks.abort_all();
-                    while tasks.join_next().await.is_some() {}
-                    for (event_id, attempts) in running.iter_mut().filter_map(Option::take) {
+                    batch.tasks.abort_all();
+                    while batch.tasks.join_next().await.is_some() {}
+                    for (event_id, attempts) in batch.running.iter_mut().filter_map(Option::take) {
                         report.cut_off += 1;
                         let result = Err("the worker shut down before the handler finished".to_owned());
-                        settled.push((event_id, self.settlement(result, attempts, report)));
+                        batch.settled.push((event_id, self.settlement(result, attempts, report)));
                     }
                     break;
                 }
             }
         }
         // Tasks that ended without a result panicked.
-        for (event_id, attempts) in running.iter_mut().filter_map(Option::take) {
+        for (event_id, attempts) in batch.running.iter_mut().filter_map(Option::take) {
             let result = Err("the handler panicked".to_owned());
-            settled.push((event_id, self.settlement(result, attempts, report)));
+            batch
+                .settled
+                .push((event_id, self.settlement(result, attempts, report)));
         }
-        self.settle(settled).await;
+        self.settle(batch.settled).await;
+        None
     }
 
     fn settlement(

@@ -217,3 +217,72 @@ async fn retention_purges_old_done_rows_only() {
     inbox.probe().await.unwrap();
     assert!(inbox.health().healthy);
 }
+
+/// Issue 17, #5: an event id Postgres cannot store as a key (a NUL, or
+/// 3,000 characters) is stored anyway, and the good deliveries committed in
+/// the same group are not refused with it; each is handed to the handler
+/// with its id as sent, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_with_a_nul_or_over_long_are_stored_and_their_group_is_not_refused() {
+    let Some((_server, inbox)) =
+        open("ids_with_a_nul_or_over_long_are_stored_and_their_group_is_not_refused").await
+    else {
+        return;
+    };
+    let long = "x".repeat(3_000);
+    let ids: Vec<String> = ["evt_nul\0id", long.as_str(), "evt_good_1", "evt_good_2"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    // Concurrently, so they share group commits.
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in ids.clone() {
+        let inbox = inbox.clone();
+        tasks.spawn(async move { suite::enqueue(&inbox, &id).await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.unwrap();
+    }
+    assert_eq!(inbox.counts().await.unwrap().pending, 4);
+    // Again: duplicates, recognised by the same stored keys.
+    for id in &ids {
+        let body = kendo_webhooks::example_body("call.uploaded", id, "2026-03-05T12:00:00Z", false);
+        let delivery = kendo_webhooks::Delivery::parse(body, "dlv_again", "call.uploaded").unwrap();
+        assert_eq!(
+            inbox.enqueue(&delivery).await.unwrap(),
+            kendo_webhooks_inbox::Enqueued::Duplicate,
+            "{}",
+            id.len()
+        );
+    }
+    let handled = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&handled);
+    let worker = inbox
+        .worker(move |delivery: kendo_webhooks::Delivery| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().unwrap().push(delivery.event_id().to_owned());
+                Ok::<(), String>(())
+            }
+        })
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    suite::wait_until("all four done", || async {
+        inbox.counts().await.unwrap().done == 4
+    })
+    .await;
+    worker.shutdown().await;
+    let mut handled = handled.lock().unwrap().clone();
+    handled.sort();
+    let mut expected = ids;
+    expected.sort();
+    assert_eq!(handled, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hanging_handler_does_not_hold_the_others() {
+    let Some((_server, inbox)) = open("one_hanging_handler_does_not_hold_the_others").await else {
+        return;
+    };
+    suite::one_hanging_handler_does_not_hold_the_others(inbox).await;
+}

@@ -244,3 +244,9 @@ async fn hot_queries_use_indexes() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hanging_handler_does_not_hold_the_others() {
+    let (_dir, _, inbox) = open().await;
+    suite::one_hanging_handler_does_not_hold_the_others(inbox).await;
+}

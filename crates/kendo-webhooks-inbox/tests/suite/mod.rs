@@ -652,3 +652,43 @@ pub async fn retention_purges_old_done_rows_only(inbox: Inbox) {
     let pending = inbox.list(RowState::Pending, 10).await.unwrap();
     assert!(pending.iter().all(|row| row.attempts == 0), "{pending:?}");
 }
+
+/// Issue 17, #11: one handler that never returns does not hold the other
+/// rows of its batch, nor rows committed later; at shutdown it is cut off
+/// after the grace and its row settled as a failed attempt.
+pub async fn one_hanging_handler_does_not_hold_the_others(inbox: Inbox) {
+    for i in 0..20 {
+        enqueue(&inbox, &format!("evt_{i}")).await;
+    }
+    let recorder = Arc::new(Recorder::default());
+    recorder.hanging.lock().unwrap().push("evt_3".into());
+    let worker = inbox
+        .worker(recorder.handler())
+        .batch_size(10)
+        .handler_timeout(Duration::from_secs(300))
+        .shutdown_grace(Duration::from_millis(100))
+        .poll_interval(Duration::from_millis(20))
+        .spawn();
+    wait_until("every row but the hanging one done", || async {
+        inbox.counts().await.unwrap().done == 19
+    })
+    .await;
+    for i in 20..25 {
+        enqueue(&inbox, &format!("evt_{i}")).await;
+    }
+    wait_until("rows committed later done too", || async {
+        inbox.counts().await.unwrap().done == 24
+    })
+    .await;
+    assert_eq!(recorder.count("evt_3"), 1);
+    assert_eq!(inbox.counts().await.unwrap().leased, 1);
+    let report = worker.shutdown().await;
+    assert_eq!(report.succeeded, 24, "{report:?}");
+    assert_eq!(report.cut_off, 1, "{report:?}");
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!(
+        (counts.done, counts.failed, counts.leased),
+        (24, 1, 0),
+        "{counts:?}"
+    );
+}
