@@ -12,7 +12,8 @@ use kendo_webhooks_inbox::{Inbox, InboxError, RowState, StoredDelivery};
 use crate::storage::{now_ms, Cell, Param, Storage, StorageError};
 use crate::views::{
     ActivityRow, AgentScore, BacklogSample, Cards, DashboardData, LogEntry, MinuteCounts, Outcome,
-    ReasonCount, Search, SearchHit, TestEvent, UnprocessedEvent, UnprocessedState,
+    PayloadChangeRow, ReasonCount, Search, SearchHit, TestEvent, UnprocessedEvent,
+    UnprocessedState,
 };
 
 /// Rows of each table on the page (the JSON API has them all).
@@ -200,6 +201,7 @@ pub async fn load(
         test_events: test_events(storage).await?,
         agent_scores: agent_scores(storage).await?,
         unprocessed: unprocessed(inbox).await?,
+        payload_changes: payload_changes(storage).await?,
         search: match query.map(str::trim).filter(|q| !q.is_empty()) {
             Some(q) => Some(search(storage, q).await?),
             None => None,
@@ -456,6 +458,27 @@ async fn test_events(storage: &Storage) -> Result<Vec<TestEvent>, StorageError> 
             event: cell(row, 1).text().unwrap_or_default(),
             id: cell(row, 2).text().unwrap_or_default(),
             event_id: cell(row, 3).text().unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// The newest changes in Kendo's payloads, with the first example of each.
+async fn payload_changes(storage: &Storage) -> Result<Vec<PayloadChangeRow>, StorageError> {
+    let sql = "SELECT event, field, kind, example, event_id, first_ms, last_ms, count
+               FROM payload_changes ORDER BY last_ms DESC, event, field LIMIT 20";
+    Ok(storage
+        .select("could not read the Kendo payload changes", sql, Vec::new())
+        .await?
+        .iter()
+        .map(|row| PayloadChangeRow {
+            event: cell(row, 0).text().unwrap_or_default(),
+            field: cell(row, 1).text().unwrap_or_default(),
+            kind: cell(row, 2).text().unwrap_or_default(),
+            example: cell(row, 3).text(),
+            event_id: cell(row, 4).text().unwrap_or_default(),
+            first_ms: cell(row, 5).int().unwrap_or(0),
+            last_ms: cell(row, 6).int().unwrap_or(0),
+            count: cell(row, 7).count(),
         })
         .collect())
 }

@@ -314,8 +314,47 @@ CREATE INDEX calls_received_real ON calls (is_test, received_ms);
 CREATE INDEX trainings_received_real ON trainings (is_test, received_ms);
 ";
 
+/// Schema version 4 (SQLite): each change in Kendo's payloads (a field of a
+/// known event missing, of another type, or new), with its first example
+/// and how often it was seen since.
+const SQLITE_SCHEMA_4: &str = r"
+CREATE TABLE payload_changes (
+    event    TEXT NOT NULL,
+    field    TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    example  TEXT,
+    event_id TEXT NOT NULL,
+    first_ms INTEGER NOT NULL,
+    last_ms  INTEGER NOT NULL,
+    count    INTEGER NOT NULL,
+    PRIMARY KEY (event, field, kind)
+);
+";
+
+/// Schema version 4 (Postgres), as [`SQLITE_SCHEMA_4`].
+const POSTGRES_SCHEMA_4: &str = r"
+CREATE TABLE payload_changes (
+    event    TEXT NOT NULL,
+    field    TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    example  TEXT,
+    event_id TEXT NOT NULL,
+    first_ms BIGINT NOT NULL,
+    last_ms  BIGINT NOT NULL,
+    count    BIGINT NOT NULL,
+    PRIMARY KEY (event, field, kind)
+);
+";
+
+/// Adds one change's count, keeping its first example.
+const UPSERT_PAYLOAD_CHANGE: &str = "INSERT INTO payload_changes
+        (event, field, kind, example, event_id, first_ms, last_ms, count)
+    VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
+    ON CONFLICT (event, field, kind) DO UPDATE SET
+        count = payload_changes.count + excluded.count, last_ms = excluded.last_ms";
+
 /// The newest schema version; each version's script runs once, in order.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Unverified attempts kept one by one (their per-minute counts are kept
 /// for [`crate::config::AppConfig::rejections_keep_minutes`]).
@@ -720,6 +759,66 @@ impl Storage {
         &self,
         deliveries: &[Delivery],
     ) -> Vec<Result<Projection, StorageError>> {
+        let results = self.project_rows(deliveries).await;
+        // What Kendo's payloads changed is kept apart: a failure to record it
+        // never fails a projection.
+        let changes = payload_changes(deliveries, now_ms());
+        if !changes.is_empty() {
+            if let Err(error) = self.record_payload_changes(changes).await {
+                tracing::warn!(%error, "could not record the Kendo payload changes of a batch");
+            }
+        }
+        results
+    }
+
+    /// Adds each change's count to `payload_changes`, keeping the first
+    /// example of each.
+    pub async fn record_payload_changes(
+        &self,
+        changes: Vec<PayloadChange>,
+    ) -> Result<(), StorageError> {
+        const WHAT: &str = "could not record Kendo payload changes";
+        match &*self.backend {
+            Backend::Sqlite { writer, .. } => {
+                run(writer, WHAT, move |conn| {
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    {
+                        let mut upsert = tx.prepare_cached(&sqlite_sql(UPSERT_PAYLOAD_CHANGE))?;
+                        for c in &changes {
+                            upsert.execute(rusqlite::params![
+                                c.event, c.field, c.kind, c.example, c.event_id, c.first_ms,
+                                c.count
+                            ])?;
+                        }
+                    }
+                    tx.commit()
+                })
+                .await
+            }
+            Backend::Postgres { writer: pg, .. } => {
+                for c in &changes {
+                    let example = c.example.as_deref().map(pg_text);
+                    pg.execute(
+                        WHAT,
+                        UPSERT_PAYLOAD_CHANGE,
+                        &[
+                            &pg_text(&c.event),
+                            &pg_text(&c.field),
+                            &c.kind,
+                            &example,
+                            &pg_text(&c.event_id),
+                            &c.first_ms,
+                            &c.count,
+                        ],
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn project_rows(&self, deliveries: &[Delivery]) -> Vec<Result<Projection, StorageError>> {
         let now = now_ms();
         let mut calls = Vec::new();
         let mut trainings = Vec::new();
@@ -1497,6 +1596,52 @@ impl<T> Rows<T> {
 }
 
 /// `limit + 1` rows were asked for: the extra one says a next page exists.
+/// One change in Kendo's payloads, seen in a batch: the first example and
+/// how many deliveries showed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PayloadChange {
+    /// The event name.
+    pub event: String,
+    /// The field of `data`.
+    pub field: String,
+    /// `missing`, `other_type` or `new`.
+    pub kind: &'static str,
+    /// The value as sent (JSON), for `other_type` and `new`.
+    pub example: Option<String>,
+    /// The event that showed it first.
+    pub event_id: String,
+    /// When it was seen first (Unix ms).
+    pub first_ms: i64,
+    /// How many deliveries showed it.
+    pub count: i64,
+}
+
+/// The schema drift of `deliveries` (the library's
+/// [`Delivery::schema_drift`]), one entry per event, field and kind.
+fn payload_changes(deliveries: &[Delivery], now: i64) -> Vec<PayloadChange> {
+    let mut changes: Vec<PayloadChange> = Vec::new();
+    for delivery in deliveries {
+        for drift in delivery.schema_drift() {
+            let kind = drift.kind.as_str();
+            match changes.iter_mut().find(|c| {
+                c.event == delivery.event_name() && c.field == drift.field && c.kind == kind
+            }) {
+                Some(change) => change.count += 1,
+                None => changes.push(PayloadChange {
+                    event: delivery.event_name().to_owned(),
+                    field: drift.field,
+                    kind,
+                    example: drift.example,
+                    event_id: delivery.event_id().to_owned(),
+                    first_ms: now,
+                    count: 1,
+                }),
+            }
+        }
+    }
+    changes
+}
+
 fn paginate<T>(mut rows: Vec<(i64, T)>, limit: usize) -> Rows<T> {
     let next = if rows.len() > limit {
         rows.truncate(limit);
@@ -1577,6 +1722,7 @@ fn migrate_sqlite(conn: &mut Connection) -> Result<(), Box<dyn std::error::Error
         (1, SQLITE_SCHEMA),
         (2, SQLITE_SCHEMA_2),
         (3, SQLITE_SCHEMA_3),
+        (4, SQLITE_SCHEMA_4),
     ] {
         if version < v {
             tx.execute_batch(script)?;
@@ -1718,6 +1864,7 @@ async fn migrate_pg(
         (1_i32, POSTGRES_SCHEMA),
         (2, POSTGRES_SCHEMA_2),
         (3, POSTGRES_SCHEMA_3),
+        (4, POSTGRES_SCHEMA_4),
     ] {
         if version < i64::from(v) {
             tx.batch_execute(script).await?;

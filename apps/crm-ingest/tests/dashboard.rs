@@ -405,3 +405,114 @@ async fn time_windows(
     assert_eq!(data.cards.calls_total, before.cards.calls_total + 1 + today);
     assert_eq!(data.cards.calls_today, before.cards.calls_today + today);
 }
+
+/// Kendo's payload changes: each field of a known event that is missing,
+/// of another type or new is kept once, with its first example and how
+/// many deliveries showed it, and the page lists them; a delivery that
+/// matches the typed schema adds nothing.
+async fn payload_changes_on(database: Database) {
+    let app = start(config_on(database.clone())).await;
+    let addr = app.addr();
+    let http = Http::new();
+    let drifted = |event_id: &str, score: &str| {
+        let body = serde_json::json!({
+            "id": event_id, "event": "call.uploaded", "created_at": CREATED_AT,
+            "data": {
+                "callId": format!("call_{event_id}"), "agentId": "agent_ana", "agentName": "Ana",
+                "userId": "user_ana", "teamMemberUserId": "member", "duration": 61,
+                "aiScore": score, "timestamp": CREATED_AT, "sentiment": {"label": "warm"}
+            }
+        });
+        SignedDelivery::new(
+            SECRET,
+            "call.uploaded",
+            format!("dlv_{event_id}"),
+            body.to_string(),
+        )
+    };
+    for (event_id, score) in [("evt_drift_1", "n/a"), ("evt_drift_2", "later")] {
+        let reply = http.deliver(addr, &drifted(event_id, score)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    let clean = SignedDelivery::new(
+        SECRET,
+        "call.uploaded",
+        "dlv_clean",
+        call_body("evt_clean", "agent_bo", Some("Bo"), "70", 30),
+    );
+    assert_eq!(http.deliver(addr, &clean).await.status, StatusCode::OK);
+    rows(&http, addr, "/api/calls", 3).await;
+
+    let storage = Storage::open(&database).await.expect("the CRM's tables");
+    let changes = eventually("two payload changes recorded", || async {
+        let rows = storage
+            .select(
+                "read",
+                "SELECT field, kind, example, event_id, count FROM payload_changes ORDER BY field",
+                Vec::new(),
+            )
+            .await
+            .expect("payload_changes");
+        let rows: Vec<(String, String, Option<String>, String, u64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r[0].text().unwrap_or_default(),
+                    r[1].text().unwrap_or_default(),
+                    r[2].text(),
+                    r[3].text().unwrap_or_default(),
+                    r[4].count(),
+                )
+            })
+            .collect();
+        (rows.iter().map(|r| r.4).sum::<u64>() == 4).then_some(rows)
+    })
+    .await;
+    assert_eq!(
+        changes,
+        vec![
+            (
+                "aiScore".to_owned(),
+                "other_type".to_owned(),
+                Some(r#""n/a""#.to_owned()),
+                "evt_drift_1".to_owned(),
+                2
+            ),
+            (
+                "sentiment".to_owned(),
+                "new".to_owned(),
+                Some(r#"{"label":"warm"}"#.to_owned()),
+                "evt_drift_1".to_owned(),
+                2
+            ),
+        ]
+    );
+    let html = http.get(addr, "/").await.text();
+    assert!(html.contains("Kendo payload changes"), "{html}");
+    for shown in [
+        "sentiment",
+        "new field",
+        "another type",
+        "&quot;n/a&quot;",
+        "evt_drift_1",
+    ] {
+        assert!(html.contains(shown), "{shown} missing from the page");
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_changes_are_kept_with_their_first_example_on_sqlite() {
+    let (_dir, db) = temp_db();
+    payload_changes_on(Database::Sqlite(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_changes_are_kept_with_their_first_example_on_postgres() {
+    let Some(pg) = kendo_test_support::postgres_server::PostgresServer::start_or_skip(
+        "payload_changes_are_kept_with_their_first_example_on_postgres",
+    ) else {
+        return;
+    };
+    payload_changes_on(Database::Postgres(pg.url())).await;
+}

@@ -49,6 +49,9 @@ pub struct DashboardData {
     pub agent_scores: Vec<AgentScore>,
     /// Inbox rows that failed or died in the worker, oldest first.
     pub unprocessed: Vec<UnprocessedEvent>,
+    /// The newest changes in Kendo's payloads, with the first example of
+    /// each (shown when there are any).
+    pub payload_changes: Vec<PayloadChangeRow>,
     /// The search box (`GET ?q=`): its query and what it found.
     pub search: Option<Search>,
     /// The delivery log shows only this outcome (`GET ?outcome=`).
@@ -72,6 +75,7 @@ impl Default for DashboardData {
             test_events: Vec::new(),
             agent_scores: Vec::new(),
             unprocessed: Vec::new(),
+            payload_changes: Vec::new(),
             search: None,
             log_filter: None,
         }
@@ -344,4 +348,26 @@ pub struct SearchHit {
     pub received_ms: i64,
     /// One line about it (agent, outcome, state, ...).
     pub detail: String,
+}
+
+/// A change in Kendo's payloads: a field of a known event that was missing,
+/// of another type, or new, with the first example seen.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PayloadChangeRow {
+    /// The event name.
+    pub event: String,
+    /// The field of `data`.
+    pub field: String,
+    /// `missing`, `other_type` or `new`.
+    pub kind: String,
+    /// The first value seen (JSON), for `other_type` and `new`.
+    pub example: Option<String>,
+    /// The event that showed it first.
+    pub event_id: String,
+    /// When it was first and last seen (Unix ms).
+    pub first_ms: i64,
+    /// When it was last seen (Unix ms).
+    pub last_ms: i64,
+    /// How many deliveries showed it.
+    pub count: u64,
 }

@@ -174,6 +174,9 @@ pub fn render(data: &DashboardData) -> String {
                 @if !data.unprocessed.is_empty() {
                     (unprocessed_section(now, &data.unprocessed))
                 }
+                @if !data.payload_changes.is_empty() {
+                    (payload_changes_section(now, &data.payload_changes))
+                }
                 div.split {
                     section {
                         h2 { "Recent calls" span.count { (counted(data.recent_calls.len(), "call", "calls")) } }

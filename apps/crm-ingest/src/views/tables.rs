@@ -246,3 +246,47 @@ pub(super) fn search_results(now: i64, search: &Search) -> Markup {
         }
     }
 }
+
+pub(super) fn payload_changes_section(now: i64, rows: &[PayloadChangeRow]) -> Markup {
+    let body = html! {
+        @for row in rows {
+            tr {
+                td.clip { (row.event) }
+                td.clip { code { (row.field) } }
+                td { (match row.kind.as_str() {
+                    "missing" => "missing",
+                    "other_type" => "another type",
+                    "new" => "new field",
+                    other => other,
+                }) }
+                td.clip title=[row.example.as_deref()] { code { (row.example.as_deref().unwrap_or("-")) } }
+                td.clip.opt title=(row.event_id) { code { (row.event_id) } }
+                td.num { (thousands(row.count)) }
+                td { (when(now, row.last_ms)) }
+            }
+        }
+    };
+    html! {
+        section {
+            h2 { "Kendo payload changes" span.count { (counted(rows.len(), "field", "fields")) } }
+            p.hint {
+                "Fields of Kendo's events that differ from what this app reads: a field missing, "
+                "of another type, or new. Deliveries are still stored; a changed field may read as "
+                "empty until the app is updated. The first example of each is kept."
+            }
+            (table(
+                &[
+                    ("event", false, false),
+                    ("field", false, false),
+                    ("change", false, false),
+                    ("first example", false, false),
+                    ("first event", false, true),
+                    ("seen", true, false),
+                    ("last", false, false),
+                ],
+                body,
+                None,
+            ))
+        }
+    }
+}
