@@ -392,6 +392,9 @@ pub struct InboxError {
     kind: InboxErrorKind,
     what: String,
     reason: String,
+    /// The database driver's error, when there is one (shared: the same
+    /// error answers every delivery of a failed group commit).
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl InboxError {
@@ -404,7 +407,18 @@ impl InboxError {
             kind,
             what: what.into(),
             reason: reason.to_string(),
+            source: None,
         }
+    }
+
+    /// The same error, keeping `source` as its cause.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn caused_by(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.source = Some(Arc::new(source));
+        self
     }
 
     pub(crate) fn unavailable(what: impl Into<String>, reason: impl fmt::Display) -> Self {
@@ -438,7 +452,13 @@ impl fmt::Display for InboxError {
     }
 }
 
-impl std::error::Error for InboxError {}
+impl std::error::Error for InboxError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// A claimed row, handed to the worker.
 pub(crate) struct Claimed {

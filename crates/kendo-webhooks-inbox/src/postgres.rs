@@ -83,13 +83,22 @@ fn reason(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => {
-            format!("{error} (is the server running and reachable? it is retried on the next call)")
+            // tokio-postgres's own text ("error connecting to server") leaves
+            // the cause to its source: say it.
+            let mut text = error.to_string();
+            let mut cause = std::error::Error::source(error);
+            while let Some(inner) = cause {
+                text.push_str(": ");
+                text.push_str(&inner.to_string());
+                cause = inner.source();
+            }
+            format!("{text} (is the server running and reachable? it is retried on the next call)")
         }
     }
 }
 
-fn unavailable(what: &str, error: &tokio_postgres::Error) -> InboxError {
-    InboxError::unavailable(what, reason(error))
+fn unavailable(what: &str, error: tokio_postgres::Error) -> InboxError {
+    InboxError::unavailable(what, reason(&error)).caused_by(error)
 }
 
 impl Connection {
@@ -115,7 +124,7 @@ impl Connection {
         let mut slot = self.client.lock().await;
         let outcome = tokio::time::timeout(OPERATION_TIMEOUT, async {
             let client = self.client(&mut slot).await?;
-            operation(client).await.map_err(|e| unavailable(what, &e))
+            operation(client).await.map_err(|e| unavailable(what, e))
         });
         match outcome.await {
             Ok(Ok(value)) => Ok(value),
@@ -143,7 +152,7 @@ async fn connect(config: &Config, tls: &PostgresTls) -> Result<Client, InboxErro
         .map_err(|_| {
             InboxError::unavailable(what, format!("no answer within {OPERATION_TIMEOUT:?}"))
         })?
-        .map_err(|e| unavailable(what, &e))?;
+        .map_err(|e| unavailable(what, e))?;
     tokio::spawn(async move {
         // Ends when the client is dropped or the server goes away.
         let _ = connection.await;

@@ -107,7 +107,7 @@ impl Sqlite {
         let reader = Arc::clone(&self.reader);
         tokio::task::spawn_blocking(move || {
             let connection = reader.lock().unwrap_or_else(PoisonError::into_inner);
-            job(&connection).map_err(|e| unavailable(what, &e))
+            job(&connection).map_err(|e| unavailable(what, e))
         })
         .await
         .map_err(|_| InboxError::closed())?
@@ -121,7 +121,7 @@ impl Sqlite {
     ) -> Result<T, InboxError> {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |connection| {
-            let _ = reply.send(job(connection).map_err(|e| unavailable(what, &e)));
+            let _ = reply.send(job(connection).map_err(|e| unavailable(what, e)));
         });
         self.commands
             .send(Command::Run(job))
@@ -131,7 +131,7 @@ impl Sqlite {
     }
 }
 
-fn unavailable(what: &str, error: &rusqlite::Error) -> InboxError {
+fn unavailable(what: &str, error: rusqlite::Error) -> InboxError {
     let advice = match error.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
             " (another connection or process holds a lock on the file; retry later)"
@@ -142,7 +142,7 @@ fn unavailable(what: &str, error: &rusqlite::Error) -> InboxError {
         }
         _ => "",
     };
-    InboxError::unavailable(what, format!("{error}{advice}"))
+    InboxError::unavailable(what, format!("{error}{advice}")).caused_by(error)
 }
 
 fn open(path: &Path) -> Result<Connection, InboxError> {
@@ -150,13 +150,13 @@ fn open(path: &Path) -> Result<Connection, InboxError> {
         "could not open the SQLite inbox {} (its directory must exist and be writable)",
         path.display()
     );
-    let mut connection = Connection::open(path).map_err(|e| unavailable(&what, &e))?;
+    let mut connection = Connection::open(path).map_err(|e| unavailable(&what, e))?;
     connection
         .busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| unavailable(&what, &e))?;
+        .map_err(|e| unavailable(&what, e))?;
     let mode: String = connection
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(|e| unavailable(&what, &e))?;
+        .map_err(|e| unavailable(&what, e))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(InboxError::unavailable(
             what,
@@ -168,7 +168,7 @@ fn open(path: &Path) -> Result<Connection, InboxError> {
             "PRAGMA synchronous = FULL; PRAGMA cache_size = -{CACHE_KIB}; \
              PRAGMA mmap_size = {MMAP_BYTES};"
         ))
-        .map_err(|e| unavailable(&what, &e))?;
+        .map_err(|e| unavailable(&what, e))?;
     restrict_permissions(path);
     migrate(&mut connection, path)?;
     Ok(connection)
@@ -181,16 +181,16 @@ fn open_reader(path: &Path) -> Result<Connection, InboxError> {
         "could not open the SQLite inbox {} for reading",
         path.display()
     );
-    let connection = Connection::open(path).map_err(|e| unavailable(&what, &e))?;
+    let connection = Connection::open(path).map_err(|e| unavailable(&what, e))?;
     connection
         .busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| unavailable(&what, &e))?;
+        .map_err(|e| unavailable(&what, e))?;
     connection
         .execute_batch(&format!(
             "PRAGMA query_only = ON; PRAGMA cache_size = -{CACHE_KIB}; \
              PRAGMA mmap_size = {MMAP_BYTES};"
         ))
-        .map_err(|e| unavailable(&what, &e))?;
+        .map_err(|e| unavailable(&what, e))?;
     Ok(connection)
 }
 
@@ -386,7 +386,7 @@ fn commit_group(
             }
         }
         Err(error) => {
-            let error = unavailable("could not commit deliveries to the SQLite inbox", &error);
+            let error = unavailable("could not commit deliveries to the SQLite inbox", error);
             for (_, reply) in group.drain(..) {
                 let _ = reply.send(Err(error.clone()));
             }

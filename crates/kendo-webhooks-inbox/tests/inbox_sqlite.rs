@@ -93,6 +93,10 @@ async fn a_directory_that_does_not_exist_is_an_error_that_says_so() {
         .await
         .unwrap_err();
     assert_eq!(error.kind(), InboxErrorKind::Unavailable);
+    // The driver's error is kept as the cause, for `{:#}`-style reporters.
+    let cause = std::error::Error::source(&error).expect("the SQLite error as the cause");
+    assert!(cause.is::<rusqlite::Error>(), "{cause:?}");
+    assert!(error.to_string().contains(&cause.to_string()), "{error}");
     assert!(
         error.to_string().contains("/nonexistent-dir/inbox.db"),
         "{error}"
