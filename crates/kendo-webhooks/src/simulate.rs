@@ -68,9 +68,13 @@
 //! ```
 //!
 //! Deterministic for a given seed and a deterministic service: run it on a
-//! current-thread runtime (`#[tokio::test]`'s default). Nothing sleeps:
-//! Kendo's 1 s and 2 s pauses between attempts only order the attempts
-//! here, and an attempt is cut off after [`Simulation::attempt_timeout`].
+//! current-thread runtime (`#[tokio::test]`'s default). Kendo's 1 s and 2 s
+//! pauses between attempts only order the attempts here, and an attempt is
+//! cut off after [`Simulation::attempt_timeout`]. The layer's own waits (a
+//! concurrent copy waits for the one in flight) are real timers: with
+//! `#[tokio::test(start_paused = true)]` (tokio's `test-util` feature) they
+//! cost no real time, and 1,000 events take milliseconds; without it, each
+//! concurrent copy costs the layer's store poll interval.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -56,7 +56,7 @@ where
         .layer(Extension(sink.clone()))
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_idempotent_handler_passes_every_scenario() {
     let sink = Sink::default();
     let app = router(
@@ -76,7 +76,7 @@ async fn an_idempotent_handler_passes_every_scenario() {
     assert!(report.requests() > 300, "{report}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_handler_that_commits_then_fails_is_applied_twice() {
     let sink = Sink::default();
     let app = router(
@@ -109,7 +109,7 @@ async fn a_handler_that_commits_then_fails_is_applied_twice() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_answer_lost_after_the_effect_is_caught_in_a_non_idempotent_handler() {
     let sink = Sink::default();
     let app = router(
@@ -129,7 +129,7 @@ async fn an_answer_lost_after_the_effect_is_caught_in_a_non_idempotent_handler()
     assert_eq!(report.applied_twice().count(), 20, "{report}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_handler_that_acknowledges_without_applying_loses_events() {
     let sink = Sink::default();
     let app = router(
@@ -155,7 +155,7 @@ async fn a_handler_that_acknowledges_without_applying_loses_events() {
     assert_eq!(report.applied_twice().count(), 0, "{report}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_handler_that_always_fails_is_given_up_on() {
     let sink = Sink::default();
     let app = router(
@@ -177,7 +177,7 @@ async fn a_handler_that_always_fails_is_given_up_on() {
     assert_eq!(report.requests(), 30);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_service_without_verification_accepts_forgeries() {
     let sink = Sink::default();
     // No layer: anything POSTed is "applied" by its raw delivery id header.
@@ -199,7 +199,7 @@ async fn a_service_without_verification_accepts_forgeries() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_rotated_secret_is_used_only_when_given_and_the_layer_accepts_it() {
     let sink = Sink::default();
     let layer = KendoWebhookLayer::builder()
@@ -240,7 +240,7 @@ async fn a_rotated_secret_is_used_only_when_given_and_the_layer_accepts_it() {
     assert!(labels.iter().all(|l| l.as_deref() == Some("previous")));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_same_seed_replays_the_same_run_and_another_seed_does_not() {
     async fn run(seed: u64) -> (Vec<(String, usize)>, usize) {
         let sink = Sink::default();
