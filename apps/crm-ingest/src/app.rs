@@ -251,6 +251,7 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
     let backlog = BacklogHistory::default();
     let sampler = backlog.spawn_sampler(inbox.clone());
     let state = AppState {
+        own_origin: crate::same_origin::OwnOrigin(config.public_origin.clone().map(Into::into)),
         storage,
         inbox,
         log,

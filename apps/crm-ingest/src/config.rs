@@ -22,6 +22,7 @@
 //! | `CRM_LOG_KEEP` | newest verified delivery-log entries kept | `10000` |
 //! | `CRM_REJECTIONS_KEEP_MINUTES` | minutes of aggregated rejections kept | `10080` (7 days) |
 //! | `CRM_WORKER_LEASE_SECS` | the inbox worker's lease on a row (a dead replica's rows wait this long) | `30` |
+//! | `CRM_PUBLIC_URL` | the app's public URL; admin requests that change state must come from its origin (else from the request's `Host`) | unset |
 //! | `CRM_INBOX_RETENTION_DAYS` | done inbox rows (raw bodies) are purged this many days after they were done; calls and trainings are kept | `7` |
 //! | `RUST_LOG` | log filter (`Targets` directives) | `info`, with the library's per-request lines (`kendo_webhooks`) at `error`: the app logs failures rate-limited instead |
 
@@ -144,6 +145,9 @@ pub struct AppConfig {
     pub dedupe_store: Option<Box<dyn DedupeStore>>,
     /// How the de-duplication store is described at start.
     pub dedupe_description: String,
+    /// The app's public origin (`CRM_PUBLIC_URL`), for the admin pages'
+    /// cross-site check; `None`: the request's `Host`.
+    pub public_origin: Option<String>,
 }
 
 impl AppConfig {
@@ -164,6 +168,7 @@ impl AppConfig {
             dedupe_store: None,
             dedupe_description: "in-memory LRU (this process), then the database's unique event id"
                 .to_owned(),
+            public_origin: None,
         }
     }
 
@@ -259,6 +264,14 @@ impl AppConfig {
         )?)
         .unwrap_or(i64::MAX);
         config.worker_lease = secs("CRM_WORKER_LEASE_SECS", config.worker_lease)?;
+        if let Some(url) = get("CRM_PUBLIC_URL").filter(|v| !v.trim().is_empty()) {
+            config.public_origin =
+                Some(crate::same_origin::origin_of(url.trim()).ok_or(ConfigError::Bad {
+                    name: "CRM_PUBLIC_URL",
+                    value: url.clone(),
+                    expected: "the app's public URL, http:// or https:// and a host                                (e.g. https://crm.example.com)",
+                })?);
+        }
         let days = number(&get, "CRM_INBOX_RETENTION_DAYS", 7, 1)?;
         config.inbox_retention = Duration::from_secs(days.saturating_mul(24 * 3600));
         Ok(config)

@@ -22,6 +22,7 @@ pub mod delivery_log;
 pub mod pg_error;
 pub mod rate_limit;
 pub mod routes;
+pub mod same_origin;
 pub mod seed;
 pub mod server;
 pub mod storage;

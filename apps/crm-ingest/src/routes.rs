@@ -38,6 +38,8 @@ pub const MAX_LIMIT: usize = 1_000;
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Storage,
+    /// The app's own origin, for the admin pages' cross-site check.
+    pub own_origin: crate::same_origin::OwnOrigin,
     pub inbox: Inbox,
     pub log: DeliveryLog,
     pub prometheus: Option<PrometheusHandle>,
@@ -55,9 +57,16 @@ pub fn router(state: AppState, layer: KendoWebhookLayer, token: &AdminToken) -> 
         .route("/api/rejections", get(api_rejections))
         .route("/api/status", get(api_status))
         .route("/api/inbox", get(api_inbox))
+        .route("/api/inbox/requeue", post(api_requeue_all))
         .route("/api/inbox/{event_id}/requeue", post(api_requeue))
         .route("/metrics", get(metrics))
-        .route_layer(token.layer());
+        .route_layer(token.layer())
+        // Outside the token check: a forged cross-site request is refused
+        // before its credentials are looked at, and 401s carry the headers.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.own_origin.clone(),
+            crate::same_origin::guard,
+        ));
     Router::new()
         .route(WEBHOOK_PATH, post_service(state.inbox.clone()).layer(layer))
         .route("/healthz", get(healthz))
@@ -336,6 +345,13 @@ async fn api_requeue(
             format!("no dead inbox row has event id {event_id:?}"),
         ))
     }
+}
+
+/// `POST /api/inbox/requeue`: every dead and failed row due again now,
+/// attempts reset (after an outage is fixed); answers how many.
+async fn api_requeue_all(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let requeued = state.inbox.requeue_all().await?;
+    Ok(Json(serde_json::json!({ "requeued": requeued })).into_response())
 }
 
 /// `GET /healthz`: whether this node can durably accept a delivery now,

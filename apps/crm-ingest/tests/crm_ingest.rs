@@ -13,8 +13,9 @@ use std::path::PathBuf;
 
 use common::*;
 use crm_ingest::config::{AppConfig, ConfigError, Database};
+use http_body_util::Full;
 use hyper::header::CONTENT_TYPE;
-use hyper::StatusCode;
+use hyper::{Request, StatusCode};
 use kendo_webhooks::SignedDelivery;
 use kendo_webhooks_inbox::INBOX_HEADER;
 use serde_json::{json, Value};
@@ -760,5 +761,114 @@ async fn seed_fills_the_inbox_and_the_tables_through_the_app_s_own_code() {
         page.contains("Ana Silva"),
         "the agents are on the dashboard"
     );
+    app.shutdown().await;
+}
+
+/// The admin routes refuse state changes from other sites (CSRF), whatever
+/// credentials the browser attaches, and every admin answer carries the
+/// security headers; scripts (no `Origin`) and the app's own pages pass,
+/// and Kendo's webhook route is not affected.
+#[tokio::test]
+async fn cross_site_admin_requests_are_refused_and_admin_answers_carry_security_headers() {
+    let (_dir, db) = temp_db();
+    let app = start(config(&db)).await;
+    let addr = app.addr();
+    let http = Http::new();
+    let post = |headers: &[(&str, String)]| {
+        let mut request = Request::post(format!("http://{addr}/api/inbox/requeue"))
+            .header("authorization", format!("Bearer {TOKEN}"));
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        request.body(Full::default()).expect("a valid request")
+    };
+    for forged in [
+        vec![("origin", "https://evil.example".to_owned())],
+        vec![("origin", "null".to_owned())],
+        vec![("sec-fetch-site", "cross-site".to_owned())],
+        vec![("sec-fetch-site", "same-site".to_owned())],
+    ] {
+        let reply = http.send(post(&forged)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{forged:?}: {}",
+            reply.text()
+        );
+        assert!(reply.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("refused"));
+    }
+    for allowed in [
+        vec![],
+        vec![("origin", format!("http://{addr}"))],
+        vec![("sec-fetch-site", "same-origin".to_owned())],
+    ] {
+        let reply = http.send(post(&allowed)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{allowed:?}: {}",
+            reply.text()
+        );
+        assert_eq!(reply.json(), serde_json::json!({ "requeued": 0 }));
+    }
+    let page = http.get(addr, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    // Kendo's POSTs are server to server: an Origin header changes nothing.
+    let delivery = signed("call.uploaded", "evt_origin", "dlv_origin");
+    let mut request = delivery
+        .request(&format!("http://{addr}/webhooks/kendo"))
+        .expect("a valid request");
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    assert_eq!(http.send(request).await.status, StatusCode::OK);
+    app.shutdown().await;
+}
+
+/// `POST /api/inbox/requeue` hands every dead row to the worker again.
+#[tokio::test]
+async fn requeue_all_hands_dead_rows_back_to_the_worker() {
+    let (_dir, db) = temp_db();
+    let mut config = config(&db);
+    config.run_worker = false;
+    let app = start(config).await;
+    let addr = app.addr();
+    let http = Http::new();
+    let delivery = signed("call.uploaded", "evt_dead", "dlv_dead");
+    assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
+    // Mark the row dead as a worker out of attempts would.
+    let conn = rusqlite::Connection::open(&db).expect("the app's database");
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    let dead = conn
+        .execute(
+            "UPDATE kendo_inbox SET state = 'dead' WHERE event_id = 'evt_dead'",
+            [],
+        )
+        .expect("mark it dead");
+    assert_eq!(dead, 1);
+    let request = Request::post(format!("http://{addr}/api/inbox/requeue"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Full::default())
+        .expect("a valid request");
+    let reply = http.send(request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json(), serde_json::json!({ "requeued": 1 }));
+    let state: String = conn
+        .query_row(
+            "SELECT state FROM kendo_inbox WHERE event_id = 'evt_dead'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the row");
+    assert_eq!(state, "pending");
     app.shutdown().await;
 }
