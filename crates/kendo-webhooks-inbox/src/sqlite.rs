@@ -1,5 +1,9 @@
 //! The SQLite backend: one connection on a thread of its own.
 //!
+//! (About 700 lines: every statement of the backend trait, beside the
+//! writer thread and group commit they run on; the schema is in
+//! `migrations/sqlite/`.)
+//!
 //! Every write goes through that thread, in the order asked, so the inbox's
 //! own writers never wait on each other's locks. Enqueues waiting in its
 //! channel are committed together in one `BEGIN IMMEDIATE` transaction (one

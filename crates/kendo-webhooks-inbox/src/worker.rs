@@ -1,5 +1,9 @@
 //! The worker: claims due rows in batches, hands each to the user's handler,
 //! settles the batch.
+//!
+//! One file for one loop (about 770 lines): the claim, the hand-off with its
+//! lease renewal and hanging-handler cut-off, the retry schedule and the
+//! settle share the batch's state; split, each part would need all of it.
 
 use std::fmt;
 use std::future::Future;
