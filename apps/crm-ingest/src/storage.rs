@@ -1629,9 +1629,9 @@ fn payload_changes(deliveries: &[Delivery], now: i64) -> Vec<PayloadChange> {
                 Some(change) => change.count += 1,
                 None => changes.push(PayloadChange {
                     event: delivery.event_name().to_owned(),
-                    field: drift.field,
+                    field: drift.field.clone(),
                     kind,
-                    example: drift.example,
+                    example: drift.example.clone(),
                     event_id: delivery.event_id().to_owned(),
                     first_ms: now,
                     count: 1,

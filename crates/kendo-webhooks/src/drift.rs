@@ -4,7 +4,7 @@
 //! The typed parse is lenient on purpose (an `aiScore` of `"abc"` reads as
 //! `None`, unknown fields are ignored), so that a change on Kendo's side
 //! never costs a delivery. Leniency hides the change, though: this reports
-//! it. [`Delivery::schema_drift`] compares the raw `data` with the fields of
+//! it. [`Delivery::schema_drift`](crate::Delivery::schema_drift) compares the raw `data` with the fields of
 //! [`CallUploaded`](crate::CallUploaded) and
 //! [`AiTrainingCompleted`](crate::AiTrainingCompleted): a field missing (or
 //! `null`), of another type, or new. It is computed on demand from the raw
@@ -28,7 +28,6 @@
 
 use serde_json::{Map, Value};
 
-use crate::event::Delivery;
 use crate::payload::{AI_TRAINING_COMPLETED, CALL_UPLOADED};
 
 /// How one field differs from what this crate expects.
@@ -84,19 +83,9 @@ enum Expected {
     Flag,
 }
 
-const CALL_FIELDS: &[(&str, Expected)] = &[
-    ("callId", Expected::Text),
-    ("agentId", Expected::Text),
-    ("agentName", Expected::Text),
-    ("userId", Expected::Text),
-    ("teamMemberUserId", Expected::Text),
-    ("duration", Expected::Number),
-    ("aiScore", Expected::Number),
-    ("timestamp", Expected::Text),
-];
-
-const TRAINING_FIELDS: &[(&str, Expected)] = &[
-    ("trainingId", Expected::Text),
+/// The documented fields both known events share, beside their own id
+/// (`callId`, `trainingId`).
+const SHARED_FIELDS: &[(&str, Expected)] = &[
     ("agentId", Expected::Text),
     ("agentName", Expected::Text),
     ("userId", Expected::Text),
@@ -109,24 +98,18 @@ const TRAINING_FIELDS: &[(&str, Expected)] = &[
 /// Optional fields: neither missing when absent nor new when present.
 const OPTIONAL_FIELDS: &[(&str, Expected)] = &[("_isTest", Expected::Flag)];
 
-impl Delivery {
-    /// How this delivery's `data` differs from the fields this crate types:
-    /// documented fields missing or of another type, then fields it does
-    /// not know, by name (at most [`MAX_DRIFTED_FIELDS`]). Empty
-    /// for events this crate does not type. Computed from the raw body on
-    /// each call; see the [`drift` module](crate::drift) for an example.
-    #[must_use]
-    pub fn schema_drift(&self) -> Vec<FieldDrift> {
-        let expected = match self.event_name() {
-            CALL_UPLOADED => CALL_FIELDS,
-            AI_TRAINING_COMPLETED => TRAINING_FIELDS,
-            _ => return Vec::new(),
-        };
-        let Some(data) = data_of(self.body()) else {
-            return Vec::new();
-        };
-        drift_of(&data, expected)
-    }
+/// The drift of a body whose event is `event_name` (see
+/// [`Delivery::schema_drift`](crate::Delivery::schema_drift), which keeps it once computed).
+pub(crate) fn schema_drift_of(event_name: &str, body: &[u8]) -> Vec<FieldDrift> {
+    let id = match event_name {
+        CALL_UPLOADED => "callId",
+        AI_TRAINING_COMPLETED => "trainingId",
+        _ => return Vec::new(),
+    };
+    let Some(data) = data_of(body) else {
+        return Vec::new();
+    };
+    drift_of(&data, id)
 }
 
 fn data_of(body: &[u8]) -> Option<Map<String, Value>> {
@@ -139,9 +122,11 @@ fn data_of(body: &[u8]) -> Option<Map<String, Value>> {
         .map(|e| e.data)
 }
 
-fn drift_of(data: &Map<String, Value>, expected: &[(&str, Expected)]) -> Vec<FieldDrift> {
+fn drift_of(data: &Map<String, Value>, id: &str) -> Vec<FieldDrift> {
+    let own = [(id, Expected::Text)];
+    let expected = || own.iter().chain(SHARED_FIELDS);
     let mut found = Vec::new();
-    for (name, kind) in expected {
+    for (name, kind) in expected() {
         match data.get(*name) {
             None | Some(Value::Null) => found.push(FieldDrift {
                 field: (*name).to_owned(),
@@ -155,7 +140,7 @@ fn drift_of(data: &Map<String, Value>, expected: &[(&str, Expected)]) -> Vec<Fie
         }
     }
     for (name, value) in data {
-        let known = expected.iter().any(|(field, _)| field == name);
+        let known = expected().any(|(field, _)| field == name);
         match OPTIONAL_FIELDS.iter().find(|(field, _)| field == name) {
             Some((_, kind)) if !fits(*kind, value) => {
                 found.push(drifted(name, DriftKind::OtherType, value));
@@ -198,6 +183,7 @@ fn cut(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Delivery;
 
     fn drift(data: &str) -> Vec<(String, DriftKind, Option<String>)> {
         let body = format!(
@@ -206,8 +192,8 @@ mod tests {
         Delivery::parse(body, "dlv_1", "call.uploaded")
             .unwrap()
             .schema_drift()
-            .into_iter()
-            .map(|d| (d.field, d.kind, d.example))
+            .iter()
+            .map(|d| (d.field.clone(), d.kind, d.example.clone()))
             .collect()
     }
 

@@ -30,7 +30,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -38,6 +38,7 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+use crate::drift::{schema_drift_of, FieldDrift};
 use crate::payload::{Event, TypedData};
 use crate::reject::Rejection;
 
@@ -63,6 +64,9 @@ struct Inner {
     event: Event,
     body: Bytes,
     secret_label: Option<Arc<str>>,
+    /// [`Delivery::schema_drift`], computed on first use: the metrics, the
+    /// span and the hooks of one request share it.
+    drift: OnceLock<Vec<FieldDrift>>,
 }
 
 impl Delivery {
@@ -142,6 +146,7 @@ impl Delivery {
             event,
             secret_label,
             body,
+            drift: OnceLock::new(),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -202,6 +207,18 @@ impl Delivery {
     #[must_use]
     pub fn secret_label(&self) -> Option<&str> {
         self.inner.secret_label.as_deref()
+    }
+
+    /// How this delivery's `data` differs from the fields this crate types:
+    /// documented fields missing or of another type, then fields it does
+    /// not know, by name (at most [`MAX_DRIFTED_FIELDS`](crate::drift::MAX_DRIFTED_FIELDS)).
+    /// Empty for events this crate does not type. Computed from the raw body
+    /// once, on first call; see the [`drift` module](crate::drift).
+    #[must_use]
+    pub fn schema_drift(&self) -> &[FieldDrift] {
+        self.inner
+            .drift
+            .get_or_init(|| schema_drift_of(self.event_name(), &self.inner.body))
     }
 }
 

@@ -50,7 +50,7 @@ pub(crate) fn record_drift(delivery: &Delivery) {
         metrics::counter!(
             "kendo_webhook_schema_drift_total",
             "event" => delivery.event_name().to_owned(),
-            "field" => drift.field,
+            "field" => drift.field.clone(),
             "kind" => drift.kind.as_str()
         )
         .increment(1);

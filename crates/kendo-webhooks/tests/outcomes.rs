@@ -321,7 +321,7 @@ async fn the_hook_sees_the_delivery_and_its_schema_drift() {
         b.on_outcome(move |report: &Report<'_>| {
             let drift = report.delivery().map(|d| {
                 d.schema_drift()
-                    .into_iter()
+                    .iter()
                     .map(|f| format!("{}:{}", f.field, f.kind.as_str()))
                     .collect()
             });
