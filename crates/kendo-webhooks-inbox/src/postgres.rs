@@ -621,14 +621,7 @@ impl Backend for Postgres {
                             .await?;
                         let mut counts = Counts::default();
                         for row in rows {
-                            let n = u64::try_from(row.get::<_, i64>(1)).unwrap_or(0);
-                            match RowState::parse(row.get(0)) {
-                                Some(RowState::Pending) => counts.pending = n,
-                                Some(RowState::Leased) => counts.leased = n,
-                                Some(RowState::Done) => counts.done = n,
-                                Some(RowState::Failed) => counts.failed = n,
-                                Some(RowState::Dead) | None => counts.dead += n,
-                            }
+                            counts.set(row.get(0), row.get(1));
                         }
                         Ok(counts)
                     })

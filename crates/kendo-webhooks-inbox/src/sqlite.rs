@@ -667,14 +667,7 @@ impl Backend for Sqlite {
                 })?;
                 for row in rows {
                     let (state, n) = row?;
-                    let n = u64::try_from(n).unwrap_or(0);
-                    match RowState::parse(&state) {
-                        Some(RowState::Pending) => counts.pending = n,
-                        Some(RowState::Leased) => counts.leased = n,
-                        Some(RowState::Done) => counts.done = n,
-                        Some(RowState::Failed) => counts.failed = n,
-                        Some(RowState::Dead) | None => counts.dead += n,
-                    }
+                    counts.set(&state, n);
                 }
                 Ok(counts)
             }),
