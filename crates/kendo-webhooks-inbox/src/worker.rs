@@ -698,12 +698,11 @@ impl<H: 'static> Worker<H> {
             }
             Err(error) => {
                 report.failed += 1;
-                let doublings = attempts.saturating_sub(1).min(30);
-                let bound = self
-                    .first_backoff
-                    .saturating_mul(1 << doublings)
-                    .min(self.max_backoff);
-                let delay = full_jitter(bound);
+                let delay = full_jitter(backoff_bound(
+                    self.first_backoff,
+                    self.max_backoff,
+                    attempts,
+                ));
                 Settle::Retry {
                     delay,
                     error: format!("attempt {attempts} of {}: {error}", self.max_attempts),
@@ -745,6 +744,13 @@ impl<H: 'static> Worker<H> {
     }
 }
 
+/// The longest wait after failed attempt number `attempts` (1-based):
+/// `first`, doubled after each further failure, at most `max`.
+fn backoff_bound(first: Duration, max: Duration, attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(30);
+    first.saturating_mul(1 << doublings).min(max)
+}
+
 /// A wait drawn uniformly from `0..=bound` (std's randomly keyed hasher as
 /// the source: no dependency for one number per failure).
 fn full_jitter(bound: Duration) -> Duration {
@@ -772,6 +778,25 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backoff_bound_doubles_from_first_up_to_max() {
+        let first = Duration::from_secs(1);
+        let max = Duration::from_secs(3600);
+        let bounds: Vec<u64> = (0..=14)
+            .map(|n| backoff_bound(first, max, n).as_secs())
+            .collect();
+        assert_eq!(
+            bounds,
+            [1, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3600, 3600]
+        );
+        // Past 30 doublings the bound stays at max, without overflow.
+        assert_eq!(backoff_bound(first, max, u32::MAX), max);
+        assert_eq!(
+            backoff_bound(Duration::from_secs(u64::MAX / 2), Duration::MAX, 3),
+            Duration::MAX
+        );
+    }
 
     #[test]
     fn full_jitter_stays_within_its_bound_and_varies() {

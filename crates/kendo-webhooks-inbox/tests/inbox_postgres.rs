@@ -286,3 +286,20 @@ async fn one_hanging_handler_does_not_hold_the_others() {
     };
     suite::one_hanging_handler_does_not_hold_the_others(inbox).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_longer_than_its_lease_is_handed_once() {
+    let Some((_server, inbox)) = open("a_handler_longer_than_its_lease_is_handed_once").await
+    else {
+        return;
+    };
+    suite::a_handler_longer_than_its_lease_is_handed_once(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_until_shutdown_reports_every_hand_off() {
+    let Some((_server, inbox)) = open("run_until_shutdown_reports_every_hand_off").await else {
+        return;
+    };
+    suite::run_until_shutdown_reports_every_hand_off(inbox).await;
+}

@@ -254,3 +254,15 @@ async fn one_hanging_handler_does_not_hold_the_others() {
     let (_dir, _, inbox) = open().await;
     suite::one_hanging_handler_does_not_hold_the_others(inbox).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_longer_than_its_lease_is_handed_once() {
+    let (_dir, _, inbox) = open().await;
+    suite::a_handler_longer_than_its_lease_is_handed_once(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_until_shutdown_reports_every_hand_off() {
+    let (_dir, _, inbox) = open().await;
+    suite::run_until_shutdown_reports_every_hand_off(inbox).await;
+}

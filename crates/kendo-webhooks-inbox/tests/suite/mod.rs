@@ -692,3 +692,106 @@ pub async fn one_hanging_handler_does_not_hold_the_others(inbox: Inbox) {
         "{counts:?}"
     );
 }
+
+/// A handler that runs longer than its row's lease keeps the row: the
+/// worker renews the lease every third of it, so a second worker polling
+/// the same inbox never takes the row over and nothing is handed twice.
+pub async fn a_handler_longer_than_its_lease_is_handed_once(inbox: Inbox) {
+    const N: usize = 4;
+    for i in 0..N {
+        enqueue(&inbox, &format!("evt_long_{i}")).await;
+    }
+    let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let handler = |seen: Arc<Mutex<HashMap<String, u32>>>| {
+        move |delivery: Delivery| {
+            let seen = Arc::clone(&seen);
+            async move {
+                *seen
+                    .lock()
+                    .unwrap()
+                    .entry(delivery.event_id().to_owned())
+                    .or_default() += 1;
+                // Two and a half leases.
+                tokio::time::sleep(Duration::from_millis(2_500)).await;
+                Ok::<(), String>(())
+            }
+        }
+    };
+    let workers: Vec<_> = ["first", "second"]
+        .into_iter()
+        .map(|owner| {
+            inbox
+                .worker(handler(Arc::clone(&seen)))
+                .owner(owner)
+                .lease(Duration::from_secs(1))
+                .poll_interval(Duration::from_millis(10))
+                .spawn()
+        })
+        .collect();
+    wait_until("every long row is done", || async {
+        inbox.counts().await.unwrap().done == N as u64
+    })
+    .await;
+    let mut handed = 0;
+    for worker in workers {
+        let report = worker.shutdown().await;
+        assert_eq!(report.failed, 0, "{report:?}");
+        handed += report.handed;
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), N, "{seen:?}");
+    assert!(seen.values().all(|n| *n == 1), "handed twice: {seen:?}");
+    assert_eq!(handed, N as u64);
+}
+
+/// `Worker::run` works until its shutdown future completes, then reports
+/// every hand-off: successes, failures and the rows it made dead.
+pub async fn run_until_shutdown_reports_every_hand_off(inbox: Inbox) {
+    for id in ["evt_run_1", "evt_run_2", "evt_run_3", "evt_run_bad"] {
+        enqueue(&inbox, id).await;
+    }
+    let recorder = Arc::new(Recorder::default());
+    recorder
+        .failing
+        .lock()
+        .unwrap()
+        .push("evt_run_bad".to_owned());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = inbox
+        .worker(recorder.handler())
+        .max_attempts(2)
+        .backoff(Duration::from_millis(10), Duration::from_millis(10))
+        .poll_interval(Duration::from_millis(10));
+    let run = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    wait_until("three rows done and one dead", || async {
+        let counts = inbox.counts().await.unwrap();
+        counts.done == 3 && counts.dead == 1
+    })
+    .await;
+    assert!(!run.is_finished(), "the worker stopped before its shutdown");
+    stop.send(()).unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("run returns once its shutdown completes")
+        .unwrap();
+    assert_eq!(
+        (
+            report.handed,
+            report.succeeded,
+            report.failed,
+            report.dead,
+            report.cut_off
+        ),
+        (5, 3, 2, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(recorder.count("evt_run_bad"), 2);
+
+    // A spawned worker runs until it is told to stop.
+    let handle = inbox.worker(recorder.handler()).spawn();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!handle.is_finished());
+    handle.abort();
+}
