@@ -351,18 +351,25 @@ async fn delivery_log(
     outcome: Option<Outcome>,
 ) -> Result<Vec<LogEntry>, StorageError> {
     const WHAT: &str = "could not read the delivery log";
+    // Two statements, not `$1 = '' OR outcome = $1`, which no index serves:
+    // one outcome walks `deliveries_outcome` backwards, all walk the rowid.
+    let filter = if outcome.is_some() {
+        "WHERE outcome = $1"
+    } else {
+        ""
+    };
     let verified = format!(
         "SELECT received_ms, delivery_id, event_id, event, outcome, reason, status, secret_label
-         FROM deliveries WHERE $1 = '' OR outcome = $1 ORDER BY seq DESC LIMIT {LOG_ATTEMPTS}"
+         FROM deliveries {filter} ORDER BY seq DESC LIMIT {LOG_ATTEMPTS}"
     );
     let unverified = format!(
         "SELECT received_ms, delivery_id, reason, status
          FROM unverified ORDER BY seq DESC LIMIT {UNVERIFIED_SHOWN}"
     );
     let status = |c: &Cell| c.int().and_then(|s| u16::try_from(s).ok()).unwrap_or(0);
-    let only = Param::Text(outcome.map_or("", Outcome::as_str).to_owned());
+    let only = outcome.map(|o| Param::Text(o.as_str().to_owned()));
     let mut log: Vec<LogEntry> = storage
-        .select(WHAT, &verified, vec![only])
+        .select(WHAT, &verified, only.into_iter().collect())
         .await?
         .iter()
         .map(|row| LogEntry {

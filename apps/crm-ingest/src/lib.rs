@@ -12,7 +12,8 @@
 //! (rate-limited lines for operators, through [`rate_limit`]),
 //! [`server`] (the hardened HTTP server, with [`write_timeout`]) and
 //! [`app`] (start and stop) and [`seed`] (`crm-ingest seed N`: demo and
-//! benchmark data).
+//! benchmark data). With the `query-log` feature, `query_log` records the
+//! reader's SQL for the query-plan test.
 
 pub mod app;
 pub mod auth;
@@ -20,6 +21,8 @@ pub mod config;
 pub mod dashboard;
 pub mod delivery_log;
 pub mod pg_error;
+#[cfg(feature = "query-log")]
+pub mod query_log;
 pub mod rate_limit;
 pub mod routes;
 pub mod same_origin;

@@ -1671,6 +1671,12 @@ async fn open_sqlite(path: PathBuf) -> Result<Backend, StorageError> {
             StorageError::new(format!("could not migrate the database {}", path.display()), e)
         })?;
         let reader = open_connection(&path).map_err(|e| StorageError::new(&what, e))?;
+        #[cfg(feature = "query-log")]
+        let reader = {
+            let mut reader = reader;
+            reader.trace(Some(crate::query_log::record));
+            reader
+        };
         Ok(Backend::Sqlite {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
