@@ -17,9 +17,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::Full;
-use kendo_webhooks::{
-    example_body, sign, Rejection, DELIVERY_ID_HEADER, EVENT_HEADER, SIGNATURE_HEADER,
-};
+use kendo_webhooks::{DELIVERY_ID_HEADER, EVENT_HEADER, Rejection, SIGNATURE_HEADER, TestDelivery, sign};
 use libfuzzer_sys::fuzz_target;
 
 use common::{Harness, BODY_LIMIT, SECRET};
@@ -223,7 +221,7 @@ fn header_problems(method: &Method, headers: &HeaderMap) -> Vec<Rejection> {
 
 fuzz_target!(|input: Input| {
     let event = event_name(input.event);
-    let body = example_body(event, "evt_fuzz", "2026-03-05T12:00:00Z", input.is_test);
+    let body = TestDelivery::example(event).event_id("evt_fuzz").created_at("2026-03-05T12:00:00Z").is_test(input.is_test).body();
     let method = match input.method % 4 {
         0 => Method::POST,
         1 => Method::GET,

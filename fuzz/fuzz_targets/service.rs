@@ -18,9 +18,7 @@ mod common;
 use arbitrary::Arbitrary;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
-use kendo_webhooks::{
-    example_body, sign, Rejection, DELIVERY_ID_HEADER, EVENT_HEADER, SIGNATURE_HEADER,
-};
+use kendo_webhooks::{DELIVERY_ID_HEADER, EVENT_HEADER, Rejection, SIGNATURE_HEADER, TestDelivery, sign};
 use libfuzzer_sys::fuzz_target;
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -160,7 +158,7 @@ fuzz_target!(|input: Input| {
                 1 => "ai.training.completed",
                 _ => other.as_str(),
             };
-            let mut body = example_body(name, id, &created_at.text(), *is_test).to_vec();
+            let mut body = TestDelivery::example(name).event_id(id).created_at(&created_at.text()).is_test(*is_test).body().to_vec();
             if let Some((at, byte)) = edit {
                 let at = usize::from(*at) % body.len();
                 body[at] = *byte;

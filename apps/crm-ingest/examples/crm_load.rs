@@ -29,7 +29,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use kendo_webhooks::{
-    example_body, sign, Delivery, KendoWebhookLayer, CALL_UPLOADED, DELIVERY_ID_HEADER,
+    sign, Delivery, KendoWebhookLayer, TestDelivery, CALL_UPLOADED, DELIVERY_ID_HEADER,
     EVENT_HEADER, SIGNATURE_HEADER,
 };
 
@@ -156,12 +156,10 @@ async fn main() -> Result<(), BoxError> {
     let deliveries: Arc<Vec<_>> = Arc::new(
         (o.start..o.start + count)
             .map(|i| {
-                let body = example_body(
-                    CALL_UPLOADED,
-                    &format!("evt-load-{i:09}"),
-                    "2026-03-05T12:00:00Z",
-                    false,
-                );
+                let body = TestDelivery::example(CALL_UPLOADED)
+                    .event_id(format!("evt-load-{i:09}"))
+                    .created_at("2026-03-05T12:00:00Z")
+                    .body();
                 let signature = HeaderValue::from_str(&sign(&o.secret, &body)).expect("hex");
                 let id = HeaderValue::from_str(&format!("dlv-load-{i:09}")).expect("ascii");
                 (body, signature, id)

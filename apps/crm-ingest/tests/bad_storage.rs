@@ -81,7 +81,10 @@ fn padded_call(i: usize) -> SignedDelivery {
     let event_id = format!("evt_full_{i:05}");
     let name = format!("Agent {i} {}", "x".repeat(4_000));
     let body = call_body(&event_id, &format!("agent_{i}"), Some(&name), "71", 60);
-    SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_full_{i:05}"), body)
+    SignedDelivery::builder(body)
+        .event("call.uploaded")
+        .delivery_id(format!("dlv_full_{i:05}"))
+        .sign(SECRET)
 }
 
 /// Issue 17, #4: on a full disk deliveries are refused with 503 (Kendo
@@ -159,7 +162,10 @@ async fn postgres_projects_a_call_whose_data_holds_a_nul() {
     let app = start(config_on(crm_ingest::config::Database::Postgres(pg.url()))).await;
     let http = Http::new();
     let body = call_body("evt_nul_1", "agent\0nul", Some("Ada\0Lovelace"), "64", 90);
-    let nul = SignedDelivery::new(SECRET, "call.uploaded", "dlv_nul_1", body);
+    let nul = SignedDelivery::builder(body)
+        .event("call.uploaded")
+        .delivery_id("dlv_nul_1")
+        .sign(SECRET);
     let plain = signed("call.uploaded", "evt_nul_2", "dlv_nul_2");
     for delivery in [&nul, &plain] {
         let reply = http.deliver(app.addr(), delivery).await;

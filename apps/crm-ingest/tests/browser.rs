@@ -49,8 +49,10 @@ async fn send_traffic(http: &Http, addr: SocketAddr) -> usize {
                 &score.to_string(),
                 duration,
             );
-            let delivery =
-                SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_{event_id}"), body);
+            let delivery = SignedDelivery::builder(body)
+                .event("call.uploaded")
+                .delivery_id(format!("dlv_{event_id}"))
+                .sign(SECRET);
             assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
             calls += 1;
             if i == 0 {

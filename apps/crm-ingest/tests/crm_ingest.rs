@@ -193,7 +193,10 @@ async fn known_events_are_projected_with_kendos_field_names_and_types() {
     // A score Kendo did not send as a number string reads as null.
     let odd = br#"{"id":"evt_call_2","event":"call.uploaded","created_at":"2026-03-05T12:01:00Z",
         "data":{"callId":"c2","agentName":"Night Agent","duration":12,"aiScore":"n/a"}}"#;
-    let odd = SignedDelivery::new(SECRET, "call.uploaded", "dlv_call_2", &odd[..]);
+    let odd = SignedDelivery::builder(&odd[..])
+        .event("call.uploaded")
+        .delivery_id("dlv_call_2")
+        .sign(SECRET);
     assert_eq!(http.deliver(addr, &odd).await.status, StatusCode::OK);
 
     let calls = rows(&http, addr, "/api/calls", 2).await;
@@ -380,8 +383,14 @@ async fn a_delivery_signed_with_the_previous_secret_is_accepted_and_labelled() {
 
     let old = signed("call.uploaded", "evt_old_secret", "dlv_old_secret");
     assert_eq!(http.deliver(app.addr(), &old).await.status, StatusCode::OK);
-    let body = kendo_webhooks::example_body("call.uploaded", "evt_new_secret", CREATED_AT, false);
-    let new = SignedDelivery::new("whsec_new_secret", "call.uploaded", "dlv_new_secret", body);
+    let body = kendo_webhooks::TestDelivery::example("call.uploaded")
+        .event_id("evt_new_secret")
+        .created_at(CREATED_AT)
+        .body();
+    let new = SignedDelivery::builder(body)
+        .event("call.uploaded")
+        .delivery_id("dlv_new_secret")
+        .sign("whsec_new_secret");
     assert_eq!(http.deliver(app.addr(), &new).await.status, StatusCode::OK);
 
     let old = log_entries(&http, app.addr(), "dlv_old_secret", 1).await;
@@ -518,7 +527,10 @@ async fn the_dashboard_shows_agents_with_their_names_escaped() {
     assert_eq!(http.deliver(addr, &call).await.status, StatusCode::OK);
     let hostile = br#"{"id":"evt_hostile","event":"ai.training.completed","created_at":"2026-03-05T12:00:00Z",
         "data":{"trainingId":"t1","agentName":"<script>alert('x')</script> & \"Co\"","aiScore":"42.5"}}"#;
-    let hostile = SignedDelivery::new(SECRET, "ai.training.completed", "dlv_hostile", &hostile[..]);
+    let hostile = SignedDelivery::builder(&hostile[..])
+        .event("ai.training.completed")
+        .delivery_id("dlv_hostile")
+        .sign(SECRET);
     assert_eq!(http.deliver(addr, &hostile).await.status, StatusCode::OK);
     rows(&http, addr, "/api/calls", 1).await;
     rows(&http, addr, "/api/trainings", 1).await;

@@ -67,7 +67,10 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
 
     for (i, (event_id, agent_id, agent_name, score)) in CALLS.iter().enumerate() {
         let body = call_body(event_id, agent_id, *agent_name, score, 60);
-        let delivery = SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_{}", i + 1), body);
+        let delivery = SignedDelivery::builder(body)
+            .event("call.uploaded")
+            .delivery_id(format!("dlv_{}", i + 1))
+            .sign(SECRET);
         assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
         if i == 0 {
             let retry = http.deliver(addr, &delivery).await;
@@ -81,7 +84,10 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     let test = test_delivery("evt_test", "dlv_test");
     assert_eq!(http.deliver(addr, &test).await.status, StatusCode::OK);
     // Signed, but not an envelope: a verified rejection, in the log.
-    let malformed = SignedDelivery::new(SECRET, "call.uploaded", "dlv_malformed", &b"[1]"[..]);
+    let malformed = SignedDelivery::builder(&b"[1]"[..])
+        .event("call.uploaded")
+        .delivery_id("dlv_malformed")
+        .sign(SECRET);
     assert_eq!(
         http.deliver(addr, &malformed).await.rejection(),
         Some("malformed_envelope")
@@ -423,23 +429,19 @@ async fn payload_changes_on(database: Database) {
                 "aiScore": score, "timestamp": CREATED_AT, "sentiment": {"label": "warm"}
             }
         });
-        SignedDelivery::new(
-            SECRET,
-            "call.uploaded",
-            format!("dlv_{event_id}"),
-            body.to_string(),
-        )
+        SignedDelivery::builder(body.to_string())
+            .event("call.uploaded")
+            .delivery_id(format!("dlv_{event_id}"))
+            .sign(SECRET)
     };
     for (event_id, score) in [("evt_drift_1", "n/a"), ("evt_drift_2", "later")] {
         let reply = http.deliver(addr, &drifted(event_id, score)).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     }
-    let clean = SignedDelivery::new(
-        SECRET,
-        "call.uploaded",
-        "dlv_clean",
-        call_body("evt_clean", "agent_bo", Some("Bo"), "70", 30),
-    );
+    let clean = SignedDelivery::builder(call_body("evt_clean", "agent_bo", Some("Bo"), "70", 30))
+        .event("call.uploaded")
+        .delivery_id("dlv_clean")
+        .sign(SECRET);
     assert_eq!(http.deliver(addr, &clean).await.status, StatusCode::OK);
     rows(&http, addr, "/api/calls", 3).await;
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kendo_webhooks::{example_body, SignedDelivery, AI_TRAINING_COMPLETED, CALL_UPLOADED};
+use kendo_webhooks::{SignedDelivery, TestDelivery, AI_TRAINING_COMPLETED, CALL_UPLOADED};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::{Map, Value};
 
@@ -64,7 +64,10 @@ fn data_object(raw: &[u8], source: &Input) -> Result<Map<String, Value>, UsageEr
 
 /// The `data` of Kendo's documented example for `event` (empty for others).
 fn example_data(event: &str, event_id: &str, created_at: &str) -> Map<String, Value> {
-    let body = example_body(event, event_id, created_at, false);
+    let body = TestDelivery::example(event)
+        .event_id(event_id)
+        .created_at(created_at)
+        .body();
     match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(mut envelope)) => match envelope.remove("data") {
             Some(Value::Object(data)) => data,
@@ -187,7 +190,10 @@ fn raw_delivery(args: &SendArgs, input: &Input, secret: &str) -> Result<Prepared
     let event_id = field("id").unwrap_or_else(|| "(not in the body)".to_owned());
     let delivery_id = args.delivery_id.clone().unwrap_or_else(|| fresh_id("dlv"));
     Ok(Prepared {
-        delivery: SignedDelivery::new(secret, &event, delivery_id, body),
+        delivery: SignedDelivery::builder(body)
+            .event(&event)
+            .delivery_id(delivery_id)
+            .sign(secret),
         event_id,
         note: String::new(),
     })
@@ -259,7 +265,10 @@ fn built_deliveries(args: &SendArgs, secret: &str) -> Result<(Batch, Vec<Prepare
         }
         let body = envelope(&event_id, &event, &created_at, data);
         deliveries.push(Prepared {
-            delivery: SignedDelivery::new(secret, &event, delivery_id, body),
+            delivery: SignedDelivery::builder(body)
+                .event(&event)
+                .delivery_id(delivery_id)
+                .sign(secret),
             event_id,
             note,
         });

@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Extension, Router};
 use hmac::{Hmac, Mac};
-use kendo_webhooks::{Delivery, KendoWebhookLayer, Outcome, Rejection, Report};
+use kendo_webhooks::{Delivery, KendoWebhookLayer, Outcome, Rejection, Report, TestDelivery};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kendo-webhook");
@@ -1184,8 +1184,11 @@ async fn send_raw_sends_the_exact_bytes_of_the_file_and_takes_the_event_from_it(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_raw_passes_a_captured_delivery_through_the_layer() {
     let (log, url) = layer_server(SECRET).await;
-    let body =
-        kendo_webhooks::example_body("call.uploaded", "evt_cap", "2026-03-05T12:00:00Z", true);
+    let body = TestDelivery::example("call.uploaded")
+        .event_id("evt_cap")
+        .created_at("2026-03-05T12:00:00Z")
+        .is_test(true)
+        .body();
     let file = write_temp(&body);
     let run = run_async(
         strings(&["send", "--url", &url, "--secret", SECRET, "--raw", "-"]),

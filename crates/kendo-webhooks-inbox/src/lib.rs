@@ -28,7 +28,7 @@
 //! ```
 //! use axum::{routing::post_service, Router};
 //! use kendo_webhooks_inbox::{Inbox, RowState};
-//! use kendo_webhooks::{Delivery, KendoWebhookLayer};
+//! use kendo_webhooks::{Delivery, KendoWebhookLayer, TestDelivery};
 //!
 //! async fn project(delivery: Delivery) -> Result<(), String> {
 //!     // Write to your CRM here, idempotent on `delivery.event_id()`.
@@ -49,7 +49,7 @@
 //! // Process in the background; stop gracefully on shutdown.
 //! let worker = inbox.worker(project).max_attempts(5).spawn();
 //! # let _ = app;
-//! # let body = kendo_webhooks::example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+//! # let body = kendo_webhooks::TestDelivery::example("call.uploaded").event_id("evt_1").created_at("2026-03-05T12:00:00Z").body();
 //! # let delivery = Delivery::parse(body, "dlv_1", "call.uploaded")?;
 //! # inbox.enqueue(&delivery).await?;
 //! # for _ in 0..500 {
@@ -625,8 +625,10 @@ mod tests {
         let mut inbox = Inbox::open_sqlite(dir.path().join("inbox.db"))
             .await
             .unwrap();
-        let body =
-            kendo_webhooks::example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+        let body = kendo_webhooks::TestDelivery::example("call.uploaded")
+            .event_id("evt_1")
+            .created_at("2026-03-05T12:00:00Z")
+            .body();
         let delivery = Delivery::parse(body, "dlv_1", "call.uploaded").unwrap();
         for expected in ["stored", "duplicate"] {
             let mut request = Request::new(Full::new(Bytes::new()));

@@ -246,7 +246,10 @@ async fn ids_with_a_nul_or_over_long_are_stored_and_their_group_is_not_refused()
     assert_eq!(inbox.counts().await.unwrap().pending, 4);
     // Again: duplicates, recognised by the same stored keys.
     for id in &ids {
-        let body = kendo_webhooks::example_body("call.uploaded", id, "2026-03-05T12:00:00Z", false);
+        let body = kendo_webhooks::TestDelivery::example("call.uploaded")
+            .event_id(id)
+            .created_at("2026-03-05T12:00:00Z")
+            .body();
         let delivery = kendo_webhooks::Delivery::parse(body, "dlv_again", "call.uploaded").unwrap();
         assert_eq!(
             inbox.enqueue(&delivery).await.unwrap(),

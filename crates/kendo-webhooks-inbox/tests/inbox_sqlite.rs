@@ -74,8 +74,10 @@ async fn locked_database_answers_503_and_loses_nothing() {
 #[tokio::test]
 async fn reopening_keeps_rows_and_does_not_migrate_twice() {
     let (_dir, path, inbox) = open().await;
-    let body =
-        kendo_webhooks::example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+    let body = kendo_webhooks::TestDelivery::example("call.uploaded")
+        .event_id("evt_1")
+        .created_at("2026-03-05T12:00:00Z")
+        .body();
     let delivery = kendo_webhooks::Delivery::parse(body, "dlv_1", "call.uploaded").unwrap();
     inbox.enqueue(&delivery).await.unwrap();
     drop(inbox);
@@ -199,8 +201,10 @@ async fn a_removed_database_file_refuses_commits_and_turns_unhealthy() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let body =
-        kendo_webhooks::example_body("call.uploaded", "evt_after", "2026-03-05T12:00:00Z", false);
+    let body = kendo_webhooks::TestDelivery::example("call.uploaded")
+        .event_id("evt_after")
+        .created_at("2026-03-05T12:00:00Z")
+        .body();
     let delivery = kendo_webhooks::Delivery::parse(body, "dlv_after", "call.uploaded").unwrap();
     let error = inbox.enqueue(&delivery).await.unwrap_err();
     assert_eq!(error.kind(), InboxErrorKind::Unavailable);

@@ -63,8 +63,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full};
 use kendo_webhooks::{
-    example_body, Delivery, KendoWebhookLayer, KendoWebhookLayerBuilder, Outcome, Report,
-    SignedDelivery,
+    Delivery, KendoWebhookLayer, KendoWebhookLayerBuilder, Outcome, Report, SignedDelivery,
+    TestDelivery,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -368,18 +368,16 @@ async fn simulate(effects: Arc<Effects>, replicas: Vec<String>) -> Run {
             .acquire_owned()
             .await
             .expect("semaphore open");
-        let body = example_body(
-            "call.uploaded",
-            &format!("evt_{}", plan.index),
-            "2026-03-05T12:00:00Z",
-            false,
+        let body = TestDelivery::example("call.uploaded")
+            .event_id(format!("evt_{}", plan.index))
+            .created_at("2026-03-05T12:00:00Z")
+            .body();
+        let signed = Arc::new(
+            SignedDelivery::builder(body)
+                .event("call.uploaded")
+                .delivery_id(format!("dlv_{}", plan.index))
+                .sign(SECRET),
         );
-        let signed = Arc::new(SignedDelivery::new(
-            SECRET,
-            "call.uploaded",
-            format!("dlv_{}", plan.index),
-            body,
-        ));
         let (client, replicas) = (client.clone(), Arc::clone(&replicas));
         tasks.spawn(async move {
             let mut sends = tokio::task::JoinSet::new();
@@ -596,13 +594,14 @@ async fn a_dropped_future_after_the_commit_is_processed_again_and_an_idempotent_
         }
     });
     let layer = KendoWebhookLayer::new(SECRET).expect("valid secret");
-    let body = example_body(
-        "call.uploaded",
-        "evt_unclosable",
-        "2026-03-05T12:00:00Z",
-        false,
-    );
-    let signed = SignedDelivery::new(SECRET, "call.uploaded", "dlv_unclosable", body);
+    let body = TestDelivery::example("call.uploaded")
+        .event_id("evt_unclosable")
+        .created_at("2026-03-05T12:00:00Z")
+        .body();
+    let signed = SignedDelivery::builder(body)
+        .event("call.uploaded")
+        .delivery_id("dlv_unclosable")
+        .sign(SECRET);
     let request = || signed.request("/").expect("valid request");
 
     // Kendo's first attempt: the effect is committed, then the client gives

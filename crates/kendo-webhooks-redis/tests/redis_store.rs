@@ -27,7 +27,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeKey, DedupeStore};
 use kendo_webhooks::{
-    example_body, Delivery, KendoWebhookLayer, Rejection, SignedDelivery, StoreErrorPolicy,
+    Delivery, KendoWebhookLayer, Rejection, SignedDelivery, StoreErrorPolicy, TestDelivery,
 };
 use kendo_webhooks_redis::RedisStore;
 use rand::seq::SliceRandom;
@@ -222,13 +222,14 @@ fn key_of(n: usize) -> String {
 }
 
 fn delivery(n: usize) -> SignedDelivery {
-    let body = example_body(
-        "call.uploaded",
-        &format!("evt_{n}"),
-        "2026-03-05T12:00:00Z",
-        false,
-    );
-    SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_{n}"), body)
+    let body = TestDelivery::example("call.uploaded")
+        .event_id(format!("evt_{n}"))
+        .created_at("2026-03-05T12:00:00Z")
+        .body();
+    SignedDelivery::builder(body)
+        .event("call.uploaded")
+        .delivery_id(format!("dlv_{n}"))
+        .sign(SECRET)
 }
 
 /// A store on the test server. Its timeout is generous: these tests are

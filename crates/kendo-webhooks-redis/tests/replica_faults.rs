@@ -49,7 +49,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use kendo_webhooks::{example_body, Delivery, KendoWebhookLayer, SignedDelivery};
+use kendo_webhooks::{Delivery, KendoWebhookLayer, SignedDelivery, TestDelivery};
 use kendo_webhooks_redis::RedisStore;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -113,13 +113,14 @@ fn client() -> HttpClient {
 }
 
 fn delivery(n: usize) -> SignedDelivery {
-    let body = example_body(
-        "call.uploaded",
-        &format!("evt_{n}"),
-        "2026-03-05T12:00:00Z",
-        false,
-    );
-    SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_{n}"), body)
+    let body = TestDelivery::example("call.uploaded")
+        .event_id(format!("evt_{n}"))
+        .created_at("2026-03-05T12:00:00Z")
+        .body();
+    SignedDelivery::builder(body)
+        .event("call.uploaded")
+        .delivery_id(format!("dlv_{n}"))
+        .sign(SECRET)
 }
 
 /// How one attempt ended, as Kendo sees it.

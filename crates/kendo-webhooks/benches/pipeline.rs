@@ -129,7 +129,10 @@ fn request(next: &mut u64) -> Request<Full<Bytes>> {
     *next += 1;
     let event_id = format!("evt_{next:012}");
     let delivery_id = format!("dlv_{next:012}");
-    SignedDelivery::new(SECRET, CALL_UPLOADED, delivery_id, body(&event_id))
+    SignedDelivery::builder(body(&event_id))
+        .event(CALL_UPLOADED)
+        .delivery_id(delivery_id)
+        .sign(SECRET)
         .request("/webhooks/kendo")
         .expect("a valid request")
 }

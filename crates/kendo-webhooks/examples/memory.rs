@@ -19,7 +19,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use kendo_webhooks::dedupe::{Claim, ClaimToken};
 use kendo_webhooks::{
-    example_body, DedupeStore, KendoWebhookLayer, MemoryStore, SignedDelivery, CALL_UPLOADED,
+    DedupeStore, KendoWebhookLayer, MemoryStore, SignedDelivery, TestDelivery, CALL_UPLOADED,
 };
 use tower::{Layer, ServiceExt};
 
@@ -94,9 +94,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let service = layer.layer(tower::service_fn(|_req: Request<Full<Bytes>>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
     }));
-    let body = example_body(CALL_UPLOADED, "evt_memory", "2026-03-05T12:00:00Z", false);
+    let body = TestDelivery::example(CALL_UPLOADED)
+        .event_id("evt_memory")
+        .created_at("2026-03-05T12:00:00Z")
+        .body();
     // Warm the allocator and runtime with one request before the baseline.
-    let warm = SignedDelivery::new(SECRET, CALL_UPLOADED, "warm-up", body.clone()).request("/")?;
+    let warm = SignedDelivery::builder(body.clone())
+        .event(CALL_UPLOADED)
+        .delivery_id("warm-up")
+        .sign(SECRET)
+        .request("/")?;
     runtime.block_on(service.clone().oneshot(warm))?;
     let rss_before = status_kib("VmRSS")?;
 
@@ -115,8 +122,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = store.complete(&id, claim).as_mut().poll(&mut cx);
         } else {
             // Same body for every delivery: the body is not what is remembered.
-            let request =
-                SignedDelivery::new(SECRET, CALL_UPLOADED, id, body.clone()).request("/")?;
+            let request = SignedDelivery::builder(body.clone())
+                .event(CALL_UPLOADED)
+                .delivery_id(id)
+                .sign(SECRET)
+                .request("/")?;
             let response = runtime.block_on(service.clone().oneshot(request))?;
             if response.status() != StatusCode::OK {
                 return Err(format!("delivery {n} answered {}", response.status()).into());

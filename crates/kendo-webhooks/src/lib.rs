@@ -20,7 +20,7 @@
 //!
 //! ```
 //! use axum::{routing::{get, post}, Extension, Router};
-//! use kendo_webhooks::{Delivery, Event, KendoWebhookLayer};
+//! use kendo_webhooks::{Delivery, Event, KendoWebhookLayer, TestDelivery};
 //!
 //! async fn kendo(Extension(delivery): Extension<Delivery>) -> &'static str {
 //!     match delivery.event() {
@@ -61,15 +61,15 @@
 //!
 //! ```
 //! use axum::{http::StatusCode, routing::post, Extension, Router};
-//! use kendo_webhooks::{example_body, Delivery, KendoWebhookLayer, SignedDelivery};
+//! use kendo_webhooks::{Delivery, KendoWebhookLayer, SignedDelivery, TestDelivery};
 //! use tower::ServiceExt;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let handler = |Extension(d): Extension<Delivery>| async move { d.event_id().to_owned() };
 //! let app = Router::new().route("/hook", post(handler).layer(KendoWebhookLayer::new("whsec_test")?));
 //!
-//! let body = example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
-//! let delivery = SignedDelivery::new("whsec_test", "call.uploaded", "dlv_1", body);
+//! let body = TestDelivery::example("call.uploaded").event_id("evt_1").created_at("2026-03-05T12:00:00Z").body();
+//! let delivery = SignedDelivery::builder(body).event("call.uploaded").delivery_id("dlv_1").sign("whsec_test");
 //! let first = app.clone().oneshot(delivery.request("/hook")?).await?;
 //! assert_eq!(first.status(), StatusCode::OK);
 //!
@@ -78,7 +78,7 @@
 //! assert_eq!(retry.headers()["x-kendo-webhook-rejection"], "duplicate");
 //!
 //! // A request signed with another secret never reaches it either.
-//! let forged = SignedDelivery::new("guess", "call.uploaded", "dlv_2", delivery.body().clone());
+//! let forged = SignedDelivery::builder(delivery.body().clone()).event("call.uploaded").delivery_id("dlv_2").sign("guess");
 //! let forged = app.oneshot(forged.request("/hook")?).await?;
 //! assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -161,7 +161,7 @@ pub use crate::payload::{
 };
 pub use crate::policy::StoreErrorPolicy;
 pub use crate::reject::Rejection;
-pub use crate::sender::{example_body, SignedDelivery};
+pub use crate::sender::{SignedDelivery, SignedDeliveryBuilder};
 pub use crate::service::{KendoWebhook, ResponseFuture};
 pub use crate::signature::{sign, Secret, Verifier};
 pub use crate::testing::TestDelivery;

@@ -7,7 +7,7 @@
 //! re-serialising the body.
 //!
 //! ```
-//! use kendo_webhooks::{sign, Secret, Verifier};
+//! use kendo_webhooks::{Secret, TestDelivery, Verifier, sign};
 //!
 //! let body = br#"{"id":"evt_1","event":"call.uploaded","created_at":"2026-03-05T12:00:00Z","data":{"callId":"abc"}}"#;
 //! let signature = sign("whsec_current", body);
@@ -211,14 +211,14 @@ impl Verifier {
     ///
     /// ```
     /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
-    /// use kendo_webhooks::{example_body, sign, Rejection, Verifier};
+    /// use kendo_webhooks::{Rejection, TestDelivery, Verifier, sign};
     ///
     /// // 2026-03-05T12:00:00Z, the example's created_at, plus ten minutes.
     /// let now = UNIX_EPOCH + Duration::from_secs(1_772_712_000 + 600);
     /// let verifier = Verifier::new(["whsec"])?
     ///     .with_replay_tolerance(Duration::from_secs(300))
     ///     .with_clock(move || now);
-    /// let body = example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+    /// let body = TestDelivery::example("call.uploaded").event_id("evt_1").created_at("2026-03-05T12:00:00Z").body();
     /// let signature = sign("whsec", &body);
     /// let old = verifier.verify_delivery(signature.as_bytes(), "dlv_1", "call.uploaded", body);
     /// assert_eq!(old.unwrap_err(), Rejection::OutsideReplayWindow);
@@ -295,9 +295,9 @@ impl Verifier {
     /// outside the replay window.
     ///
     /// ```
-    /// use kendo_webhooks::{example_body, sign, Verifier};
+    /// use kendo_webhooks::{TestDelivery, Verifier, sign};
     ///
-    /// let body = example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+    /// let body = TestDelivery::example("call.uploaded").event_id("evt_1").created_at("2026-03-05T12:00:00Z").body();
     /// let signature = sign("whsec", &body);
     /// let verifier = Verifier::new(["whsec"])?;
     /// let delivery = verifier.verify_delivery(signature.as_bytes(), "dlv_1", "call.uploaded", body)?;

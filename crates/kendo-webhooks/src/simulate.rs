@@ -365,7 +365,10 @@ impl Simulation {
                 (Scenario::RotatedSecret, Some(previous)) => previous.as_str(),
                 _ => &self.secret,
             };
-            let delivery = SignedDelivery::new(secret, event, &delivery_id, body.clone());
+            let delivery = SignedDelivery::builder(body.clone())
+                .event(event)
+                .delivery_id(&delivery_id)
+                .sign(secret);
             let mut run = EventRun {
                 acknowledged: false,
                 forgery_accepted: false,
@@ -376,12 +379,10 @@ impl Simulation {
             };
             match scenario {
                 Scenario::WrongSecret => {
-                    let forged = SignedDelivery::new(
-                        "whsec_not_the_secret",
-                        delivery.event(),
-                        delivery.delivery_id(),
-                        body.clone(),
-                    );
+                    let forged = SignedDelivery::builder(body.clone())
+                        .event(delivery.event())
+                        .delivery_id(delivery.delivery_id())
+                        .sign("whsec_not_the_secret");
                     if let Ok(request) = send(&forged) {
                         if self
                             .attempt(&mut service, request)
@@ -402,12 +403,10 @@ impl Simulation {
                 }
                 Scenario::NewDeliveryId => {
                     run.acknowledged = self.kendo(&mut service, &delivery, &mut send).await;
-                    let again = SignedDelivery::new(
-                        secret,
-                        delivery.event(),
-                        format!("{delivery_id}_again"),
-                        body.clone(),
-                    );
+                    let again = SignedDelivery::builder(body.clone())
+                        .event(delivery.event())
+                        .delivery_id(format!("{delivery_id}_again"))
+                        .sign(secret);
                     run.acknowledged |= self.kendo(&mut service, &again, &mut send).await;
                 }
                 Scenario::Concurrent => {

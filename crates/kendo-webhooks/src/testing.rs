@@ -21,7 +21,8 @@
 //!     .event_id("evt_1")
 //!     .delivery_id("dlv_1")
 //!     .created_at("2026-03-05T12:00:00Z")
-//!     .request("whsec_test", "/webhooks/kendo")?;
+//!     .sign("whsec_test")
+//!     .request("/webhooks/kendo")?;
 //! let response = app.oneshot(request).await?;
 //! assert_eq!(response.status(), StatusCode::ACCEPTED);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -31,13 +32,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::payload::Event;
 use crate::payload::{AI_TRAINING_COMPLETED, CALL_UPLOADED};
-use crate::sender::SignedDelivery;
+use crate::sender::{envelope, example_data, SignedDelivery};
 
 /// A delivery to build for a test: any event, ids, `created_at`, test flag
 /// and `data`, signed with the secret you give when turning it into a
@@ -53,7 +52,9 @@ use crate::sender::SignedDelivery;
 pub struct TestDelivery {
     event: String,
     header: Option<String>,
-    data: Value,
+    /// `None`: the documented example's data for the event (it names the
+    /// event id, so it is made when the body is).
+    data: Option<Value>,
     event_id: String,
     delivery_id: String,
     created_at: String,
@@ -80,9 +81,22 @@ impl TestDelivery {
     /// A delivery of an event named `name` with `data` as sent, for events
     /// this crate does not type, or malformed `data` on purpose.
     pub fn other(name: impl Into<String>, data: Value) -> Self {
+        Self::named(name.into(), Some(data))
+    }
+
+    /// A delivery of the event named `name` with the data of Kendo's
+    /// documented example for it: for `call.uploaded` and
+    /// `ai.training.completed` the documented fields (`callId` /
+    /// `trainingId` are `call_<event id>` / `training_<event id>`, the
+    /// `timestamp` is `created_at`); for other names an empty object.
+    pub fn example(name: impl Into<String>) -> Self {
+        Self::named(name.into(), None)
+    }
+
+    fn named(event: String, data: Option<Value>) -> Self {
         let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Self {
-            event: name.into(),
+            event,
             header: None,
             data,
             event_id: format!("evt_test_{n}"),
@@ -119,7 +133,7 @@ impl TestDelivery {
 
     /// Replaces the whole `data` object (or value, to test rejections).
     pub fn data(mut self, data: Value) -> Self {
-        self.data = data;
+        self.data = Some(data);
         self
     }
 
@@ -130,10 +144,14 @@ impl TestDelivery {
         self
     }
 
-    /// The body: the envelope `{id, event, created_at, data}`, as JSON.
+    /// The body: the envelope `{id, event, created_at, data}` as JSON, keys
+    /// in Kendo's order.
     #[must_use]
     pub fn body(&self) -> Bytes {
-        let mut data = self.data.clone();
+        let mut data = self
+            .data
+            .clone()
+            .unwrap_or_else(|| example_data(&self.event, &self.event_id, &self.created_at));
         if let (Some(is_test), Value::Object(object)) = (self.is_test, &mut data) {
             if is_test {
                 object.insert("_isTest".to_owned(), Value::Bool(true));
@@ -141,34 +159,14 @@ impl TestDelivery {
                 object.remove("_isTest");
             }
         }
-        let envelope = json!({
-            "id": self.event_id,
-            "event": self.event,
-            "created_at": self.created_at,
-            "data": data,
-        });
-        Bytes::from(envelope.to_string())
+        envelope(&self.event_id, &self.event, &self.created_at, data)
     }
 
-    /// The delivery signed with `secret`: body, signature and headers.
+    /// The delivery signed with `secret`: body, signature and headers
+    /// (then [`SignedDelivery::request`] for a request).
     pub fn sign(&self, secret: impl AsRef<[u8]>) -> SignedDelivery {
         let header = self.header.as_deref().unwrap_or(&self.event);
-        SignedDelivery::new(secret, header, &self.delivery_id, self.body())
-    }
-
-    /// A `POST` to `uri` signed with `secret`, with Kendo's four headers:
-    /// ready for `tower::ServiceExt::oneshot` or an HTTP client.
-    ///
-    /// # Errors
-    ///
-    /// When `uri` is not a valid URI, or an id or event name is not a valid
-    /// header value.
-    pub fn request(
-        &self,
-        secret: impl AsRef<[u8]>,
-        uri: &str,
-    ) -> Result<Request<Full<Bytes>>, http::Error> {
-        self.sign(secret).request(uri)
+        SignedDelivery::from_parts(secret, header, &self.delivery_id, self.body())
     }
 }
 
@@ -188,6 +186,7 @@ fn now_rfc3339() -> String {
 mod tests {
     use super::*;
     use crate::{AiTrainingCompleted, CallUploaded, Delivery, Verifier};
+    use serde_json::json;
 
     fn verified(delivery: &SignedDelivery) -> Delivery {
         Verifier::new(["k"])

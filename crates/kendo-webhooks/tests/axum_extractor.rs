@@ -183,12 +183,11 @@ async fn the_extractor_rejects_every_bad_request_as_the_layer_does() {
 #[tokio::test]
 async fn the_extractor_hands_over_a_verified_delivery_with_its_secret_label() {
     let addr = serve(app()).await;
-    let old = kendo_webhooks::SignedDelivery::new(
-        "whsec_old",
-        "call.uploaded",
-        "dlv_old",
-        delivery("evt_old", "dlv_old").body().clone(),
-    );
+    let old =
+        kendo_webhooks::SignedDelivery::builder(delivery("evt_old", "dlv_old").body().clone())
+            .event("call.uploaded")
+            .delivery_id("dlv_old")
+            .sign("whsec_old");
     let client = client();
     let answer = send(
         &client,

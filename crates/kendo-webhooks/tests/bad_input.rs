@@ -9,7 +9,7 @@ use bytes::Bytes;
 use common::{client, send, Server, SECRET};
 use http::{Method, Request};
 use http_body_util::Full;
-use kendo_webhooks::{example_body, sign, Rejection};
+use kendo_webhooks::{sign, Rejection, TestDelivery};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -31,7 +31,11 @@ struct Case {
 }
 
 fn valid_body() -> Vec<u8> {
-    example_body("call.uploaded", "evt_bad", "2026-03-05T12:00:00Z", false).to_vec()
+    TestDelivery::example("call.uploaded")
+        .event_id("evt_bad")
+        .created_at("2026-03-05T12:00:00Z")
+        .body()
+        .to_vec()
 }
 
 /// The four headers Kendo sends for `body`, as (name, value) pairs.

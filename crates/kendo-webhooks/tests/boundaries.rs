@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode};
 use bytes::Bytes;
 use common::*;
 use http_body_util::Full;
-use kendo_webhooks::{example_body, KendoWebhookLayer, SignedDelivery};
+use kendo_webhooks::{KendoWebhookLayer, SignedDelivery, TestDelivery};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::{Layer, Service, ServiceExt};
@@ -23,10 +23,17 @@ const LIMIT: usize = 2048;
 /// A valid signed delivery whose body is exactly `len` bytes (the envelope
 /// padded with trailing whitespace, which JSON allows).
 fn delivery_of_len(event_id: &str, len: usize) -> SignedDelivery {
-    let mut body = example_body("call.uploaded", event_id, "2026-03-05T12:00:00Z", false).to_vec();
+    let mut body = TestDelivery::example("call.uploaded")
+        .event_id(event_id)
+        .created_at("2026-03-05T12:00:00Z")
+        .body()
+        .to_vec();
     assert!(body.len() <= len);
     body.resize(len, b' ');
-    SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_{event_id}"), body)
+    SignedDelivery::builder(body)
+        .event("call.uploaded")
+        .delivery_id(format!("dlv_{event_id}"))
+        .sign(SECRET)
 }
 
 /// The request head of `d` as sent on the wire, with `framing` (a
@@ -118,8 +125,16 @@ async fn an_oversized_declared_length_is_refused_before_any_body_byte() {
 async fn ids_of_256_characters_are_accepted_and_257_refused() {
     let server = Server::start(|b| b).await;
     let client = client();
-    let body = example_body("call.uploaded", "evt_ids", "2026-03-05T12:00:00Z", false);
-    let with_id = |id: String| SignedDelivery::new(SECRET, "call.uploaded", id, body.clone());
+    let body = TestDelivery::example("call.uploaded")
+        .event_id("evt_ids")
+        .created_at("2026-03-05T12:00:00Z")
+        .body();
+    let with_id = |id: String| {
+        SignedDelivery::builder(body.clone())
+            .event("call.uploaded")
+            .delivery_id(id)
+            .sign(SECRET)
+    };
     let longest = deliver(&client, &server, &with_id("d".repeat(256))).await;
     assert_eq!(longest.status, StatusCode::OK, "{longest:?}");
     let too_long = deliver(&client, &server, &with_id("d".repeat(257))).await;

@@ -11,8 +11,8 @@ use common::{client, deliver, delivery, send, Server, SECRET};
 use http::StatusCode;
 use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
 use kendo_webhooks::{
-    example_body, DedupeKey, Event, KendoWebhookLayer, Rejection, Secret, SignedDelivery,
-    StoreErrorPolicy,
+    DedupeKey, Event, KendoWebhookLayer, Rejection, Secret, SignedDelivery, StoreErrorPolicy,
+    TestDelivery,
 };
 
 #[tokio::test]
@@ -32,12 +32,10 @@ async fn unusual_but_validly_signed_bodies_are_accepted_byte_for_byte() {
         r#"{"id":"evt_extra","api_version":2,"event":"call.uploaded","created_at":"2026-03-05T12:00:00Z","data":{"callId":"c5","sentiment":{"score":0.9}}}"#,
     ];
     for (i, body) in bodies.iter().enumerate() {
-        let signed = SignedDelivery::new(
-            SECRET,
-            "call.uploaded",
-            format!("dlv_fidelity_{i}"),
-            body.as_bytes().to_vec(),
-        );
+        let signed = SignedDelivery::builder(body.as_bytes().to_vec())
+            .event("call.uploaded")
+            .delivery_id(format!("dlv_fidelity_{i}"))
+            .sign(SECRET);
         let answer = deliver(&client, &server, &signed).await;
         assert_eq!(answer.status, StatusCode::OK, "body {i}: {:?}", answer.body);
     }
@@ -181,12 +179,10 @@ async fn a_forged_copy_does_not_block_the_real_delivery() {
     let server = Server::start(|b| b).await;
     let client = client();
     let real = delivery("evt_real", "dlv_about_to_arrive");
-    let forged = SignedDelivery::new(
-        "attacker_guess",
-        "call.uploaded",
-        "dlv_about_to_arrive",
-        real.body().clone(),
-    );
+    let forged = SignedDelivery::builder(real.body().clone())
+        .event("call.uploaded")
+        .delivery_id("dlv_about_to_arrive")
+        .sign("attacker_guess");
 
     for _ in 0..3 {
         let answer = deliver(&client, &server, &forged).await;
@@ -203,21 +199,25 @@ async fn both_rotated_secrets_verify_and_a_third_does_not() {
     let server =
         Server::start(|b| b.secret(Secret::new("whsec_previous").with_label("previous"))).await;
     let client = client();
-    let body = |id: &str| example_body("call.uploaded", id, "2026-03-05T12:00:00Z", false);
+    let body = |id: &str| {
+        TestDelivery::example("call.uploaded")
+            .event_id(id)
+            .created_at("2026-03-05T12:00:00Z")
+            .body()
+    };
 
-    let current = SignedDelivery::new(SECRET, "call.uploaded", "dlv_cur", body("evt_cur"));
-    let previous = SignedDelivery::new(
-        "whsec_previous",
-        "call.uploaded",
-        "dlv_prev",
-        body("evt_prev"),
-    );
-    let third = SignedDelivery::new(
-        "whsec_third",
-        "call.uploaded",
-        "dlv_third",
-        body("evt_third"),
-    );
+    let current = SignedDelivery::builder(body("evt_cur"))
+        .event("call.uploaded")
+        .delivery_id("dlv_cur")
+        .sign(SECRET);
+    let previous = SignedDelivery::builder(body("evt_prev"))
+        .event("call.uploaded")
+        .delivery_id("dlv_prev")
+        .sign("whsec_previous");
+    let third = SignedDelivery::builder(body("evt_third"))
+        .event("call.uploaded")
+        .delivery_id("dlv_third")
+        .sign("whsec_third");
     assert_eq!(
         deliver(&client, &server, &current).await.status,
         StatusCode::OK
@@ -244,23 +244,17 @@ async fn both_rotated_secrets_verify_and_a_third_does_not() {
 async fn unknown_events_and_test_deliveries_arrive_typed() {
     let server = Server::start(|b| b).await;
     let client = client();
-    let unknown = SignedDelivery::new(
-        SECRET,
-        "deal.won",
-        "dlv_unknown",
-        r#"{"id":"evt_u","event":"deal.won","created_at":"2026-03-05T12:00:00Z","data":{"amount":1200,"currency":"EUR"}}"#,
-    );
-    let test = SignedDelivery::new(
-        SECRET,
-        "webhook.test",
-        "dlv_test",
-        example_body(
-            "ai.training.completed",
-            "evt_t",
-            "2026-03-05T12:02:00Z",
-            true,
-        ),
-    );
+    let unknown = SignedDelivery::builder(r#"{"id":"evt_u","event":"deal.won","created_at":"2026-03-05T12:00:00Z","data":{"amount":1200,"currency":"EUR"}}"#).event("deal.won").delivery_id("dlv_unknown").sign(SECRET);
+    let test = SignedDelivery::builder(
+        TestDelivery::example("ai.training.completed")
+            .event_id("evt_t")
+            .created_at("2026-03-05T12:02:00Z")
+            .is_test(true)
+            .body(),
+    )
+    .event("webhook.test")
+    .delivery_id("dlv_test")
+    .sign(SECRET);
     assert_eq!(
         deliver(&client, &server, &unknown).await.status,
         StatusCode::OK
@@ -407,7 +401,10 @@ async fn the_outcome_hook_sees_every_answer_the_layer_gives() {
     .await;
     let client = client();
     let real = delivery("evt_hook", "dlv_hook");
-    let forged = SignedDelivery::new("nope", "call.uploaded", "dlv_forged", real.body().clone());
+    let forged = SignedDelivery::builder(real.body().clone())
+        .event("call.uploaded")
+        .delivery_id("dlv_forged")
+        .sign("nope");
     deliver(&client, &server, &real).await;
     deliver(&client, &server, &real).await;
     deliver(&client, &server, &forged).await;
@@ -447,7 +444,10 @@ async fn a_captured_request_resent_under_a_future_delivery_id_cannot_swallow_tha
     // Someone holding the signed body resends it under a delivery id they
     // expect Kendo to use next. The header is unsigned, so this replays the
     // captured event (the documented limit of the delivery-id key)...
-    let replay = SignedDelivery::new(SECRET, "call.uploaded", "dlv_next", captured.body().clone());
+    let replay = SignedDelivery::builder(captured.body().clone())
+        .event("call.uploaded")
+        .delivery_id("dlv_next")
+        .sign(SECRET);
     assert_eq!(
         deliver(&client, &server, &replay).await.status,
         StatusCode::OK

@@ -71,12 +71,7 @@ async fn outcomes_are_counted_by_label_and_inner_latency_is_recorded() {
     deliver(&client, &server, &d).await; // accepted
     deliver(&client, &server, &d).await; // duplicate
                                          // Accepted, with an `aiScore` that is no number and a field never seen.
-    let drifted = kendo_webhooks::SignedDelivery::new(
-        SECRET,
-        "call.uploaded",
-        "dlv_m_drift",
-        r#"{"id":"evt_m_drift","event":"call.uploaded","created_at":"2026-03-05T12:00:00Z","data":{"callId":"c1","agentId":"a1","agentName":"Ada","userId":"u1","teamMemberUserId":"m1","duration":245.5,"aiScore":"abc","timestamp":"2026-03-05T12:00:00Z","sentiment":"positive"}}"#,
-    );
+    let drifted = kendo_webhooks::SignedDelivery::builder(r#"{"id":"evt_m_drift","event":"call.uploaded","created_at":"2026-03-05T12:00:00Z","data":{"callId":"c1","agentId":"a1","agentName":"Ada","userId":"u1","teamMemberUserId":"m1","duration":245.5,"aiScore":"abc","timestamp":"2026-03-05T12:00:00Z","sentiment":"positive"}}"#).event("call.uploaded").delivery_id("dlv_m_drift").sign(SECRET);
     deliver(&client, &server, &drifted).await; // accepted, drifted
     let mut unsigned = d.request(&server.url()).unwrap();
     unsigned.headers_mut().remove("x-kendo-signature");

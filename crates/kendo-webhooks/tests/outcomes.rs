@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use common::*;
 use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeStore, StoreError, StoreFuture};
 use kendo_webhooks::{
-    example_body, KendoWebhookLayer, Outcome, Report, SignedDelivery, StoreErrorPolicy,
+    KendoWebhookLayer, Outcome, Report, SignedDelivery, StoreErrorPolicy, TestDelivery,
 };
 
 /// What the hook saw: the outcome label, event id and verified flag.
@@ -64,7 +64,10 @@ async fn every_request_is_reported_once_with_its_outcome() {
         deliver(&client, &server, &d).await.reason(),
         Some("duplicate")
     );
-    let forged = SignedDelivery::new("wrong", "call.uploaded", "dlv_2", d.body().clone());
+    let forged = SignedDelivery::builder(d.body().clone())
+        .event("call.uploaded")
+        .delivery_id("dlv_2")
+        .sign("wrong");
     assert_eq!(
         deliver(&client, &server, &forged).await.status,
         StatusCode::UNAUTHORIZED
@@ -150,13 +153,14 @@ async fn secrets_are_replaced_atomically_under_concurrent_load() {
     let addr = serve(app(layer.clone(), Arc::clone(&sink))).await;
     let url = format!("http://{addr}{PATH}");
     let signed = |secret: &str, n: usize| {
-        let body = example_body(
-            "call.uploaded",
-            &format!("evt_{secret}_{n}"),
-            "2026-03-05T12:00:00Z",
-            false,
-        );
-        SignedDelivery::new(secret, "call.uploaded", format!("dlv_{secret}_{n}"), body)
+        let body = TestDelivery::example("call.uploaded")
+            .event_id(format!("evt_{secret}_{n}"))
+            .created_at("2026-03-05T12:00:00Z")
+            .body();
+        SignedDelivery::builder(body)
+            .event("call.uploaded")
+            .delivery_id(format!("dlv_{secret}_{n}"))
+            .sign(secret)
     };
     // Senders for a secret kept in both sets (b), while the set is swapped
     // back and forth between {a, b} and {b, c}.
@@ -293,10 +297,16 @@ async fn a_verified_but_malformed_body_is_reported_with_its_secret_label() {
     })
     .await;
     let client = client();
-    let malformed = SignedDelivery::new(SECRET, "call.uploaded", "dlv_bad", &b"[1]"[..]);
+    let malformed = SignedDelivery::builder(&b"[1]"[..])
+        .event("call.uploaded")
+        .delivery_id("dlv_bad")
+        .sign(SECRET);
     let answer = deliver(&client, &server, &malformed).await;
     assert_eq!(answer.reason(), Some("malformed_envelope"));
-    let forged = SignedDelivery::new("wrong", "call.uploaded", "dlv_forged", &b"[1]"[..]);
+    let forged = SignedDelivery::builder(&b"[1]"[..])
+        .event("call.uploaded")
+        .delivery_id("dlv_forged")
+        .sign("wrong");
     assert_eq!(
         deliver(&client, &server, &forged).await.reason(),
         Some("invalid_signature")
@@ -331,12 +341,18 @@ async fn the_hook_sees_the_delivery_and_its_schema_drift() {
     .await;
     let client = client();
     let body = r#"{"id":"evt_d","event":"call.uploaded","created_at":"2026-03-05T12:00:00Z","data":{"callId":"c1","aiScore":"n/a"}}"#;
-    let drifted = SignedDelivery::new(SECRET, "call.uploaded", "dlv_d", body);
+    let drifted = SignedDelivery::builder(body)
+        .event("call.uploaded")
+        .delivery_id("dlv_d")
+        .sign(SECRET);
     assert_eq!(
         deliver(&client, &server, &drifted).await.status,
         StatusCode::OK
     );
-    let forged = SignedDelivery::new("guess", "call.uploaded", "dlv_f", body);
+    let forged = SignedDelivery::builder(body)
+        .event("call.uploaded")
+        .delivery_id("dlv_f")
+        .sign("guess");
     assert_eq!(
         deliver(&client, &server, &forged).await.status,
         StatusCode::UNAUTHORIZED

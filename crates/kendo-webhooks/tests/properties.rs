@@ -30,7 +30,7 @@ use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeKey, DedupeStore, StoreFuture};
 use kendo_webhooks::{
-    example_body, sign, Delivery, KendoWebhookLayer, SignedDelivery, SIGNATURE_HEADER,
+    sign, Delivery, KendoWebhookLayer, SignedDelivery, TestDelivery, SIGNATURE_HEADER,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -71,7 +71,11 @@ fn kendo_body() -> impl Strategy<Value = (&'static str, Bytes)> {
         any::<bool>(),
     )
         .prop_map(|(event, id, is_test)| {
-            let body = example_body(event, &format!("evt_{id}"), "2026-03-05T12:00:00Z", is_test);
+            let body = TestDelivery::example(event)
+                .event_id(format!("evt_{id}"))
+                .created_at("2026-03-05T12:00:00Z")
+                .is_test(is_test)
+                .body();
             (event, body)
         })
 }
@@ -119,7 +123,10 @@ fn any_single_byte_change_to_the_body_is_rejected_before_the_inner_service() {
     let result = runner().run(&(kendo_body(), byte_change()), |((event, body), change)| {
         let changed = apply(&change, &body);
         prop_assert_ne!(&changed[..], &body[..]);
-        let signed = SignedDelivery::new(SECRET, event, next_delivery_id(), body.clone());
+        let signed = SignedDelivery::builder(body.clone())
+            .event(event)
+            .delivery_id(next_delivery_id())
+            .sign(SECRET);
         let mut request = signed.request(&server.url()).expect("valid request");
         *request.body_mut() = Full::new(Bytes::from(changed));
 
@@ -171,7 +178,10 @@ fn any_single_byte_change_to_the_signature_header_is_rejected_unless_it_only_cha
         let case_swap = changed[at].eq_ignore_ascii_case(&byte);
         changed[at] = byte;
 
-        let signed = SignedDelivery::new(SECRET, event, next_delivery_id(), body.clone());
+        let signed = SignedDelivery::builder(body.clone())
+            .event(event)
+            .delivery_id(next_delivery_id())
+            .sign(SECRET);
         let mut request = signed.request(&server.url()).expect("valid request");
         let value = HeaderValue::from_bytes(&changed).expect("a header byte keeps the value valid");
         request.headers_mut().insert(SIGNATURE_HEADER, value);
@@ -290,7 +300,10 @@ fn a_valid_delivery_passes_exactly_once_whatever_the_framing_of_its_body() {
                 }
             });
             let layer = KendoWebhookLayer::new(SECRET).expect("valid secret");
-            let signed = SignedDelivery::new(SECRET, event, next_delivery_id(), body.clone());
+            let signed = SignedDelivery::builder(body.clone())
+                .event(event)
+                .delivery_id(next_delivery_id())
+                .sign(SECRET);
             let send = |frames: Frames| {
                 let mut request = Request::new(frames);
                 *request.method_mut() = http::Method::POST;
@@ -411,8 +424,14 @@ fn with_the_event_id_as_key_the_store_only_sees_keys_within_its_contract() {
         let inner = tower::service_fn(|_: Request<Full<Bytes>>| async {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
         });
-        let body = example_body("call.uploaded", &event_id, "2026-03-05T12:00:00Z", false);
-        let signed = SignedDelivery::new(SECRET, "call.uploaded", next_delivery_id(), body);
+        let body = TestDelivery::example("call.uploaded")
+            .event_id(&event_id)
+            .created_at("2026-03-05T12:00:00Z")
+            .body();
+        let signed = SignedDelivery::builder(body)
+            .event("call.uploaded")
+            .delivery_id(next_delivery_id())
+            .sign(SECRET);
         let request = signed.request("/").expect("valid request");
         let response = runtime
             .block_on(layer.layer(inner).oneshot(request))

@@ -50,7 +50,8 @@ async fn a_signed_call_reaches_the_handler_once() {
 async fn a_delivery_signed_with_another_secret_is_refused() {
     let call = CallUploaded::builder("call_2").build();
     let request = TestDelivery::new(call)
-        .request("not-the-secret", "/webhooks/kendo")
+        .sign("not-the-secret")
+        .request("/webhooks/kendo")
         .unwrap();
     let response = app().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);

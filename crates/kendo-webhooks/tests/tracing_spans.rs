@@ -36,12 +36,10 @@ async fn spans_carry_ids_and_outcome_but_never_secrets() {
     let server = Server::start(|b| b).await;
     let client = client();
     let real = delivery("evt_traced", "dlv_traced");
-    let forged = SignedDelivery::new(
-        "guess",
-        "call.uploaded",
-        "dlv_forged_traced",
-        real.body().clone(),
-    );
+    let forged = SignedDelivery::builder(real.body().clone())
+        .event("call.uploaded")
+        .delivery_id("dlv_forged_traced")
+        .sign("guess");
     deliver(&client, &server, &real).await;
     deliver(&client, &server, &real).await;
     deliver(&client, &server, &forged).await;
@@ -124,7 +122,10 @@ async fn schema_drift_is_recorded_on_the_span() {
 
     let server = Server::start(|b| b).await;
     let body = r#"{"id":"evt_drift","event":"call.uploaded","created_at":"2026-03-05T12:00:00Z","data":{"callId":"c1","agentId":"a1","agentName":"Ada","userId":"u1","teamMemberUserId":"m1","duration":245.5,"aiScore":"abc","timestamp":"2026-03-05T12:00:00Z","sentiment":"positive"}}"#;
-    let drifted = SignedDelivery::new(SECRET, "call.uploaded", "dlv_drift", body);
+    let drifted = SignedDelivery::builder(body)
+        .event("call.uploaded")
+        .delivery_id("dlv_drift")
+        .sign(SECRET);
     assert_eq!(deliver(&client(), &server, &drifted).await.status, 200);
     deliver(&client(), &server, &delivery("evt_clean", "dlv_clean")).await;
 

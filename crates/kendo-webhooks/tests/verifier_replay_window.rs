@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use kendo_webhooks::{example_body, sign, KendoWebhookLayer, Rejection, Verifier};
+use kendo_webhooks::{sign, KendoWebhookLayer, Rejection, TestDelivery, Verifier};
 use tower::{Layer, ServiceExt};
 
 const SECRET: &str = "whsec_replay";
@@ -19,7 +19,10 @@ fn at(seconds: u64) -> SystemTime {
 }
 
 fn body(created_at: &str) -> Bytes {
-    example_body("call.uploaded", "evt_r", created_at, false)
+    TestDelivery::example("call.uploaded")
+        .event_id("evt_r")
+        .created_at(created_at)
+        .body()
 }
 
 fn windowed(now: SystemTime) -> Verifier {

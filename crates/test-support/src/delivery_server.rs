@@ -18,7 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore, StoreFuture};
 use kendo_webhooks::{
-    example_body, Delivery, KendoWebhookLayer, KendoWebhookLayerBuilder, SignedDelivery,
+    Delivery, KendoWebhookLayer, KendoWebhookLayerBuilder, SignedDelivery, TestDelivery,
 };
 use tokio::sync::Semaphore;
 
@@ -207,8 +207,14 @@ pub async fn send(client: &HttpClient, request: Request<Full<Bytes>>) -> Answer 
 
 /// A valid `call.uploaded` delivery with the given ids, signed with [`SECRET`].
 pub fn delivery(event_id: &str, delivery_id: &str) -> SignedDelivery {
-    let body = example_body("call.uploaded", event_id, "2026-03-05T12:00:00Z", false);
-    SignedDelivery::new(SECRET, "call.uploaded", delivery_id, body)
+    let body = TestDelivery::example("call.uploaded")
+        .event_id(event_id)
+        .created_at("2026-03-05T12:00:00Z")
+        .body();
+    SignedDelivery::builder(body)
+        .event("call.uploaded")
+        .delivery_id(delivery_id)
+        .sign(SECRET)
 }
 
 /// Sends `delivery` to `server` and reads the answer.

@@ -15,7 +15,7 @@ use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use kendo_webhooks::{example_body, SignedDelivery, REJECTION_HEADER};
+use kendo_webhooks::{SignedDelivery, TestDelivery, REJECTION_HEADER};
 use serde_json::Value;
 
 pub const SECRET: &str = "whsec_crm_ingest_test";
@@ -194,28 +194,39 @@ pub async fn log_entries(http: &Http, addr: SocketAddr, delivery_id: &str, n: us
 }
 
 pub fn signed(event: &str, event_id: &str, delivery_id: &str) -> SignedDelivery {
-    let body = example_body(event, event_id, CREATED_AT, false);
-    SignedDelivery::new(SECRET, event, delivery_id, body)
+    let body = TestDelivery::example(event)
+        .event_id(event_id)
+        .created_at(CREATED_AT)
+        .body();
+    SignedDelivery::builder(body)
+        .event(event)
+        .delivery_id(delivery_id)
+        .sign(SECRET)
 }
 
 pub fn test_delivery(event_id: &str, delivery_id: &str) -> SignedDelivery {
-    let body = example_body("call.uploaded", event_id, CREATED_AT, true);
-    SignedDelivery::new(SECRET, "webhook.test", delivery_id, body)
+    let body = TestDelivery::example("call.uploaded")
+        .event_id(event_id)
+        .created_at(CREATED_AT)
+        .is_test(true)
+        .body();
+    SignedDelivery::builder(body)
+        .event("webhook.test")
+        .delivery_id(delivery_id)
+        .sign(SECRET)
 }
 
 /// A delivery signed with the wrong secret.
 pub fn forged(i: usize) -> SignedDelivery {
-    SignedDelivery::new(
-        "not-the-secret",
-        "call.uploaded",
-        format!("forged-{i:05}"),
-        example_body(
-            "call.uploaded",
-            &format!("evt_forged_{i}"),
-            CREATED_AT,
-            false,
-        ),
+    SignedDelivery::builder(
+        TestDelivery::example("call.uploaded")
+            .event_id(format!("evt_forged_{i}"))
+            .created_at(CREATED_AT)
+            .body(),
     )
+    .event("call.uploaded")
+    .delivery_id(format!("forged-{i:05}"))
+    .sign("not-the-secret")
 }
 
 /// A signed-ready `call.uploaded` body of one agent's call with an AI score

@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::routing::post_service;
 use axum::Router;
 use http::StatusCode;
-use kendo_webhooks::{Delivery, KendoWebhookLayer};
+use kendo_webhooks::{Delivery, KendoWebhookLayer, TestDelivery};
 use kendo_webhooks_inbox::{Inbox, RowState, INBOX_HEADER};
 
 use crate::common::{client, delivery, send, serve, Answer, HttpClient, PATH, SECRET};
@@ -485,12 +485,10 @@ pub async fn shutdown_settles_rows_in_flight(inbox: Inbox) {
 
 /// Commits `event_id` straight through the inbox (no HTTP).
 pub async fn enqueue(inbox: &Inbox, event_id: &str) {
-    let body = kendo_webhooks::example_body(
-        kendo_webhooks::CALL_UPLOADED,
-        event_id,
-        "2026-03-05T12:00:00Z",
-        false,
-    );
+    let body = TestDelivery::example(kendo_webhooks::CALL_UPLOADED)
+        .event_id(event_id)
+        .created_at("2026-03-05T12:00:00Z")
+        .body();
     let delivery = Delivery::parse(body, &format!("dlv_{event_id}"), "call.uploaded")
         .expect("a valid delivery");
     inbox.enqueue(&delivery).await.expect("committed");

@@ -99,9 +99,9 @@ impl DedupeKey {
     /// - otherwise `sha256:<hex>` of what would not fit.
     ///
     /// ```
-    /// use kendo_webhooks::{example_body, DedupeKey, Delivery};
+    /// use kendo_webhooks::{DedupeKey, Delivery, TestDelivery};
     ///
-    /// let body = example_body("call.uploaded", "evt_1", "2026-03-05T12:00:00Z", false);
+    /// let body = TestDelivery::example("call.uploaded").event_id("evt_1").created_at("2026-03-05T12:00:00Z").body();
     /// let delivery = Delivery::parse(body, "dlv_1", "call.uploaded")?;
     /// assert_eq!(DedupeKey::EventId.key_for(&delivery), "evt_1");
     /// assert!(DedupeKey::DeliveryId.key_for(&delivery).starts_with("dlv_1."));

@@ -42,7 +42,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use kendo_webhooks::{
-    example_body, sign, Delivery, KendoWebhookLayer, CALL_UPLOADED, DELIVERY_ID_HEADER,
+    sign, Delivery, KendoWebhookLayer, TestDelivery, CALL_UPLOADED, DELIVERY_ID_HEADER,
     EVENT_HEADER, SIGNATURE_HEADER,
 };
 use kendo_webhooks_inbox::Inbox;
@@ -138,12 +138,10 @@ struct Prepared {
 fn prepare(count: usize) -> Vec<Prepared> {
     (0..count)
         .map(|i| {
-            let body = example_body(
-                CALL_UPLOADED,
-                &format!("evt-{i:09}"),
-                "2026-03-05T12:00:00Z",
-                false,
-            );
+            let body = TestDelivery::example(CALL_UPLOADED)
+                .event_id(format!("evt-{i:09}"))
+                .created_at("2026-03-05T12:00:00Z")
+                .body();
             Prepared {
                 signature: HeaderValue::from_str(&sign(SECRET, &body)).expect("hex"),
                 delivery_id: HeaderValue::from_str(&format!("dlv-{i:09}")).expect("ascii"),

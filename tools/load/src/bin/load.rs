@@ -41,7 +41,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use kendo_webhooks::{
-    example_body, sign, CALL_UPLOADED, DELIVERY_ID_HEADER, EVENT_HEADER, REJECTION_HEADER,
+    sign, TestDelivery, CALL_UPLOADED, DELIVERY_ID_HEADER, EVENT_HEADER, REJECTION_HEADER,
     SIGNATURE_HEADER,
 };
 use tokio::net::TcpStream;
@@ -172,12 +172,10 @@ fn prepare(options: &Options) -> Vec<Prepared> {
         .expect("a non-empty secret");
     (0..options.deliveries)
         .map(|i| {
-            let body = example_body(
-                CALL_UPLOADED,
-                &format!("evt-{run}-{i}"),
-                "2026-03-05T12:00:00Z",
-                false,
-            );
+            let body = TestDelivery::example(CALL_UPLOADED)
+                .event_id(format!("evt-{run}-{i}"))
+                .created_at("2026-03-05T12:00:00Z")
+                .body();
             let delivery_id = format!("dlv-{run}-{i:09}");
             let (signature, timestamp) = if options.svix {
                 let signature = svix
