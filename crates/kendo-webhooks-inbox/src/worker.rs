@@ -225,12 +225,6 @@ impl WorkerHandle {
     pub fn abort(self) {
         self.task.abort();
     }
-
-    /// Whether the worker's task has ended.
-    #[must_use]
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
 }
 
 /// Default number of rows claimed at once.
