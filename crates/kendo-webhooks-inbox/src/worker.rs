@@ -484,14 +484,11 @@ impl<H: 'static> Worker<H> {
                 }
                 Ok(rows) => {
                     error_wait = Duration::from_millis(50);
-                    let full = rows.len() == self.batch_size;
                     self.handle_batch(rows, stop, report, stragglers).await;
-                    if full {
-                        continue;
-                    }
-                    // A short batch: look again at once, but without
-                    // spinning when rows keep failing quickly.
-                    Duration::ZERO
+                    // Look again at once: more rows may be due. A failed
+                    // row is not due again before its backoff, so this
+                    // cannot spin on it.
+                    continue;
                 }
                 Err(_error) => {
                     #[cfg(feature = "tracing")]
@@ -501,9 +498,6 @@ impl<H: 'static> Worker<H> {
                     wait
                 }
             };
-            if wait.is_zero() {
-                continue;
-            }
             tokio::select! {
                 () = self.inbox.wake().notified() => {}
                 () = tokio::time::sleep(wait) => {}
