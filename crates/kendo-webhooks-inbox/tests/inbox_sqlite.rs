@@ -270,3 +270,49 @@ async fn run_until_shutdown_reports_every_hand_off() {
     let (_dir, _, inbox) = open().await;
     suite::run_until_shutdown_reports_every_hand_off(inbox).await;
 }
+
+/// A stored body that no longer parses (changed on disk by hand, or by a
+/// bug elsewhere) is never handed to the handler: its row is made dead
+/// with a sentence saying why, the report counts it, and the other rows
+/// of its batch are handled as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_body_that_no_longer_parses_is_dead_and_never_handed() {
+    let (_dir, path, inbox) = open().await;
+    for id in ["evt_fine", "evt_mangled"] {
+        suite::enqueue(&inbox, id).await;
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let changed = conn
+        .execute(
+            "UPDATE kendo_inbox SET body = CAST('{not json' AS BLOB) WHERE event_id = 'evt_mangled'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+
+    let recorder = std::sync::Arc::new(suite::Recorder::default());
+    let worker = inbox
+        .worker(recorder.handler())
+        .poll_interval(Duration::from_millis(10))
+        .spawn();
+    suite::wait_until("one row done and one dead", || async {
+        let counts = inbox.counts().await.unwrap();
+        counts.done == 1 && counts.dead == 1
+    })
+    .await;
+    let report = worker.shutdown().await;
+    assert_eq!(
+        (report.handed, report.succeeded, report.dead),
+        (1, 1, 1),
+        "{report:?}"
+    );
+    assert_eq!(recorder.count("evt_mangled"), 0);
+    assert_eq!(recorder.count("evt_fine"), 1);
+    let dead = inbox
+        .list(kendo_webhooks_inbox::RowState::Dead, 10)
+        .await
+        .unwrap();
+    let error = dead[0].last_error.as_deref().unwrap_or("");
+    assert!(error.contains("no longer parses"), "{error}");
+}
