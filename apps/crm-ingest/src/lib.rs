@@ -12,13 +12,15 @@
 //! (rate-limited lines for operators, through [`rate_limit`]),
 //! [`server`] (the hardened HTTP server, with [`write_timeout`]) and
 //! [`app`] (start and stop) and [`seed`] (`crm-ingest seed N`: demo and
-//! benchmark data).
+//! benchmark data); [`destinations`] forwards events onward and sends
+//! alerts (`CRM_CONFIG`).
 
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod dashboard;
 pub mod delivery_log;
+pub mod destinations;
 pub mod pg_error;
 pub mod rate_limit;
 pub mod routes;

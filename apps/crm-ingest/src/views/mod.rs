@@ -31,6 +31,7 @@ use maud::{html, PreEscaped, DOCTYPE};
 
 mod charts;
 mod data;
+pub mod destinations;
 mod format;
 mod tables;
 
