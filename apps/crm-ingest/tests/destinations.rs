@@ -1,0 +1,529 @@
+//! Destinations and alerts (issue 20), with real parts: the app on
+//! 127.0.0.1:0 over real HTTP, real receivers (axum) started here, one of
+//! which checks every `webhook-signature` with svix's `Webhook::verify` (an
+//! independent Standard Webhooks implementation), SQLite files and a real
+//! Postgres (`kendo-test-support`; SKIPPED without it, a failure under
+//! `CI`), and the real binary for the configuration's exit codes.
+//!
+//! The retry schedule is shortened in the tests' `CRM_CONFIG` (`[retry]`),
+//! so an outage costs seconds, not minutes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use common::{call_body, eventually, Http, SECRET};
+use crm_ingest::config::Database;
+use crm_ingest::destinations::Settings;
+use http_body_util::Full;
+use hyper::Request;
+use kendo_test_support::postgres_server::PostgresServer;
+use kendo_webhooks::SignedDelivery;
+use serde_json::Value;
+
+/// The destinations' secret (Standard Webhooks' own example).
+const DESTINATION_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// How a receiver answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// 200.
+    Ok,
+    /// This status.
+    Status(u16),
+    /// Never answers.
+    Hang,
+}
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+struct Got {
+    id: Option<String>,
+    body: Bytes,
+    /// svix's verdict, when the receiver has a secret.
+    verified: Option<bool>,
+}
+
+/// A real HTTP receiver on 127.0.0.1.
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    got: Arc<Mutex<Vec<Got>>>,
+    mode: Arc<Mutex<Mode>>,
+}
+
+struct ReceiverState {
+    got: Arc<Mutex<Vec<Got>>>,
+    mode: Arc<Mutex<Mode>>,
+    webhook: Option<svix::webhooks::Webhook>,
+    delay: Duration,
+}
+
+async fn receive(
+    State(state): State<Arc<ReceiverState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let verified = state
+        .webhook
+        .as_ref()
+        .map(|webhook| webhook.verify(&body, &headers).is_ok());
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mode = *state.mode.lock().unwrap();
+    if mode == Mode::Hang {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(state.delay).await;
+    state.got.lock().unwrap().push(Got { id, body, verified });
+    match mode {
+        Mode::Status(status) => StatusCode::from_u16(status).expect("a status"),
+        _ => StatusCode::OK,
+    }
+}
+
+impl Receiver {
+    /// A receiver on a free port.
+    async fn start(mode: Mode, secret: Option<&str>) -> Self {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("a port");
+        Self::serve(listener, mode, secret, Duration::ZERO)
+    }
+
+    fn serve(
+        listener: tokio::net::TcpListener,
+        mode: Mode,
+        secret: Option<&str>,
+        delay: Duration,
+    ) -> Self {
+        let addr = listener.local_addr().expect("an address");
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let mode = Arc::new(Mutex::new(mode));
+        let state = Arc::new(ReceiverState {
+            got: Arc::clone(&got),
+            mode: Arc::clone(&mode),
+            webhook: secret.map(|s| svix::webhooks::Webhook::new(s).expect("a svix key")),
+            delay,
+        });
+        let app = Router::new()
+            .route("/hook", post(receive))
+            .with_state(state);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, got, mode }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn got(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// The `webhook-id`s received, in order.
+    fn ids(&self) -> Vec<String> {
+        self.got().into_iter().filter_map(|g| g.id).collect()
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+/// A `[[destinations]]` entry.
+fn destination(name: &str, url: &str, extra: &str) -> String {
+    format!("[[destinations]]\nname = \"{name}\"\nurl = \"{url}\"\n{extra}\n")
+}
+
+/// The tests' short retry schedule.
+const FAST_RETRY: &str =
+    "[retry]\nfirst_delay_ms = 100\nmax_delay_ms = 1000\ntimeout_ms = 1000\n";
+
+fn settings(toml: &str) -> Settings {
+    Settings::parse(toml, |_| None).unwrap_or_else(|e| panic!("{e}\n{toml}"))
+}
+
+/// A real `call.uploaded` scored `score`, signed with Kendo's secret.
+fn call(i: usize, score: &str) -> (String, SignedDelivery) {
+    let event_id = format!("evt_{i:04}");
+    let body = call_body(&event_id, "agent_1", Some("Ana"), score, 60);
+    let delivery = SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_{i:04}"), body);
+    (event_id, delivery)
+}
+
+async fn admin_post(http: &Http, addr: SocketAddr, path: &str) -> common::Reply {
+    http.send(
+        Request::post(format!("http://{addr}{path}"))
+            .header("authorization", format!("Bearer {}", common::TOKEN))
+            .body(Full::default())
+            .expect("a request"),
+    )
+    .await
+}
+
+/// The target named `name` in `GET /api/destinations`.
+async fn target(http: &Http, addr: SocketAddr, name: &str) -> Value {
+    http.array(addr, "/api/destinations")
+        .await
+        .into_iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not listed"))
+}
+
+// ---------------------------------------------------------------------------
+// Signed forwarding, selection, 410, alerts, console and replay.
+
+async fn forwards_signed_events_and_alerts(database: Database) {
+    let signed_receiver = Receiver::start(Mode::Ok, Some(DESTINATION_SECRET)).await;
+    let gone = Receiver::start(Mode::Status(410), None).await;
+    let slack = Receiver::start(Mode::Ok, None).await;
+    let toml = format!(
+        "{}{}{}[[alerts]]\nname = \"low-score\"\nurl = \"{}\"\ncall_score_below = 50\n{FAST_RETRY}",
+        destination(
+            "zapier",
+            &signed_receiver.url(),
+            &format!("events = [\"call.uploaded\"]\nsecret = \"{DESTINATION_SECRET}\"")
+        ),
+        destination("gone", &gone.url(), ""),
+        destination("trainings-only", &slack.url(), "events = [\"ai_training.completed\"]"),
+        slack.url(),
+    );
+    let mut config = common::config_on(database);
+    config.destinations = settings(&toml);
+    config.public_origin = Some("https://crm.example.com".to_owned());
+    let app = common::start(config).await;
+    let addr = app.addr();
+    let http = Http::new();
+
+    // Four real calls (two below 50), one test delivery (forwarded nowhere).
+    let scores = ["42", "80", "12.5", "50"];
+    let mut sent = BTreeMap::new();
+    for (i, score) in scores.iter().enumerate() {
+        let (event_id, delivery) = call(i, score);
+        assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
+        sent.insert(event_id, delivery);
+    }
+    let test = common::test_delivery("evt_test", "dlv_test");
+    assert_eq!(http.deliver(addr, &test).await.status, StatusCode::OK);
+    // A copy (Kendo's retry) adds nothing.
+    assert_eq!(
+        http.deliver(addr, &sent["evt_0000"]).await.status,
+        StatusCode::OK
+    );
+
+    let got = eventually("four calls at the signed destination", || async {
+        let got = signed_receiver.got();
+        (got.len() >= 4).then_some(got)
+    })
+    .await;
+    eventually("two alerts", || async {
+        (slack.got().len() >= 2).then_some(())
+    })
+    .await;
+    eventually("each event gone once", || async {
+        (gone.got().len() >= 4).then_some(())
+    })
+    .await;
+    // Settle time for anything extra to show up.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    assert_eq!(signed_receiver.got().len(), 4, "no duplicates, no test delivery");
+    for g in &got {
+        assert_eq!(g.verified, Some(true), "svix verifies the signature");
+        let id = g.id.as_deref().expect("webhook-id");
+        assert_eq!(
+            g.body,
+            sent[id].body(),
+            "the raw Kendo body, byte for byte"
+        );
+    }
+    assert_eq!(signed_receiver.ids(), ["evt_0000", "evt_0001", "evt_0002", "evt_0003"]);
+
+    // 410 Gone: one attempt each, then dead.
+    assert_eq!(gone.got().len(), 4, "410 stops the attempts at once");
+    let gone_state = target(&http, addr, "gone").await;
+    assert_eq!(gone_state["dead"], 4, "{gone_state}");
+
+    // Alerts: the two real calls below 50, as Slack's JSON, with the link.
+    let alerts: Vec<Value> = slack
+        .got()
+        .iter()
+        .map(|g| serde_json::from_slice(&g.body).expect("JSON"))
+        .collect();
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    let texts: Vec<&str> = alerts.iter().filter_map(|a| a["text"].as_str()).collect();
+    assert!(texts.iter().any(|t| t.contains("Ana scored 42")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("Ana scored 12.5")), "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .all(|t| t.contains("https://crm.example.com/?q=call_evt_")),
+        "{texts:?}"
+    );
+
+    // The console and the API.
+    let zapier = target(&http, addr, "zapier").await;
+    assert_eq!(zapier["delivered"], 4, "{zapier}");
+    assert_eq!(zapier["signed"], true);
+    assert_eq!(zapier["endpoint"], format!("http://{}", signed_receiver.addr.ip()));
+    assert_eq!(target(&http, addr, "trainings-only").await["state"], "idle");
+    let rows = http
+        .array(addr, "/api/destinations/gone/events?state=dead")
+        .await;
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0]["history"][0]["status"], 410);
+    let page = http.get(addr, "/destinations?name=gone").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("replay 4 dead"), "{}", page.text());
+    assert_eq!(
+        http.get_with(addr, "/api/destinations", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Replay one delivered event, then every dead one.
+    let replayed = admin_post(&http, addr, "/api/destinations/zapier/replay?event_id=evt_0001").await;
+    assert_eq!(replayed.status, StatusCode::OK, "{}", replayed.text());
+    assert_eq!(replayed.json()["replayed"], 1);
+    eventually("the replayed event again", || async {
+        (signed_receiver.got().len() == 5).then_some(())
+    })
+    .await;
+    assert_eq!(signed_receiver.ids()[4], "evt_0001");
+    gone.set(Mode::Ok);
+    let replayed = admin_post(&http, addr, "/api/destinations/gone/replay-dead").await;
+    assert_eq!(replayed.json()["replayed"], 4);
+    eventually("the dead rows delivered", || async {
+        let t = target(&http, addr, "gone").await;
+        (t["delivered"] == 4 && t["dead"] == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        admin_post(&http, addr, "/api/destinations/nobody/replay-dead").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // A cross-site page may not replay.
+    let forged = http
+        .send(
+            Request::post(format!("http://{addr}/api/destinations/gone/replay-dead"))
+                .header("authorization", format!("Bearer {}", common::TOKEN))
+                .header("origin", "https://evil.example")
+                .body(Full::default())
+                .expect("a request"),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    let metrics = http.get(addr, "/metrics").await.text();
+    assert!(
+        metrics.contains("crm_destination_deliveries_total{destination=\"zapier\",outcome=\"delivered\"}")
+            || !metrics.contains("crm_"),
+        "{metrics}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_forwards_signed_events_and_alerts() {
+    let (_dir, db) = common::temp_db();
+    forwards_signed_events_and_alerts(Database::Sqlite(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_forwards_signed_events_and_alerts() {
+    let Some(pg) = PostgresServer::start_or_skip("destinations postgres_forwards") else {
+        return;
+    };
+    forwards_signed_events_and_alerts(Database::Postgres(pg.url())).await;
+}
+
+// ---------------------------------------------------------------------------
+// An outage: nothing lost, each event once, in store order.
+
+/// How long the destination is down (refused connections).
+const OUTAGE: Duration = Duration::from_secs(8);
+
+async fn an_outage_loses_nothing_and_keeps_order(database: Database) {
+    // The destination's port, free until it comes up.
+    let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let mut config = common::config_on(database);
+    config.destinations = settings(&format!(
+        "{}{FAST_RETRY}",
+        destination("down", &url, &format!("secret = \"{DESTINATION_SECRET}\""))
+    ));
+    let app = common::start(config).await;
+    let addr = app.addr();
+    let http = Http::new();
+    let down_since = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let (event_id, delivery) = call(i, "70");
+        assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
+        ids.push(event_id);
+    }
+    eventually("the destination failing", || async {
+        let t = target(&http, addr, "down").await;
+        (t["state"] == "failing").then_some(())
+    })
+    .await;
+    tokio::time::sleep(OUTAGE.saturating_sub(down_since.elapsed())).await;
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+        .await
+        .expect("the destination's port is free again");
+    let receiver = Receiver::serve(listener, Mode::Ok, Some(DESTINATION_SECRET), Duration::ZERO);
+    let up = Instant::now();
+    eventually("the backlog delivered", || async {
+        (receiver.got().len() >= ids.len()).then_some(())
+    })
+    .await;
+    let backlog_in = up.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = receiver.ids();
+    assert_eq!(got, ids, "every event once, in store order");
+    assert!(receiver.got().iter().all(|g| g.verified == Some(true)));
+    let state = target(&http, addr, "down").await;
+    assert_eq!(state["delivered"], 30, "{state}");
+    assert_eq!(state["pending"], 0, "{state}");
+    let first = http
+        .array(addr, "/api/destinations/down/events?event_id=evt_0000")
+        .await;
+    let attempts = first[0]["history"].as_array().expect("attempts").len();
+    println!(
+        "outage {OUTAGE:?}: backlog of {} delivered {backlog_in:?} after the destination came back; \
+         the oldest event took {attempts} attempts",
+        ids.len()
+    );
+    assert!(attempts >= 2, "the oldest event was retried");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_outage_loses_nothing_and_keeps_order() {
+    let (_dir, db) = common::temp_db();
+    an_outage_loses_nothing_and_keeps_order(Database::Sqlite(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_loses_nothing_and_keeps_order() {
+    let Some(pg) = PostgresServer::start_or_skip("destinations postgres_outage") else {
+        return;
+    };
+    an_outage_loses_nothing_and_keeps_order(Database::Postgres(pg.url())).await;
+}
+
+// ---------------------------------------------------------------------------
+// A hanging destination holds up nothing else.
+
+/// The webhook's answer times of `n` deliveries from `first`, sorted.
+async fn ingest_times(http: &Http, addr: SocketAddr, first: usize, n: usize) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(n);
+    for i in first..first + n {
+        let (_, delivery) = call(i, "70");
+        let started = Instant::now();
+        assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times
+}
+
+async fn a_hanging_destination_holds_up_nothing(database: Database) {
+    let hanging = Receiver::start(Mode::Hang, None).await;
+    let healthy = Receiver::start(Mode::Ok, None).await;
+    let mut config = common::config_on(database);
+    // The default timeout (10 s): an ingest that waited on it would show.
+    config.destinations = settings(&format!(
+        "{}{}",
+        destination("hanging", &hanging.url(), "concurrency = 4"),
+        destination("healthy", &healthy.url(), "")
+    ));
+    let app = common::start(config).await;
+    let addr = app.addr();
+    let http = Http::new();
+    let n = 40;
+    let times = ingest_times(&http, addr, 0, n).await;
+    eventually("the healthy destination has every event", || async {
+        (healthy.got().len() == n).then_some(())
+    })
+    .await;
+    let hanging_state = target(&http, addr, "hanging").await;
+    assert_eq!(hanging_state["delivered"], 0, "{hanging_state}");
+    let p99 = times[times.len() * 99 / 100 - 1];
+    println!(
+        "ingest with a hanging destination: median {:?}, p99 {p99:?}, max {:?}",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+    // Far below the hanging destination's 10 s timeout: nothing waited on it.
+    assert!(times[times.len() - 1] < Duration::from_secs(5));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_hanging_destination_holds_up_nothing() {
+    let (_dir, db) = common::temp_db();
+    a_hanging_destination_holds_up_nothing(Database::Sqlite(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hanging_destination_holds_up_nothing() {
+    let Some(pg) = PostgresServer::start_or_skip("destinations postgres_hanging") else {
+        return;
+    };
+    a_hanging_destination_holds_up_nothing(Database::Postgres(pg.url())).await;
+}
+
+// ---------------------------------------------------------------------------
+// A bad CRM_CONFIG stops the real binary with one sentence and exit code 2.
+
+#[test]
+fn each_bad_key_stops_the_binary_with_its_sentence_and_code_2() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let ok = "[[destinations]]\nname = \"a\"\nurl = \"https://x.test/\"\n";
+    let cases = [
+        (format!("{ok}urll = \"x\""), "urll"),
+        (ok.replace("https://x.test/", "not a url"), "destinations[0].url"),
+        (format!("{ok}secret = \"abc\""), "destinations[0].secret"),
+        (format!("{ok}secret_env = \"CRM_TEST_UNSET_SECRET\""), "destinations[0].secret_env"),
+        (format!("{ok}{ok}"), "destinations[1].name"),
+        (
+            "[[alerts]]\nname = \"b\"\nurl = \"https://x.test/\"\ncall_score_below = 500".to_owned(),
+            "alerts[0].call_score_below",
+        ),
+        ("[retry]\nmax_delay_ms = 0".to_owned(), "retry.max_delay_ms"),
+        ("[[destination]]\nname = \"a\"".to_owned(), "destination"),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("crm-{i}.toml"));
+        std::fs::write(&path, text).expect("written");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_crm-ingest"))
+            .env_clear()
+            .env("KENDO_WEBHOOK_SECRET", SECRET)
+            .env("CRM_CONFIG", &path)
+            .env("CRM_DB", dir.path().join("never.sqlite3"))
+            .env("CRM_ADDR", "127.0.0.1:0")
+            .output()
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{text}: {stderr}");
+        assert!(stderr.contains(key), "{text}: {stderr} does not name {key}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one sentence: {stderr}");
+        assert!(!dir.path().join("never.sqlite3").exists(), "nothing started");
+    }
+}
