@@ -84,8 +84,10 @@ async fn receive(
     if mode == Mode::Hang {
         std::future::pending::<()>().await;
     }
-    tokio::time::sleep(state.delay).await;
+    // Recorded (processed) first, answered after the delay: a sender that
+    // dies in between sends the event again.
     state.got.lock().unwrap().push(Got { id, body, verified });
+    tokio::time::sleep(state.delay).await;
     match mode {
         Mode::Status(status) => StatusCode::from_u16(status).expect("a status"),
         _ => StatusCode::OK,
@@ -149,8 +151,7 @@ fn destination(name: &str, url: &str, extra: &str) -> String {
 }
 
 /// The tests' short retry schedule.
-const FAST_RETRY: &str =
-    "[retry]\nfirst_delay_ms = 100\nmax_delay_ms = 1000\ntimeout_ms = 1000\n";
+const FAST_RETRY: &str = "[retry]\nfirst_delay_ms = 100\nmax_delay_ms = 1000\ntimeout_ms = 1000\n";
 
 fn settings(toml: &str) -> Settings {
     Settings::parse(toml, |_| None).unwrap_or_else(|e| panic!("{e}\n{toml}"))
@@ -190,7 +191,8 @@ async fn forwards_signed_events_and_alerts(database: Database) {
     let signed_receiver = Receiver::start(Mode::Ok, Some(DESTINATION_SECRET)).await;
     let gone = Receiver::start(Mode::Status(410), None).await;
     let slack = Receiver::start(Mode::Ok, None).await;
-    let toml = format!(
+    let toml =
+        format!(
         "{}{}{}[[alerts]]\nname = \"low-score\"\nurl = \"{}\"\ncall_score_below = 50\n{FAST_RETRY}",
         destination(
             "zapier",
@@ -240,17 +242,20 @@ async fn forwards_signed_events_and_alerts(database: Database) {
     // Settle time for anything extra to show up.
     tokio::time::sleep(Duration::from_millis(600)).await;
 
-    assert_eq!(signed_receiver.got().len(), 4, "no duplicates, no test delivery");
+    assert_eq!(
+        signed_receiver.got().len(),
+        4,
+        "no duplicates, no test delivery"
+    );
     for g in &got {
         assert_eq!(g.verified, Some(true), "svix verifies the signature");
         let id = g.id.as_deref().expect("webhook-id");
-        assert_eq!(
-            g.body,
-            sent[id].body(),
-            "the raw Kendo body, byte for byte"
-        );
+        assert_eq!(g.body, sent[id].body(), "the raw Kendo body, byte for byte");
     }
-    assert_eq!(signed_receiver.ids(), ["evt_0000", "evt_0001", "evt_0002", "evt_0003"]);
+    assert_eq!(
+        signed_receiver.ids(),
+        ["evt_0000", "evt_0001", "evt_0002", "evt_0003"]
+    );
 
     // 410 Gone: one attempt each, then dead.
     assert_eq!(gone.got().len(), 4, "410 stops the attempts at once");
@@ -265,8 +270,14 @@ async fn forwards_signed_events_and_alerts(database: Database) {
         .collect();
     assert_eq!(alerts.len(), 2, "{alerts:?}");
     let texts: Vec<&str> = alerts.iter().filter_map(|a| a["text"].as_str()).collect();
-    assert!(texts.iter().any(|t| t.contains("Ana scored 42")), "{texts:?}");
-    assert!(texts.iter().any(|t| t.contains("Ana scored 12.5")), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.contains("Ana scored 42")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.contains("Ana scored 12.5")),
+        "{texts:?}"
+    );
     assert!(
         texts
             .iter()
@@ -278,7 +289,10 @@ async fn forwards_signed_events_and_alerts(database: Database) {
     let zapier = target(&http, addr, "zapier").await;
     assert_eq!(zapier["delivered"], 4, "{zapier}");
     assert_eq!(zapier["signed"], true);
-    assert_eq!(zapier["endpoint"], format!("http://{}", signed_receiver.addr.ip()));
+    assert_eq!(
+        zapier["endpoint"],
+        format!("http://{}", signed_receiver.addr.ip())
+    );
     assert_eq!(target(&http, addr, "trainings-only").await["state"], "idle");
     let rows = http
         .array(addr, "/api/destinations/gone/events?state=dead")
@@ -294,7 +308,12 @@ async fn forwards_signed_events_and_alerts(database: Database) {
     );
 
     // Replay one delivered event, then every dead one.
-    let replayed = admin_post(&http, addr, "/api/destinations/zapier/replay?event_id=evt_0001").await;
+    let replayed = admin_post(
+        &http,
+        addr,
+        "/api/destinations/zapier/replay?event_id=evt_0001",
+    )
+    .await;
     assert_eq!(replayed.status, StatusCode::OK, "{}", replayed.text());
     assert_eq!(replayed.json()["replayed"], 1);
     eventually("the replayed event again", || async {
@@ -311,7 +330,9 @@ async fn forwards_signed_events_and_alerts(database: Database) {
     })
     .await;
     assert_eq!(
-        admin_post(&http, addr, "/api/destinations/nobody/replay-dead").await.status,
+        admin_post(&http, addr, "/api/destinations/nobody/replay-dead")
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
     // A cross-site page may not replay.
@@ -328,8 +349,9 @@ async fn forwards_signed_events_and_alerts(database: Database) {
 
     let metrics = http.get(addr, "/metrics").await.text();
     assert!(
-        metrics.contains("crm_destination_deliveries_total{destination=\"zapier\",outcome=\"delivered\"}")
-            || !metrics.contains("crm_"),
+        metrics.contains(
+            "crm_destination_deliveries_total{destination=\"zapier\",outcome=\"delivered\"}"
+        ) || !metrics.contains("crm_"),
         "{metrics}"
     );
     app.shutdown().await;
@@ -498,12 +520,19 @@ fn each_bad_key_stops_the_binary_with_its_sentence_and_code_2() {
     let ok = "[[destinations]]\nname = \"a\"\nurl = \"https://x.test/\"\n";
     let cases = [
         (format!("{ok}urll = \"x\""), "urll"),
-        (ok.replace("https://x.test/", "not a url"), "destinations[0].url"),
+        (
+            ok.replace("https://x.test/", "not a url"),
+            "destinations[0].url",
+        ),
         (format!("{ok}secret = \"abc\""), "destinations[0].secret"),
-        (format!("{ok}secret_env = \"CRM_TEST_UNSET_SECRET\""), "destinations[0].secret_env"),
+        (
+            format!("{ok}secret_env = \"CRM_TEST_UNSET_SECRET\""),
+            "destinations[0].secret_env",
+        ),
         (format!("{ok}{ok}"), "destinations[1].name"),
         (
-            "[[alerts]]\nname = \"b\"\nurl = \"https://x.test/\"\ncall_score_below = 500".to_owned(),
+            "[[alerts]]\nname = \"b\"\nurl = \"https://x.test/\"\ncall_score_below = 500"
+                .to_owned(),
             "alerts[0].call_score_below",
         ),
         ("[retry]\nmax_delay_ms = 0".to_owned(), "retry.max_delay_ms"),
@@ -524,6 +553,243 @@ fn each_bad_key_stops_the_binary_with_its_sentence_and_code_2() {
         assert_eq!(output.status.code(), Some(2), "{text}: {stderr}");
         assert!(stderr.contains(key), "{text}: {stderr} does not name {key}");
         assert_eq!(stderr.trim().lines().count(), 1, "one sentence: {stderr}");
-        assert!(!dir.path().join("never.sqlite3").exists(), "nothing started");
+        assert!(
+            !dir.path().join("never.sqlite3").exists(),
+            "nothing started"
+        );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Replicas killed (SIGKILL) while forwarding, on one Postgres.
+
+const REPLICAS: usize = 3;
+
+/// Three `crm-ingest` processes on one Postgres; killed when dropped.
+struct Replicas {
+    ports: Vec<u16>,
+    children: Mutex<Vec<Option<std::process::Child>>>,
+    database_url: String,
+    config: std::path::PathBuf,
+    log_dir: std::path::PathBuf,
+}
+
+impl Replicas {
+    fn spawn(&self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_dir.join(format!("replica-{i}.log")))
+            .expect("a log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_crm-ingest"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KENDO_WEBHOOK_SECRET", SECRET)
+            .env("CRM_ADDR", format!("127.0.0.1:{}", self.ports[i]))
+            .env("CRM_DATABASE_URL", &self.database_url)
+            .env("CRM_ADMIN_TOKEN", common::TOKEN)
+            .env("CRM_WORKER_LEASE_SECS", "2")
+            .env("CRM_CONFIG", &self.config)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start crm-ingest");
+        self.children.lock().unwrap()[i] = Some(child);
+    }
+
+    /// SIGKILL (`Child::kill` on Unix).
+    fn kill(&self, i: usize) -> bool {
+        match self.children.lock().unwrap()[i].take() {
+            Some(mut child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn start(&self, i: usize) {
+        for _ in 0..5 {
+            self.spawn(i);
+            if healthy(self.ports[i]).await {
+                return;
+            }
+            self.kill(i);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        panic!("replica {i} does not start; see {}", self.log_dir.display());
+    }
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        for child in self.children.lock().unwrap().iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+fn client() -> Client {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+async fn healthy(port: u16) -> bool {
+    let client = client();
+    for _ in 0..200 {
+        let request = Request::get(format!("http://127.0.0.1:{port}/healthz"))
+            .body(Full::default())
+            .expect("a request");
+        if let Ok(Ok(response)) =
+            tokio::time::timeout(Duration::from_secs(1), client.request(request)).await
+        {
+            if response.status() == StatusCode::OK {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Whether a replica acknowledged the delivery with a 2xx.
+async fn try_deliver(client: &Client, port: u16, delivery: &SignedDelivery) -> bool {
+    let Ok(request) = delivery.request(&format!("http://127.0.0.1:{port}/webhooks/kendo")) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), client.request(request)).await,
+        Ok(Ok(response)) if response.status().is_success()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replicas_killed_while_forwarding_deliver_each_event_at_least_once() {
+    let Some(pg) = PostgresServer::start_or_skip("destinations replicas killed") else {
+        return;
+    };
+    let total = 150;
+    // Each event is processed at once and answered 200 ms later: kills
+    // land between the receiver's processing and the replica's settle, the
+    // one window for a duplicate.
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("a port");
+    let receiver = Receiver::serve(
+        listener,
+        Mode::Ok,
+        Some(DESTINATION_SECRET),
+        Duration::from_millis(200),
+    );
+    let dir = tempfile::tempdir().expect("a directory");
+    let config = dir.path().join("crm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[retry]\nfirst_delay_ms = 100\nmax_delay_ms = 1000\ntimeout_ms = 2000\n",
+            destination(
+                "chaos",
+                &receiver.url(),
+                &format!("secret = \"{DESTINATION_SECRET}\"")
+            )
+        ),
+    )
+    .expect("the config");
+    let ports = (0..REPLICAS)
+        .map(|_| {
+            std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .and_then(|l| l.local_addr())
+                .expect("a port")
+                .port()
+        })
+        .collect();
+    let replicas = Arc::new(Replicas {
+        ports,
+        children: Mutex::new((0..REPLICAS).map(|_| None).collect()),
+        database_url: pg.url(),
+        config,
+        log_dir: dir.path().to_path_buf(),
+    });
+    for i in 0..REPLICAS {
+        replicas.start(i).await;
+    }
+
+    // The killer: every 1.5 s a replica dies (SIGKILL) and comes back 0.5 s later.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killer = {
+        let (replicas, stop) = (Arc::clone(&replicas), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut kills = 0_usize;
+            let mut victim = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                victim = (victim + 1) % REPLICAS;
+                if replicas.kill(victim) {
+                    kills += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                replicas.start(victim).await;
+            }
+            kills
+        })
+    };
+
+    // Every event acknowledged by some replica (retried until one answers 2xx).
+    let client = client();
+    let mut ids = Vec::new();
+    for i in 0..total {
+        let (event_id, delivery) = call(i, "70");
+        let mut port = i % REPLICAS;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !try_deliver(&client, replicas.ports[port], &delivery).await {
+            assert!(
+                Instant::now() < deadline,
+                "no replica acknowledged {event_id}"
+            );
+            port = (port + 1) % REPLICAS;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ids.push(event_id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got: std::collections::HashSet<String> = receiver.ids().into_iter().collect();
+        if ids.iter().all(|id| got.contains(id)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {total} events never reached the destination; logs in {}",
+            ids.iter().filter(|id| !got.contains(*id)).count(),
+            dir.path().display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let kills = killer.await.expect("the killer");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for id in receiver.ids() {
+        *counts.entry(id).or_default() += 1;
+    }
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    assert!(receiver.got().iter().all(|g| g.verified == Some(true)));
+    println!(
+        "{total} events, {kills} replicas killed while forwarding: each delivered at least once, \
+         {duplicates} sent twice (a replica died after the destination took the event, before its settle)"
+    );
+    assert_eq!(counts.len(), total, "only the events sent");
+    assert!(
+        duplicates <= kills,
+        "{duplicates} duplicates but {kills} kills: at most one in flight per killed replica"
+    );
 }

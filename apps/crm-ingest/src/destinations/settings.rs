@@ -417,29 +417,48 @@ fn key(at: &str, secret: &str) -> Result<SigningKey, SettingsError> {
     })
 }
 
-/// toml's error as one sentence: its key (when it names one), its line and
-/// its message.
+/// toml's error as one sentence: its key (with the table it is in, when
+/// it names one), its line and its message.
 fn toml_error(text: &str, error: &toml::de::Error) -> SettingsError {
     let message = error.message().trim().replace('\n', " ");
-    let line = error
-        .span()
-        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-    let key = message
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split('`').next())
-        .map(str::to_owned)
-        .or_else(|| {
-            message
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.split('`').next())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
+    let offset = error.span().map(|span| span.start.min(text.len()));
+    let line = offset.map(|at| text[..at].matches('\n').count() + 1);
+    let field = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    let key = match (field, offset) {
+        (Some(field), Some(at)) => match table_at(&text[..at]) {
+            Some(table) => format!("{table}.{field}"),
+            None => field.to_owned(),
+        },
+        (Some(field), None) => field.to_owned(),
+        (None, _) => String::new(),
+    };
     let problem = match line {
         Some(line) => format!("line {line}: {message}"),
         None => message,
     };
     SettingsError::new(key, problem)
+}
+
+/// The table the end of `before` is in: `destinations[1]`, `retry`, or
+/// `None` at the top level.
+fn table_at(before: &str) -> Option<String> {
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut table = None;
+    for line in before.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
+            let name = name.trim().to_owned();
+            let n = counts.entry(name.clone()).or_default();
+            table = Some(format!("{name}[{n}]"));
+            *n += 1;
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            table = Some(name.trim().to_owned());
+        }
+    }
+    table
 }
 
 #[cfg(test)]
@@ -483,10 +502,13 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_named_with_its_line() {
-        let error = parse("[[destinations]]\nname = \"a\"\nurl = \"https://x.test/\"\nurll = 1\n")
-            .expect_err("refused");
-        assert_eq!(error.key(), "urll");
-        assert!(error.to_string().contains("line 4"), "{error}");
+        let error = parse(
+            "[[destinations]]\nname = \"a\"\nurl = \"https://x.test/\"\n\
+             [[destinations]]\nname = \"b\"\nurl = \"https://x.test/\"\nurll = 1\n",
+        )
+        .expect_err("refused");
+        assert_eq!(error.key(), "destinations[1].urll");
+        assert!(error.to_string().contains("line 7"), "{error}");
     }
 
     #[test]
