@@ -2,7 +2,7 @@
 //! in the CRM's own database.
 //!
 //! Rows are added by the projection, in its transaction (`storage.rs`
-//! calls [`super::sqlite::insert`] and [`super::postgres::insert_cte`]), so
+//! calls `sqlite::insert` and `postgres::OutboxCte`), so
 //! an event the CRM projected is never missing its forwarding, and unique
 //! `(target, event_id)` makes a replayed event add nothing. The forwarder
 //! leases the oldest due rows of a target, sends them and settles each;
