@@ -19,7 +19,7 @@ use crate::auth::AdminToken;
 use crate::config::{AppConfig, Database};
 use crate::dashboard::BacklogHistory;
 use crate::delivery_log::{DeliveryLog, Writer};
-use crate::destinations::{Console, Forwarder, Outbox, Selector, Waker};
+use crate::destinations::{Console, Forwarder, Outbox, Selector, Waker, Watched};
 use crate::pg_error::Chain;
 use crate::routes::{self, AppState};
 use crate::server;
@@ -281,6 +281,11 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
                 outbox.clone(),
                 waker.clone(),
                 config.inbox_retention,
+                Watched {
+                    storage: storage.clone(),
+                    inbox: inbox.clone(),
+                    console: config.public_origin.clone(),
+                },
             )
             .map_err(AppError::Destinations)?,
         )

@@ -372,6 +372,73 @@ async fn postgres_forwards_signed_events_and_alerts() {
 }
 
 // ---------------------------------------------------------------------------
+// The watched alerts: Kendo silent, inbox rows dead.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_watched_alerts_fire_for_silence_and_dead_rows() {
+    let (_dir, db) = common::temp_db();
+    // A first run stores a delivery and leaves it in the inbox.
+    let mut config = common::config(&db);
+    config.run_worker = false;
+    let app = common::start(config).await;
+    let http = Http::new();
+    let (_, delivery) = call(0, "70");
+    assert_eq!(
+        http.deliver(app.addr(), &delivery).await.status,
+        StatusCode::OK
+    );
+    common::eventually("the delivery logged", || async {
+        (http.array(app.addr(), "/api/deliveries").await.len() == 1).then_some(())
+    })
+    .await;
+    app.shutdown().await;
+    // Its projection gave up, and it was the last delivery, 2 minutes ago.
+    let conn = rusqlite::Connection::open(&db).expect("the database");
+    conn.busy_timeout(Duration::from_secs(5))
+        .expect("a timeout");
+    conn.execute_batch(
+        "UPDATE kendo_inbox SET state = 'dead';
+         UPDATE deliveries SET received_ms = received_ms - 120000;",
+    )
+    .expect("a dead row and a silence");
+    drop(conn);
+
+    let slack = Receiver::start(Mode::Ok, None).await;
+    let mut config = common::config(&db);
+    config.run_worker = false;
+    config.destinations = settings(&format!(
+        "[[alerts]]\nname = \"silent\"\nurl = \"{url}\"\nsilent_for_minutes = 1\n\
+         [[alerts]]\nname = \"dead\"\nurl = \"{url}\"\ndead_rows = true\n",
+        url = slack.url()
+    ));
+    let app = common::start(config).await;
+    let texts = eventually("both alerts", || async {
+        let got = slack.got();
+        (got.len() >= 2).then(|| {
+            got.iter()
+                .map(|g| {
+                    let json: Value = serde_json::from_slice(&g.body).expect("JSON");
+                    json["text"].as_str().unwrap_or_default().to_owned()
+                })
+                .collect::<Vec<_>>()
+        })
+    })
+    .await;
+    assert!(
+        texts.iter().any(|t| t.starts_with("Kendo is silent")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.contains("1 inbox row(s) are dead")),
+        "{texts:?}"
+    );
+    let http = Http::new();
+    assert_eq!(target(&http, app.addr(), "silent").await["delivered"], 1);
+    assert_eq!(target(&http, app.addr(), "dead").await["delivered"], 1);
+    app.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
 // An outage: nothing lost, each event once, in store order.
 
 /// How long the destination is down (refused connections).

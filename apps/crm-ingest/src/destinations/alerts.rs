@@ -2,13 +2,28 @@
 //! Slack's incoming-webhook JSON (`{"text": "…"}`, which Mattermost,
 //! Rocket.Chat, Discord's `/slack` endpoints and others accept too).
 //!
-//! A message is built when the event is projected and stored in the outbox
-//! with it, so it is sent (and retried) like a destination's row, once per
-//! rule and event.
+//! `call_score_below` is built when the event is projected and stored in the
+//! outbox with it. The watched rules (`silent_for_minutes`, `dead_rows`) are
+//! checked every [`WATCH_EVERY`] by [`spawn_watch`], which stores a row under
+//! an id of the episode (the last delivery's time, the newest dead row):
+//! every replica and every round computes the same id, and the outbox's
+//! unique `(target, event_id)` keeps one. Either way a message is sent and
+//! retried like a destination's row, once per rule and event or episode.
+
+use std::time::Duration;
 
 use kendo_webhooks::{Delivery, Event};
+use kendo_webhooks_inbox::{Inbox, RowState};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use super::settings::AlertRule;
+use super::forwarder::Waker;
+use super::outbox::{NewRow, Outbox};
+use super::settings::{AlertRule, AlertSettings};
+use crate::storage::{format_ms, now_ms, Storage};
+
+/// How often the watched rules are checked.
+pub const WATCH_EVERY: Duration = Duration::from_secs(30);
 
 /// The message `rule` sends for `delivery`, if it fires. `console` is the
 /// app's public origin (`CRM_PUBLIC_URL`), for a link to the call.
@@ -38,9 +53,132 @@ pub fn message(rule: AlertRule, delivery: &Delivery, console: Option<&str>) -> O
                 let query = super::percent_encode(&call.call_id);
                 text.push_str(&format!(" <{origin}/?q={query}|Open it in the CRM>"));
             }
-            Some(serde_json::json!({ "text": text }).to_string().into_bytes())
+            Some(slack(&text))
+        }
+        AlertRule::SilentFor(_) | AlertRule::DeadRows => None,
+    }
+}
+
+fn slack(text: &str) -> Vec<u8> {
+    serde_json::json!({ "text": text }).to_string().into_bytes()
+}
+
+/// What the watch read in one round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Now, Unix ms.
+    pub now_ms: i64,
+    /// The newest verified delivery, Unix ms.
+    pub last_delivery_ms: Option<i64>,
+    /// Dead inbox rows: how many, and the event id of the newest.
+    pub dead: Option<(u64, String)>,
+}
+
+/// What a watched rule sends after `observed`, if it fires: the episode's
+/// id (the outbox row's event id) and the message.
+pub fn watched(
+    rule: AlertRule,
+    observed: &Observed,
+    console: Option<&str>,
+) -> Option<(String, Vec<u8>)> {
+    let open = console.map_or_else(String::new, |origin| format!(" <{origin}/|Open the CRM>"));
+    match rule {
+        AlertRule::CallScoreBelow(_) => None,
+        AlertRule::SilentFor(after) => {
+            let last = observed.last_delivery_ms?;
+            let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+            if observed.now_ms.saturating_sub(last) < after_ms {
+                return None;
+            }
+            let text = format!(
+                "Kendo is silent: no verified delivery for {} min (the last at {}). Check the \
+                 webhook in Kendo (Integrations > Webhooks), its URL and secret, and the \
+                 CRM's rejections.{open}",
+                after.as_secs() / 60,
+                format_ms(last),
+            );
+            Some((format!("silent-since-{last}"), slack(&text)))
+        }
+        AlertRule::DeadRows => {
+            let (count, newest) = observed.dead.as_ref()?;
+            let text = format!(
+                "{count} inbox row(s) are dead: every attempt to project them failed (the \
+                 newest: event {}). Fix the cause, then requeue them (POST \
+                 /api/inbox/requeue).{open}",
+                escape(newest),
+            );
+            Some((format!("dead-{newest}"), slack(&text)))
         }
     }
+}
+
+/// Checks the watched `alerts` every [`WATCH_EVERY`] until `stop`, storing
+/// the rows of those that fire.
+pub(crate) fn spawn_watch(
+    alerts: Vec<AlertSettings>,
+    outbox: Outbox,
+    storage: Storage,
+    inbox: Inbox,
+    waker: Waker,
+    console: Option<String>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while !*stop.borrow() {
+            let observed = observe(&storage, &inbox, &alerts).await;
+            let rows: Vec<NewRow> = alerts
+                .iter()
+                .filter_map(|alert| {
+                    let (id, body) = watched(alert.rule, &observed, console.as_deref())?;
+                    Some(NewRow {
+                        target: alert.name.clone(),
+                        event_id: id,
+                        event: "crm.alert".to_owned(),
+                        body,
+                    })
+                })
+                .collect();
+            if !rows.is_empty() {
+                match outbox.enqueue(rows, now_ms()).await {
+                    Ok(()) => waker.wake(),
+                    Err(error) => tracing::warn!(%error, "could not store the watched alerts"),
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(WATCH_EVERY) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    })
+}
+
+/// Reads what the rules of `alerts` need.
+async fn observe(storage: &Storage, inbox: &Inbox, alerts: &[AlertSettings]) -> Observed {
+    let mut observed = Observed {
+        now_ms: now_ms(),
+        ..Observed::default()
+    };
+    if alerts
+        .iter()
+        .any(|a| matches!(a.rule, AlertRule::SilentFor(_)))
+    {
+        match storage.counts().await {
+            Ok(counts) => observed.last_delivery_ms = counts.last_delivery_ms,
+            Err(error) => tracing::debug!(%error, "silence check skipped"),
+        }
+    }
+    if alerts.iter().any(|a| a.rule == AlertRule::DeadRows) {
+        match inbox.list(RowState::Dead, 1_000).await {
+            Ok(dead) => {
+                observed.dead = dead
+                    .iter()
+                    .max_by_key(|row| row.next_at)
+                    .map(|newest| (dead.len() as u64, newest.event_id.clone()));
+            }
+            Err(error) => tracing::debug!(%error, "dead-row check skipped"),
+        }
+    }
+    observed
 }
 
 /// A score without a needless `.0`.
@@ -86,6 +224,41 @@ mod tests {
         let text = json["text"].as_str().expect("text");
         assert!(text.contains("Ana &lt;&amp;&gt; scored 42"), "{text}");
         assert!(text.contains("https://crm.example.com/?q="), "{text}");
+    }
+
+    #[test]
+    fn silence_fires_once_per_last_delivery() {
+        let rule = AlertRule::SilentFor(Duration::from_secs(600));
+        let mut observed = Observed {
+            now_ms: 1_000_000,
+            last_delivery_ms: Some(1_000_000 - 599_000),
+            dead: None,
+        };
+        assert!(watched(rule, &observed, None).is_none(), "not silent yet");
+        observed.now_ms += 1_000;
+        let (first, text) = watched(rule, &observed, None).expect("silent");
+        observed.now_ms += 60_000;
+        let (again, _) = watched(rule, &observed, None).expect("still silent");
+        assert_eq!(first, again, "the same episode: stored once");
+        assert!(String::from_utf8_lossy(&text).contains("no verified delivery for 10 min"));
+        observed.last_delivery_ms = None;
+        assert!(
+            watched(rule, &observed, None).is_none(),
+            "nothing ever arrived"
+        );
+    }
+
+    #[test]
+    fn dead_rows_fire_once_per_newest_dead_row() {
+        let observed = Observed {
+            now_ms: 0,
+            last_delivery_ms: None,
+            dead: Some((3, "evt_9".to_owned())),
+        };
+        let (id, text) = watched(AlertRule::DeadRows, &observed, None).expect("fires");
+        assert_eq!(id, "dead-evt_9");
+        assert!(String::from_utf8_lossy(&text).contains("3 inbox row(s) are dead"));
+        assert!(watched(AlertRule::DeadRows, &Observed::default(), None).is_none());
     }
 
     #[test]

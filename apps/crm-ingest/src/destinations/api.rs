@@ -113,6 +113,10 @@ pub async fn targets(console: &Console) -> Result<Vec<TargetView>, String> {
             endpoint: endpoint(&a.url),
             takes: match a.rule {
                 AlertRule::CallScoreBelow(score) => format!("real calls scored below {score}"),
+                AlertRule::SilentFor(after) => {
+                    format!("no verified delivery for {} min", after.as_secs() / 60)
+                }
+                AlertRule::DeadRows => "inbox rows gone dead".to_owned(),
             },
             signed: false,
             state: state(&counts),

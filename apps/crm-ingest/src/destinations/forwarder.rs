@@ -61,6 +61,18 @@ struct Target {
     concurrency: i64,
 }
 
+/// What the watched alerts read: the CRM's tables (the newest delivery),
+/// the inbox (dead rows), and the console's origin for links.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    /// The CRM's tables.
+    pub storage: crate::storage::Storage,
+    /// The inbox.
+    pub inbox: kendo_webhooks_inbox::Inbox,
+    /// The app's public origin (`CRM_PUBLIC_URL`).
+    pub console: Option<String>,
+}
+
 /// The running lanes.
 #[derive(Debug)]
 pub struct Forwarder {
@@ -70,13 +82,15 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Starts a lane per destination and alert of `settings`, and the
-    /// housekeeping (gauges; delivered rows purged after `retention`).
+    /// Starts a lane per destination and alert of `settings`, the watch of
+    /// the timed alerts (reading `watched`), and the housekeeping (gauges;
+    /// delivered rows purged after `retention`).
     pub fn spawn(
         settings: &Settings,
         outbox: Outbox,
         waker: Waker,
         retention: Duration,
+        watched: Watched,
     ) -> Result<Self, String> {
         super::describe_metrics();
         let sender = Sender::new(settings.retry.timeout)?;
@@ -112,6 +126,23 @@ impl Forwarder {
                 tokio::spawn(lane.run())
             })
             .collect();
+        let timed: Vec<_> = settings
+            .alerts
+            .iter()
+            .filter(|a| a.rule.is_watched())
+            .cloned()
+            .collect();
+        if !timed.is_empty() {
+            tasks.push(super::alerts::spawn_watch(
+                timed,
+                outbox.clone(),
+                watched.storage,
+                watched.inbox,
+                waker.clone(),
+                watched.console,
+                stop_rx.clone(),
+            ));
+        }
         tasks.push(tokio::spawn(housekeeping(outbox, retention, stop_rx)));
         Ok(Self {
             stop,

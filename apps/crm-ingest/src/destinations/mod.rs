@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use kendo_webhooks::Delivery;
 
-pub use self::forwarder::{Forwarder, Waker};
+pub use self::forwarder::{Forwarder, Waker, Watched};
 pub use self::outbox::{NewRow, Outbox};
 pub use self::settings::{Settings, SettingsError, CONFIG_VAR};
 

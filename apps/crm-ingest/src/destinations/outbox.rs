@@ -186,6 +186,15 @@ impl Outbox {
         }
     }
 
+    /// Adds rows outside a projection (the watched alerts); a row already
+    /// there for its target and event id is left as it is.
+    pub async fn enqueue(&self, rows: Vec<NewRow>, now_ms: i64) -> Result<(), StorageError> {
+        match self {
+            Self::Sqlite(o) => o.enqueue(rows, now_ms).await,
+            Self::Postgres(o) => o.enqueue(&rows, now_ms).await,
+        }
+    }
+
     /// Leases up to `limit` of `target`'s oldest due rows to `owner` until
     /// `lease_until_ms`; in store order.
     pub async fn claim(

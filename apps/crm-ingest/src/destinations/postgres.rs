@@ -123,6 +123,16 @@ impl PgOutbox {
         Ok(Self { pg: Arc::from(pg) })
     }
 
+    pub(crate) async fn enqueue(&self, rows: &[NewRow], now_ms: i64) -> Result<(), StorageError> {
+        let insert = OutboxCte::new(rows, now_ms);
+        if let Some(sql) = insert.alone() {
+            self.pg
+                .execute("could not add outbox rows", &sql, &insert.params())
+                .await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn claim(
         &self,
         target: &str,

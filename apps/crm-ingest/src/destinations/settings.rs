@@ -21,6 +21,16 @@
 //! url = "https://hooks.slack.com/services/T000/B000/XXX"
 //! call_score_below = 50
 //!
+//! [[alerts]]
+//! name = "kendo-silent"
+//! url = "https://hooks.slack.com/services/T000/B000/YYY"
+//! silent_for_minutes = 60         # no verified delivery for an hour
+//!
+//! [[alerts]]
+//! name = "dead-rows"
+//! url = "https://hooks.slack.com/services/T000/B000/ZZZ"
+//! dead_rows = true                # inbox rows whose projection gave up
+//!
 //! [retry]                         # optional; the defaults are shown
 //! first_delay_ms = 1000
 //! max_delay_ms = 900000
@@ -99,6 +109,19 @@ pub struct AlertSettings {
 pub enum AlertRule {
     /// A real call whose `aiScore` is below this.
     CallScoreBelow(f64),
+    /// No verified delivery for this long (Kendo silent, or the webhook
+    /// broken on its side): once per silence.
+    SilentFor(Duration),
+    /// Inbox rows went dead (every attempt to project them failed): once
+    /// per newly dead row.
+    DeadRows,
+}
+
+impl AlertRule {
+    /// Whether the rule is checked on a timer rather than per event.
+    pub fn is_watched(self) -> bool {
+        !matches!(self, Self::CallScoreBelow(_))
+    }
 }
 
 /// How failed attempts are retried (see `backoff.rs`).
@@ -190,6 +213,8 @@ struct AlertEntry {
     name: String,
     url: String,
     call_score_below: Option<f64>,
+    silent_for_minutes: Option<u64>,
+    dead_rows: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -289,9 +314,10 @@ impl Settings {
             let at = |field: &str| format!("alerts[{i}].{field}");
             unique(at("name"), &a.name)?;
             let url = url(&at("url"), &a.url)?;
-            let rule = match a.call_score_below {
+            let mut rules = Vec::new();
+            match a.call_score_below {
                 Some(score) if score.is_finite() && score > 0.0 && score <= 100.0 => {
-                    AlertRule::CallScoreBelow(score)
+                    rules.push(("call_score_below", AlertRule::CallScoreBelow(score)));
                 }
                 Some(score) => {
                     return Err(SettingsError::new(
@@ -301,10 +327,37 @@ impl Settings {
                         ),
                     ))
                 }
-                None => {
+                None => {}
+            }
+            match a.silent_for_minutes {
+                Some(m @ 1..=10_080) => rules.push((
+                    "silent_for_minutes",
+                    AlertRule::SilentFor(Duration::from_secs(m * 60)),
+                )),
+                Some(m) => {
+                    return Err(SettingsError::new(
+                        at("silent_for_minutes"),
+                        format!("{m} is out of range; expected 1 to 10080 (a week)"),
+                    ))
+                }
+                None => {}
+            }
+            if a.dead_rows == Some(true) {
+                rules.push(("dead_rows", AlertRule::DeadRows));
+            }
+            let rule = match rules.as_slice() {
+                [(_, rule)] => *rule,
+                [] => {
                     return Err(SettingsError::new(
                         at("call_score_below"),
-                        "an alert needs a rule; set call_score_below (e.g. 50)",
+                        "an alert needs a rule; set call_score_below (e.g. 50), \
+                         silent_for_minutes (e.g. 60) or dead_rows = true",
+                    ))
+                }
+                [_, (second, _), ..] => {
+                    return Err(SettingsError::new(
+                        at(second),
+                        "an alert has one rule; give this one an [[alerts]] entry of its own",
                     ))
                 }
             };
@@ -521,6 +574,8 @@ mod tests {
             ("[[alerts]]\nname = \"b\"\nurl = \"https://x.test/\"\ncall_score_below = -5", "alerts[0].call_score_below"),
             ("[[alerts]]\nname = \"b\"\nurl = \"https://x.test/\"", "alerts[0].call_score_below"),
             ("[retry]\ntimeout_ms = 0", "retry.timeout_ms"),
+            ("[[alerts]]\nname = \"b\"\nurl = \"https://x.test/\"\ncall_score_below = 5\ndead_rows = true", "alerts[0].dead_rows"),
+            ("[[alerts]]\nname = \"b\"\nurl = \"https://x.test/\"\nsilent_for_minutes = 0", "alerts[0].silent_for_minutes"),
         ];
         for (text, key) in cases {
             let error = parse(text).expect_err(text);

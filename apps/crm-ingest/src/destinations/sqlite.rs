@@ -60,6 +60,15 @@ impl SqliteOutbox {
         Ok(Self { writer, reader })
     }
 
+    pub(crate) async fn enqueue(&self, rows: Vec<NewRow>, now_ms: i64) -> Result<(), StorageError> {
+        run(&self.writer, "could not add outbox rows", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            insert(&tx, &rows, now_ms)?;
+            tx.commit()
+        })
+        .await
+    }
+
     pub(crate) async fn claim(
         &self,
         target: &str,
