@@ -17,7 +17,7 @@ use kendo_webhooks_inbox::{Inbox, RowState};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::forwarder::Waker;
+use super::forwarder::{stopping, Waker};
 use super::outbox::{NewRow, Outbox};
 use super::settings::{AlertRule, AlertSettings};
 use crate::storage::{format_ms, now_ms, Storage};
@@ -124,7 +124,7 @@ pub(crate) fn spawn_watch(
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        while !*stop.borrow() {
+        while !stopping(&stop) {
             let observed = observe(&storage, &inbox, &alerts).await;
             let rows: Vec<NewRow> = alerts
                 .iter()
@@ -168,14 +168,24 @@ async fn observe(storage: &Storage, inbox: &Inbox, alerts: &[AlertSettings]) -> 
         }
     }
     if alerts.iter().any(|a| a.rule == AlertRule::DeadRows) {
-        match inbox.list(RowState::Dead, 1_000).await {
-            Ok(dead) => {
-                observed.dead = dead
-                    .iter()
-                    .max_by_key(|row| row.next_at)
-                    .map(|newest| (dead.len() as u64, newest.event_id.clone()));
+        // Counted first: the list (with bodies) is read only when needed.
+        let dead = match inbox.counts().await {
+            Ok(counts) => counts.dead,
+            Err(error) => {
+                tracing::debug!(%error, "dead-row check skipped");
+                0
             }
-            Err(error) => tracing::debug!(%error, "dead-row check skipped"),
+        };
+        if dead > 0 {
+            match inbox.list(RowState::Dead, 1_000).await {
+                Ok(rows) => {
+                    observed.dead = rows
+                        .iter()
+                        .max_by_key(|row| row.next_at)
+                        .map(|newest| (dead, newest.event_id.clone()));
+                }
+                Err(error) => tracing::debug!(%error, "dead-row check skipped"),
+            }
         }
     }
     observed

@@ -41,6 +41,13 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Waits after the database failed, before the next lease.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
+/// Whether the tasks should end: stop was asked, or the [`Forwarder`] was
+/// dropped without [`Forwarder::shutdown`] (a closed channel would
+/// otherwise wake every `select!` at once, forever).
+pub(crate) fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
 /// Wakes the lanes when rows were stored; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Waker(Arc<Notify>);
@@ -202,7 +209,7 @@ impl Lane {
         // The lease covers one attempt and its settle.
         let lease = i64::try_from((self.retry.timeout + Duration::from_secs(5)).as_millis())
             .unwrap_or(i64::MAX);
-        while !*self.stop.borrow() {
+        while !stopping(&self.stop) {
             let now = now_ms();
             let rows = match self
                 .outbox
@@ -380,7 +387,7 @@ impl Lane {
 async fn housekeeping(outbox: Outbox, retention: Duration, mut stop: watch::Receiver<bool>) {
     let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     let mut last_purge: Option<tokio::time::Instant> = None;
-    while !*stop.borrow() {
+    while !stopping(&stop) {
         match outbox.counts().await {
             Ok(counts) => {
                 for c in counts {
