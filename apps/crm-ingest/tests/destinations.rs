@@ -532,7 +532,24 @@ async fn ingest_times(http: &Http, addr: SocketAddr, first: usize, n: usize) -> 
     times
 }
 
-async fn a_hanging_destination_holds_up_nothing(database: Database) {
+/// `median, p99, max` of sorted times.
+fn spread(times: &[Duration]) -> String {
+    format!(
+        "median {:?}, p99 {:?}, max {:?}",
+        times[times.len() / 2],
+        times[(times.len() * 99).div_ceil(100) - 1],
+        times[times.len() - 1]
+    )
+}
+
+async fn a_hanging_destination_holds_up_nothing(database: Database, baseline: Database) {
+    let n = 40;
+    // The baseline: the same deliveries to an app without destinations.
+    let app = common::start(common::config_on(baseline)).await;
+    let http = Http::new();
+    let base = ingest_times(&http, app.addr(), 0, n).await;
+    app.shutdown().await;
+
     let hanging = Receiver::start(Mode::Hang, None).await;
     let healthy = Receiver::start(Mode::Ok, None).await;
     let mut config = common::config_on(database);
@@ -544,8 +561,6 @@ async fn a_hanging_destination_holds_up_nothing(database: Database) {
     ));
     let app = common::start(config).await;
     let addr = app.addr();
-    let http = Http::new();
-    let n = 40;
     let times = ingest_times(&http, addr, 0, n).await;
     eventually("the healthy destination has every event", || async {
         (healthy.got().len() == n).then_some(())
@@ -553,11 +568,11 @@ async fn a_hanging_destination_holds_up_nothing(database: Database) {
     .await;
     let hanging_state = target(&http, addr, "hanging").await;
     assert_eq!(hanging_state["delivered"], 0, "{hanging_state}");
-    let p99 = times[times.len() * 99 / 100 - 1];
     println!(
-        "ingest with a hanging destination: median {:?}, p99 {p99:?}, max {:?}",
-        times[times.len() / 2],
-        times[times.len() - 1]
+        "ingest of {n} deliveries, one at a time: without destinations {}; \
+         with a hanging one and a healthy one {}",
+        spread(&base),
+        spread(&times)
     );
     // Far below the hanging destination's 10 s timeout: nothing waited on it.
     assert!(times[times.len() - 1] < Duration::from_secs(5));
@@ -567,7 +582,8 @@ async fn a_hanging_destination_holds_up_nothing(database: Database) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_hanging_destination_holds_up_nothing() {
     let (_dir, db) = common::temp_db();
-    a_hanging_destination_holds_up_nothing(Database::Sqlite(db)).await;
+    let (_base_dir, base) = common::temp_db();
+    a_hanging_destination_holds_up_nothing(Database::Sqlite(db), Database::Sqlite(base)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -575,7 +591,14 @@ async fn postgres_hanging_destination_holds_up_nothing() {
     let Some(pg) = PostgresServer::start_or_skip("destinations postgres_hanging") else {
         return;
     };
-    a_hanging_destination_holds_up_nothing(Database::Postgres(pg.url())).await;
+    let Some(base) = PostgresServer::start_or_skip("destinations postgres_hanging baseline") else {
+        return;
+    };
+    a_hanging_destination_holds_up_nothing(
+        Database::Postgres(pg.url()),
+        Database::Postgres(base.url()),
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------
