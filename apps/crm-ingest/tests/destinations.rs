@@ -438,6 +438,62 @@ async fn sqlite_watched_alerts_fire_for_silence_and_dead_rows() {
     app.shutdown().await;
 }
 
+/// Bob's three newest calls average 30, Ana's 90: one alert, for Bob.
+async fn an_agent_below_the_average_is_reported(database: Database) {
+    let app = common::start(common::config_on(database.clone())).await;
+    let http = Http::new();
+    for (i, (agent, score)) in [("Bob", "20"), ("Ana", "90"), ("Bob", "30"), ("Bob", "40")]
+        .into_iter()
+        .chain([("Ana", "85"), ("Ana", "95")])
+        .enumerate()
+    {
+        let event_id = format!("evt_avg_{i}");
+        let body = call_body(&event_id, &format!("agent_{agent}"), Some(agent), score, 60);
+        let delivery = SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_avg_{i}"), body);
+        assert_eq!(
+            http.deliver(app.addr(), &delivery).await.status,
+            StatusCode::OK
+        );
+    }
+    common::rows(&http, app.addr(), "/api/calls", 6).await;
+    app.shutdown().await;
+
+    let slack = Receiver::start(Mode::Ok, None).await;
+    let mut config = common::config_on(database);
+    config.destinations = settings(&format!(
+        "[[alerts]]\nname = \"coaching\"\nurl = \"{}\"\nagent_average_below = 50\nagent_window = 3\n",
+        slack.url()
+    ));
+    let app = common::start(config).await;
+    eventually("the coaching alert", || async {
+        (!slack.got().is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = slack.got();
+    assert_eq!(got.len(), 1, "Bob only");
+    let json: Value = serde_json::from_slice(&got[0].body).expect("JSON");
+    assert_eq!(
+        json["text"],
+        "Bob's average AI score over the last 3 calls is 30, below 50."
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_agent_below_the_average_is_reported() {
+    let (_dir, db) = common::temp_db();
+    an_agent_below_the_average_is_reported(Database::Sqlite(db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_agent_below_the_average_is_reported() {
+    let Some(pg) = PostgresServer::start_or_skip("destinations postgres_agent_average") else {
+        return;
+    };
+    an_agent_below_the_average_is_reported(Database::Postgres(pg.url())).await;
+}
+
 // ---------------------------------------------------------------------------
 // An outage: nothing lost, each event once, in store order.
 

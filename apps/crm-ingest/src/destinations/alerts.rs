@@ -24,6 +24,8 @@ use crate::storage::{format_ms, now_ms, Storage};
 
 /// How often the watched rules are checked.
 pub const WATCH_EVERY: Duration = Duration::from_secs(30);
+/// The calls an agent's average is taken from: those of the last 7 days.
+const AVERAGE_OVER_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// The message `rule` sends for `delivery`, if it fires. `console` is the
 /// app's public origin (`CRM_PUBLIC_URL`), for a link to the call.
@@ -55,7 +57,7 @@ pub fn message(rule: AlertRule, delivery: &Delivery, console: Option<&str>) -> O
             }
             Some(slack(&text))
         }
-        AlertRule::SilentFor(_) | AlertRule::DeadRows => None,
+        _ => None,
     }
 }
 
@@ -64,7 +66,7 @@ fn slack(text: &str) -> Vec<u8> {
 }
 
 /// What the watch read in one round.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     /// Now, Unix ms.
     pub now_ms: i64,
@@ -72,23 +74,27 @@ pub struct Observed {
     pub last_delivery_ms: Option<i64>,
     /// Dead inbox rows: how many, and the event id of the newest.
     pub dead: Option<(u64, String)>,
+    /// Per window (calls averaged): each agent's average AI score.
+    pub averages: Vec<(u32, Vec<(String, f64)>)>,
 }
 
-/// What a watched rule sends after `observed`, if it fires: the episode's
-/// id (the outbox row's event id) and the message.
+/// What a watched rule sends after `observed`: for each episode that
+/// fires, its id (the outbox row's event id) and the message.
 pub fn watched(
     rule: AlertRule,
     observed: &Observed,
     console: Option<&str>,
-) -> Option<(String, Vec<u8>)> {
+) -> Vec<(String, Vec<u8>)> {
     let open = console.map_or_else(String::new, |origin| format!(" <{origin}/|Open the CRM>"));
     match rule {
-        AlertRule::CallScoreBelow(_) => None,
+        AlertRule::CallScoreBelow(_) => Vec::new(),
         AlertRule::SilentFor(after) => {
-            let last = observed.last_delivery_ms?;
+            let Some(last) = observed.last_delivery_ms else {
+                return Vec::new();
+            };
             let after_ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
             if observed.now_ms.saturating_sub(last) < after_ms {
-                return None;
+                return Vec::new();
             }
             let text = format!(
                 "Kendo is silent: no verified delivery for {} min (the last at {}). Check the \
@@ -97,17 +103,40 @@ pub fn watched(
                 after.as_secs() / 60,
                 format_ms(last),
             );
-            Some((format!("silent-since-{last}"), slack(&text)))
+            vec![(format!("silent-since-{last}"), slack(&text))]
         }
         AlertRule::DeadRows => {
-            let (count, newest) = observed.dead.as_ref()?;
+            let Some((count, newest)) = observed.dead.as_ref() else {
+                return Vec::new();
+            };
             let text = format!(
                 "{count} inbox row(s) are dead: every attempt to project them failed (the \
                  newest: event {}). Fix the cause, then requeue them (POST \
                  /api/inbox/requeue).{open}",
                 escape(newest),
             );
-            Some((format!("dead-{newest}"), slack(&text)))
+            vec![(format!("dead-{newest}"), slack(&text))]
+        }
+        AlertRule::AgentAverageBelow { score, calls } => {
+            // One a day per agent: the episode is the agent and the UTC day.
+            let day = format_ms(observed.now_ms);
+            let day = day.get(..10).unwrap_or(&day);
+            observed
+                .averages
+                .iter()
+                .filter(|(window, _)| *window == calls)
+                .flat_map(|(_, averages)| averages)
+                .filter(|(_, average)| *average < score)
+                .map(|(agent, average)| {
+                    let text = format!(
+                        "{}'s average AI score over the last {calls} calls is {}, below {}.{open}",
+                        escape(agent),
+                        trim(*average),
+                        trim(score),
+                    );
+                    (format!("average-{agent}-{day}"), slack(&text))
+                })
+                .collect()
         }
     }
 }
@@ -125,17 +154,18 @@ pub(crate) fn spawn_watch(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         while !stopping(&stop) {
-            let observed = observe(&storage, &inbox, &alerts).await;
+            let observed = observe(&storage, &inbox, &outbox, &alerts).await;
             let rows: Vec<NewRow> = alerts
                 .iter()
-                .filter_map(|alert| {
-                    let (id, body) = watched(alert.rule, &observed, console.as_deref())?;
-                    Some(NewRow {
-                        target: alert.name.clone(),
-                        event_id: id,
-                        event: "crm.alert".to_owned(),
-                        body,
-                    })
+                .flat_map(|alert| {
+                    watched(alert.rule, &observed, console.as_deref())
+                        .into_iter()
+                        .map(|(id, body)| NewRow {
+                            target: alert.name.clone(),
+                            event_id: id,
+                            event: "crm.alert".to_owned(),
+                            body,
+                        })
                 })
                 .collect();
             if !rows.is_empty() {
@@ -153,11 +183,29 @@ pub(crate) fn spawn_watch(
 }
 
 /// Reads what the rules of `alerts` need.
-async fn observe(storage: &Storage, inbox: &Inbox, alerts: &[AlertSettings]) -> Observed {
+async fn observe(
+    storage: &Storage,
+    inbox: &Inbox,
+    outbox: &Outbox,
+    alerts: &[AlertSettings],
+) -> Observed {
     let mut observed = Observed {
         now_ms: now_ms(),
         ..Observed::default()
     };
+    let week_ago = observed.now_ms.saturating_sub(AVERAGE_OVER_MS);
+    for alert in alerts {
+        let AlertRule::AgentAverageBelow { calls, .. } = alert.rule else {
+            continue;
+        };
+        if observed.averages.iter().any(|(window, _)| *window == calls) {
+            continue;
+        }
+        match outbox.agent_averages(i64::from(calls), week_ago).await {
+            Ok(averages) => observed.averages.push((calls, averages)),
+            Err(error) => tracing::debug!(%error, "agent average check skipped"),
+        }
+    }
     if alerts
         .iter()
         .any(|a| matches!(a.rule, AlertRule::SilentFor(_)))
@@ -242,18 +290,19 @@ mod tests {
         let mut observed = Observed {
             now_ms: 1_000_000,
             last_delivery_ms: Some(1_000_000 - 599_000),
-            dead: None,
+            ..Observed::default()
         };
-        assert!(watched(rule, &observed, None).is_none(), "not silent yet");
+        assert!(watched(rule, &observed, None).is_empty(), "not silent yet");
         observed.now_ms += 1_000;
-        let (first, text) = watched(rule, &observed, None).expect("silent");
+        let first = watched(rule, &observed, None);
         observed.now_ms += 60_000;
-        let (again, _) = watched(rule, &observed, None).expect("still silent");
-        assert_eq!(first, again, "the same episode: stored once");
-        assert!(String::from_utf8_lossy(&text).contains("no verified delivery for 10 min"));
+        let again = watched(rule, &observed, None);
+        assert_eq!(first.len(), 1, "silent");
+        assert_eq!(first[0].0, again[0].0, "the same episode: stored once");
+        assert!(String::from_utf8_lossy(&first[0].1).contains("no verified delivery for 10 min"));
         observed.last_delivery_ms = None;
         assert!(
-            watched(rule, &observed, None).is_none(),
+            watched(rule, &observed, None).is_empty(),
             "nothing ever arrived"
         );
     }
@@ -261,14 +310,41 @@ mod tests {
     #[test]
     fn dead_rows_fire_once_per_newest_dead_row() {
         let observed = Observed {
-            now_ms: 0,
-            last_delivery_ms: None,
             dead: Some((3, "evt_9".to_owned())),
+            ..Observed::default()
         };
-        let (id, text) = watched(AlertRule::DeadRows, &observed, None).expect("fires");
-        assert_eq!(id, "dead-evt_9");
-        assert!(String::from_utf8_lossy(&text).contains("3 inbox row(s) are dead"));
-        assert!(watched(AlertRule::DeadRows, &Observed::default(), None).is_none());
+        let fired = watched(AlertRule::DeadRows, &observed, None);
+        assert_eq!(fired[0].0, "dead-evt_9");
+        assert!(String::from_utf8_lossy(&fired[0].1).contains("3 inbox row(s) are dead"));
+        assert!(watched(AlertRule::DeadRows, &Observed::default(), None).is_empty());
+    }
+
+    #[test]
+    fn an_agent_below_the_average_fires_once_a_day() {
+        let rule = AlertRule::AgentAverageBelow {
+            score: 60.0,
+            calls: 3,
+        };
+        let observed = Observed {
+            now_ms: 1_764_662_400_000,
+            averages: vec![
+                (3, vec![("Bob".to_owned(), 30.0), ("Ana".to_owned(), 90.0)]),
+                (5, vec![("Chen".to_owned(), 10.0)]),
+            ],
+            ..Observed::default()
+        };
+        let fired = watched(rule, &observed, None);
+        assert_eq!(
+            fired.len(),
+            1,
+            "Bob only: Ana is above, Chen another window"
+        );
+        assert_eq!(fired[0].0, "average-Bob-2025-12-02");
+        let text = String::from_utf8_lossy(&fired[0].1).into_owned();
+        assert!(
+            text.contains("Bob's average AI score over the last 3 calls is 30, below 60"),
+            "{text}"
+        );
     }
 
     #[test]

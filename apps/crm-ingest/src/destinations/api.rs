@@ -117,6 +117,9 @@ pub async fn targets(console: &Console) -> Result<Vec<TargetView>, String> {
                     format!("no verified delivery for {} min", after.as_secs() / 60)
                 }
                 AlertRule::DeadRows => "inbox rows gone dead".to_owned(),
+                AlertRule::AgentAverageBelow { score, calls } => {
+                    format!("an agent's average over {calls} calls below {score}")
+                }
             },
             signed: false,
             state: state(&counts),

@@ -276,6 +276,20 @@ impl Outbox {
         }
     }
 
+    /// Each agent's average AI score over its newest `calls` scored real
+    /// calls received since `since_ms` (agents with that many), lowest
+    /// first. (The CRM's `calls`, read here for the alerts.)
+    pub async fn agent_averages(
+        &self,
+        calls: i64,
+        since_ms: i64,
+    ) -> Result<Vec<(String, f64)>, StorageError> {
+        match self {
+            Self::Sqlite(o) => o.agent_averages(calls, since_ms).await,
+            Self::Postgres(o) => o.agent_averages(calls, since_ms).await,
+        }
+    }
+
     /// Deletes delivered rows settled before `before_ms`; how many.
     pub async fn purge(&self, before_ms: i64) -> Result<u64, StorageError> {
         match self {

@@ -22,6 +22,7 @@ const EVENTS: &str = include_str!("../../sql/postgres/events.sql");
 const ATTEMPTS: &str = include_str!("../../sql/postgres/attempts.sql");
 const REPLAY: &str = include_str!("../../sql/postgres/replay.sql");
 const PURGE: &str = include_str!("../../sql/postgres/purge.sql");
+const AGENT_AVERAGES: &str = include_str!("../../sql/postgres/agent_averages.sql");
 
 /// A batch's outbox rows, written by the projection's first statement as a
 /// CTE (`WITH outbox AS (INSERT …) INSERT INTO calls …`: one statement, one
@@ -289,6 +290,22 @@ impl PgOutbox {
                 &[&target, &event_id, &now_ms],
             )
             .await
+    }
+
+    pub(crate) async fn agent_averages(
+        &self,
+        calls: i64,
+        since_ms: i64,
+    ) -> Result<Vec<(String, f64)>, StorageError> {
+        let rows = self
+            .pg
+            .query(
+                "could not read the agents' averages",
+                AGENT_AVERAGES,
+                &[&calls, &since_ms],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
     pub(crate) async fn purge(&self, before_ms: i64) -> Result<u64, StorageError> {

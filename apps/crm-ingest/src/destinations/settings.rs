@@ -27,6 +27,12 @@
 //! silent_for_minutes = 60         # no verified delivery for an hour
 //!
 //! [[alerts]]
+//! name = "coaching"
+//! url = "https://hooks.slack.com/services/T000/B000/WWW"
+//! agent_average_below = 60        # an agent's average over its newest calls
+//! agent_window = 10               # that many calls (default 10)
+//!
+//! [[alerts]]
 //! name = "dead-rows"
 //! url = "https://hooks.slack.com/services/T000/B000/ZZZ"
 //! dead_rows = true                # inbox rows whose projection gave up
@@ -115,6 +121,14 @@ pub enum AlertRule {
     /// Inbox rows went dead (every attempt to project them failed): once
     /// per newly dead row.
     DeadRows,
+    /// An agent's average AI score over its newest `calls` real scored
+    /// calls (of the last 7 days) is below `score`: once per agent and day.
+    AgentAverageBelow {
+        /// The threshold.
+        score: f64,
+        /// How many of the agent's newest calls are averaged.
+        calls: u32,
+    },
 }
 
 impl AlertRule {
@@ -215,6 +229,8 @@ struct AlertEntry {
     call_score_below: Option<f64>,
     silent_for_minutes: Option<u64>,
     dead_rows: Option<bool>,
+    agent_average_below: Option<f64>,
+    agent_window: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -345,13 +361,45 @@ impl Settings {
             if a.dead_rows == Some(true) {
                 rules.push(("dead_rows", AlertRule::DeadRows));
             }
+            let calls = match (a.agent_window, a.agent_average_below) {
+                (None, _) => 10,
+                (Some(n @ 2..=1_000), Some(_)) => n,
+                (Some(n), Some(_)) => {
+                    return Err(SettingsError::new(
+                        at("agent_window"),
+                        format!("{n} is out of range; expected 2 to 1000 calls"),
+                    ))
+                }
+                (Some(_), None) => {
+                    return Err(SettingsError::new(
+                        at("agent_window"),
+                        "it goes with agent_average_below; set that too, or remove it",
+                    ))
+                }
+            };
+            match a.agent_average_below {
+                Some(score) if score.is_finite() && score > 0.0 && score <= 100.0 => rules.push((
+                    "agent_average_below",
+                    AlertRule::AgentAverageBelow { score, calls },
+                )),
+                Some(score) => {
+                    return Err(SettingsError::new(
+                        at("agent_average_below"),
+                        format!(
+                            "{score} is out of range; expected a score above 0 and at most 100"
+                        ),
+                    ))
+                }
+                None => {}
+            }
             let rule = match rules.as_slice() {
                 [(_, rule)] => *rule,
                 [] => {
                     return Err(SettingsError::new(
                         at("call_score_below"),
                         "an alert needs a rule; set call_score_below (e.g. 50), \
-                         silent_for_minutes (e.g. 60) or dead_rows = true",
+                         agent_average_below (e.g. 60), silent_for_minutes (e.g. 60) \
+                         or dead_rows = true",
                     ))
                 }
                 [_, (second, _), ..] => {

@@ -22,6 +22,7 @@ const ATTEMPTS: &str = include_str!("../../sql/sqlite/attempts.sql");
 const REPLAY: &str = include_str!("../../sql/sqlite/replay.sql");
 const PURGE: &str = include_str!("../../sql/sqlite/purge.sql");
 const PURGE_ATTEMPTS: &str = include_str!("../../sql/sqlite/purge_attempts.sql");
+const AGENT_AVERAGES: &str = include_str!("../../sql/sqlite/agent_averages.sql");
 
 /// Adds `rows` in the caller's transaction (the projection's).
 pub(crate) fn insert(tx: &Transaction<'_>, rows: &[NewRow], now_ms: i64) -> rusqlite::Result<()> {
@@ -242,6 +243,27 @@ impl SqliteOutbox {
                 .execute(rusqlite::params![target, event_id, now_ms])?;
             Ok(n as u64)
         })
+        .await
+    }
+
+    pub(crate) async fn agent_averages(
+        &self,
+        calls: i64,
+        since_ms: i64,
+    ) -> Result<Vec<(String, f64)>, StorageError> {
+        run(
+            &self.reader,
+            "could not read the agents' averages",
+            move |conn| {
+                let mut averages = conn.prepare_cached(AGENT_AVERAGES)?;
+                let rows = averages
+                    .query_map(rusqlite::params![calls, since_ms], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            },
+        )
         .await
     }
 

@@ -75,7 +75,8 @@ pub fn render(data: &DashboardData) -> String {
                             ". JSON: "
                             a href="/api/calls" { "calls" } ", "
                             a href="/api/trainings" { "trainings" } ", "
-                            a href="/api/deliveries" { "deliveries" } "."
+                            a href="/api/deliveries" { "deliveries" } ". "
+                            a href="/destinations" { "Destinations and alerts" } "."
                         }
                     }
                     form.search method="get" role="search" {
