@@ -3,9 +3,10 @@
 //! Rocket.Chat, Discord's `/slack` endpoints and others accept too).
 //!
 //! `call_score_below` is built when the event is projected and stored in the
-//! outbox with it. The watched rules (`silent_for_minutes`, `dead_rows`) are
-//! checked every [`WATCH_EVERY`] by `spawn_watch`, which stores a row under
-//! an id of the episode (the last delivery's time, the newest dead row):
+//! outbox with it. The watched rules (`agent_average_below`,
+//! `silent_for_minutes`, `dead_rows`) are checked every [`WATCH_EVERY`] by
+//! `spawn_watch`, which stores a row under an id of the episode (the agent
+//! and the day, the last delivery's time, the newest dead row):
 //! every replica and every round computes the same id, and the outbox's
 //! unique `(target, event_id)` keeps one. Either way a message is sent and
 //! retried like a destination's row, once per rule and event or episode.

@@ -88,7 +88,9 @@ pub struct AttemptRecord {
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetCounts {
-    /// The destination's or alert's name.
+    /// The destination's or alert's name (not serialized: the console's
+    /// view, which flattens these counts, names the target itself).
+    #[serde(skip_serializing)]
     pub name: String,
     /// Rows delivered (and not purged yet).
     pub delivered: i64,
