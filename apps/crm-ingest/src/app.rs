@@ -272,6 +272,8 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
             .purge_done_after(config.inbox_retention)
             .spawn()
     });
+    // The recorder first: the forwarder describes its metrics at start.
+    let prometheus = prometheus();
     let forwarder = if destinations.is_empty() {
         None
     } else {
@@ -298,7 +300,7 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
         storage,
         inbox,
         log,
-        prometheus: prometheus(),
+        prometheus,
         backlog,
         destinations: Console {
             outbox,

@@ -348,12 +348,14 @@ async fn forwards_signed_events_and_alerts(database: Database) {
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
 
     let metrics = http.get(addr, "/metrics").await.text();
-    assert!(
-        metrics.contains(
-            "crm_destination_deliveries_total{destination=\"zapier\",outcome=\"delivered\"}"
-        ) || !metrics.contains("crm_"),
-        "{metrics}"
-    );
+    for line in [
+        "# HELP crm_destination_deliveries_total",
+        "crm_destination_deliveries_total{destination=\"zapier\",outcome=\"delivered\"}",
+        "crm_destination_deliveries_total{destination=\"gone\",outcome=\"gone\"}",
+        "crm_destination_attempt_duration_seconds_bucket{destination=\"zapier\"",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
     app.shutdown().await;
 }
 
