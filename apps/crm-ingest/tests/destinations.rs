@@ -190,6 +190,7 @@ async fn target(http: &Http, addr: SocketAddr, name: &str) -> Value {
 async fn forwards_signed_events_and_alerts(database: Database) {
     let signed_receiver = Receiver::start(Mode::Ok, Some(DESTINATION_SECRET)).await;
     let gone = Receiver::start(Mode::Status(410), None).await;
+    let all = Receiver::start(Mode::Ok, None).await;
     let slack = Receiver::start(Mode::Ok, None).await;
     let toml =
         format!(
@@ -199,7 +200,7 @@ async fn forwards_signed_events_and_alerts(database: Database) {
             &signed_receiver.url(),
             &format!("events = [\"call.uploaded\"]\nsecret = \"{DESTINATION_SECRET}\"")
         ),
-        destination("gone", &gone.url(), ""),
+        destination("gone", &gone.url(), "") + &destination("all", &all.url(), ""),
         destination("trainings-only", &slack.url(), "events = [\"ai_training.completed\"]"),
         slack.url(),
     );
@@ -259,8 +260,34 @@ async fn forwards_signed_events_and_alerts(database: Database) {
 
     // 410 Gone: one attempt each, then dead.
     assert_eq!(gone.got().len(), 4, "410 stops the attempts at once");
-    let gone_state = target(&http, addr, "gone").await;
-    assert_eq!(gone_state["dead"], 4, "{gone_state}");
+
+    // An event the CRM keeps no table for is forwarded too (alone in its
+    // batch: the outbox rows are written without a projection).
+    let other = serde_json::json!({
+        "id": "evt_other", "event": "agent.created", "created_at": common::CREATED_AT,
+        "data": { "agentId": "agent_9" }
+    })
+    .to_string();
+    let other = SignedDelivery::new(SECRET, "agent.created", "dlv_other", other);
+    assert_eq!(http.deliver(addr, &other).await.status, StatusCode::OK);
+    eventually("the other event at the every-event destination", || async {
+        (all.ids().len() == 5).then_some(())
+    })
+    .await;
+    assert_eq!(all.ids()[4], "evt_other");
+    assert_eq!(all.got()[4].body, other.body());
+    assert_eq!(
+        signed_receiver.got().len(),
+        4,
+        "not an event zapier selects"
+    );
+    let gone_state = eventually("the other event gone too", || async {
+        let t = target(&http, addr, "gone").await;
+        (t["dead"] == 5).then_some(t)
+    })
+    .await;
+    assert_eq!(gone.got().len(), 5, "410 stops the attempts at once");
+    assert_eq!(gone_state["state"], "dead", "{gone_state}");
 
     // Alerts: the two real calls below 50, as Slack's JSON, with the link.
     let alerts: Vec<Value> = slack
@@ -297,11 +324,11 @@ async fn forwards_signed_events_and_alerts(database: Database) {
     let rows = http
         .array(addr, "/api/destinations/gone/events?state=dead")
         .await;
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 5);
     assert_eq!(rows[0]["history"][0]["status"], 410);
     let page = http.get(addr, "/destinations?name=gone").await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.text().contains("replay 4 dead"), "{}", page.text());
+    assert!(page.text().contains("replay 5 dead"), "{}", page.text());
     assert_eq!(
         http.get_with(addr, "/api/destinations", None).await.status,
         StatusCode::UNAUTHORIZED
@@ -323,10 +350,10 @@ async fn forwards_signed_events_and_alerts(database: Database) {
     assert_eq!(signed_receiver.ids()[4], "evt_0001");
     gone.set(Mode::Ok);
     let replayed = admin_post(&http, addr, "/api/destinations/gone/replay-dead").await;
-    assert_eq!(replayed.json()["replayed"], 4);
+    assert_eq!(replayed.json()["replayed"], 5);
     eventually("the dead rows delivered", || async {
         let t = target(&http, addr, "gone").await;
-        (t["delivered"] == 4 && t["dead"] == 0).then_some(())
+        (t["delivered"] == 5 && t["dead"] == 0).then_some(())
     })
     .await;
     assert_eq!(

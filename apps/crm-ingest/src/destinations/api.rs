@@ -57,7 +57,8 @@ pub struct TargetView {
     pub takes: String,
     /// Whether requests carry `webhook-signature`.
     pub signed: bool,
-    /// `delivering`, `failing`, `idle` (no rows yet) or `removed`.
+    /// `delivering`, `failing`, `dead` (every row given up on), `idle` (no
+    /// rows yet) or `removed`.
     pub state: &'static str,
     /// Rows delivered, pending and dead, and when it started failing.
     #[serde(flatten)]
@@ -87,6 +88,8 @@ pub async fn targets(console: &Console) -> Result<Vec<TargetView>, String> {
     let state = |c: &TargetCounts| match c.failing_since_ms {
         Some(_) => "failing",
         None if c.delivered + c.pending + c.dead == 0 => "idle",
+        // Every row given up on (410s, say): nothing is delivering.
+        None if c.delivered + c.pending == 0 => "dead",
         None => "delivering",
     };
     let mut views = Vec::new();
