@@ -524,22 +524,36 @@ fn toml_error(text: &str, error: &toml::de::Error) -> SettingsError {
     let message = error.message().trim().replace('\n', " ");
     let offset = error.span().map(|span| span.start.min(text.len()));
     let line = offset.map(|at| text[..at].matches('\n').count() + 1);
+    // The field the message names, else the key on the error's line (a
+    // value of the wrong type: `name = 5`).
     let field = ["unknown field `", "missing field `"]
         .iter()
         .find_map(|prefix| message.strip_prefix(prefix))
-        .and_then(|rest| rest.split('`').next());
+        .and_then(|rest| rest.split('`').next())
+        .or_else(|| {
+            let at = offset?;
+            let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            let line = text[line_start..].lines().next()?;
+            let (key, _) = line.split_once('=')?;
+            Some(key.trim()).filter(|k| !k.is_empty() && !k.starts_with('['))
+        });
     let key = match (field, offset) {
         (Some(field), Some(at)) => match table_at(&text[..at]) {
             Some(table) => format!("{table}.{field}"),
             None => field.to_owned(),
         },
         (Some(field), None) => field.to_owned(),
-        (None, _) => String::new(),
+        (None, Some(at)) => table_at(&text[..text[at..].find('\n').map_or(text.len(), |n| at + n)])
+            .unwrap_or_default(),
+        (None, None) => String::new(),
     };
-    let problem = match line {
+    let mut problem = match line {
         Some(line) => format!("line {line}: {message}"),
         None => message,
     };
+    if problem.ends_with("expected a sequence") {
+        problem.push_str(" (each entry is a table of its own: [[destinations]], [[alerts]])");
+    }
     SettingsError::new(key, problem)
 }
 
@@ -629,6 +643,15 @@ mod tests {
             let error = parse(text).expect_err(text);
             assert_eq!(error.key(), key, "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_key() {
+        let error =
+            parse("[[destinations]]\nname = 5\nurl = \"https://x.test/\"\n").expect_err("refused");
+        assert_eq!(error.key(), "destinations[0].name", "{error}");
+        let error = parse("[destinations]\nname = \"a\"\n").expect_err("refused");
+        assert!(error.key().starts_with("destinations"), "{error}");
     }
 
     #[test]
