@@ -12,6 +12,7 @@ use crate::storage::{run, StorageError};
 
 const SCHEMA: &str = include_str!("../../sql/sqlite/outbox_schema.sql");
 const INSERT: &str = include_str!("../../sql/sqlite/insert.sql");
+const DUE: &str = include_str!("../../sql/sqlite/due.sql");
 const CLAIM: &str = include_str!("../../sql/sqlite/claim.sql");
 const SETTLE: &str = include_str!("../../sql/sqlite/settle.sql");
 const ATTEMPT: &str = include_str!("../../sql/sqlite/attempt.sql");
@@ -79,6 +80,21 @@ impl SqliteOutbox {
         lease_until_ms: i64,
     ) -> Result<Vec<Claimed>, StorageError> {
         let (target, owner) = (target.to_owned(), owner.to_owned());
+        let probe = target.clone();
+        let due = run(
+            &self.reader,
+            "could not look for due outbox rows",
+            move |conn| {
+                conn.prepare_cached(DUE)?
+                    .query_row(rusqlite::params![probe, now_ms], |row| {
+                        row.get::<_, bool>(0)
+                    })
+            },
+        )
+        .await?;
+        if !due {
+            return Ok(Vec::new());
+        }
         run(&self.writer, "could not lease outbox rows", move |conn| {
             let mut claim = conn.prepare_cached(CLAIM)?;
             let rows = claim
