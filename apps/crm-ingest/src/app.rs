@@ -246,6 +246,28 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
         error,
     })?;
 
+    // The recorder first: the forwarder describes its metrics at start.
+    // The forwarder before the worker: if it cannot start, nothing is left
+    // running.
+    let prometheus = prometheus();
+    let forwarder = if destinations.is_empty() {
+        None
+    } else {
+        Some(
+            Forwarder::spawn(
+                &destinations,
+                outbox.clone(),
+                waker.clone(),
+                config.inbox_retention,
+                Watched {
+                    storage: storage.clone(),
+                    inbox: inbox.clone(),
+                    console: config.public_origin.clone(),
+                },
+            )
+            .map_err(AppError::Destinations)?,
+        )
+    };
     let worker = config.run_worker.then(|| {
         let storage = storage.clone();
         let warnings = Arc::clone(&warnings);
@@ -272,26 +294,6 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
             .purge_done_after(config.inbox_retention)
             .spawn()
     });
-    // The recorder first: the forwarder describes its metrics at start.
-    let prometheus = prometheus();
-    let forwarder = if destinations.is_empty() {
-        None
-    } else {
-        Some(
-            Forwarder::spawn(
-                &destinations,
-                outbox.clone(),
-                waker.clone(),
-                config.inbox_retention,
-                Watched {
-                    storage: storage.clone(),
-                    inbox: inbox.clone(),
-                    console: config.public_origin.clone(),
-                },
-            )
-            .map_err(AppError::Destinations)?,
-        )
-    };
     let dead_rows = warnings.spawn_dead_rows_watch(inbox.clone(), DEAD_ROWS_EVERY);
     let backlog = BacklogHistory::default();
     let sampler = backlog.spawn_sampler(inbox.clone());
