@@ -318,7 +318,7 @@ async fn forwards_signed_events_and_alerts(database: Database) {
     assert_eq!(zapier["signed"], true);
     assert_eq!(
         zapier["endpoint"],
-        format!("http://{}", signed_receiver.addr.ip())
+        format!("http://{}", signed_receiver.addr)
     );
     assert_eq!(target(&http, addr, "trainings-only").await["state"], "idle");
     let rows = http
@@ -990,4 +990,92 @@ async fn postgres_replicas_killed_while_forwarding_deliver_each_event_at_least_o
         duplicates <= kills,
         "{duplicates} duplicates but {kills} kills: at most one in flight per killed replica"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The console's page in a real headless Chromium.
+
+/// `/destinations` as a browser renders it (logged in with HTTP Basic, the
+/// app's CSP on): every target with its state, a failing destination's rows
+/// with their attempts and the buttons. `UPDATE_SCREENSHOTS=1` writes
+/// `docs/destinations.png`. SKIPPED without Chromium (a failure under `CI`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_destinations_page_renders_in_a_browser() {
+    use kendo_test_support::chromium::{admin_url, assert_not_blank, Chromium, DESKTOP};
+    let Some(chromium) = Chromium::find_or_skip("destinations page") else {
+        return;
+    };
+    let zapier = Receiver::start(Mode::Ok, Some(DESTINATION_SECRET)).await;
+    let flaky = Receiver::start(Mode::Status(503), None).await;
+    let gone = Receiver::start(Mode::Status(410), None).await;
+    let slack = Receiver::start(Mode::Ok, None).await;
+    let (_dir, db) = common::temp_db();
+    let mut config = common::config(&db);
+    config.destinations = settings(&format!(
+        "{}{}{}[[alerts]]\nname = \"low-score\"\nurl = \"{}\"\ncall_score_below = 50\n{FAST_RETRY}",
+        destination(
+            "zapier",
+            &zapier.url(),
+            &format!("events = [\"call.uploaded\"]\nsecret = \"{DESTINATION_SECRET}\"")
+        ),
+        destination("make-scenario", &flaky.url(), ""),
+        destination("old-endpoint", &gone.url(), ""),
+        slack.url(),
+    ));
+    let app = common::start(config).await;
+    let addr = app.addr();
+    let http = Http::new();
+    for (i, score) in ["88", "42", "73", "95", "31", "67"].iter().enumerate() {
+        let (_, delivery) = call(i, score);
+        assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
+    }
+    eventually("every target settled", || async {
+        let zapier = target(&http, addr, "zapier").await;
+        let gone = target(&http, addr, "old-endpoint").await;
+        let flaky = target(&http, addr, "make-scenario").await;
+        (zapier["delivered"] == 6
+            && gone["dead"] == 6
+            && flaky["state"] == "failing"
+            && flaky_attempts(&http, addr).await >= 3)
+            .then_some(())
+    })
+    .await;
+
+    let url = admin_url(addr, common::TOKEN, "/destinations?name=make-scenario");
+    let page = tokio::task::spawn_blocking(move || chromium.load(&url, DESKTOP))
+        .await
+        .expect("chromium ran");
+    for shown in [
+        "Destinations and alerts",
+        "zapier",
+        "make-scenario",
+        "old-endpoint",
+        "low-score",
+        "failing since",
+        "replay 6 dead",
+        "make-scenario: newest rows",
+        "503",
+        "evt_0005",
+    ] {
+        assert!(page.dom.contains(shown), "the page shows {shown:?}");
+    }
+    let stats = assert_not_blank(&page.screenshot);
+    println!("destinations page: {stats:?}");
+    if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+        page.keep_screenshot(&docs.join("destinations.png"));
+    }
+    app.shutdown().await;
+}
+
+/// Attempts made on the failing destination's oldest row.
+async fn flaky_attempts(http: &Http, addr: SocketAddr) -> usize {
+    http.array(
+        addr,
+        "/api/destinations/make-scenario/events?event_id=evt_0000",
+    )
+    .await
+    .first()
+    .and_then(|row| row["history"].as_array().map(Vec::len))
+    .unwrap_or(0)
 }

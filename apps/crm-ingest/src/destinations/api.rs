@@ -51,7 +51,7 @@ pub struct TargetView {
     pub name: String,
     /// `destination` or `alert`; `removed` when the file no longer names it.
     pub kind: &'static str,
-    /// The URL's scheme and host.
+    /// The URL's scheme, host and port (never its path: a credential).
     pub endpoint: Option<String>,
     /// The events forwarded (`None`: every event), or the alert's rule.
     pub takes: String,
@@ -79,8 +79,9 @@ pub async fn targets(console: &Console) -> Result<Vec<TargetView>, String> {
             })
     };
     let endpoint = |url: &reqwest::Url| {
+        let port = url.port().map_or_else(String::new, |p| format!(":{p}"));
         Some(format!(
-            "{}://{}",
+            "{}://{}{port}",
             url.scheme(),
             url.host_str().unwrap_or_default()
         ))

@@ -56,13 +56,14 @@ pub fn render(
 
 fn target_table(targets: &[TargetView], now: i64) -> Markup {
     html! {
+        style { "form.inline{display:inline;margin:0}" }
         section {
             div.scroll {
                 table {
                     thead { tr {
                         th { "name" } th { "kind" } th { "endpoint" } th { "takes" } th { "signed" }
                         th { "state" } th.num { "delivered" } th.num { "pending" } th.num { "dead" }
-                        th { "last delivered" } th { "" }
+                        th { "last delivered" }
                     } }
                     tbody {
                         @for t in targets {
@@ -84,19 +85,18 @@ fn target_table(targets: &[TargetView], now: i64) -> Markup {
                                 td.num {
                                     @if t.counts.dead > 0 {
                                         a href=(format!("{link}&state=dead")) { (t.counts.dead) }
+                                        @if t.kind != "removed" {
+                                            " "
+                                            form.inline method="post" action=(format!("/api/destinations/{}/replay-dead", percent_encode(&t.name))) {
+                                                button type="submit" { "replay " (t.counts.dead) " dead" }
+                                            }
+                                        }
                                     } @else { "0" }
                                 }
                                 td {
                                     @match t.counts.last_delivered_ms {
                                         Some(at) => span title=(full(at)) { (ago(now, at)) },
                                         None => "never",
-                                    }
-                                }
-                                td {
-                                    @if t.counts.dead > 0 && t.kind != "removed" {
-                                        form method="post" action=(format!("/api/destinations/{}/replay-dead", percent_encode(&t.name))) {
-                                            button type="submit" { "replay " (t.counts.dead) " dead" }
-                                        }
                                     }
                                 }
                             }
@@ -141,6 +141,9 @@ fn rows_table(name: &str, rows: &[EventRow], state: Option<&str>, now: i64) -> M
                                         }
                                     }
                                     td {
+                                        @if row.history.is_empty() && row.state == "pending" {
+                                            span.empty { "not tried yet (waits behind older rows)" }
+                                        }
                                         @for a in &row.history {
                                             div {
                                                 "#" (a.attempt) " " (ago(now, a.at_ms)) " · "
@@ -148,7 +151,9 @@ fn rows_table(name: &str, rows: &[EventRow], state: Option<&str>, now: i64) -> M
                                                     Some(status) => strong { (status) },
                                                     None => strong { "no answer" },
                                                 }
-                                                " · " (a.answer) " · " (a.latency_ms)
+                                                " · "
+                                                @if a.answer.is_empty() { "(empty answer)" } @else { (a.answer) }
+                                                " · " (a.latency_ms) " ms"
                                             }
                                         }
                                     }
