@@ -1079,3 +1079,123 @@ async fn flaky_attempts(http: &Http, addr: SocketAddr) -> usize {
     .and_then(|row| row["history"].as_array().map(Vec::len))
     .unwrap_or(0)
 }
+
+// ---------------------------------------------------------------------------
+// HTTPS, for real: rustls on both sides, an internal CA (`ca_file`).
+
+/// A test CA and a `localhost` certificate it signed: (CA PEM, certificate
+/// PEM, key PEM).
+fn test_pki() -> (String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.distinguished_name
+        .push(DnType::CommonName, "crm-ingest destinations test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_pem = ca.self_signed(&ca_key).expect("self-sign the CA").pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let mut server = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let pem = server.signed_by(&key, &issuer).expect("signed").pem();
+    (ca_pem, pem, key.serialize_pem())
+}
+
+/// A receiver behind TLS (rustls) on 127.0.0.1, for `https://localhost:…`.
+async fn tls_receiver(cert_pem: &str, key_pem: &str) -> Receiver {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("a certificate")];
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("a key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("a server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    // The plain receiver on a listener of its own; TLS is terminated here
+    // and the bytes relayed to it.
+    let inner = Receiver::start(Mode::Ok, Some(DESTINATION_SECRET)).await;
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("an address");
+    let target = inner.addr;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                if let Ok(mut plain) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    Receiver { addr, ..inner }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_destination_behind_an_internal_ca_gets_signed_events() {
+    let (ca_pem, cert_pem, key_pem) = test_pki();
+    let receiver = tls_receiver(&cert_pem, &key_pem).await;
+    let dir = tempfile::tempdir().expect("a directory");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).expect("the CA file");
+    let url = format!("https://localhost:{}/hook", receiver.addr.port());
+    let (db_dir, db) = common::temp_db();
+    let mut config = common::config(&db);
+    config.destinations = settings(&format!(
+        "{}{}{FAST_RETRY}",
+        destination(
+            "internal",
+            &url,
+            &format!(
+                "secret = \"{DESTINATION_SECRET}\"\nca_file = \"{}\"",
+                ca_file.display()
+            )
+        ),
+        // The same endpoint without the CA: the public roots do not trust it.
+        destination("untrusted", &url, "")
+    ));
+    let app = common::start(config).await;
+    let http = Http::new();
+    let (event_id, delivery) = call(0, "70");
+    assert_eq!(
+        http.deliver(app.addr(), &delivery).await.status,
+        StatusCode::OK
+    );
+    eventually("the event over HTTPS", || async {
+        (!receiver.got().is_empty()).then_some(())
+    })
+    .await;
+    let got = receiver.got();
+    assert_eq!(got[0].id.as_deref(), Some(event_id.as_str()));
+    assert_eq!(got[0].verified, Some(true), "svix verifies it");
+    let rows = eventually("the untrusted destination's failed attempt", || async {
+        let rows = http
+            .array(app.addr(), "/api/destinations/untrusted/events")
+            .await;
+        rows.first()
+            .filter(|row| !row["history"].as_array().is_none_or(Vec::is_empty))
+            .cloned()
+    })
+    .await;
+    let answer = rows["history"][0]["answer"].as_str().unwrap_or_default();
+    assert!(rows["history"][0]["status"].is_null(), "{rows}");
+    assert!(answer.contains("certificate"), "says why: {answer}");
+    println!("without the CA: {answer}");
+    app.shutdown().await;
+    drop(db_dir);
+}

@@ -66,6 +66,8 @@ struct Target {
     url: reqwest::Url,
     headers: Headers,
     concurrency: i64,
+    /// The shared client, or one with the destination's `ca_file`.
+    sender: Sender,
 }
 
 /// What the watched alerts read: the CRM's tables (the newest delivery),
@@ -100,30 +102,37 @@ impl Forwarder {
         watched: Watched,
     ) -> Result<Self, String> {
         super::describe_metrics();
-        let sender = Sender::new(settings.retry.timeout)?;
+        let sender = Sender::new(settings.retry.timeout, None)?;
         let owner = format!("crm-{}-{:08x}", std::process::id(), random() & 0xffff_ffff);
-        let targets = settings
-            .destinations
-            .iter()
-            .map(|d| Target {
+        let mut targets = Vec::new();
+        for d in &settings.destinations {
+            let sender = match &d.extra_roots {
+                // A client of its own: the extra roots are this one's only.
+                Some(pem) => Sender::new(settings.retry.timeout, Some(pem))?,
+                None => sender.clone(),
+            };
+            targets.push(Target {
                 name: d.name.clone(),
                 url: d.url.clone(),
                 headers: Headers::StandardWebhooks(d.key.clone()),
                 concurrency: i64::from(d.concurrency),
-            })
-            .chain(settings.alerts.iter().map(|a| Target {
-                name: a.name.clone(),
-                url: a.url.clone(),
-                headers: Headers::Plain,
-                concurrency: 1,
-            }));
+                sender,
+            });
+        }
+        targets.extend(settings.alerts.iter().map(|a| Target {
+            name: a.name.clone(),
+            url: a.url.clone(),
+            headers: Headers::Plain,
+            concurrency: 1,
+            sender: sender.clone(),
+        }));
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks: Vec<JoinHandle<()>> = targets
+            .into_iter()
             .map(|target| {
                 let lane = Lane {
                     target,
                     outbox: outbox.clone(),
-                    sender: sender.clone(),
                     owner: owner.clone(),
                     retry: settings.retry,
                     backoff: Backoff::new(&settings.retry),
@@ -174,7 +183,6 @@ impl Forwarder {
 struct Lane {
     target: Target,
     outbox: Outbox,
-    sender: Sender,
     owner: String,
     retry: RetrySettings,
     backoff: Backoff,
@@ -286,10 +294,11 @@ impl Lane {
     async fn send_all(&self, rows: &[Claimed]) -> Vec<(Claimed, Answer, AttemptRecord)> {
         let mut set = JoinSet::new();
         for (i, row) in rows.iter().enumerate() {
-            let (sender, target, row) = (self.sender.clone(), self.target.clone(), row.clone());
+            let (target, row) = (self.target.clone(), row.clone());
             set.spawn(async move {
                 let at_ms = now_ms();
-                let (answer, took) = sender
+                let (answer, took) = target
+                    .sender
                     .send(
                         &target.url,
                         &target.headers,

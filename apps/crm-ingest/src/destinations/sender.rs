@@ -43,9 +43,18 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// A client whose attempts end after `timeout`.
-    pub fn new(timeout: Duration) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+    /// A client whose attempts end after `timeout`, trusting the public
+    /// roots and `extra_roots` (PEM), if any.
+    pub fn new(timeout: Duration, extra_roots: Option<&[u8]>) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = extra_roots {
+            let roots = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("could not read a ca_file's certificates: {e}"))?;
+            for root in roots {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let client = builder
             .timeout(timeout)
             .connect_timeout(timeout)
             // A redirect is an answer of its own (Standard Webhooks: not 2xx).

@@ -15,6 +15,7 @@
 //! include_test = false            # default: test deliveries stay home
 //! secret_env = "ZAPIER_SECRET"    # or secret = "whsec_…"; none: unsigned
 //! concurrency = 1                 # default 1: delivered in store order
+//! ca_file = "internal-ca.pem"     # optional: roots added for an internal HTTPS endpoint
 //!
 //! [[alerts]]
 //! name = "low-score"
@@ -85,6 +86,9 @@ pub struct DestinationSettings {
     pub key: Option<SigningKey>,
     /// Requests in flight at once (1 keeps store order).
     pub concurrency: u32,
+    /// PEM certificates trusted besides the public roots (`ca_file`), for
+    /// an endpoint behind an internal CA.
+    pub extra_roots: Option<Vec<u8>>,
 }
 
 impl DestinationSettings {
@@ -219,6 +223,7 @@ struct DestinationEntry {
     secret: Option<String>,
     secret_env: Option<String>,
     concurrency: Option<u32>,
+    ca_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -316,6 +321,10 @@ impl Settings {
                     format!("{concurrency} is out of range; expected 1 to {MAX_CONCURRENCY}"),
                 ));
             }
+            let extra_roots = match d.ca_file {
+                None => None,
+                Some(path) => Some(roots(&at("ca_file"), &path)?),
+            };
             destinations.push(DestinationSettings {
                 name: d.name,
                 url,
@@ -323,6 +332,7 @@ impl Settings {
                 include_test: d.include_test,
                 key,
                 concurrency,
+                extra_roots,
             });
         }
         let mut alerts = Vec::new();
@@ -507,6 +517,19 @@ fn url(key: &str, value: &str) -> Result<reqwest::Url, SettingsError> {
         return Err(bad("no host"));
     }
     Ok(url)
+}
+
+/// The PEM file's certificates, checked to hold at least one.
+fn roots(at: &str, path: &str) -> Result<Vec<u8>, SettingsError> {
+    let pem = std::fs::read(path)
+        .map_err(|error| SettingsError::new(at, format!("cannot read {path}: {error}")))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certificates) if !certificates.is_empty() => Ok(pem),
+        _ => Err(SettingsError::new(
+            at,
+            format!("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
+        )),
+    }
 }
 
 fn key(at: &str, secret: &str) -> Result<SigningKey, SettingsError> {
