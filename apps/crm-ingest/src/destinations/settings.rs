@@ -659,6 +659,8 @@ mod tests {
             ("[[alerts]]\nname = \"b\"\nurl = \"https://x.test/\"\ncall_score_below = -5", "alerts[0].call_score_below"),
             ("[[alerts]]\nname = \"b\"\nurl = \"https://x.test/\"", "alerts[0].call_score_below"),
             ("[retry]\ntimeout_ms = 0", "retry.timeout_ms"),
+            ("[[destinations]]\nname = \"a\"\nurl = \"https://x.test/\"\nca_file = \"/nonexistent/ca.pem\"", "destinations[0].ca_file"),
+            ("[[destinations]]\nname = \"a\"\nurl = \"https://x.test/\"\nca_file = \"Cargo.toml\"", "destinations[0].ca_file"),
             ("[[alerts]]\nname = \"b\"\nurl = \"https://x.test/\"\ncall_score_below = 5\ndead_rows = true", "alerts[0].dead_rows"),
             ("[[alerts]]\nname = \"b\"\nurl = \"https://x.test/\"\nsilent_for_minutes = 0", "alerts[0].silent_for_minutes"),
         ];
