@@ -874,7 +874,11 @@ async fn postgres_replicas_killed_while_forwarding_deliver_each_event_at_least_o
     let Some(pg) = PostgresServer::start_or_skip("destinations replicas killed") else {
         return;
     };
-    let total = 150;
+    // `CRM_DESTINATIONS_CHAOS_EVENTS` for a longer run.
+    let total = std::env::var("CRM_DESTINATIONS_CHAOS_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
     // Each event is processed at once and answered 200 ms later: kills
     // land between the receiver's processing and the replica's settle, the
     // one window for a duplicate.
