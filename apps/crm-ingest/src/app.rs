@@ -19,6 +19,7 @@ use crate::auth::AdminToken;
 use crate::config::{AppConfig, Database};
 use crate::dashboard::BacklogHistory;
 use crate::delivery_log::{DeliveryLog, Writer};
+use crate::destinations::{Console, Forwarder, Outbox, Selector, Waker, Watched};
 use crate::pg_error::Chain;
 use crate::routes::{self, AppState};
 use crate::server;
@@ -40,6 +41,8 @@ pub enum AppError {
     Storage(StorageError),
     /// Opening the inbox failed.
     Inbox(InboxError),
+    /// The destinations' forwarder could not start.
+    Destinations(String),
     /// The webhook layer's configuration was refused.
     Layer(BuildError),
     /// Listening on the address failed.
@@ -56,6 +59,9 @@ impl fmt::Display for AppError {
         match self {
             Self::Storage(error) => Chain(error).fmt(f),
             Self::Inbox(error) => write!(f, "could not open the inbox: {error}"),
+            Self::Destinations(error) => {
+                write!(f, "could not start forwarding to destinations: {error}")
+            }
             Self::Layer(error) => {
                 write!(f, "the webhook layer's configuration was refused: {error}")
             }
@@ -72,6 +78,7 @@ impl std::error::Error for AppError {
         match self {
             Self::Storage(error) => Some(error),
             Self::Inbox(error) => Some(error),
+            Self::Destinations(_) => None,
             Self::Layer(error) => Some(error),
             Self::Bind { error, .. } => Some(error),
         }
@@ -125,6 +132,7 @@ pub struct Running {
     log_writer: Writer,
     sampler: JoinHandle<()>,
     dead_rows: JoinHandle<()>,
+    forwarder: Option<Forwarder>,
 }
 
 impl fmt::Debug for Running {
@@ -198,6 +206,19 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
     let storage = Storage::open(&config.database)
         .await
         .map_err(AppError::Storage)?;
+    // Destinations and alerts (CRM_CONFIG): their outbox rows are added in
+    // the projection's transaction; a lane per target sends them.
+    let outbox = Outbox::open(&storage).await.map_err(AppError::Storage)?;
+    let destinations = Arc::new(std::mem::take(&mut config.destinations));
+    let storage = if destinations.is_empty() {
+        storage
+    } else {
+        storage.with_outbox(Selector::new(
+            Arc::clone(&destinations),
+            config.public_origin.clone(),
+        ))
+    };
+    let waker = Waker::default();
     let inbox = match &config.database {
         Database::Sqlite(path) => Inbox::open_sqlite(path).await,
         Database::Postgres(url) => Inbox::connect_postgres(url).await,
@@ -225,15 +246,41 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
         error,
     })?;
 
+    // The recorder first: the forwarder describes its metrics at start.
+    // The forwarder before the worker: if it cannot start, nothing is left
+    // running.
+    let prometheus = prometheus();
+    let forwarder = if destinations.is_empty() {
+        None
+    } else {
+        Some(
+            Forwarder::spawn(
+                &destinations,
+                outbox.clone(),
+                waker.clone(),
+                config.inbox_retention,
+                Watched {
+                    storage: storage.clone(),
+                    inbox: inbox.clone(),
+                    console: config.public_origin.clone(),
+                },
+            )
+            .map_err(AppError::Destinations)?,
+        )
+    };
     let worker = config.run_worker.then(|| {
         let storage = storage.clone();
         let warnings = Arc::clone(&warnings);
+        let waker = waker.clone();
         inbox
             .batch_worker(move |batch: Vec<Delivery>| {
                 let projected = routes::project_batch(storage.clone(), batch.clone());
                 let warnings = Arc::clone(&warnings);
+                let waker = waker.clone();
                 async move {
                     let results = projected.await;
+                    // Rows for destinations may have been stored: send now.
+                    waker.wake();
                     for (delivery, result) in batch.iter().zip(&results) {
                         if let Err(error) = result {
                             warnings.projection_failed(delivery, error);
@@ -255,8 +302,13 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
         storage,
         inbox,
         log,
-        prometheus: prometheus(),
+        prometheus,
         backlog,
+        destinations: Console {
+            outbox,
+            settings: destinations,
+            waker,
+        },
     };
     let app = routes::router(state, layer, &AdminToken::new(&admin_token));
     let (stop, mut stop_rx) = watch::channel(false);
@@ -279,6 +331,7 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
         log_writer,
         sampler,
         dead_rows,
+        forwarder,
     })
 }
 
@@ -318,6 +371,10 @@ impl Running {
         if let Some(worker) = self.worker {
             let report = worker.shutdown().await;
             tracing::info!(?report, "inbox worker stopped");
+        }
+        if let Some(forwarder) = self.forwarder {
+            forwarder.shutdown().await;
+            tracing::info!("forwarding to destinations stopped");
         }
         self.log_writer.finish().await;
         tracing::info!("stopped");

@@ -24,6 +24,7 @@
 //! | `CRM_WORKER_LEASE_SECS` | the inbox worker's lease on a row (a dead replica's rows wait this long) | `30` |
 //! | `CRM_PUBLIC_URL` | the app's public URL; admin requests that change state must come from its origin (else from the request's `Host`) | unset |
 //! | `CRM_INBOX_RETENTION_DAYS` | done inbox rows (raw bodies) are purged this many days after they were done; calls and trainings are kept | `7` |
+//! | `CRM_CONFIG` | TOML file of destinations and alerts (`docs/destinations.md`); checked at start | unset (none) |
 //! | `RUST_LOG` | log filter (`Targets` directives) | `info`, with the library's per-request lines (`kendo_webhooks`) at `error`: the app logs failures rate-limited instead |
 
 use std::fmt;
@@ -148,6 +149,8 @@ pub struct AppConfig {
     /// The app's public origin (`CRM_PUBLIC_URL`), for the admin pages'
     /// cross-site check; `None`: the request's `Host`.
     pub public_origin: Option<String>,
+    /// Destinations and alerts (`CRM_CONFIG`); empty without it.
+    pub destinations: crate::destinations::Settings,
 }
 
 impl AppConfig {
@@ -169,6 +172,7 @@ impl AppConfig {
             dedupe_description: "in-memory LRU (this process), then the database's unique event id"
                 .to_owned(),
             public_origin: None,
+            destinations: crate::destinations::Settings::default(),
         }
     }
 
@@ -272,6 +276,11 @@ impl AppConfig {
                     expected: "the app's public URL, http:// or https:// and a host                                (e.g. https://crm.example.com)",
                 })?);
         }
+        if let Some(path) = get(crate::destinations::CONFIG_VAR) {
+            config.destinations =
+                crate::destinations::Settings::load(std::path::Path::new(&path), get)
+                    .map_err(|error| ConfigError::Destinations { path, error })?;
+        }
         let days = number(&get, "CRM_INBOX_RETENTION_DAYS", 7, 1)?;
         config.inbox_retention = Duration::from_secs(days.saturating_mul(24 * 3600));
         Ok(config)
@@ -325,6 +334,11 @@ impl AppConfig {
             format!(
                 "worker        {}",
                 if self.run_worker { "on" } else { "off" }
+            ),
+            format!(
+                "destinations  {} destinations, {} alerts (CRM_CONFIG)",
+                self.destinations.destinations.len(),
+                self.destinations.alerts.len()
             ),
         ]
     }
@@ -410,6 +424,13 @@ pub enum ConfigError {
         /// What was expected.
         expected: &'static str,
     },
+    /// The `CRM_CONFIG` file is unreadable or has a bad key.
+    Destinations {
+        /// The file.
+        path: String,
+        /// Which key and why.
+        error: crate::destinations::SettingsError,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -432,6 +453,9 @@ impl fmt::Display for ConfigError {
                 value,
                 expected,
             } => write!(f, "{name}={value:?} is not valid: expected {expected}"),
+            Self::Destinations { path, error } => {
+                write!(f, "{}={path}: {error}", crate::destinations::CONFIG_VAR)
+            }
         }
     }
 }

@@ -12,14 +12,16 @@
 //! (rate-limited lines for operators, through [`rate_limit`]),
 //! [`server`] (the hardened HTTP server, with [`write_timeout`]) and
 //! [`app`] (start and stop) and [`seed`] (`crm-ingest seed N`: demo and
-//! benchmark data). With the `query-log` feature, `query_log` records the
-//! reader's SQL for the query-plan test.
+//! benchmark data); [`destinations`] forwards events onward and sends
+//! alerts (`CRM_CONFIG`). With the `query-log` feature, `query_log`
+//! records the reader's SQL for the query-plan test.
 
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod dashboard;
 pub mod delivery_log;
+pub mod destinations;
 pub mod pg_error;
 #[cfg(feature = "query-log")]
 pub mod query_log;

@@ -45,6 +45,8 @@ pub struct AppState {
     pub prometheus: Option<PrometheusHandle>,
     /// The inbox's backlog over the last hour, for its chart.
     pub backlog: BacklogHistory,
+    /// Destinations and alerts: their outbox and configuration.
+    pub destinations: crate::destinations::Console,
 }
 
 /// The app's router.
@@ -60,6 +62,7 @@ pub fn router(state: AppState, layer: KendoWebhookLayer, token: &AdminToken) -> 
         .route("/api/inbox/requeue", post(api_requeue_all))
         .route("/api/inbox/{event_id}/requeue", post(api_requeue))
         .route("/metrics", get(metrics))
+        .merge(crate::destinations::api::routes())
         .route_layer(token.layer())
         // Outside the token check: a forged cross-site request is refused
         // before its credentials are looked at, and 401s carry the headers.

@@ -22,6 +22,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use serde::Serialize;
 
 use crate::config::Database;
+use crate::destinations::{NewRow as OutboxRow, Selector};
 
 /// How long a SQLite statement waits for a lock held by another connection
 /// (the inbox's writer shares the file).
@@ -663,7 +664,7 @@ pub struct StorageError {
 }
 
 impl StorageError {
-    fn new(
+    pub(crate) fn new(
         what: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
@@ -690,6 +691,19 @@ impl std::error::Error for StorageError {
 #[derive(Clone)]
 pub struct Storage {
     backend: Arc<Backend>,
+    /// Which destinations and alerts take each projected event (issue 20).
+    outbox: Option<Arc<Selector>>,
+}
+
+/// The database handles the destinations' outbox shares (issue 20).
+pub(crate) enum Shared {
+    /// The writer and reader connections.
+    Sqlite {
+        writer: Arc<Mutex<Connection>>,
+        reader: Arc<Mutex<Connection>>,
+    },
+    /// A connection of its own, to the same database.
+    Postgres(Box<Pg>),
 }
 
 enum Backend {
@@ -738,7 +752,31 @@ impl Storage {
         };
         Ok(Self {
             backend: Arc::new(backend),
+            outbox: None,
         })
+    }
+
+    /// Adds each projected event's outbox rows, as `selector` picks them,
+    /// in the projection's transaction.
+    #[must_use]
+    pub fn with_outbox(mut self, selector: Selector) -> Self {
+        self.outbox = Some(Arc::new(selector));
+        self
+    }
+
+    /// What the destinations' outbox needs of the database.
+    pub(crate) fn shared(&self) -> Shared {
+        match &*self.backend {
+            Backend::Sqlite { writer, reader } => Shared::Sqlite {
+                writer: Arc::clone(writer),
+                reader: Arc::clone(reader),
+            },
+            Backend::Postgres { writer, .. } => Shared::Postgres(Box::new(Pg {
+                config: writer.config.clone(),
+                tls: writer.tls.clone(),
+                client: tokio::sync::Mutex::new(None),
+            })),
+        }
     }
 
     /// Writes the projection of one verified delivery; a second call with
@@ -822,6 +860,16 @@ impl Storage {
         let now = now_ms();
         let mut calls = Vec::new();
         let mut trainings = Vec::new();
+        // The destinations' outbox rows of each delivery (issue 20), written
+        // in the projection's transaction.
+        let forwarded: Vec<Vec<OutboxRow>> = deliveries
+            .iter()
+            .map(|delivery| {
+                self.outbox
+                    .as_ref()
+                    .map_or_else(Vec::new, |o| o.rows(delivery))
+            })
+            .collect();
         let kinds: Vec<Projection> = deliveries
             .iter()
             .map(|delivery| match projected_row(delivery, now) {
@@ -836,32 +884,33 @@ impl Storage {
                 _ => Projection::Ignored,
             })
             .collect();
-        if calls.is_empty() && trainings.is_empty() {
+        let outbox: Vec<OutboxRow> = forwarded.iter().flatten().cloned().collect();
+        if calls.is_empty() && trainings.is_empty() && outbox.is_empty() {
             return kinds.into_iter().map(Ok).collect();
         }
         let calls = Arc::new(calls);
         let trainings = Arc::new(trainings);
-        match self.write_projections(&calls, &trainings).await {
+        let outbox = Arc::new(outbox);
+        match self.write_projections(&calls, &trainings, &outbox).await {
             Ok(()) => kinds.into_iter().map(Ok).collect(),
-            Err(_) if calls.len() + trainings.len() > 1 => {
+            Err(_) if deliveries.len() > 1 => {
                 // One by one: the rows that can be written are, the bad one
                 // fails alone.
                 let (mut call_rows, mut training_rows) = (calls.iter(), trainings.iter());
                 let mut results = Vec::with_capacity(kinds.len());
-                for kind in kinds {
-                    let one = match kind {
-                        Projection::Call => call_rows
-                            .next()
-                            .map(|row| (Arc::new(vec![row.clone()]), Arc::new(Vec::new()))),
-                        Projection::Training => training_rows
-                            .next()
-                            .map(|row| (Arc::new(Vec::new()), Arc::new(vec![row.clone()]))),
-                        Projection::Ignored => None,
-                    };
-                    results.push(match one {
-                        Some((c, t)) => self.write_projections(&c, &t).await.map(|()| kind),
-                        None => Ok(kind),
-                    });
+                for (kind, forwarded) in kinds.into_iter().zip(forwarded) {
+                    let (mut c, mut t) = (Vec::new(), Vec::new());
+                    match kind {
+                        Projection::Call => c.extend(call_rows.next().cloned()),
+                        Projection::Training => t.extend(training_rows.next().cloned()),
+                        Projection::Ignored => {}
+                    }
+                    if c.is_empty() && t.is_empty() && forwarded.is_empty() {
+                        results.push(Ok(kind));
+                        continue;
+                    }
+                    let (c, t, o) = (Arc::new(c), Arc::new(t), Arc::new(forwarded));
+                    results.push(self.write_projections(&c, &t, &o).await.map(|()| kind));
                 }
                 results
             }
@@ -869,8 +918,9 @@ impl Storage {
                 let error = Arc::new(error);
                 kinds
                     .into_iter()
-                    .map(|kind| match kind {
-                        Projection::Ignored => Ok(kind),
+                    .zip(&forwarded)
+                    .map(|(kind, forwarded)| match kind {
+                        Projection::Ignored if forwarded.is_empty() => Ok(kind),
                         _ => Err(StorageError::new(
                             "could not write the projection",
                             error.to_string(),
@@ -885,13 +935,16 @@ impl Storage {
         &self,
         calls: &Arc<Vec<ProjectedRow>>,
         trainings: &Arc<Vec<ProjectedRow>>,
+        outbox: &Arc<Vec<OutboxRow>>,
     ) -> Result<(), StorageError> {
         const WHAT: &str = "could not write the projection";
         match &*self.backend {
             Backend::Sqlite { writer, .. } => {
                 let (calls, trainings) = (Arc::clone(calls), Arc::clone(trainings));
+                let outbox = Arc::clone(outbox);
                 run(writer, WHAT, move |conn| {
                     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    crate::destinations::sqlite::insert(&tx, &outbox, now_ms())?;
                     for (sql, rows) in [(INSERT_CALL, &calls), (INSERT_TRAINING, &trainings)] {
                         if rows.is_empty() {
                             continue;
@@ -918,6 +971,9 @@ impl Storage {
                 .await
             }
             Backend::Postgres { writer: pg, .. } => {
+                // The outbox rows ride on the first statement as a CTE (or
+                // alone when nothing is projected): committed together.
+                let mut outbox = crate::destinations::postgres::OutboxCte::new(outbox, now_ms());
                 for (table, id, rows) in [
                     ("calls", "call_id", calls),
                     ("trainings", "training_id", trainings),
@@ -927,12 +983,13 @@ impl Storage {
                     }
                     // One statement per table: atomic, one commit.
                     let sql = format!(
-                        "INSERT INTO {table} (event_id, {id}, agent_id, agent_name, user_id,
+                        "{cte}INSERT INTO {table} (event_id, {id}, agent_id, agent_name, user_id,
                              team_member_user_id, duration, ai_score, timestamp, is_test, received_ms)
                          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                              $5::text[], $6::text[], $7::float8[], $8::float8[], $9::text[],
                              $10::bool[], $11::int8[])
-                         ON CONFLICT (event_id) DO NOTHING"
+                         ON CONFLICT (event_id) DO NOTHING",
+                        cte = outbox.cte(12),
                     );
                     // Postgres text cannot hold NUL: stored as U+FFFD.
                     let text = |f: fn(&ProjectedRow) -> Option<&String>| -> Vec<Option<String>> {
@@ -950,24 +1007,25 @@ impl Storage {
                     let timestamps = text(|r| r.timestamp.as_ref());
                     let tests: Vec<bool> = rows.iter().map(|r| r.is_test).collect();
                     let received: Vec<i64> = rows.iter().map(|r| r.received_ms).collect();
-                    pg.execute(
-                        WHAT,
-                        &sql,
-                        &[
-                            &event_ids,
-                            &ids,
-                            &agent_ids,
-                            &agent_names,
-                            &user_ids,
-                            &members,
-                            &durations,
-                            &scores,
-                            &timestamps,
-                            &tests,
-                            &received,
-                        ],
-                    )
-                    .await?;
+                    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+                        &event_ids,
+                        &ids,
+                        &agent_ids,
+                        &agent_names,
+                        &user_ids,
+                        &members,
+                        &durations,
+                        &scores,
+                        &timestamps,
+                        &tests,
+                        &received,
+                    ];
+                    params.extend(outbox.params());
+                    pg.execute(WHAT, &sql, &params).await?;
+                    outbox.written();
+                }
+                if let Some(sql) = outbox.alone() {
+                    pg.execute(WHAT, &sql, &outbox.params()).await?;
                 }
                 Ok(())
             }
@@ -1741,7 +1799,7 @@ fn migrate_sqlite(conn: &mut Connection) -> Result<(), Box<dyn std::error::Error
 }
 
 /// Runs `f` on the blocking pool with the connection locked.
-async fn run<T, F>(
+pub(crate) async fn run<T, F>(
     conn: &Arc<Mutex<Connection>>,
     what: &'static str,
     f: F,
@@ -1762,7 +1820,7 @@ where
 
 /// One shared Postgres connection (statements are pipelined on it),
 /// opened again on next use after it was lost.
-struct Pg {
+pub(crate) struct Pg {
     config: tokio_postgres::Config,
     tls: PostgresTls,
     client: tokio::sync::Mutex<Option<Arc<tokio_postgres::Client>>>,
@@ -1787,7 +1845,7 @@ impl Pg {
         })
     }
 
-    async fn client(
+    pub(crate) async fn client(
         &self,
         what: &'static str,
     ) -> Result<Arc<tokio_postgres::Client>, StorageError> {
@@ -1805,7 +1863,7 @@ impl Pg {
         Ok(client)
     }
 
-    async fn execute(
+    pub(crate) async fn execute(
         &self,
         what: &'static str,
         sql: &str,
@@ -1818,7 +1876,7 @@ impl Pg {
             .map_err(|e| StorageError::new(what, e))
     }
 
-    async fn query(
+    pub(crate) async fn query(
         &self,
         what: &'static str,
         sql: &str,

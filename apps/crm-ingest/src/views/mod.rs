@@ -31,6 +31,7 @@ use maud::{html, PreEscaped, DOCTYPE};
 
 mod charts;
 mod data;
+pub mod destinations;
 mod format;
 mod tables;
 
@@ -74,7 +75,8 @@ pub fn render(data: &DashboardData) -> String {
                             ". JSON: "
                             a href="/api/calls" { "calls" } ", "
                             a href="/api/trainings" { "trainings" } ", "
-                            a href="/api/deliveries" { "deliveries" } "."
+                            a href="/api/deliveries" { "deliveries" } ". "
+                            a href="/destinations" { "Destinations and alerts" } "."
                         }
                     }
                     form.search method="get" role="search" {

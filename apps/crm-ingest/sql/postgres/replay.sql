@@ -1,0 +1,4 @@
+UPDATE crm_outbox SET state = 'pending', next_ms = $3, since_ms = $3, settled_ms = NULL,
+    failing_since_ms = NULL
+WHERE target = $1 AND state <> 'pending'
+    AND (CASE WHEN $2::text IS NULL THEN state = 'dead' ELSE event_id = $2 END)

@@ -1,0 +1,310 @@
+//! The outbox: one row per target (destination or alert) and Kendo event,
+//! in the CRM's own database.
+//!
+//! Rows are added by the projection, in its transaction (`storage.rs`
+//! calls `sqlite::insert` and `postgres::OutboxCte`), so
+//! an event the CRM projected is never missing its forwarding, and unique
+//! `(target, event_id)` makes a replayed event add nothing. The forwarder
+//! leases the oldest due rows of a target, sends them and settles each;
+//! settling is fenced by the lease's owner and attempt number, so a replica
+//! whose lease ran out changes nothing.
+//!
+//! Two backends, one file each ([`super::sqlite`], [`super::postgres`]),
+//! with their SQL in `sql/{sqlite,postgres}/`; this file is the one seam.
+
+use serde::Serialize;
+
+use super::postgres::PgOutbox;
+use super::sqlite::SqliteOutbox;
+use crate::storage::{Shared, Storage, StorageError};
+
+/// Most characters of an answer (or error) kept per attempt.
+pub const ANSWER_CHARS: usize = 300;
+
+/// One target's work for one event, to be added.
+#[derive(Debug, Clone)]
+pub struct NewRow {
+    /// The destination's or alert's name.
+    pub target: String,
+    /// The Kendo event id.
+    pub event_id: String,
+    /// The Kendo event name.
+    pub event: String,
+    /// What is sent: the raw Kendo body, or an alert's message.
+    pub body: Vec<u8>,
+}
+
+/// A leased row.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Its place in the store (and the order it is sent in).
+    pub seq: i64,
+    /// The Kendo event id (`webhook-id`).
+    pub event_id: String,
+    /// What to send.
+    pub body: Vec<u8>,
+    /// This attempt's number, from 1.
+    pub attempt: i64,
+    /// When its retry window started (stored, or replayed), Unix ms.
+    pub since_ms: i64,
+}
+
+/// Where an attempt leaves its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Done.
+    Delivered,
+    /// Tried again at this time (Unix ms).
+    RetryAt(i64),
+    /// No more attempts (410 Gone, or the retry window is over).
+    Dead,
+}
+
+impl Next {
+    /// The state column's value.
+    pub fn state(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::RetryAt(_) => "pending",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// What one attempt got.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// When it was sent, Unix ms.
+    pub at_ms: i64,
+    /// The HTTP status; `None` when no answer came (refused, timeout).
+    pub status: Option<u16>,
+    /// The answer's first characters, or what went wrong.
+    pub answer: String,
+    /// How long it took.
+    pub latency_ms: i64,
+}
+
+/// One target's state, for the console, the API and the metrics.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetCounts {
+    /// The destination's or alert's name (not serialized: the console's
+    /// view, which flattens these counts, names the target itself).
+    #[serde(skip_serializing)]
+    pub name: String,
+    /// Rows delivered (and not purged yet).
+    pub delivered: i64,
+    /// Rows waiting or being retried.
+    pub pending: i64,
+    /// Rows given up on.
+    pub dead: i64,
+    /// The oldest first failure among pending rows, Unix ms.
+    pub failing_since_ms: Option<i64>,
+    /// The newest delivery, Unix ms.
+    pub last_delivered_ms: Option<i64>,
+}
+
+/// One row with its attempts, for the console and the API.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRow {
+    /// Its place in the store.
+    pub seq: i64,
+    /// The Kendo event id.
+    pub event_id: String,
+    /// The Kendo event name.
+    pub event: String,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    /// Attempts made (or started).
+    pub attempts: i64,
+    /// Stored, Unix ms.
+    pub created_ms: i64,
+    /// Delivered or given up, Unix ms.
+    pub settled_ms: Option<i64>,
+    /// Next attempt, Unix ms (pending rows).
+    pub next_ms: i64,
+    /// The last attempt's HTTP status.
+    pub last_status: Option<i64>,
+    /// The last attempt's answer or error.
+    pub last_answer: Option<String>,
+    /// Every attempt, oldest first.
+    pub history: Vec<AttemptRow>,
+}
+
+/// One attempt, as stored.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRow {
+    /// Its number, from 1.
+    pub attempt: i64,
+    /// Sent, Unix ms.
+    pub at_ms: i64,
+    /// The HTTP status; `None`: no answer.
+    pub status: Option<i64>,
+    /// The answer's first characters, or the error.
+    pub answer: String,
+    /// How long it took, ms.
+    pub latency_ms: i64,
+}
+
+/// Which rows a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only this event id.
+    pub event_id: Option<String>,
+    /// At most this many, newest first.
+    pub limit: i64,
+}
+
+/// The outbox on the CRM's database; cheap to clone.
+#[derive(Clone)]
+pub enum Outbox {
+    /// On the CRM's SQLite connections.
+    Sqlite(SqliteOutbox),
+    /// On a Postgres connection of its own.
+    Postgres(PgOutbox),
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite(_) => "Outbox(sqlite)",
+            Self::Postgres(_) => "Outbox(postgres)",
+        })
+    }
+}
+
+impl Outbox {
+    /// Creates the tables when missing, on the storage's database.
+    pub async fn open(storage: &Storage) -> Result<Self, StorageError> {
+        match storage.shared() {
+            Shared::Sqlite { writer, reader } => {
+                Ok(Self::Sqlite(SqliteOutbox::open(writer, reader).await?))
+            }
+            Shared::Postgres(pg) => Ok(Self::Postgres(PgOutbox::open(pg).await?)),
+        }
+    }
+
+    /// Adds rows outside a projection (the watched alerts); a row already
+    /// there for its target and event id is left as it is.
+    pub async fn enqueue(&self, rows: Vec<NewRow>, now_ms: i64) -> Result<(), StorageError> {
+        match self {
+            Self::Sqlite(o) => o.enqueue(rows, now_ms).await,
+            Self::Postgres(o) => o.enqueue(&rows, now_ms).await,
+        }
+    }
+
+    /// Leases up to `limit` of `target`'s oldest due rows to `owner` until
+    /// `lease_until_ms`; in store order.
+    pub async fn claim(
+        &self,
+        target: &str,
+        limit: i64,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Vec<Claimed>, StorageError> {
+        let mut rows = match self {
+            Self::Sqlite(o) => o.claim(target, limit, owner, now_ms, lease_until_ms).await,
+            Self::Postgres(o) => o.claim(target, limit, owner, now_ms, lease_until_ms).await,
+        }?;
+        rows.sort_by_key(|r| r.seq);
+        Ok(rows)
+    }
+
+    /// Records an attempt and moves its row on; `false` when the lease was
+    /// lost (another replica owns the row now).
+    pub async fn settle(
+        &self,
+        row: &Claimed,
+        owner: &str,
+        next: Next,
+        record: AttemptRecord,
+    ) -> Result<bool, StorageError> {
+        match self {
+            Self::Sqlite(o) => o.settle(row, owner, next, record).await,
+            Self::Postgres(o) => o.settle(row, owner, next, record).await,
+        }
+    }
+
+    /// Gives up on `target`'s pending rows whose retry window started at
+    /// or before `window_start_ms`; how many.
+    pub async fn expire(
+        &self,
+        target: &str,
+        window_start_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StorageError> {
+        match self {
+            Self::Sqlite(o) => o.expire(target, window_start_ms, now_ms).await,
+            Self::Postgres(o) => o.expire(target, window_start_ms, now_ms).await,
+        }
+    }
+
+    /// Each target's counts (targets with rows only).
+    pub async fn counts(&self) -> Result<Vec<TargetCounts>, StorageError> {
+        match self {
+            Self::Sqlite(o) => o.counts().await,
+            Self::Postgres(o) => o.counts().await,
+        }
+    }
+
+    /// A target's rows, newest first, each with its attempts.
+    pub async fn events(
+        &self,
+        target: &str,
+        filter: EventFilter,
+    ) -> Result<Vec<EventRow>, StorageError> {
+        match self {
+            Self::Sqlite(o) => o.events(target, filter).await,
+            Self::Postgres(o) => o.events(target, filter).await,
+        }
+    }
+
+    /// Makes rows of `target` pending again, due now, with a new retry
+    /// window: the one of `event_id` (delivered or dead), or every dead one.
+    pub async fn replay(
+        &self,
+        target: &str,
+        event_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<u64, StorageError> {
+        match self {
+            Self::Sqlite(o) => o.replay(target, event_id, now_ms).await,
+            Self::Postgres(o) => o.replay(target, event_id, now_ms).await,
+        }
+    }
+
+    /// Each agent's average AI score over its newest `calls` scored real
+    /// calls received since `since_ms` (agents with that many), lowest
+    /// first. (The CRM's `calls`, read here for the alerts.)
+    pub async fn agent_averages(
+        &self,
+        calls: i64,
+        since_ms: i64,
+    ) -> Result<Vec<(String, f64)>, StorageError> {
+        match self {
+            Self::Sqlite(o) => o.agent_averages(calls, since_ms).await,
+            Self::Postgres(o) => o.agent_averages(calls, since_ms).await,
+        }
+    }
+
+    /// Deletes delivered rows settled before `before_ms`; how many.
+    pub async fn purge(&self, before_ms: i64) -> Result<u64, StorageError> {
+        match self {
+            Self::Sqlite(o) => o.purge(before_ms).await,
+            Self::Postgres(o) => o.purge(before_ms).await,
+        }
+    }
+}
+
+/// `text` cut to [`ANSWER_CHARS`] characters.
+pub fn clip(text: &str) -> String {
+    match text.char_indices().nth(ANSWER_CHARS) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}

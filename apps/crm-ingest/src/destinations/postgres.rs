@@ -1,0 +1,334 @@
+//! The outbox on Postgres: a connection of its own (sends never wait behind
+//! the projection's statements, and the reverse); every change is one
+//! statement, so replicas share the rows through `FOR UPDATE SKIP LOCKED`
+//! and fenced settles. SQL in `sql/postgres/`.
+
+use std::sync::Arc;
+
+use tokio_postgres::types::ToSql;
+
+use super::outbox::{
+    AttemptRecord, AttemptRow, Claimed, EventFilter, EventRow, NewRow, Next, TargetCounts,
+};
+use crate::storage::{Pg, StorageError};
+
+const SCHEMA: &str = include_str!("../../sql/postgres/outbox_schema.sql");
+const INSERT: &str = include_str!("../../sql/postgres/insert.sql");
+const CLAIM: &str = include_str!("../../sql/postgres/claim.sql");
+const SETTLE: &str = include_str!("../../sql/postgres/settle.sql");
+const EXPIRE: &str = include_str!("../../sql/postgres/expire.sql");
+const SUMMARY: &str = include_str!("../../sql/postgres/summary.sql");
+const EVENTS: &str = include_str!("../../sql/postgres/events.sql");
+const ATTEMPTS: &str = include_str!("../../sql/postgres/attempts.sql");
+const REPLAY: &str = include_str!("../../sql/postgres/replay.sql");
+const PURGE: &str = include_str!("../../sql/postgres/purge.sql");
+const AGENT_AVERAGES: &str = include_str!("../../sql/postgres/agent_averages.sql");
+
+/// A batch's outbox rows, written by the projection's first statement as a
+/// CTE (`WITH outbox AS (INSERT …) INSERT INTO calls …`: one statement, one
+/// commit), or alone when the batch projects nothing.
+pub(crate) struct OutboxCte {
+    targets: Vec<String>,
+    event_ids: Vec<String>,
+    events: Vec<String>,
+    bodies: Vec<Vec<u8>>,
+    now_ms: i64,
+    written: bool,
+}
+
+impl OutboxCte {
+    pub(crate) fn new(rows: &[NewRow], now_ms: i64) -> Self {
+        // Postgres text cannot hold NUL.
+        let text = |s: &str| s.replace('\0', "\u{fffd}");
+        Self {
+            targets: rows.iter().map(|r| text(&r.target)).collect(),
+            event_ids: rows.iter().map(|r| text(&r.event_id)).collect(),
+            events: rows.iter().map(|r| text(&r.event)).collect(),
+            bodies: rows.iter().map(|r| r.body.clone()).collect(),
+            now_ms,
+            written: rows.is_empty(),
+        }
+    }
+
+    /// `WITH outbox AS (…) ` with its parameters numbered from `first`, or
+    /// nothing once written.
+    pub(crate) fn cte(&self, first: usize) -> String {
+        if self.written {
+            return String::new();
+        }
+        format!("WITH outbox AS ({}) ", renumber(INSERT.trim(), first - 1))
+    }
+
+    /// The CTE's (or [`Self::alone`]'s) five parameters, or none once
+    /// written.
+    pub(crate) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        if self.written {
+            return Vec::new();
+        }
+        vec![
+            &self.targets,
+            &self.event_ids,
+            &self.events,
+            &self.bodies,
+            &self.now_ms,
+        ]
+    }
+
+    /// The statement that carried the CTE committed.
+    pub(crate) fn written(&mut self) {
+        self.written = true;
+    }
+
+    /// The insert on its own, when no projection statement carried it.
+    pub(crate) fn alone(&self) -> Option<String> {
+        (!self.written).then(|| INSERT.to_owned())
+    }
+}
+
+/// `sql` with each `$n` turned into `$(n + by)`.
+fn renumber(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '$' {
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        match digits.parse::<usize>() {
+            Ok(n) => out.push_str(&(n + by).to_string()),
+            Err(_) => out.push_str(&digits),
+        }
+    }
+    out
+}
+
+/// The outbox on a Postgres connection of its own.
+#[derive(Clone)]
+pub struct PgOutbox {
+    pg: Arc<Pg>,
+}
+
+impl PgOutbox {
+    pub(crate) async fn open(pg: Box<Pg>) -> Result<Self, StorageError> {
+        const WHAT: &str = "could not create the outbox tables in Postgres";
+        let client = pg.client(WHAT).await?;
+        client
+            .batch_execute(SCHEMA)
+            .await
+            .map_err(|e| StorageError::new(WHAT, e))?;
+        Ok(Self { pg: Arc::from(pg) })
+    }
+
+    pub(crate) async fn enqueue(&self, rows: &[NewRow], now_ms: i64) -> Result<(), StorageError> {
+        let insert = OutboxCte::new(rows, now_ms);
+        if let Some(sql) = insert.alone() {
+            self.pg
+                .execute("could not add outbox rows", &sql, &insert.params())
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        target: &str,
+        limit: i64,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Vec<Claimed>, StorageError> {
+        let rows = self
+            .pg
+            .query(
+                "could not lease outbox rows",
+                CLAIM,
+                &[&target, &now_ms, &owner, &lease_until_ms, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Claimed {
+                seq: row.get(0),
+                event_id: row.get(1),
+                body: row.get(2),
+                attempt: i64::from(row.get::<_, i32>(3)),
+                since_ms: row.get(4),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn settle(
+        &self,
+        row: &Claimed,
+        owner: &str,
+        next: Next,
+        record: AttemptRecord,
+    ) -> Result<bool, StorageError> {
+        let next_ms = match next {
+            Next::RetryAt(at) => at,
+            _ => record.at_ms,
+        };
+        let attempt = i32::try_from(row.attempt).unwrap_or(i32::MAX);
+        let status = record.status.map(i32::from);
+        let answer = record.answer.replace('\0', "\u{fffd}");
+        let n = self
+            .pg
+            .execute(
+                "could not settle an outbox row",
+                SETTLE,
+                &[
+                    &row.seq,
+                    &owner,
+                    &attempt,
+                    &next.state(),
+                    &next_ms,
+                    &record.at_ms,
+                    &status,
+                    &answer,
+                    &record.latency_ms,
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub(crate) async fn expire(
+        &self,
+        target: &str,
+        window_start_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StorageError> {
+        self.pg
+            .execute(
+                "could not expire outbox rows",
+                EXPIRE,
+                &[&target, &window_start_ms, &now_ms],
+            )
+            .await
+    }
+
+    pub(crate) async fn counts(&self) -> Result<Vec<TargetCounts>, StorageError> {
+        let rows = self
+            .pg
+            .query("could not count the outbox", SUMMARY, &[])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| TargetCounts {
+                name: row.get(0),
+                delivered: row.get(1),
+                pending: row.get(2),
+                dead: row.get(3),
+                failing_since_ms: row.get(4),
+                last_delivered_ms: row.get(5),
+            })
+            .collect())
+    }
+
+    pub(crate) async fn events(
+        &self,
+        target: &str,
+        filter: EventFilter,
+    ) -> Result<Vec<EventRow>, StorageError> {
+        const WHAT: &str = "could not list outbox rows";
+        let rows = self
+            .pg
+            .query(
+                WHAT,
+                EVENTS,
+                &[&target, &filter.state, &filter.event_id, &filter.limit],
+            )
+            .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = row.get(0);
+            let history = self
+                .pg
+                .query(WHAT, ATTEMPTS, &[&seq])
+                .await?
+                .iter()
+                .map(|a| AttemptRow {
+                    attempt: i64::from(a.get::<_, i32>(1)),
+                    at_ms: a.get(2),
+                    status: a.get::<_, Option<i32>>(3).map(i64::from),
+                    answer: a.get(4),
+                    latency_ms: a.get(5),
+                })
+                .collect();
+            events.push(EventRow {
+                seq,
+                event_id: row.get(1),
+                event: row.get(2),
+                state: row.get(3),
+                attempts: i64::from(row.get::<_, i32>(4)),
+                created_ms: row.get(5),
+                settled_ms: row.get(6),
+                next_ms: row.get(7),
+                last_status: row.get::<_, Option<i32>>(8).map(i64::from),
+                last_answer: row.get(9),
+                history,
+            });
+        }
+        Ok(events)
+    }
+
+    pub(crate) async fn replay(
+        &self,
+        target: &str,
+        event_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<u64, StorageError> {
+        self.pg
+            .execute(
+                "could not replay outbox rows",
+                REPLAY,
+                &[&target, &event_id, &now_ms],
+            )
+            .await
+    }
+
+    pub(crate) async fn agent_averages(
+        &self,
+        calls: i64,
+        since_ms: i64,
+    ) -> Result<Vec<(String, f64)>, StorageError> {
+        let rows = self
+            .pg
+            .query(
+                "could not read the agents' averages",
+                AGENT_AVERAGES,
+                &[&calls, &since_ms],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    pub(crate) async fn purge(&self, before_ms: i64) -> Result<u64, StorageError> {
+        let rows = self
+            .pg
+            .query(
+                "could not purge delivered outbox rows",
+                PURGE,
+                &[&before_ms],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_renumbered_without_touching_longer_ones() {
+        assert_eq!(renumber("$1, $2, $12, $", 11), "$12, $13, $23, $");
+    }
+}
