@@ -6,8 +6,10 @@ Usage: python3 tools/load/dashboard_delay.py URL TOKEN SECRET [SAMPLES] [LOOPS]
 
 Against a running crm-ingest at URL (loopback only), sends SAMPLES signed
 `call.uploaded` deliveries one after another and, for each, measures the
-projection delay: from its 200 to the first `GET /api/calls?limit=5` that
-lists it. First with no other traffic (idle), then while LOOPS threads
+projection delay: from its 200 to the first `GET /api/status` whose inbox
+`done` count includes it (the worker marks a row done after the projection
+committed; the count is read on the inbox's connection, so the probe itself
+does not wait behind the dashboards' reads). First with no other traffic (idle), then while LOOPS threads
 (default 16) reload the dashboard (`GET /`) as fast as it answers, as
 open tabs would. Prints both medians and p90s and their ratio; exits 1 when
 the loaded median is above 2x the idle one. Standard library only.
@@ -48,14 +50,20 @@ def get(url, token, path, timeout=10):
         return answer.read()
 
 
+def done_rows(url, token):
+    # The inbox's kept counts (its own connection, not the CRM's reader that
+    # the dashboards use), so the probe does not queue behind them.
+    return json.loads(get(url, token, "/api/status"))["inbox"]["done"]
+
+
 def projection_delay(url, token, secret):
     event_id = "evt_delay_" + uuid.uuid4().hex
+    before = done_rows(url, token)
     post_delivery(url, secret, event_id)
     acknowledged = time.perf_counter()
     deadline = acknowledged + 30
     while time.perf_counter() < deadline:
-        calls = json.loads(get(url, token, "/api/calls?limit=5"))
-        if any(c.get("eventId") == event_id for c in calls):
+        if done_rows(url, token) > before:
             return time.perf_counter() - acknowledged
         time.sleep(0.002)
     raise SystemExit(f"{event_id} not projected within 30 s")

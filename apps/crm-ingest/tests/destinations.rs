@@ -161,7 +161,10 @@ fn settings(toml: &str) -> Settings {
 fn call(i: usize, score: &str) -> (String, SignedDelivery) {
     let event_id = format!("evt_{i:04}");
     let body = call_body(&event_id, "agent_1", Some("Ana"), score, 60);
-    let delivery = SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_{i:04}"), body);
+    let delivery = SignedDelivery::builder(body)
+        .event("call.uploaded")
+        .delivery_id(format!("dlv_{i:04}"))
+        .sign(SECRET);
     (event_id, delivery)
 }
 
@@ -268,7 +271,10 @@ async fn forwards_signed_events_and_alerts(database: Database) {
         "data": { "agentId": "agent_9" }
     })
     .to_string();
-    let other = SignedDelivery::new(SECRET, "agent.created", "dlv_other", other);
+    let other = SignedDelivery::builder(other)
+        .event("agent.created")
+        .delivery_id("dlv_other")
+        .sign(SECRET);
     assert_eq!(http.deliver(addr, &other).await.status, StatusCode::OK);
     eventually("the other event at the every-event destination", || async {
         (all.ids().len() == 5).then_some(())
@@ -478,7 +484,10 @@ async fn an_agent_below_the_average_is_reported(database: Database) {
     {
         let event_id = format!("evt_avg_{i}");
         let body = call_body(&event_id, &format!("agent_{agent}"), Some(agent), score, 60);
-        let delivery = SignedDelivery::new(SECRET, "call.uploaded", format!("dlv_avg_{i}"), body);
+        let delivery = SignedDelivery::builder(body)
+            .event("call.uploaded")
+            .delivery_id(format!("dlv_avg_{i}"))
+            .sign(SECRET);
         assert_eq!(
             http.deliver(app.addr(), &delivery).await.status,
             StatusCode::OK

@@ -256,15 +256,16 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kendo_webhooks::example_body;
+    use kendo_webhooks::TestDelivery;
 
     fn call(score: &str, test: bool) -> Delivery {
-        let mut body: serde_json::Value = serde_json::from_slice(&example_body(
-            "call.uploaded",
-            "evt_1",
-            "2026-03-05T12:00:00Z",
-            test,
-        ))
+        let mut body: serde_json::Value = serde_json::from_slice(
+            &TestDelivery::example("call.uploaded")
+                .event_id("evt_1")
+                .created_at("2026-03-05T12:00:00Z")
+                .is_test(test)
+                .body(),
+        )
         .expect("JSON");
         body["data"]["aiScore"] = score.into();
         body["data"]["agentName"] = "Ana <&>".into();
