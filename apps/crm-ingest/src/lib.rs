@@ -16,9 +16,11 @@
 
 pub mod app;
 pub mod auth;
+pub mod captured;
 pub mod config;
 pub mod dashboard;
 pub mod delivery_log;
+pub mod detail;
 pub mod pg_error;
 pub mod rate_limit;
 pub mod routes;

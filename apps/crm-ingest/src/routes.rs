@@ -54,6 +54,14 @@ pub fn router(state: AppState, layer: KendoWebhookLayer, token: &AdminToken) -> 
         .route("/api/calls", get(api_calls))
         .route("/api/trainings", get(api_trainings))
         .route("/api/deliveries", get(api_deliveries))
+        .route(
+            "/api/deliveries/{delivery_id}",
+            get(crate::detail::api_delivery),
+        )
+        .route(
+            "/deliveries/{delivery_id}",
+            get(crate::detail::delivery_page),
+        )
         .route("/api/rejections", get(api_rejections))
         .route("/api/status", get(api_status))
         .route("/api/inbox", get(api_inbox))
@@ -125,6 +133,13 @@ impl From<StorageError> for ApiError {
 impl From<kendo_webhooks_inbox::InboxError> for ApiError {
     fn from(error: kendo_webhooks_inbox::InboxError) -> Self {
         Self(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+    }
+}
+
+impl ApiError {
+    /// An error answered with `status` and `{"error": message}`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self(status, message.into())
     }
 }
 

@@ -346,6 +346,21 @@ CREATE TABLE payload_changes (
 );
 ";
 
+/// Schema version 5 (SQLite): each verified log entry keeps its raw body,
+/// its headers and the answer given (the detail view and replay), and the
+/// log is found by delivery and event id.
+const SQLITE_SCHEMA_5: &str = r"
+ALTER TABLE deliveries ADD COLUMN body TEXT;
+ALTER TABLE deliveries ADD COLUMN headers TEXT;
+ALTER TABLE deliveries ADD COLUMN answer TEXT;
+CREATE INDEX deliveries_delivery_id ON deliveries (delivery_id, seq);
+CREATE INDEX deliveries_event_id ON deliveries (event_id, seq);
+CREATE INDEX unverified_delivery_id ON unverified (delivery_id, seq);
+";
+
+/// Schema version 5 (Postgres), as [`SQLITE_SCHEMA_5`].
+const POSTGRES_SCHEMA_5: &str = SQLITE_SCHEMA_5;
+
 /// Adds one change's count, keeping its first example.
 const UPSERT_PAYLOAD_CHANGE: &str = "INSERT INTO payload_changes
         (event, field, kind, example, event_id, first_ms, last_ms, count)
@@ -354,7 +369,7 @@ const UPSERT_PAYLOAD_CHANGE: &str = "INSERT INTO payload_changes
         count = payload_changes.count + excluded.count, last_ms = excluded.last_ms";
 
 /// The newest schema version; each version's script runs once, in order.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Unverified attempts kept one by one (their per-minute counts are kept
 /// for [`crate::config::AppConfig::rejections_keep_minutes`]).
@@ -367,8 +382,8 @@ const INSERT_TRAINING: &str = "INSERT INTO trainings (event_id, training_id, age
      agent_name, user_id, team_member_user_id, duration, ai_score, timestamp, is_test, received_ms)
  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (event_id) DO NOTHING";
 const INSERT_DELIVERY: &str = "INSERT INTO deliveries (delivery_id, event_id, event, outcome,
-     reason, status, secret_label, latency_ms, received_ms)
- VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+     reason, status, secret_label, latency_ms, received_ms, body, headers, answer)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 const UPSERT_REJECTIONS: &str = "INSERT INTO rejections (minute_ms, reason, status, count,
      last_delivery_id, last_ms) VALUES ($1, $2, $3, $4, $5, $6)
  ON CONFLICT (minute_ms, reason) DO UPDATE SET count = rejections.count + excluded.count,
@@ -544,6 +559,12 @@ pub struct LogEntry {
     pub secret_label: Option<String>,
     pub latency_ms: Option<f64>,
     pub received_ms: i64,
+    /// The verified raw body as received (see [`crate::captured`]).
+    pub body: Option<String>,
+    /// The request's headers, a JSON object, the signature shortened.
+    pub headers: Option<String>,
+    /// The answer given, a JSON object (`status`, `headers`, `body`).
+    pub answer: Option<String>,
 }
 
 /// Unverified rejections of one reason in one minute, to add.
@@ -1007,7 +1028,10 @@ impl Storage {
                                 e.status,
                                 e.secret_label,
                                 e.latency_ms,
-                                e.received_ms
+                                e.received_ms,
+                                e.body,
+                                e.headers,
+                                e.answer
                             ])?;
                         }
                         let mut insert = tx.prepare_cached(&sqlite_sql(INSERT_UNVERIFIED))?;
@@ -1061,12 +1085,16 @@ impl Storage {
                     let latencies: Vec<Option<f64>> =
                         entries.iter().map(|e| e.latency_ms).collect();
                     let received: Vec<i64> = entries.iter().map(|e| e.received_ms).collect();
+                    let bodies = texts(|e| e.body.as_deref());
+                    let headers = texts(|e| e.headers.as_deref());
+                    let answers = texts(|e| e.answer.as_deref());
                     pg.execute(
                         WHAT,
                         "INSERT INTO deliveries (delivery_id, event_id, event, outcome, reason,
-                             status, secret_label, latency_ms, received_ms)
+                             status, secret_label, latency_ms, received_ms, body, headers, answer)
                          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                             $5::text[], $6::int4[], $7::text[], $8::float8[], $9::int8[])",
+                             $5::text[], $6::int4[], $7::text[], $8::float8[], $9::int8[],
+                             $10::text[], $11::text[], $12::text[])",
                         &[
                             &delivery_ids,
                             &event_ids,
@@ -1077,6 +1105,9 @@ impl Storage {
                             &labels,
                             &latencies,
                             &received,
+                            &bodies,
+                            &headers,
+                            &answers,
                         ],
                     )
                     .await?;
@@ -1723,6 +1754,7 @@ fn migrate_sqlite(conn: &mut Connection) -> Result<(), Box<dyn std::error::Error
         (2, SQLITE_SCHEMA_2),
         (3, SQLITE_SCHEMA_3),
         (4, SQLITE_SCHEMA_4),
+        (5, SQLITE_SCHEMA_5),
     ] {
         if version < v {
             tx.execute_batch(script)?;
@@ -1865,6 +1897,7 @@ async fn migrate_pg(
         (2, POSTGRES_SCHEMA_2),
         (3, POSTGRES_SCHEMA_3),
         (4, POSTGRES_SCHEMA_4),
+        (5, POSTGRES_SCHEMA_5),
     ] {
         if version < i64::from(v) {
             tx.batch_execute(script).await?;

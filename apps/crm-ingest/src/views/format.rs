@@ -130,3 +130,18 @@ pub(super) fn agent(name: Option<&str>, id: Option<&str>) -> String {
         (None, None) => String::new(),
     }
 }
+
+/// `text` as one percent-encoded URL path segment or query value: every
+/// byte but the unreserved ones (RFC 3986) encoded, so an id with `/`,
+/// `?`, `#` or `%` links to itself.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

@@ -31,8 +31,11 @@ use maud::{html, PreEscaped, DOCTYPE};
 
 mod charts;
 mod data;
+pub mod detail;
 mod format;
 mod tables;
+
+pub use self::format::path_segment;
 
 pub use self::data::*;
 

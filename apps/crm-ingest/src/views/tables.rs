@@ -65,7 +65,9 @@ pub(super) fn log_table(now: i64, groups: &[DeliveryGroup<'_>]) -> Markup {
                 }
                 td.clip title=[entry.event.as_deref()] { (entry.event.as_deref().unwrap_or("")) }
                 td.clip title=[entry.delivery_id.as_deref()] {
-                    code { (entry.delivery_id.as_deref().unwrap_or("")) }
+                    @if let Some(id) = entry.delivery_id.as_deref() {
+                        a href=(format!("/deliveries/{}", path_segment(id))) { code { (id) } }
+                    }
                 }
                 td.clip.opt title=[entry.event_id.as_deref()] {
                     code { (entry.event_id.as_deref().unwrap_or("")) }
