@@ -14,6 +14,7 @@
 //! [`app`] (start and stop) and [`seed`] (`crm-ingest seed N`: demo and
 //! benchmark data).
 
+pub mod actions;
 pub mod app;
 pub mod auth;
 pub mod captured;

@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, post_service};
@@ -65,8 +65,19 @@ pub fn router(state: AppState, layer: KendoWebhookLayer, token: &AdminToken) -> 
         .route("/api/rejections", get(api_rejections))
         .route("/api/status", get(api_status))
         .route("/api/inbox", get(api_inbox))
-        .route("/api/inbox/requeue", post(api_requeue_all))
-        .route("/api/inbox/{event_id}/requeue", post(api_requeue))
+        .route("/api/inbox/requeue", post(crate::actions::requeue_all))
+        .route(
+            "/api/inbox/{event_id}/requeue",
+            post(crate::actions::requeue),
+        )
+        .route(
+            "/api/inbox/{event_id}/replay",
+            post(crate::actions::replay_done),
+        )
+        .route(
+            "/api/deliveries/{delivery_id}/replay",
+            post(crate::actions::replay_logged),
+        )
         .route("/metrics", get(metrics))
         .route_layer(token.layer())
         // Outside the token check: a forged cross-site request is refused
@@ -340,33 +351,6 @@ async fn api_inbox(
         })
         .collect();
     Ok(Json(rows).into_response())
-}
-
-/// `POST /api/inbox/{event_id}/requeue`: hands a dead row to the worker
-/// again.
-async fn api_requeue(
-    State(state): State<AppState>,
-    Path(event_id): Path<String>,
-) -> Result<Response, ApiError> {
-    if state.inbox.requeue(&event_id).await? {
-        Ok((
-            StatusCode::OK,
-            Json(serde_json::json!({ "requeued": event_id })),
-        )
-            .into_response())
-    } else {
-        Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no dead inbox row has event id {event_id:?}"),
-        ))
-    }
-}
-
-/// `POST /api/inbox/requeue`: every dead and failed row due again now,
-/// attempts reset (after an outage is fixed); answers how many.
-async fn api_requeue_all(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let requeued = state.inbox.requeue_all().await?;
-    Ok(Json(serde_json::json!({ "requeued": requeued })).into_response())
 }
 
 /// `GET /healthz`: whether this node can durably accept a delivery now,

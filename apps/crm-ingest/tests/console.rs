@@ -199,3 +199,246 @@ async fn postgres_a_verified_body_the_parser_refuses_is_kept_to_see() {
     )
     .await;
 }
+
+// --------------------------------------------------------------- actions
+
+/// Runs one statement on the app's database, as an operator's `psql` or
+/// `sqlite3` would.
+async fn execute(database: &Database, sql: &str) -> u64 {
+    match database {
+        Database::Sqlite(path) => {
+            let conn = rusqlite::Connection::open(path).expect("the app's database");
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .unwrap();
+            conn.execute(sql, []).expect("the statement runs") as u64
+        }
+        Database::Postgres(url) => {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(connection);
+            client.execute(sql, &[]).await.expect("the statement runs")
+        }
+    }
+}
+
+/// The app without its own worker, and a worker on the same inbox whose
+/// CRM is down (every attempt fails, one attempt allowed: the row dies)
+/// until `up` is set.
+struct Console {
+    app: crm_ingest::app::Running,
+    worker: Option<kendo_webhooks_inbox::WorkerHandle>,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    database: Database,
+}
+
+impl Console {
+    async fn start(database: Database) -> Self {
+        let mut config = config_on(database.clone());
+        config.run_worker = false;
+        let app = start(config).await;
+        let storage = crm_ingest::storage::Storage::open(&database)
+            .await
+            .expect("the tables");
+        let inbox = match &database {
+            Database::Sqlite(path) => kendo_webhooks_inbox::Inbox::open_sqlite(path).await,
+            Database::Postgres(url) => kendo_webhooks_inbox::Inbox::connect_postgres(url).await,
+        }
+        .expect("the inbox");
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let worker = {
+            let up = std::sync::Arc::clone(&up);
+            inbox
+                .worker(move |delivery: kendo_webhooks::Delivery| {
+                    let storage = storage.clone();
+                    let up = up.load(std::sync::atomic::Ordering::SeqCst);
+                    async move {
+                        if !up {
+                            return Err("the CRM is down".to_owned());
+                        }
+                        storage
+                            .project(&delivery)
+                            .await
+                            .map(drop)
+                            .map_err(|e| e.to_string())
+                    }
+                })
+                .max_attempts(1)
+                .poll_interval(std::time::Duration::from_millis(20))
+                .spawn()
+        };
+        Self {
+            app,
+            worker: Some(worker),
+            up,
+            database,
+        }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.app.addr()
+    }
+
+    fn crm_up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    async fn stop(mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.shutdown().await;
+        }
+        self.app.shutdown().await;
+    }
+}
+
+/// Waits until the inbox row of `delivery_id` is in `state`.
+async fn inbox_state(http: &Http, addr: std::net::SocketAddr, delivery_id: &str, state: &str) {
+    let path = format!("/api/deliveries/{delivery_id}");
+    eventually(&format!("{delivery_id} {state}"), || async {
+        let reply = http.get(addr, &path).await;
+        (reply.status == StatusCode::OK && reply.json()["inbox"]["state"] == state).then_some(())
+    })
+    .await;
+}
+
+async fn dead_rows_are_requeued_and_done_events_replayed_from_the_page(database: Database) {
+    let console = Console::start(database).await;
+    let (http, addr) = (Http::new(), console.addr());
+    for (event_id, delivery_id) in [("evt_a", "dlv_a"), ("evt_b", "dlv_b"), ("evt_c", "dlv_c")] {
+        let delivery = signed("call.uploaded", event_id, delivery_id);
+        assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
+        inbox_state(&http, addr, delivery_id, "dead").await;
+    }
+    let page = http.get(addr, "/deliveries/dlv_a").await.text();
+    assert!(
+        page.contains(r#"action="/api/inbox/evt_a/requeue""#),
+        "a requeue button"
+    );
+    let dashboard = http.get(addr, "/").await.text();
+    assert!(dashboard.contains(r#"action="/api/inbox/requeue?state=dead""#));
+
+    console.crm_up();
+    // A browser's form post from the page itself: same origin.
+    let own = format!("http://{addr}");
+    let browser = [
+        ("origin", own.as_str()),
+        ("sec-fetch-site", "same-origin"),
+        ("accept", "text/html,application/xhtml+xml"),
+    ];
+    let reply = post(&http, addr, "/api/inbox/evt_a/requeue", &browser).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert!(reply
+        .text()
+        .contains("Event evt_a handed to the worker again"));
+    inbox_state(&http, addr, "dlv_a", "done").await;
+
+    // The same from another site is refused, credentials or not.
+    let forged = [("origin", "https://evil.example"), ("accept", "text/html")];
+    let reply = post(&http, addr, "/api/inbox/requeue?state=dead", &forged).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+
+    let reply = post(&http, addr, "/api/inbox/requeue?state=dead", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        reply.json(),
+        serde_json::json!({ "requeued": 2, "state": "dead" })
+    );
+    inbox_state(&http, addr, "dlv_b", "done").await;
+    inbox_state(&http, addr, "dlv_c", "done").await;
+    let reply = post(&http, addr, "/api/inbox/requeue?state=pending", &[]).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("state=\"pending\""));
+
+    // A done row is not requeued: it is replayed, idempotently.
+    let reply = post(&http, addr, "/api/inbox/evt_a/requeue", &[]).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("it is done"));
+    let reply = post(&http, addr, "/api/inbox/evt_a/replay", &browser).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert!(reply.text().contains("idempotent"));
+    let reply = post(&http, addr, "/api/inbox/evt_a/replay", &[]).await;
+    assert_eq!(
+        reply.json(),
+        serde_json::json!({ "replayed": "evt_a", "projection": "calls" })
+    );
+    let calls = http.array(addr, "/api/calls").await;
+    assert_eq!(calls.len(), 3, "replaying wrote no second row: {calls:?}");
+    let reply = post(&http, addr, "/api/inbox/evt_nowhere/replay", &[]).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+
+    // A kept body whose inbox row is gone (purged, or never stored) is
+    // stored again from the log.
+    execute(
+        &console.database,
+        "DELETE FROM kendo_inbox WHERE event_id = 'evt_c'",
+    )
+    .await;
+    let page = http.get(addr, "/deliveries/dlv_c").await.text();
+    assert!(page.contains("Replay this body"));
+    let reply = post(&http, addr, "/api/deliveries/dlv_c/replay", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        reply.json(),
+        serde_json::json!({ "replayed": "dlv_c", "eventId": "evt_c", "inbox": "stored" })
+    );
+    inbox_state(&http, addr, "dlv_c", "done").await;
+    let reply = post(&http, addr, "/api/deliveries/dlv_c/replay", &[]).await;
+    assert_eq!(reply.json()["inbox"], "duplicate");
+    console.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_dead_rows_are_requeued_and_done_events_replayed_from_the_page() {
+    let (_dir, database) = sqlite();
+    dead_rows_are_requeued_and_done_events_replayed_from_the_page(database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_dead_rows_are_requeued_and_done_events_replayed_from_the_page() {
+    on_postgres(
+        "crm console actions",
+        dead_rows_are_requeued_and_done_events_replayed_from_the_page,
+    )
+    .await;
+}
+
+async fn a_refused_body_is_replayed_only_once_this_build_accepts_it(database: Database) {
+    let app = start(config_on(database)).await;
+    let (http, addr) = (Http::new(), app.addr());
+    let (delivery_id, event, body) = refused_bodies().remove(0);
+    let delivery = SignedDelivery::new(SECRET, event, delivery_id, body);
+    assert_eq!(
+        http.deliver(addr, &delivery).await.rejection(),
+        Some("malformed_envelope")
+    );
+    let path = format!("/api/deliveries/{delivery_id}/replay");
+    let reply = eventually("the refused body in the log", || async {
+        let reply = post(&http, addr, &path, &[]).await;
+        (reply.status != StatusCode::NOT_FOUND).then_some(reply)
+    })
+    .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.json()["reason"], "malformed_envelope");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_refused_body_is_replayed_only_once_this_build_accepts_it() {
+    let (_dir, database) = sqlite();
+    a_refused_body_is_replayed_only_once_this_build_accepts_it(database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_refused_body_is_replayed_only_once_this_build_accepts_it() {
+    on_postgres(
+        "crm console replay refused",
+        a_refused_body_is_replayed_only_once_this_build_accepts_it,
+    )
+    .await;
+}

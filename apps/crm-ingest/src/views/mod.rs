@@ -260,6 +260,9 @@ td.empty{color:#5b6472;font-style:italic;white-space:normal}
 .tag.rejected,.tag.dead{background:#fde2e1;color:#9b1c1c}.tag.failed{background:#ffe8d1;color:#8a4300}
 .tag.test{background:#e6ecfb;color:#2f4f9b}
 .muted{color:#5b6472}
+form.inline{display:inline;margin:0}
+form.inline button{font:inherit;font-size:.8rem;padding:.1rem .5rem;border:1px solid #2f5fb3;background:#2f5fb3;color:#fff;border-radius:4px;cursor:pointer}
+form.inline.push{margin-left:auto}
 ";
 
 #[cfg(test)]

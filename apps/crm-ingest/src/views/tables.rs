@@ -155,7 +155,14 @@ pub(super) fn agents_table(rows: &[AgentScore]) -> Markup {
 pub(super) fn unprocessed_section(now: i64, rows: &[UnprocessedEvent]) -> Markup {
     html! {
         section {
-            h2 { "Not processed" span.count { (counted(rows.len(), "event", "events")) } }
+            h2 {
+                "Not processed" span.count { (counted(rows.len(), "event", "events")) }
+                @if rows.iter().any(|r| r.state == UnprocessedState::Dead) {
+                    form.inline.push method="post" action="/api/inbox/requeue?state=dead" {
+                        button type="submit" { "Requeue all dead rows" }
+                    }
+                }
+            }
             (unprocessed_table(now, rows))
         }
     }
@@ -174,12 +181,19 @@ pub(super) fn unprocessed_table(now: i64, rows: &[UnprocessedEvent]) -> Markup {
                 td.num { (row.attempts) }
                 td.clip title=[row.last_error.as_deref()] { (row.last_error.as_deref().unwrap_or("")) }
                 td.clip { (row.event) }
-                td.clip.opt title=(format!("{} (delivery {})", row.event_id, row.delivery_id)) { code { (row.event_id) } }
+                td.clip.opt title=(format!("{} (delivery {})", row.event_id, row.delivery_id)) {
+                    a href=(format!("/deliveries/{}", path_segment(&row.delivery_id))) { code { (row.event_id) } }
+                }
                 td.opt {
                     @if let Some(next) = row.next_try_ms {
                         (if next > now { format!("in {}", duration_words(next - now)) } else { "now".to_owned() })
                     } @else {
                         span.muted { "needs a requeue" }
+                    }
+                }
+                td {
+                    form.inline method="post" action=(format!("/api/inbox/{}/requeue", path_segment(&row.event_id))) {
+                        button type="submit" { "Requeue" }
                     }
                 }
             }
@@ -194,6 +208,7 @@ pub(super) fn unprocessed_table(now: i64, rows: &[UnprocessedEvent]) -> Markup {
             ("event", false, false),
             ("event id", false, true),
             ("next try", false, true),
+            ("action", false, false),
         ],
         body,
         rows.is_empty()
