@@ -442,3 +442,296 @@ async fn postgres_a_refused_body_is_replayed_only_once_this_build_accepts_it() {
     )
     .await;
 }
+
+// ------------------------------------------------------- search, filters
+
+/// A signed `call.uploaded` with these fields.
+fn call(event_id: &str, agent_name: &str, member: &str, is_test: bool) -> SignedDelivery {
+    let mut data = serde_json::json!({
+        "callId": format!("call_{event_id}"),
+        "agentId": format!("agent_{}", agent_name.split(' ').next().unwrap_or("x").to_lowercase()),
+        "agentName": agent_name,
+        "userId": "user_1",
+        "teamMemberUserId": member,
+        "duration": 61,
+        "aiScore": 80,
+        "timestamp": CREATED_AT,
+    });
+    if is_test {
+        data["_isTest"] = Value::Bool(true);
+    }
+    let body = serde_json::json!({
+        "id": event_id, "event": "call.uploaded", "created_at": CREATED_AT, "data": data,
+    });
+    SignedDelivery::new(
+        SECRET,
+        "call.uploaded",
+        format!("dlv_{event_id}"),
+        serde_json::to_vec(&body).unwrap(),
+    )
+}
+
+fn ids(rows: &[Value], field: &str) -> Vec<String> {
+    let mut ids: Vec<String> = rows
+        .iter()
+        .map(|r| r[field].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn anything_is_found_by_substring_and_filtered(database: Database) {
+    let app = start(config_on(database)).await;
+    let (http, addr) = (Http::new(), app.addr());
+    for delivery in [
+        call("evt_s1", "Ada Lovelace", "member_grace", false),
+        call("evt_s2", "Grace Hopper", "member_ada", false),
+        call("evt_s3", "Alan Turing", "member_alan", false),
+        call("evt_s4", "Ada Lovelace", "member_x", true),
+    ] {
+        assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
+    }
+    let training = signed("ai.training.completed", "evt_st", "dlv_st");
+    assert_eq!(http.deliver(addr, &training).await.status, StatusCode::OK);
+    let forged = SignedDelivery::new("whsec_wrong", "call.uploaded", "dlv_forged_ada", &b"{}"[..]);
+    assert_eq!(
+        http.deliver(addr, &forged).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    rows(&http, addr, "/api/calls?test=include", 4).await;
+    rows(&http, addr, "/api/deliveries", 5).await;
+
+    // Any part of an agent's name or a team member, any case.
+    let found = http.array(addr, "/api/calls?q=ADA").await;
+    assert_eq!(
+        ids(&found, "eventId"),
+        ["evt_s1", "evt_s2"],
+        "tests excluded"
+    );
+    let found = http.array(addr, "/api/calls?q=ovel&test=include").await;
+    assert_eq!(ids(&found, "eventId"), ["evt_s1", "evt_s4"]);
+    let found = http.array(addr, "/api/calls?q=ovel&test=only").await;
+    assert_eq!(ids(&found, "eventId"), ["evt_s4"]);
+    // Two characters: below a trigram, still found.
+    let found = http.array(addr, "/api/calls?q=Tu").await;
+    assert_eq!(ids(&found, "eventId"), ["evt_s3"]);
+    // Ids anywhere, `%` and `_` literal, quotes harmless.
+    let found = http.array(addr, "/api/calls?q=all_evt_s").await;
+    assert_eq!(found.len(), 3);
+    assert!(http.array(addr, "/api/calls?q=%25").await.is_empty());
+    assert!(http.array(addr, "/api/calls?q=%22ada%22").await.is_empty());
+    let found = http.array(addr, "/api/trainings?q=sales%20agent").await;
+    assert_eq!(ids(&found, "eventId"), ["evt_st"]);
+    // The log: ids, event, and the raw body (where the agent's name is).
+    let found = http.array(addr, "/api/deliveries?q=grace%20hopper").await;
+    assert_eq!(ids(&found, "deliveryId"), ["dlv_evt_s2"]);
+    let found = http
+        .array(addr, "/api/deliveries?event=ai.training.completed")
+        .await;
+    assert_eq!(ids(&found, "deliveryId"), ["dlv_st"]);
+    let found = http
+        .array(addr, "/api/deliveries?outcome=accepted&q=s3")
+        .await;
+    assert_eq!(ids(&found, "deliveryId"), ["dlv_evt_s3"]);
+    // Unverified attempts, listed apart.
+    let found = http.array(addr, "/api/deliveries?verified=false").await;
+    assert_eq!(ids(&found, "deliveryId"), ["dlv_forged_ada"]);
+    assert_eq!(found[0]["verified"], false);
+    assert_eq!(found[0]["reason"], "invalid_signature");
+    let found = http
+        .array(addr, "/api/deliveries?verified=false&q=nomatch")
+        .await;
+    assert!(found.is_empty());
+
+    // Dates: whole days (UTC unless CRM_TIME_ZONE), or RFC 3339.
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let day = |d: jiff::civil::Date| d.to_string();
+    let path = format!("/api/calls?from={}&to={}", day(today), day(today));
+    assert_eq!(http.array(addr, &path).await.len(), 3);
+    let path = format!("/api/calls?from={}", day(today.tomorrow().unwrap()));
+    assert!(http.array(addr, &path).await.is_empty());
+    let path = format!("/api/calls?to={}", day(today.yesterday().unwrap()));
+    assert!(http.array(addr, &path).await.is_empty());
+    let path = "/api/deliveries?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00%2B02:00";
+    assert_eq!(http.array(addr, path).await.len(), 5);
+
+    // Pages carry every filter.
+    let page = http.get(addr, "/api/calls?q=ada&limit=1").await;
+    let link = page.header("link").expect("a next page").to_owned();
+    assert!(link.contains("q=ada") && link.contains("limit=1"), "{link}");
+    let next = link
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_owned();
+    let second = http.array(addr, &next).await;
+    assert_eq!(second.len(), 1);
+    assert_ne!(second[0]["eventId"], page.json()[0]["eventId"]);
+
+    // The dashboard's box.
+    let html = http.get(addr, "/?q=hopper").await.text();
+    assert!(html.contains("call_evt_s2"), "the call");
+    assert!(
+        html.contains(r#"href="/deliveries/dlv_evt_s2""#),
+        "the delivery"
+    );
+
+    // Bad input: 400 with a reason.
+    for (path, says) in [
+        ("/api/calls?outcome=accepted", "outcome= does not apply"),
+        ("/api/deliveries?test=only", "test= does not apply"),
+        ("/api/calls?from=yesterday", "RFC 3339"),
+        ("/api/calls?from=2026-03-06&to=2026-03-05", "after"),
+        ("/api/deliveries?verified=maybe", "true or false"),
+        ("/api/calls?verified=false", "applies to /api/deliveries"),
+        ("/api/calls?format=xml", "json or csv"),
+        ("/api/deliveries?outcome=%3Cb%3E", "expected a name"),
+        ("/api/calls?limit=0", "limit"),
+    ] {
+        let reply = http.get(addr, path).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+        let error = reply.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(says), "{path}: {error}");
+    }
+    let long = format!("/api/calls?q={}", "a".repeat(201));
+    assert_eq!(http.get(addr, &long).await.status, StatusCode::BAD_REQUEST);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_anything_is_found_by_substring_and_filtered() {
+    let (_dir, database) = sqlite();
+    anything_is_found_by_substring_and_filtered(database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_anything_is_found_by_substring_and_filtered() {
+    on_postgres(
+        "crm console search",
+        anything_is_found_by_substring_and_filtered,
+    )
+    .await;
+}
+
+// ----------------------------------------------------------------- export
+
+async fn csv_exports_every_matching_row_safely(database: Database) {
+    let app = start(config_on(database.clone())).await;
+    let (http, addr) = (Http::new(), app.addr());
+    // Awkward values: a comma, quotes, a newline, formulas.
+    let awkward = [
+        (
+            "evt_c1",
+            "Doe, \"Jo\"\nsecond line",
+            "=HYPERLINK(\"http://evil\",\"x\")",
+        ),
+        ("evt_c2", "+SUM(A1:A9)", "-2+3"),
+        ("evt_c3", "@cmd", "plain"),
+    ];
+    for (event_id, name, member) in awkward {
+        let delivery = call(event_id, name, member, false);
+        assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
+    }
+    rows(&http, addr, "/api/calls", 3).await;
+    let reply = http.get(addr, "/api/calls?format=csv").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(reply
+        .header("content-disposition")
+        .unwrap()
+        .contains("calls.csv"));
+    let mut reader = csv::Reader::from_reader(reply.body.as_ref());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(header, crm_ingest::export::CALL_FIELDS);
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 3);
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let by_event = |event_id: &str| {
+        records
+            .iter()
+            .find(|r| &r[column("eventId")] == event_id)
+            .unwrap()
+            .clone()
+    };
+    let c1 = by_event("evt_c1");
+    assert_eq!(
+        &c1[column("agentName")],
+        "Doe, \"Jo\"\nsecond line",
+        "RFC 4180 round trip"
+    );
+    assert_eq!(
+        &c1[column("teamMemberUserId")],
+        "'=HYPERLINK(\"http://evil\",\"x\")"
+    );
+    assert_eq!(&c1[column("aiScore")], "80.0", "a number stays a number");
+    let c2 = by_event("evt_c2");
+    assert_eq!(&c2[column("agentName")], "'+SUM(A1:A9)");
+    assert_eq!(&c2[column("teamMemberUserId")], "'-2+3");
+    assert_eq!(&by_event("evt_c3")[column("agentName")], "'@cmd");
+    assert_eq!(&c1[column("isTest")], "false");
+    // The raw text quotes the cell with the newline (RFC 4180).
+    assert!(reply.text().contains("\"Doe, \"\"Jo\"\"\nsecond line\""));
+
+    // Filters apply; deliveries and unverified attempts export too.
+    let reply = http.get(addr, "/api/calls?format=csv&q=evt_c2").await;
+    assert_eq!(reply.text().lines().count(), 2, "{}", reply.text());
+    let reply = http.get(addr, "/api/deliveries?format=csv").await;
+    let mut reader = csv::Reader::from_reader(reply.body.as_ref());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        crm_ingest::export::DELIVERY_FIELDS
+    );
+    assert_eq!(reader.records().count(), 3);
+    let reply = http
+        .get(addr, "/api/deliveries?format=csv&verified=false")
+        .await;
+    assert_eq!(reply.text().lines().count(), 1, "the header only");
+
+    // Every row, not one page: more rows than a page or a chunk.
+    let storage = crm_ingest::storage::Storage::open(&database).await.unwrap();
+    let many: Vec<kendo_webhooks::Delivery> = (0..2_345)
+        .map(|i| {
+            let delivery = call(&format!("evt_bulk_{i:05}"), "Bulk Agent", "member", false);
+            kendo_webhooks::Delivery::parse(
+                delivery.body().clone(),
+                &format!("dlv_bulk_{i}"),
+                "call.uploaded",
+            )
+            .unwrap()
+        })
+        .collect();
+    for result in storage.project_batch(&many).await {
+        result.unwrap();
+    }
+    let reply = http.get(addr, "/api/calls?format=csv&q=bulk").await;
+    let mut reader = csv::Reader::from_reader(reply.body.as_ref());
+    let events: Vec<String> = reader.records().map(|r| r.unwrap()[0].to_owned()).collect();
+    assert_eq!(events.len(), 2_345);
+    let mut unique = events.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 2_345, "each row once");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_csv_exports_every_matching_row_safely() {
+    let (_dir, database) = sqlite();
+    csv_exports_every_matching_row_safely(database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_csv_exports_every_matching_row_safely() {
+    on_postgres("crm console csv", csv_exports_every_matching_row_safely).await;
+}

@@ -81,9 +81,9 @@ pub fn render(data: &DashboardData) -> String {
                         }
                     }
                     form.search method="get" role="search" {
-                        label for="q" { "Find by id" }
+                        label for="q" { "Find" }
                         input #q type="search" name="q" value=(query)
-                            placeholder="call, event or delivery id";
+                            placeholder="any id, agent, team member";
                         button type="submit" { "Search" }
                     }
                 }

@@ -246,7 +246,13 @@ pub(super) fn search_results(now: i64, search: &Search) -> Markup {
             tr {
                 td { (when(now, hit.received_ms)) }
                 td { (hit.kind) }
-                td.clip title=(hit.id) { code { (hit.id) } }
+                td.clip title=(hit.id) {
+                    @if matches!(hit.kind.as_str(), "delivery" | "unverified") && !hit.id.is_empty() {
+                        a href=(format!("/deliveries/{}", path_segment(&hit.id))) { code { (hit.id) } }
+                    } @else {
+                        code { (hit.id) }
+                    }
+                }
                 td.clip title=(hit.detail) { (hit.detail) }
             }
         }
