@@ -257,6 +257,7 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
         log,
         prometheus: prometheus(),
         backlog,
+        time_zone: config.time_zone.clone(),
     };
     let app = routes::router(state, layer, &AdminToken::new(&admin_token));
     let (stop, mut stop_rx) = watch::channel(false);

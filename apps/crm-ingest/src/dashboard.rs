@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use jiff::tz::TimeZone;
 use kendo_webhooks_inbox::{Inbox, InboxError, RowState, StoredDelivery};
 
 use crate::storage::{now_ms, Cell, Param, Storage, StorageError};
@@ -163,9 +164,22 @@ pub async fn load(
     query: Option<&str>,
     log_filter: Option<Outcome>,
 ) -> Result<DashboardData, LoadError> {
+    load_in(&TimeZone::UTC, storage, inbox, backlog, query, log_filter).await
+}
+
+/// [`load`], with "today" starting at midnight in `zone` and the page's
+/// times shown in it (`CRM_TIME_ZONE`).
+pub async fn load_in(
+    zone: &TimeZone,
+    storage: &Storage,
+    inbox: &Inbox,
+    backlog: &BacklogHistory,
+    query: Option<&str>,
+    log_filter: Option<Outcome>,
+) -> Result<DashboardData, LoadError> {
     let now = now_ms();
     let counts = inbox.counts().await?;
-    let mut cards = cards(storage, now).await?;
+    let mut cards = cards(storage, local_midnight(zone, now)).await?;
     cards.waiting = counts.backlog();
     cards.unprocessed = counts.failed + counts.dead;
     let mut oldest = None;
@@ -205,8 +219,21 @@ pub async fn load(
             None => None,
         },
         log_filter,
+        time_zone: zone.clone(),
         ..DashboardData::default()
     })
+}
+
+/// The Unix ms of the last midnight in `zone` at `now_ms` (the start of
+/// "today" on the cards).
+pub fn local_midnight(zone: &TimeZone, now_ms: i64) -> i64 {
+    jiff::Timestamp::from_millisecond(now_ms)
+        .ok()
+        .and_then(|now| now.to_zoned(zone.clone()).start_of_day().ok())
+        .map_or(
+            now_ms - now_ms.rem_euclid(24 * 60 * 60 * 1000),
+            |midnight| midnight.timestamp().as_millisecond(),
+        )
 }
 
 fn unix_ms(at: SystemTime) -> i64 {
@@ -218,7 +245,7 @@ fn cell(row: &[Cell], i: usize) -> &Cell {
     row.get(i).unwrap_or(&Cell::Null)
 }
 
-async fn cards(storage: &Storage, now: i64) -> Result<Cards, StorageError> {
+async fn cards(storage: &Storage, midnight: i64) -> Result<Cards, StorageError> {
     // Totals from the aggregates the triggers keep (`call_agents`,
     // `crm_totals`); today's counts through the (is_test, received_ms)
     // indexes; never a scan of `calls` or `trainings`.
@@ -230,7 +257,6 @@ async fn cards(storage: &Storage, now: i64) -> Result<Cards, StorageError> {
         (SELECT COUNT(*) FROM trainings WHERE is_test = $2 AND received_ms >= $1),
         (SELECT n FROM crm_totals WHERE name = 'trainings'),
         (SELECT MAX(received_ms) FROM deliveries WHERE outcome IN ('accepted', 'duplicate'))";
-    let midnight = now - now.rem_euclid(24 * 60 * 60 * 1000);
     let rows = storage
         .select(
             "could not read the cards",
@@ -606,6 +632,22 @@ async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn today_starts_at_midnight_in_the_console_s_zone() {
+        let noon_utc = 1_772_712_000_000; // 2026-03-05 12:00 UTC
+        let day = 24 * 3_600_000;
+        assert_eq!(local_midnight(&TimeZone::UTC, noon_utc), noon_utc - day / 2);
+        // 02:00 on March 6 in Kiritimati (UTC+14): its midnight was 10:00 UTC.
+        let kiritimati = TimeZone::get("Pacific/Kiritimati").unwrap();
+        assert_eq!(
+            local_midnight(&kiritimati, noon_utc),
+            noon_utc - 2 * 3_600_000
+        );
+        // 04:00 in Los Angeles (UTC-8): its midnight was 08:00 UTC.
+        let la = TimeZone::get("America/Los_Angeles").unwrap();
+        assert_eq!(local_midnight(&la, noon_utc), noon_utc - 4 * 3_600_000);
+    }
 
     #[test]
     fn backlog_history_keeps_an_hour_of_samples_oldest_first() {

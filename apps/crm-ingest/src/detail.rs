@@ -265,11 +265,9 @@ pub async fn delivery_page(
     Path(delivery_id): Path<String>,
 ) -> Result<Response, ApiError> {
     match load(&state.storage, &state.inbox, &delivery_id).await? {
-        Some(detail) => Ok(Html(crate::views::detail::render(
-            &detail,
-            crate::storage::now_ms(),
-        ))
-        .into_response()),
+        Some(detail) => {
+            Ok(Html(crate::views::detail::render(&detail, &state.time_zone)).into_response())
+        }
         None => Ok((
             StatusCode::NOT_FOUND,
             Html(crate::views::detail::not_found(&delivery_id)),

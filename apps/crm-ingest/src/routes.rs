@@ -47,6 +47,8 @@ pub struct AppState {
     pub prometheus: Option<PrometheusHandle>,
     /// The inbox's backlog over the last hour, for its chart.
     pub backlog: BacklogHistory,
+    /// The console's time zone (`CRM_TIME_ZONE`).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 /// The app's router.
@@ -398,7 +400,8 @@ async fn dashboard_page(
             ))
         })?),
     };
-    let data = dashboard::load(
+    let data = dashboard::load_in(
+        &state.time_zone,
         &state.storage,
         &state.inbox,
         &state.backlog,

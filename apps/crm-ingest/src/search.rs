@@ -628,8 +628,7 @@ fn page<T: Serialize>(list: List, filters: &Filters, limit: usize, mut rows: Fou
 /// row as CSV (`format=csv`).
 async fn answer(state: &AppState, base: List, params: ListParams) -> Result<Response, ApiError> {
     let list = params.list(base)?;
-    let zone = TimeZone::UTC;
-    let filters = params.filters(list, &zone)?;
+    let filters = params.filters(list, &state.time_zone)?;
     match params.format.as_deref() {
         None | Some("json") => {}
         Some("csv") => return Ok(crate::export::csv(state.storage.clone(), list, filters)),

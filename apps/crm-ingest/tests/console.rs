@@ -735,3 +735,52 @@ async fn sqlite_csv_exports_every_matching_row_safely() {
 async fn postgres_csv_exports_every_matching_row_safely() {
     on_postgres("crm console csv", csv_exports_every_matching_row_safely).await;
 }
+
+// ------------------------------------------------------------ local time
+
+#[test]
+fn an_unknown_time_zone_is_refused_at_start_naming_the_variable() {
+    let lookup = |zone: &'static str| {
+        move |name: &str| match name {
+            "KENDO_WEBHOOK_SECRET" => Some(SECRET.to_owned()),
+            "CRM_TIME_ZONE" => Some(zone.to_owned()),
+            _ => None,
+        }
+    };
+    let error = crm_ingest::config::AppConfig::from_lookup(lookup("Mars/Olympus_Mons"))
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("CRM_TIME_ZONE"), "{error}");
+    assert!(error.contains("IANA time zone"), "{error}");
+    let config = crm_ingest::config::AppConfig::from_lookup(lookup("Asia/Tokyo")).unwrap();
+    assert_eq!(config.time_zone.iana_name(), Some("Asia/Tokyo"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_speaks_the_configured_time_zone() {
+    let (_dir, database) = sqlite();
+    let mut config = config_on(database);
+    let tokyo = jiff::tz::TimeZone::get("Asia/Tokyo").unwrap();
+    config.time_zone = tokyo.clone();
+    let app = start(config).await;
+    let (http, addr) = (Http::new(), app.addr());
+    let delivery = call("evt_tz", "Ada Lovelace", "m", false);
+    assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
+    rows(&http, addr, "/api/calls", 1).await;
+    let html = http.get(addr, "/").await.text();
+    assert!(
+        html.contains("Asia/Tokyo (+09:00)"),
+        "the header says the zone"
+    );
+    assert!(
+        html.contains("since 00:00 Asia/Tokyo"),
+        "the cards say their period"
+    );
+    // A date means that day in Tokyo.
+    let today = jiff::Timestamp::now().to_zoned(tokyo).date();
+    let path = format!("/api/calls?from={today}&to={today}");
+    assert_eq!(http.array(addr, &path).await.len(), 1);
+    let page = http.get(addr, "/deliveries/dlv_evt_tz").await.text();
+    assert!(page.contains("+09:00"), "attempt times in Tokyo time");
+    app.shutdown().await;
+}

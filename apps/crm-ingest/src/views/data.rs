@@ -56,6 +56,9 @@ pub struct DashboardData {
     pub search: Option<Search>,
     /// The delivery log shows only this outcome (`GET ?outcome=`).
     pub log_filter: Option<Outcome>,
+    /// The zone times are shown in, and whose midnight starts "today"
+    /// (`CRM_TIME_ZONE`).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 impl Default for DashboardData {
@@ -78,6 +81,7 @@ impl Default for DashboardData {
             payload_changes: Vec::new(),
             search: None,
             log_filter: None,
+            time_zone: jiff::tz::TimeZone::UTC,
         }
     }
 }

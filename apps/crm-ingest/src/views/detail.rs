@@ -44,9 +44,12 @@ pub fn not_found(delivery_id: &str) -> String {
     )
 }
 
-/// The page of one delivery.
-pub fn render(detail: &DeliveryDetail, now_ms: i64) -> String {
-    let _ = now_ms;
+/// The page of one delivery, times in `zone`.
+pub fn render(detail: &DeliveryDetail, zone: &jiff::tz::TimeZone) -> String {
+    super::format::in_zone(zone, || render_page(detail))
+}
+
+fn render_page(detail: &DeliveryDetail) -> String {
     let id = path_segment(&detail.delivery_id);
     let body = html! {
         h1 { "Delivery " code.wrap { (detail.delivery_id) } }
@@ -311,7 +314,7 @@ mod tests {
             inbox: None,
             projection: None,
         };
-        let html = render(&detail, 0);
+        let html = render(&detail, &jiff::tz::TimeZone::UTC);
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("/api/deliveries/%3Cscript%3E/replay"));
     }

@@ -43,8 +43,12 @@ use self::charts::*;
 use self::format::*;
 use self::tables::*;
 
-/// Renders the whole page.
+/// Renders the whole page, times in `data.time_zone`.
 pub fn render(data: &DashboardData) -> String {
+    in_zone(&data.time_zone, || render_page(data))
+}
+
+fn render_page(data: &DashboardData) -> String {
     let now = data.now_ms;
     let cards = &data.cards;
     let quiet_ms = i64::try_from(data.quiet_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -72,7 +76,7 @@ pub fn render(data: &DashboardData) -> String {
                         h1 { "CRM ingest" }
                         p.sub {
                             "Kendo webhooks on " code { "POST /webhooks/kendo" } ". "
-                            "Updated " (clock(now, now)) " UTC"
+                            "Updated " (clock(now, now)) " " (zone_label(now))
                             @if data.refresh_secs > 0 { ", every " (data.refresh_secs) " s" }
                             ". JSON: "
                             a href="/api/calls" { "calls" } ", "
@@ -109,17 +113,17 @@ pub fn render(data: &DashboardData) -> String {
                     div.card {
                         span.label { "Calls today" }
                         b { (thousands(cards.calls_today)) }
-                        span.sub { (thousands(cards.calls_total)) " real calls in all" }
+                        span.sub { "since 00:00 " (zone_name()) " · " (thousands(cards.calls_total)) " real calls in all" }
                     }
                     div.card {
                         span.label { "Average AI score" }
                         b { (cards.average_score.map_or_else(|| "–".to_owned(), score)) }
-                        span.sub { "over " (thousands(cards.scored_calls)) " scored calls" }
+                        span.sub { "all time, over " (thousands(cards.scored_calls)) " scored calls" }
                     }
                     div.card {
                         span.label { "Trainings today" }
                         b { (thousands(cards.trainings_today)) }
-                        span.sub { (thousands(cards.trainings_total)) " in all" }
+                        span.sub { "since 00:00 " (zone_name()) " · " (thousands(cards.trainings_total)) " in all" }
                     }
                     div.card.warn[quiet] {
                         span.label { "Last delivery received" }
@@ -465,6 +469,34 @@ mod tests {
             assert_eq!(outcome.as_str().parse::<Outcome>(), Ok(outcome));
         }
         assert!("<b>".parse::<Outcome>().is_err());
+    }
+
+    #[test]
+    fn times_show_in_the_console_s_zone_with_its_offset() {
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+        let html = render(&DashboardData {
+            time_zone: paris.clone(),
+            ..sample()
+        });
+        assert!(
+            html.contains("Europe/Paris (+01:00)"),
+            "the zone in the header"
+        );
+        assert!(
+            html.contains("since 00:00 Europe/Paris"),
+            "the cards' period"
+        );
+        assert!(html.contains("all time, over"));
+        in_zone(&paris, || {
+            assert_eq!(full(NOW), "2026-03-05 13:00:03 +01:00");
+            assert_eq!(clock(NOW, NOW - 3_000), "13:00:00");
+            assert_eq!(
+                iso(NOW),
+                "2026-03-05T12:00:03Z",
+                "machine-readable stays UTC"
+            );
+        });
+        assert_eq!(full(NOW), "2026-03-05 12:00:03 UTC", "restored after");
     }
 
     #[test]
