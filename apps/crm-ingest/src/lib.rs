@@ -15,7 +15,9 @@
 //! benchmark data).
 
 pub mod actions;
+pub mod agent;
 pub mod app;
+pub mod assets;
 pub mod auth;
 pub mod captured;
 pub mod config;

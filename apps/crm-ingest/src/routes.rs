@@ -83,6 +83,8 @@ pub fn router(state: AppState, layer: KendoWebhookLayer, token: &AdminToken) -> 
             post(crate::actions::replay_logged),
         )
         .route("/metrics", get(metrics))
+        .route("/agents/{agent}", get(crate::agent::agent_page))
+        .route("/assets/console.js", get(crate::assets::console_js))
         .route_layer(token.layer())
         // Outside the token check: a forged cross-site request is refused
         // before its credentials are looked at, and 401s carry the headers.

@@ -23,10 +23,12 @@ use axum::response::{IntoResponse, Response};
 #[derive(Debug, Clone, Default)]
 pub struct OwnOrigin(pub Option<Arc<str>>);
 
-/// `Content-Security-Policy` of the admin answers: the dashboard has no
-/// scripts, inline CSS and inline SVG, and is never framed.
+/// `Content-Security-Policy` of the admin answers: inline CSS and inline
+/// SVG, one script of the app's own (`/assets/console.js`, which fetches
+/// the page again), and never framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
-     img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+     script-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; \
+     base-uri 'none'; frame-ancestors 'none'";
 
 /// Refuses cross-site state changes (403) and adds the security headers to
 /// every answer.

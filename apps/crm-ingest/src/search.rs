@@ -182,6 +182,16 @@ impl ListParams {
         refuse("outcome", &self.outcome, log)?;
         refuse("reason", &self.reason, log)?;
         refuse("test", &self.test, !log)?;
+        if let Some(test) = &self.test {
+            filters.test = TestFilter::parse(test)
+                .ok_or_else(|| bad(format!("test={test:?}: expected exclude, only or include")))?;
+        }
+        if !log {
+            // Always said, as the pages always did.
+            filters
+                .carried
+                .push(("test", filters.test.as_str().to_owned()));
+        }
         if let Some(q) = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
             if q.chars().count() > MAX_QUERY {
                 return Err(bad(format!(
@@ -220,11 +230,6 @@ impl ListParams {
         }
         if let Some(v) = &filters.reason {
             filters.carried.push(("reason", v.clone()));
-        }
-        if let Some(test) = &self.test {
-            filters.test = TestFilter::parse(test)
-                .ok_or_else(|| bad(format!("test={test:?}: expected exclude, only or include")))?;
-            filters.carried.push(("test", test.clone()));
         }
         if let Some(from) = &self.from {
             filters.from_ms = Some(

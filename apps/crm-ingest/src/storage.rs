@@ -438,6 +438,15 @@ CREATE INDEX deliveries_search ON deliveries USING gin (lower(",
     ") gin_trgm_ops);"
 );
 
+/// Schema version 7 (SQLite and Postgres): one agent's calls and
+/// trainings found by the agent key ([`crate::agent::AGENT_KEY`]).
+const SCHEMA_7: &str = "
+CREATE INDEX calls_agent ON calls
+    (COALESCE(agent_name, agent_id, 'unknown agent'), is_test, received_ms);
+CREATE INDEX trainings_agent ON trainings
+    (COALESCE(agent_name, agent_id, 'unknown agent'), is_test, received_ms);
+";
+
 /// Adds one change's count, keeping its first example.
 const UPSERT_PAYLOAD_CHANGE: &str = "INSERT INTO payload_changes
         (event, field, kind, example, event_id, first_ms, last_ms, count)
@@ -446,7 +455,7 @@ const UPSERT_PAYLOAD_CHANGE: &str = "INSERT INTO payload_changes
         count = payload_changes.count + excluded.count, last_ms = excluded.last_ms";
 
 /// The newest schema version; each version's script runs once, in order.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// Unverified attempts kept one by one (their per-minute counts are kept
 /// for [`crate::config::AppConfig::rejections_keep_minutes`]).
@@ -1839,6 +1848,7 @@ fn migrate_sqlite(conn: &mut Connection) -> Result<(), Box<dyn std::error::Error
         (4, SQLITE_SCHEMA_4),
         (5, SQLITE_SCHEMA_5),
         (6, SQLITE_SCHEMA_6),
+        (7, SCHEMA_7),
     ] {
         if version < v {
             tx.execute_batch(script)?;
@@ -1983,6 +1993,7 @@ async fn migrate_pg(
         (4, POSTGRES_SCHEMA_4),
         (5, POSTGRES_SCHEMA_5),
         (6, POSTGRES_SCHEMA_6),
+        (7, SCHEMA_7),
     ] {
         if version < i64::from(v) {
             if v == 6 && !trigram_available(&mut tx).await {

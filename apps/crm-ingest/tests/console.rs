@@ -784,3 +784,75 @@ async fn the_console_speaks_the_configured_time_zone() {
     assert!(page.contains("+09:00"), "attempt times in Tokyo time");
     app.shutdown().await;
 }
+
+// ------------------------------------------------- for the people using it
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn business_first_then_the_pipeline_with_what_to_do() {
+    let (_dir, database) = sqlite();
+    let app = start(config_on(database)).await;
+    let (http, addr) = (Http::new(), app.addr());
+    for delivery in [
+        call("evt_p1", "Ada Lovelace", "m1", false),
+        call("evt_p2", "Ada Lovelace", "m2", false),
+        call("evt_p3", "Grace Hopper", "m3", false),
+    ] {
+        assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
+    }
+    let forged = SignedDelivery::new("whsec_wrong", "call.uploaded", "dlv_forged", &b"{}"[..]);
+    assert_eq!(
+        http.deliver(addr, &forged).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    rows(&http, addr, "/api/calls", 3).await;
+    let html = eventually("the rejection in the log", || async {
+        let html = http.get(addr, "/").await.text();
+        html.contains("dlv_forged").then_some(html)
+    })
+    .await;
+    let at = |text: &str| {
+        html.find(text)
+            .unwrap_or_else(|| panic!("{text:?} on the page"))
+    };
+    assert!(at("Recent calls") < at("Pipeline health"), "business first");
+    assert!(at("Pipeline health") < at("Delivery log"));
+    assert!(html.contains("The signature does not match the body"));
+    assert!(
+        html.contains("Compare KENDO_WEBHOOK_SECRET"),
+        "the action to take"
+    );
+    assert!(
+        html.contains(r#"href="/agents/Ada%20Lovelace""#),
+        "agents link to their page"
+    );
+    assert!(html.contains(r#"<main id="live" data-refresh="15">"#));
+    assert!(html.contains(r#"<script src="/assets/console.js" defer>"#));
+
+    let page = http.get(addr, "/agents/Ada%20Lovelace").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    let page = page.text();
+    assert!(page.contains("Average AI score per day"), "the trend");
+    assert!(page.contains("call_evt_p1") && page.contains("call_evt_p2"));
+    assert!(!page.contains("call_evt_p3"), "another agent's call");
+    assert!(
+        page.contains("<polyline") || page.contains("<path"),
+        "a line drawn"
+    );
+    let missing = http.get(addr, "/agents/Nobody").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    let script = http.get(addr, "/assets/console.js").await;
+    assert_eq!(script.status, StatusCode::OK);
+    assert!(script
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(script.text().contains("visibilityState"));
+    let csp = script.header("content-security-policy").unwrap().to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-eval") && !csp.contains("script-src 'unsafe-inline'"));
+    app.shutdown().await;
+}

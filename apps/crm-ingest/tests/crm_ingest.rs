@@ -530,14 +530,19 @@ async fn the_dashboard_shows_agents_with_their_names_escaped() {
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let html = page.text();
     assert!(
-        html.contains(r#"title="agent_1">Sales Agent<"#),
+        html.contains(r#"title="agent_1"><a href="/agents/Sales%20Agent">Sales Agent</a><"#),
         "the call's agent is shown by name, its id as the title"
     );
     assert!(
         html.contains("&lt;script&gt;alert('x')&lt;/script&gt; &amp; &quot;Co&quot;"),
         "the hostile agent name is shown escaped"
     );
-    assert!(!html.contains("<script"), "no markup from deliveries");
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "no markup from deliveries: the app's own script only"
+    );
+    assert!(html.contains(r#"<script src="/assets/console.js" defer>"#));
     assert!(html.contains("dlv_hostile"), "the delivery log is shown");
     app.shutdown().await;
 }

@@ -63,7 +63,7 @@ pub(super) fn log_table(now: i64, groups: &[DeliveryGroup<'_>]) -> Markup {
                         span.muted { "before: " (earlier.join(", ")) }
                     }
                 }
-                td.clip title=[entry.event.as_deref()] { (entry.event.as_deref().unwrap_or("")) }
+                td.clip.opt title=[entry.event.as_deref()] { (entry.event.as_deref().unwrap_or("")) }
                 td.clip title=[entry.delivery_id.as_deref()] {
                     @if let Some(id) = entry.delivery_id.as_deref() {
                         a href=(format!("/deliveries/{}", path_segment(id))) { code { (id) } }
@@ -89,7 +89,7 @@ pub(super) fn log_table(now: i64, groups: &[DeliveryGroup<'_>]) -> Markup {
             ("attempts", true, false),
             ("status", true, true),
             ("reason", false, false),
-            ("event", false, false),
+            ("event", false, true),
             ("delivery id", false, false),
             ("event id", false, true),
             ("verified", false, true),
@@ -109,7 +109,11 @@ pub(super) fn activity_table(
         @for row in rows {
             tr {
                 td { (when(now, row.received_ms)) }
-                td.clip title=[row.agent_id.as_deref()] { (agent(row.agent_name.as_deref(), row.agent_id.as_deref())) }
+                td.clip title=[row.agent_id.as_deref()] {
+                    @let name = agent(row.agent_name.as_deref(), row.agent_id.as_deref());
+                    @let key = if name.is_empty() { "unknown agent" } else { name.as_str() };
+                    a href=(format!("/agents/{}", path_segment(key))) { (name) }
+                }
                 td.num { (row.ai_score.map_or_else(String::new, score)) }
                 td.num { (row.duration_secs.map_or_else(String::new, duration)) }
                 td.clip title=(format!("{} (event {})", row.id, row.event_id)) { code { (row.id) } }
@@ -135,7 +139,7 @@ pub(super) fn agents_table(rows: &[AgentScore]) -> Markup {
     let body = html! {
         @for row in rows {
             tr {
-                td.clip title=(row.agent) { (row.agent) }
+                td.clip title=(row.agent) { a href=(format!("/agents/{}", path_segment(&row.agent))) { (row.agent) } }
                 td.num { (thousands(row.calls)) }
                 td.num { (row.average_score.map_or_else(|| "–".to_owned(), score)) }
             }
@@ -309,6 +313,32 @@ pub(super) fn payload_changes_section(now: i64, rows: &[PayloadChangeRow]) -> Ma
                 ],
                 body,
                 None,
+            ))
+        }
+    }
+}
+
+/// Rejections of the last 24 hours by reason: how many, what happened in
+/// words, and what to do.
+pub(super) fn rejections_section(reasons: &[ReasonCount]) -> Markup {
+    let body = html! {
+        @for row in reasons {
+            @let (what, action) = super::reasons::explain(&row.reason);
+            tr {
+                td { code { (row.reason) } }
+                td.num { (thousands(row.count)) }
+                td.wrap { (what) }
+                td.wrap { (action) }
+            }
+        }
+    };
+    html! {
+        section {
+            h2 { "Rejections" span.count { "last 24 h" } }
+            (table(
+                &[("reason", false, false), ("count", true, false), ("what happened", false, false), ("what to do", false, false)],
+                body,
+                reasons.is_empty().then_some("Nothing rejected in the last 24 hours."),
             ))
         }
     }
