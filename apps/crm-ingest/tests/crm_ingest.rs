@@ -825,7 +825,7 @@ async fn cross_site_admin_requests_are_refused_and_admin_answers_carry_security_
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(page.header("cache-control"), Some("no-store"));
-    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(page.header("referrer-policy"), Some("same-origin"));
     // Kendo's POSTs are server to server: an Origin header changes nothing.
     let delivery = signed("call.uploaded", "evt_origin", "dlv_origin");
     let mut request = delivery

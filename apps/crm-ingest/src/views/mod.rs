@@ -89,7 +89,10 @@ fn render_page(data: &DashboardData) -> String {
                             ". JSON: "
                             a href="/api/calls" { "calls" } ", "
                             a href="/api/trainings" { "trainings" } ", "
-                            a href="/api/deliveries" { "deliveries" } "."
+                            a href="/api/deliveries" { "deliveries" } ". CSV: "
+                            a href="/api/calls?format=csv" { "calls" } ", "
+                            a href="/api/trainings?format=csv" { "trainings" } ", "
+                            a href="/api/deliveries?format=csv" { "deliveries" } "."
                         }
                     }
                     form.search method="get" role="search" {
@@ -278,7 +281,7 @@ td.empty{color:#5b6472;font-style:italic;white-space:normal}
 h2.part{font-size:1.15rem;margin:2rem 0 .25rem;padding-top:.75rem;border-top:2px solid #dde1e6}
 .charts.one{grid-template-columns:minmax(0,1fr)}
 td.wrap{white-space:normal;overflow-wrap:anywhere;min-width:12rem}
-@media (max-width:700px){td.clip,td.clip.wide,td.wrap{min-width:0}th,td{white-space:normal}}
+@media (max-width:700px){td.clip,td.clip.wide,td.wrap{min-width:0}th,td{white-space:normal;padding:.3rem .3rem}}
 form.inline{display:inline;margin:0}
 form.inline button{font:inherit;font-size:.8rem;padding:.1rem .5rem;border:1px solid #2f5fb3;background:#2f5fb3;color:#fff;border-radius:4px;cursor:pointer}
 form.inline.push{margin-left:auto}

@@ -54,7 +54,7 @@ pub(super) fn log_table(now: i64, groups: &[DeliveryGroup<'_>]) -> Markup {
             tr {
                 td { (when(now, entry.received_ms)) }
                 td { span.tag.(entry.outcome.as_str()) { (entry.outcome.as_str()) } }
-                td.num title=(format!("first attempt {}", full(group.first_ms))) { (group.attempts) }
+                td.num.opt title=(format!("first attempt {}", full(group.first_ms))) { (group.attempts) }
                 td.num.opt { (entry.status) }
                 td.clip.wide {
                     (entry.reason.as_deref().unwrap_or(""))
@@ -86,7 +86,7 @@ pub(super) fn log_table(now: i64, groups: &[DeliveryGroup<'_>]) -> Markup {
         &[
             ("received", false, false),
             ("outcome", false, false),
-            ("attempts", true, false),
+            ("attempts", true, true),
             ("status", true, true),
             ("reason", false, false),
             ("event", false, true),
@@ -115,7 +115,7 @@ pub(super) fn activity_table(
                     a href=(format!("/agents/{}", path_segment(key))) { (name) }
                 }
                 td.num { (row.ai_score.map_or_else(String::new, score)) }
-                td.num { (row.duration_secs.map_or_else(String::new, duration)) }
+                td.num.opt { (row.duration_secs.map_or_else(String::new, duration)) }
                 td.clip title=(format!("{} (event {})", row.id, row.event_id)) { code { (row.id) } }
                 td.clip.opt { (row.team_member.as_deref().unwrap_or("")) }
             }
@@ -126,7 +126,7 @@ pub(super) fn activity_table(
             ("received", false, false),
             ("agent", false, false),
             ("AI score", true, false),
-            ("duration", true, false),
+            ("duration", true, true),
             (id_header, false, false),
             ("team member", false, true),
         ],
@@ -182,7 +182,7 @@ pub(super) fn unprocessed_table(now: i64, rows: &[UnprocessedEvent]) -> Markup {
             tr {
                 td { (when(now, row.received_ms)) }
                 td { span.tag.(state) { (state) } }
-                td.num { (row.attempts) }
+                td.num.opt { (row.attempts) }
                 td.clip title=[row.last_error.as_deref()] { (row.last_error.as_deref().unwrap_or("")) }
                 td.clip { (row.event) }
                 td.clip.opt title=(format!("{} (delivery {})", row.event_id, row.delivery_id)) {
@@ -207,7 +207,7 @@ pub(super) fn unprocessed_table(now: i64, rows: &[UnprocessedEvent]) -> Markup {
         &[
             ("received", false, false),
             ("state", false, false),
-            ("attempts", true, false),
+            ("attempts", true, true),
             ("last error", false, false),
             ("event", false, false),
             ("event id", false, true),
