@@ -499,7 +499,9 @@ async fn anything_is_found_by_substring_and_filtered(database: Database) {
         StatusCode::UNAUTHORIZED
     );
     rows(&http, addr, "/api/calls?test=include", 4).await;
+    rows(&http, addr, "/api/trainings", 1).await;
     rows(&http, addr, "/api/deliveries", 5).await;
+    rows(&http, addr, "/api/deliveries?verified=false", 1).await;
 
     // Any part of an agent's name or a team member, any case.
     let found = http.array(addr, "/api/calls?q=ADA").await;
@@ -636,6 +638,7 @@ async fn csv_exports_every_matching_row_safely(database: Database) {
         assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
     }
     rows(&http, addr, "/api/calls", 3).await;
+    rows(&http, addr, "/api/deliveries", 3).await;
     let reply = http.get(addr, "/api/calls?format=csv").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply

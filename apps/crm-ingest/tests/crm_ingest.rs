@@ -692,13 +692,20 @@ async fn verified_entries_survive_a_concurrent_flood(database: Database) {
     }
     let real = real_tasks * real_each;
     let http = Http::new();
+    // The unverified rejections are written in the writer's later batches
+    // (verified entries go first): wait for them as well.
     let status = eventually(
-        "every verified entry written and every call projected",
+        "every verified entry written, every call projected, every forgery counted",
         || async {
             let status = http.health(addr).await;
+            let counted = status["counts"]["rejections"].as_u64().unwrap_or(0)
+                + status["deliveryLog"]["droppedUnverified"]
+                    .as_u64()
+                    .unwrap_or(0);
             (status["deliveryLog"]["queued"] == 0
                 && status["counts"]["deliveries"] == real as u64
-                && status["counts"]["calls"] == real as u64)
+                && status["counts"]["calls"] == real as u64
+                && counted >= flood as u64)
                 .then_some(status)
         },
     )
