@@ -26,6 +26,35 @@ pub fn body(report: &Report<'_>) -> Option<String> {
         .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
 }
 
+/// The event id and name of a verified delivery refused for its content
+/// (no parsed delivery, so the report has neither): read leniently from
+/// the body's `id` and `event`, else the `X-Kendo-Event` header, so the log
+/// says which event it was. Only for refused bodies: a rare, small parse.
+pub fn refused_ids(report: &Report<'_>) -> (Option<String>, Option<String>) {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        id: Option<serde_json::Value>,
+        event: Option<serde_json::Value>,
+    }
+    if report.delivery().is_some() || !report.is_verified() {
+        return (None, None);
+    }
+    let envelope = report
+        .verified_body()
+        .and_then(|body| serde_json::from_slice::<Envelope>(body).ok());
+    let text = |v: Option<serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 256 => Some(s),
+        _ => None,
+    };
+    let (id, event) = envelope.map_or((None, None), |e| (text(e.id), text(e.event)));
+    let header = report
+        .request_headers()
+        .and_then(|h| h.get("x-kendo-event"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (id, event.or(header))
+}
+
 /// The request's headers as a JSON object (`name: value`, repeated names
 /// joined with `, `), the signature shortened and credentials withheld.
 pub fn headers(report: &Report<'_>) -> Option<String> {

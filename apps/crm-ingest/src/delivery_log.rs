@@ -111,19 +111,23 @@ impl DeliveryLog {
     pub fn record(&self, report: &Report<'_>) {
         let at_ms = now_ms();
         let owned = |s: Option<&str>| s.map(str::to_owned);
-        let entry = |outcome, reason, status: u16, latency: Option<Duration>| LogEntry {
-            delivery_id: owned(report.delivery_id()),
-            event_id: owned(report.event_id()),
-            event: owned(report.event_name()),
-            outcome,
-            reason,
-            status,
-            secret_label: owned(report.secret_label()),
-            latency_ms: latency.map(|l| l.as_secs_f64() * 1000.0),
-            received_ms: at_ms,
-            body: crate::captured::body(report),
-            headers: crate::captured::headers(report),
-            answer: Some(crate::captured::answer(report, status)),
+        let entry = |outcome, reason, status: u16, latency: Option<Duration>| {
+            // A body refused for its content still names its event.
+            let (refused_id, refused_event) = crate::captured::refused_ids(report);
+            LogEntry {
+                delivery_id: owned(report.delivery_id()),
+                event_id: owned(report.event_id()).or(refused_id),
+                event: owned(report.event_name()).or(refused_event),
+                outcome,
+                reason,
+                status,
+                secret_label: owned(report.secret_label()),
+                latency_ms: latency.map(|l| l.as_secs_f64() * 1000.0),
+                received_ms: at_ms,
+                body: crate::captured::body(report),
+                headers: crate::captured::headers(report),
+                answer: Some(crate::captured::answer(report, status)),
+            }
         };
         let item = match report.outcome() {
             // A retry only the database recognised (after a restart, or

@@ -167,6 +167,16 @@ async fn a_verified_body_the_parser_refuses_is_kept_to_see(database: Database) {
         })
         .await;
         assert_eq!(detail["body"], body.as_str(), "{delivery_id}: kept as sent");
+        assert_eq!(
+            detail["event"], event,
+            "the refused delivery names its event"
+        );
+        let event_id = if delivery_id == "dlv_big_number" {
+            "evt_big"
+        } else {
+            "evt_deep"
+        };
+        assert_eq!(detail["eventId"], event_id, "and its event id");
         assert_eq!(detail["verified"], true);
         assert_eq!(detail["outcome"], "rejected");
         assert_eq!(detail["reason"], "malformed_envelope");
