@@ -117,8 +117,11 @@ pub async fn load(
         return Ok(None);
     }
     let status = |c: &Cell| c.int().and_then(|s| u16::try_from(s).ok()).unwrap_or(0);
+    // Oldest first; the stable sort below keeps the log's order within
+    // one millisecond (a retry can land in the same one).
     let mut attempts: Vec<Attempt> = verified
         .iter()
+        .rev()
         .map(|row| Attempt {
             received_ms: row[0].int().unwrap_or(0),
             received_at: format_ms(row[0].int().unwrap_or(0)),
@@ -127,7 +130,7 @@ pub async fn load(
             status: status(&row[5]),
             verified: true,
         })
-        .chain(unverified.iter().map(|row| Attempt {
+        .chain(unverified.iter().rev().map(|row| Attempt {
             received_ms: row[0].int().unwrap_or(0),
             received_at: format_ms(row[0].int().unwrap_or(0)),
             outcome: "rejected".to_owned(),
