@@ -20,7 +20,10 @@ pub const CONSOLE_JS: &str = r#""use strict";
   function refresh() {
     if (busy || document.visibilityState !== "visible") { return; }
     busy = true;
-    fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+    // The origin, never the address bar's user:password@ (fetch refuses
+    // URLs with credentials; the browser sends its cached ones).
+    var url = window.location.origin + window.location.pathname + window.location.search;
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (answer) {
         if (!answer.ok) { throw new Error(String(answer.status)); }
         return answer.text();

@@ -1,6 +1,7 @@
 //! The console in a real headless Chromium driven through WebDriver
 //! (`chromedriver`, Debian's `chromium-driver`; `scripts/test.sh` installs
-//! it): the test clicks as an operator would. It opens a delivery from the
+//! it): the test clicks as an operator would. It sees the dashboard refresh
+//! in place (no reload) with a new call, opens a delivery from the
 //! log and sees its payload, requeues a dead row from the page and sees it
 //! done, searches by an agent's name, exports CSV from the page's link, and
 //! measures the dashboard, a delivery and an agent's page on a phone, at
@@ -329,6 +330,24 @@ async fn an_operator_clicks_through_the_console() {
     browser.goto(&admin_url(addr, TOKEN, "/")).await;
     browser.wait_for_text("Pipeline health").await;
 
+    // The page refreshes in place: a new call appears without a reload
+    // (a value set on the window survives), when the tab shows again.
+    browser.run("window.notReloaded = true; return 1").await;
+    let late = call_of("evt_late", "Mary Jackson", 93);
+    assert_eq!(http.deliver(addr, &late).await.status, StatusCode::OK);
+    rows(&http, addr, "/api/calls", 6).await;
+    eventually("the new call shown in place", || async {
+        browser
+            .run("document.dispatchEvent(new Event('visibilitychange')); return 1")
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let shown = browser
+            .run("return window.notReloaded === true && document.body.innerText.includes('Mary Jackson')")
+            .await;
+        (shown == Value::Bool(true)).then_some(())
+    })
+    .await;
+
     // Open a delivery from the log and see its payload.
     browser.click(r#"a[href="/deliveries/dlv_evt_b0"]"#).await;
     browser.wait_for_text("Body as received").await;
@@ -389,7 +408,7 @@ async fn an_operator_clicks_through_the_console() {
         text.starts_with("eventId,callId,agentId,agentName,"),
         "{text}"
     );
-    assert_eq!(text.lines().count(), 6, "the header and five calls: {text}");
+    assert_eq!(text.lines().count(), 7, "the header and six calls: {text}");
 
     // Nothing cut off on a phone, at 1366 px, on a desktop.
     for size in [(390, 844), (1366, 900), (1920, 1080)] {
