@@ -295,26 +295,26 @@ pub struct UnverifiedRow {
 /// A page of one list: `(seq, row)`, newest first.
 pub type Found<T> = Vec<(i64, T)>;
 
-/// The SQL condition of `q` on `text` (a [`crate::search_text!`]
-/// expression) over `table`, with its parameter.
-fn q_condition(storage: &Storage, table: &str, text: &str, q: &str) -> (String, Param) {
+/// Adds the condition of `q` on `text` (a [`crate::search_text!`]
+/// expression) of `table`.
+fn add_q(conditions: &mut Conditions, storage: &Storage, table: &str, text: &str, q: &str) {
     if storage.is_postgres() {
         let pattern = format!("%{}%", like_escape(&q.to_lowercase()));
-        (
+        conditions.add(
             format!("lower({text}) LIKE $? ESCAPE '\\'"),
-            Param::Text(pattern),
-        )
+            Some(Param::Text(pattern)),
+        );
     } else if q.chars().count() >= 3 {
         // A phrase of trigrams: the substring, case-insensitive.
-        let phrase = format!("\"{}\"", q.replace('"', "\"\""));
-        (
-            format!("seq IN (SELECT rowid FROM {table}_search WHERE {table}_search MATCH $?)"),
-            Param::Text(phrase),
-        )
+        conditions.drive_by_trigrams(table, format!("\"{}\"", q.replace('"', "\"\"")));
     } else {
-        // Too short for trigrams: a scan (SQLite's LIKE ignores ASCII case).
+        // Too short for trigrams: a scan, newest first, that stops after a
+        // page (SQLite's LIKE ignores ASCII case).
         let pattern = format!("%{}%", like_escape(q));
-        (format!("{text} LIKE $? ESCAPE '\\'"), Param::Text(pattern))
+        conditions.add(
+            format!("{text} LIKE $? ESCAPE '\\'"),
+            Some(Param::Text(pattern)),
+        );
     }
 }
 
@@ -330,19 +330,48 @@ pub fn like_escape(text: &str) -> String {
     escaped
 }
 
-/// Conditions joined with `AND`, `$?` numbered from `$2` (`$1` is the
-/// cursor).
+/// One list query's `FROM`, conditions (joined with `AND`, `$?` numbered
+/// from `$2`; `$1` is the cursor) and order.
 struct Conditions {
+    /// The rows' source: the table, or (SQLite, a search of three
+    /// characters or more) its trigram index driving the table.
+    from: String,
+    /// The column the cursor and the order are on.
+    seq: String,
     sql: Vec<String>,
     params: Vec<Param>,
 }
 
+/// A query's parts, numbered.
+struct Parts {
+    from: String,
+    conditions: String,
+    order: String,
+    params: Vec<Param>,
+}
+
 impl Conditions {
-    fn new(before: Option<i64>) -> Self {
+    fn new(table: &str, before: Option<i64>) -> Self {
         Self {
-            sql: vec!["seq < $?".to_owned()],
+            from: table.to_owned(),
+            seq: "seq".to_owned(),
+            sql: Vec::new(),
             params: vec![Param::Int(before.unwrap_or(i64::MAX))],
         }
+    }
+
+    /// Reads the matches from `table`'s FTS5 trigram index, newest first,
+    /// each joined to its row: the index drives (`CROSS JOIN` keeps it the
+    /// outer loop) and consumes the order and the cursor, so a common word
+    /// stops after one page and a rare one reads only its matches.
+    fn drive_by_trigrams(&mut self, table: &str, phrase: String) {
+        self.from =
+            format!("{table}_search CROSS JOIN {table} ON {table}.seq = {table}_search.rowid");
+        self.seq = format!("{table}_search.rowid");
+        self.add(
+            format!("{table}_search MATCH $?"),
+            Some(Param::Text(phrase)),
+        );
     }
 
     fn add(&mut self, sql: impl Into<String>, param: Option<Param>) {
@@ -354,9 +383,14 @@ impl Conditions {
         self.sql.push(sql);
     }
 
-    fn finish(mut self) -> (String, Vec<Param>) {
-        self.sql[0] = "seq < $1".to_owned();
-        (self.sql.join(" AND "), self.params)
+    fn finish(mut self) -> Parts {
+        self.sql.insert(0, format!("{} < $1", self.seq));
+        Parts {
+            from: self.from,
+            conditions: self.sql.join(" AND "),
+            order: format!("{} DESC", self.seq),
+            params: self.params,
+        }
     }
 }
 
@@ -367,10 +401,9 @@ fn common(
     filters: &Filters,
     before: Option<i64>,
 ) -> Conditions {
-    let mut conditions = Conditions::new(before);
+    let mut conditions = Conditions::new(table, before);
     if let Some(q) = &filters.q {
-        let (sql, param) = q_condition(storage, table, text, q);
-        conditions.add(sql, Some(param));
+        add_q(&mut conditions, storage, table, text, q);
     }
     if let Some(from) = filters.from_ms {
         conditions.add("received_ms >= $?", Some(Param::Int(from)));
@@ -409,11 +442,16 @@ async fn projected(
         TestFilter::Only => conditions.add("is_test = $?", Some(Param::Bool(true))),
         TestFilter::Include => {}
     }
-    let (conditions, params) = conditions.finish();
+    let Parts {
+        from,
+        conditions,
+        order,
+        params,
+    } = conditions.finish();
     let sql = format!(
         "SELECT seq, event_id, {id}, agent_id, agent_name, user_id, team_member_user_id,
                 duration, ai_score, timestamp, is_test, received_ms
-         FROM {table} WHERE {conditions} ORDER BY seq DESC LIMIT {limit}"
+         FROM {from} WHERE {conditions} ORDER BY {order} LIMIT {limit}"
     );
     let rows = storage.select("could not search", &sql, params).await?;
     Ok(rows.into_iter().map(|row| (int(&row, 0), row)).collect())
@@ -522,11 +560,16 @@ pub async fn deliveries(
             conditions.add(format!("{column} = $?"), Some(Param::Text(value.clone())));
         }
     }
-    let (conditions, params) = conditions.finish();
+    let Parts {
+        from,
+        conditions,
+        order,
+        params,
+    } = conditions.finish();
     let sql = format!(
         "SELECT seq, delivery_id, event_id, event, outcome, reason, status, secret_label,
                 latency_ms, received_ms
-         FROM deliveries WHERE {conditions} ORDER BY seq DESC LIMIT {limit}"
+         FROM {from} WHERE {conditions} ORDER BY {order} LIMIT {limit}"
     );
     let rows = storage
         .select("could not search the delivery log", &sql, params)
@@ -560,7 +603,7 @@ pub async fn unverified(
     before: Option<i64>,
     limit: usize,
 ) -> Result<Found<UnverifiedRow>, StorageError> {
-    let mut conditions = Conditions::new(before);
+    let mut conditions = Conditions::new("unverified", before);
     if let Some(q) = &filters.q {
         let pattern = format!("%{}%", like_escape(&q.to_lowercase()));
         conditions.add(
@@ -581,10 +624,15 @@ pub async fn unverified(
         // Unverified attempts are all rejected, and have no event.
         return Ok(Vec::new());
     }
-    let (conditions, params) = conditions.finish();
+    let Parts {
+        from,
+        conditions,
+        order,
+        params,
+    } = conditions.finish();
     let sql = format!(
         "SELECT seq, delivery_id, reason, status, received_ms
-         FROM unverified WHERE {conditions} ORDER BY seq DESC LIMIT {limit}"
+         FROM {from} WHERE {conditions} ORDER BY {order} LIMIT {limit}"
     );
     let rows = storage
         .select("could not read the unverified attempts", &sql, params)
