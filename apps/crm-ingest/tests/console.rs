@@ -869,3 +869,60 @@ async fn business_first_then_the_pipeline_with_what_to_do() {
     assert!(!csp.contains("unsafe-eval") && !csp.contains("script-src 'unsafe-inline'"));
     app.shutdown().await;
 }
+
+/// Search latency on Postgres at `CRM_SEARCH_ROWS` calls (default
+/// 1,000,000), written straight into the table (with its trigram index):
+/// `cargo test -p crm-ingest --test console postgres_search_at_size --
+/// --ignored --nocapture`. Prints figures; asserts only that each search
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: minutes of inserting"]
+async fn postgres_search_at_size() {
+    let Some(pg) = PostgresServer::start_or_skip("crm console search at size") else {
+        return;
+    };
+    let rows: i64 = std::env::var("CRM_SEARCH_ROWS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let database = Database::Postgres(pg.url());
+    let storage = crm_ingest::storage::Storage::open(&database).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let started = std::time::Instant::now();
+    client
+        .execute(
+            "INSERT INTO calls (event_id, call_id, agent_id, agent_name, user_id,
+                 team_member_user_id, duration, ai_score, timestamp, is_test, received_ms)
+             SELECT 'evt-' || i, 'call-' || i, 'agent_' || (i % 12),
+                 (ARRAY['Ana Silva','Ben Okafor','Chen Wei','Dana Levi','Eli Novak','Fatima Zahra',
+                        'Gus Moreau','Hana Sato','Ivan Petrov','Jade Kim','Kofi Mensah','Lena Vogel'])[1 + i % 12],
+                 'user_1', 'member_' || (i % 40), 60, i % 100, NULL, i % 50 = 0,
+                 1772712000000 + i
+             FROM generate_series(1, $1::bigint) AS i",
+            &[&rows],
+        )
+        .await
+        .unwrap();
+    client.batch_execute("ANALYZE calls").await.unwrap();
+    println!(
+        "{rows} calls inserted and analyzed in {:.1?}",
+        started.elapsed()
+    );
+    for q in ["Hana Sato", "call-123456", "nomatchxyz", "Ha", "zz"] {
+        let filters = crm_ingest::search::Filters::text(q);
+        let mut best = std::time::Duration::MAX;
+        let mut found = 0;
+        for _ in 0..3 {
+            let started = std::time::Instant::now();
+            found = crm_ingest::search::calls(&storage, &filters, None, 101)
+                .await
+                .unwrap()
+                .len();
+            best = best.min(started.elapsed());
+        }
+        println!("q={q:?}: {found} rows of a page, best of 3 {best:.1?}");
+    }
+}
