@@ -769,9 +769,7 @@ fn an_unknown_time_zone_is_refused_at_start_naming_the_variable() {
     assert_eq!(config.time_zone.iana_name(), Some("Asia/Tokyo"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_speaks_the_configured_time_zone() {
-    let (_dir, database) = sqlite();
+async fn the_console_speaks_the_configured_time_zone(database: Database) {
     let mut config = config_on(database);
     let tokyo = jiff::tz::TimeZone::get("Asia/Tokyo").unwrap();
     config.time_zone = tokyo.clone();
@@ -798,11 +796,24 @@ async fn the_console_speaks_the_configured_time_zone() {
     app.shutdown().await;
 }
 
-// ------------------------------------------------- for the people using it
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_console_speaks_the_configured_time_zone() {
+    let (_dir, database) = sqlite();
+    the_console_speaks_the_configured_time_zone(database).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn business_first_then_the_pipeline_with_what_to_do() {
-    let (_dir, database) = sqlite();
+async fn postgres_the_console_speaks_the_configured_time_zone() {
+    on_postgres(
+        "crm console time zone",
+        the_console_speaks_the_configured_time_zone,
+    )
+    .await;
+}
+
+// ------------------------------------------------- for the people using it
+
+async fn business_first_then_the_pipeline_with_what_to_do(database: Database) {
     let app = start(config_on(database)).await;
     let (http, addr) = (Http::new(), app.addr());
     for delivery in [
@@ -868,6 +879,21 @@ async fn business_first_then_the_pipeline_with_what_to_do() {
     );
     assert!(!csp.contains("unsafe-eval") && !csp.contains("script-src 'unsafe-inline'"));
     app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_business_first_then_the_pipeline_with_what_to_do() {
+    let (_dir, database) = sqlite();
+    business_first_then_the_pipeline_with_what_to_do(database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_business_first_then_the_pipeline_with_what_to_do() {
+    on_postgres(
+        "crm console business first",
+        business_first_then_the_pipeline_with_what_to_do,
+    )
+    .await;
 }
 
 /// Search latency on Postgres at `CRM_SEARCH_ROWS` calls (default
