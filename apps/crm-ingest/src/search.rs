@@ -682,12 +682,13 @@ fn page<T: Serialize>(list: List, filters: &Filters, limit: usize, mut rows: Fou
 async fn answer(state: &AppState, base: List, params: ListParams) -> Result<Response, ApiError> {
     let list = params.list(base)?;
     let filters = params.filters(list, &state.time_zone)?;
+    // Checked for CSV too (which ignores them: it streams every row).
+    let (limit, before) = params.page()?;
     match params.format.as_deref() {
         None | Some("json") => {}
         Some("csv") => return Ok(crate::export::csv(state.storage.clone(), list, filters)),
         Some(other) => return Err(bad(format!("format={other:?}: expected json or csv"))),
     }
-    let (limit, before) = params.page()?;
     let storage = &state.storage;
     Ok(match list {
         List::Calls => page(
