@@ -223,7 +223,8 @@ impl Browser {
         .await;
     }
 
-    async fn quit(mut self) {
+    /// Closes the browser, then chromedriver (on drop).
+    async fn quit(self) {
         let _ = self
             .http
             .send(
@@ -232,6 +233,13 @@ impl Browser {
                     .unwrap(),
             )
             .await;
+    }
+}
+
+impl Drop for Browser {
+    /// chromedriver is stopped however the test ends (a failed assertion
+    /// would otherwise leave it running).
+    fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
