@@ -48,4 +48,16 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
   fi
 fi
 
+# The console's clicking test drives that Chromium through WebDriver.
+if ! command -v chromedriver >/dev/null 2>&1; then
+  echo "chromedriver not found: installing it (Debian package chromium-driver)..."
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  if command -v apt-get >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium-driver >/dev/null
+  else
+    echo "no apt-get here: install chromedriver yourself, or the clicking test is skipped (and fails under CI=true)." >&2
+  fi
+fi
+
 cargo test --workspace --all-features "$@"

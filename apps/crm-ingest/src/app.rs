@@ -309,6 +309,7 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
             settings: destinations,
             waker,
         },
+        time_zone: config.time_zone.clone(),
     };
     let app = routes::router(state, layer, &AdminToken::new(&admin_token));
     let (stop, mut stop_rx) = watch::channel(false);

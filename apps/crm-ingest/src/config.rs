@@ -23,6 +23,7 @@
 //! | `CRM_REJECTIONS_KEEP_MINUTES` | minutes of aggregated rejections kept | `10080` (7 days) |
 //! | `CRM_WORKER_LEASE_SECS` | the inbox worker's lease on a row (a dead replica's rows wait this long) | `30` |
 //! | `CRM_PUBLIC_URL` | the app's public URL; admin requests that change state must come from its origin (else from the request's `Host`) | unset |
+//! | `CRM_TIME_ZONE` | IANA time zone of the console: "today" starts at its midnight, times show in it with their offset, dates in `from`/`to` are its days | `UTC` |
 //! | `CRM_INBOX_RETENTION_DAYS` | done inbox rows (raw bodies) are purged this many days after they were done; calls and trainings are kept | `7` |
 //! | `CRM_CONFIG` | TOML file of destinations and alerts (`docs/destinations.md`); checked at start | unset (none) |
 //! | `RUST_LOG` | log filter (`Targets` directives) | `info`, with the library's per-request lines (`kendo_webhooks`) at `error`: the app logs failures rate-limited instead |
@@ -50,6 +51,9 @@ pub const DATABASE_CA_FILE_VAR: &str = "CRM_DATABASE_CA_FILE";
 pub const ADMIN_TOKEN_VAR: &str = "CRM_ADMIN_TOKEN";
 /// Redis URL of a de-duplication fast path shared by replicas (optional).
 pub const REDIS_VAR: &str = "KENDO_DEDUPE_REDIS_URL";
+
+/// The console's time zone, an IANA name.
+pub const TIME_ZONE_VAR: &str = "CRM_TIME_ZONE";
 
 /// Default of `CRM_ADDR`.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
@@ -151,6 +155,9 @@ pub struct AppConfig {
     pub public_origin: Option<String>,
     /// Destinations and alerts (`CRM_CONFIG`); empty without it.
     pub destinations: crate::destinations::Settings,
+    /// The console's time zone (`CRM_TIME_ZONE`, an IANA name; UTC by
+    /// default).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 impl AppConfig {
@@ -173,6 +180,7 @@ impl AppConfig {
                 .to_owned(),
             public_origin: None,
             destinations: crate::destinations::Settings::default(),
+            time_zone: jiff::tz::TimeZone::UTC,
         }
     }
 
@@ -281,6 +289,13 @@ impl AppConfig {
                 crate::destinations::Settings::load(std::path::Path::new(&path), get)
                     .map_err(|error| ConfigError::Destinations { path, error })?;
         }
+        if let Some(name) = get(TIME_ZONE_VAR).map(|v| v.trim().to_owned()) {
+            config.time_zone = jiff::tz::TimeZone::get(&name).map_err(|_| ConfigError::Bad {
+                name: TIME_ZONE_VAR,
+                value: name.clone(),
+                expected: "an IANA time zone name such as Europe/Paris, America/New_York or UTC",
+            })?;
+        }
         let days = number(&get, "CRM_INBOX_RETENTION_DAYS", 7, 1)?;
         config.inbox_retention = Duration::from_secs(days.saturating_mul(24 * 3600));
         Ok(config)
@@ -339,6 +354,10 @@ impl AppConfig {
                 "destinations  {} destinations, {} alerts (CRM_CONFIG)",
                 self.destinations.destinations.len(),
                 self.destinations.alerts.len()
+            ),
+            format!(
+                "time zone     {} ({TIME_ZONE_VAR})",
+                self.time_zone.iana_name().unwrap_or("UTC")
             ),
         ]
     }

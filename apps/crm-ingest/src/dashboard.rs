@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use jiff::tz::TimeZone;
 use kendo_webhooks_inbox::{Inbox, InboxError, RowState, StoredDelivery};
 
 use crate::storage::{now_ms, Cell, Param, Storage, StorageError};
@@ -28,8 +29,6 @@ const UNVERIFIED_SHOWN: usize = 20;
 const AGENTS: usize = 12;
 /// Rows each search may find.
 const SEARCH_HITS: usize = 50;
-/// The longest search text looked up; ids are far shorter.
-const MAX_QUERY: usize = 200;
 /// Rejections-by-reason chart window.
 const REASONS_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 /// The charts' last-hour window.
@@ -165,9 +164,22 @@ pub async fn load(
     query: Option<&str>,
     log_filter: Option<Outcome>,
 ) -> Result<DashboardData, LoadError> {
+    load_in(&TimeZone::UTC, storage, inbox, backlog, query, log_filter).await
+}
+
+/// [`load`], with "today" starting at midnight in `zone` and the page's
+/// times shown in it (`CRM_TIME_ZONE`).
+pub async fn load_in(
+    zone: &TimeZone,
+    storage: &Storage,
+    inbox: &Inbox,
+    backlog: &BacklogHistory,
+    query: Option<&str>,
+    log_filter: Option<Outcome>,
+) -> Result<DashboardData, LoadError> {
     let now = now_ms();
     let counts = inbox.counts().await?;
-    let mut cards = cards(storage, now).await?;
+    let mut cards = cards(storage, local_midnight(zone, now)).await?;
     cards.waiting = counts.backlog();
     cards.unprocessed = counts.failed + counts.dead;
     let mut oldest = None;
@@ -207,8 +219,21 @@ pub async fn load(
             None => None,
         },
         log_filter,
+        time_zone: zone.clone(),
         ..DashboardData::default()
     })
+}
+
+/// The Unix ms of the last midnight in `zone` at `now_ms` (the start of
+/// "today" on the cards).
+pub fn local_midnight(zone: &TimeZone, now_ms: i64) -> i64 {
+    jiff::Timestamp::from_millisecond(now_ms)
+        .ok()
+        .and_then(|now| now.to_zoned(zone.clone()).start_of_day().ok())
+        .map_or(
+            now_ms - now_ms.rem_euclid(24 * 60 * 60 * 1000),
+            |midnight| midnight.timestamp().as_millisecond(),
+        )
 }
 
 fn unix_ms(at: SystemTime) -> i64 {
@@ -220,7 +245,7 @@ fn cell(row: &[Cell], i: usize) -> &Cell {
     row.get(i).unwrap_or(&Cell::Null)
 }
 
-async fn cards(storage: &Storage, now: i64) -> Result<Cards, StorageError> {
+async fn cards(storage: &Storage, midnight: i64) -> Result<Cards, StorageError> {
     // Totals from the aggregates the triggers keep (`call_agents`,
     // `crm_totals`); today's counts through the (is_test, received_ms)
     // indexes; never a scan of `calls` or `trainings`.
@@ -232,7 +257,6 @@ async fn cards(storage: &Storage, now: i64) -> Result<Cards, StorageError> {
         (SELECT COUNT(*) FROM trainings WHERE is_test = $2 AND received_ms >= $1),
         (SELECT n FROM crm_totals WHERE name = 'trainings'),
         (SELECT MAX(received_ms) FROM deliveries WHERE outcome IN ('accepted', 'duplicate'))";
-    let midnight = now - now.rem_euclid(24 * 60 * 60 * 1000);
     let rows = storage
         .select(
             "could not read the cards",
@@ -537,55 +561,79 @@ async fn unprocessed(inbox: &Inbox) -> Result<Vec<UnprocessedEvent>, InboxError>
     Ok(rows)
 }
 
-/// Rows whose id (call, training, event or delivery id) starts with `query`.
+/// Rows with `query` anywhere in an id, an agent's id or name, a team
+/// member, or a delivery's raw body ([`crate::search`]), newest first.
 async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> {
-    let query: String = query.chars().take(MAX_QUERY).collect();
-    let sql = format!(
-        "SELECT received_ms, kind, id, detail FROM (
-            SELECT received_ms, 'call' AS kind, call_id AS id,
-                   CASE WHEN is_test THEN 'test · ' ELSE '' END
-                   || COALESCE(agent_name, agent_id, 'unknown agent') || ' · event ' || event_id
-                   AS detail
-            FROM calls WHERE call_id LIKE $1 ESCAPE '\\' OR event_id LIKE $1 ESCAPE '\\'
-            UNION ALL
-            SELECT received_ms, 'training', training_id,
-                   CASE WHEN is_test THEN 'test · ' ELSE '' END
-                   || COALESCE(agent_name, agent_id, 'unknown agent') || ' · event ' || event_id
-            FROM trainings WHERE training_id LIKE $1 ESCAPE '\\' OR event_id LIKE $1 ESCAPE '\\'
-            UNION ALL
-            SELECT received_ms, 'delivery', COALESCE(delivery_id, event_id, ''),
-                   outcome || COALESCE(' · ' || reason, '') || COALESCE(' · event ' || event_id, '')
-            FROM deliveries WHERE delivery_id LIKE $1 ESCAPE '\\' OR event_id LIKE $1 ESCAPE '\\'
-            UNION ALL
-            SELECT received_ms, 'unverified', COALESCE(delivery_id, ''), 'rejected · ' || reason
-            FROM unverified WHERE delivery_id LIKE $1 ESCAPE '\\'
-         ) AS hits ORDER BY received_ms DESC LIMIT {SEARCH_HITS}"
-    );
-    let pattern = format!("{}%", like_escape(&query));
-    let hits = storage
-        .select("could not search", &sql, vec![Param::Text(pattern)])
-        .await?
-        .iter()
-        .map(|row| SearchHit {
-            received_ms: cell(row, 0).int().unwrap_or(0),
-            kind: cell(row, 1).text().unwrap_or_default(),
-            id: cell(row, 2).text().unwrap_or_default(),
-            detail: cell(row, 3).text().unwrap_or_default(),
-        })
-        .collect();
-    Ok(Search { query, hits })
-}
-
-/// `text` matched literally by `LIKE … ESCAPE '\'`.
-fn like_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
+    let filters = crate::search::Filters::text(query);
+    let query = filters.q.clone().unwrap_or_default();
+    if query.is_empty() {
+        return Ok(Search {
+            query,
+            hits: Vec::new(),
+        });
     }
-    escaped
+    let ms = |at: &str| {
+        at.parse::<jiff::Timestamp>()
+            .map_or(0, |t| t.as_millisecond())
+    };
+    let agent = |name: &Option<String>, id: &Option<String>| {
+        name.clone()
+            .or_else(|| id.clone())
+            .unwrap_or_else(|| "unknown agent".to_owned())
+    };
+    let mut hits = Vec::new();
+    for (_, row) in crate::search::calls(storage, &filters, None, SEARCH_HITS).await? {
+        hits.push(SearchHit {
+            received_ms: ms(&row.received_at),
+            kind: "call".to_owned(),
+            detail: format!(
+                "{}{} · event {}",
+                if row.is_test { "test · " } else { "" },
+                agent(&row.agent_name, &row.agent_id),
+                row.event_id
+            ),
+            id: row.call_id,
+        });
+    }
+    for (_, row) in crate::search::trainings(storage, &filters, None, SEARCH_HITS).await? {
+        hits.push(SearchHit {
+            received_ms: ms(&row.received_at),
+            kind: "training".to_owned(),
+            detail: format!(
+                "{}{} · event {}",
+                if row.is_test { "test · " } else { "" },
+                agent(&row.agent_name, &row.agent_id),
+                row.event_id
+            ),
+            id: row.training_id,
+        });
+    }
+    for (_, row) in crate::search::deliveries(storage, &filters, None, SEARCH_HITS).await? {
+        let mut detail = row.outcome.clone();
+        if let Some(reason) = &row.reason {
+            detail.push_str(&format!(" · {reason}"));
+        }
+        if let Some(event_id) = &row.event_id {
+            detail.push_str(&format!(" · event {event_id}"));
+        }
+        hits.push(SearchHit {
+            received_ms: ms(&row.received_at),
+            kind: "delivery".to_owned(),
+            id: row.delivery_id.or(row.event_id).unwrap_or_default(),
+            detail,
+        });
+    }
+    for (_, row) in crate::search::unverified(storage, &filters, None, SEARCH_HITS).await? {
+        hits.push(SearchHit {
+            received_ms: ms(&row.received_at),
+            kind: "unverified".to_owned(),
+            id: row.delivery_id.unwrap_or_default(),
+            detail: format!("rejected · {}", row.reason),
+        });
+    }
+    hits.sort_by_key(|hit| std::cmp::Reverse(hit.received_ms));
+    hits.truncate(SEARCH_HITS);
+    Ok(Search { query, hits })
 }
 
 #[cfg(test)]
@@ -593,10 +641,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn like_escape_keeps_wildcards_literal() {
-        assert_eq!(like_escape("a%b_c\\d"), "a\\%b\\_c\\\\d");
-        assert_eq!(like_escape("call_123"), "call\\_123");
-        assert_eq!(like_escape("plain"), "plain");
+    fn today_starts_at_midnight_in_the_console_s_zone() {
+        let noon_utc = 1_772_712_000_000; // 2026-03-05 12:00 UTC
+        let day = 24 * 3_600_000;
+        assert_eq!(local_midnight(&TimeZone::UTC, noon_utc), noon_utc - day / 2);
+        // 02:00 on March 6 in Kiritimati (UTC+14): its midnight was 10:00 UTC.
+        let kiritimati = TimeZone::get("Pacific/Kiritimati").unwrap();
+        assert_eq!(
+            local_midnight(&kiritimati, noon_utc),
+            noon_utc - 2 * 3_600_000
+        );
+        // 04:00 in Los Angeles (UTC-8): its midnight was 08:00 UTC.
+        let la = TimeZone::get("America/Los_Angeles").unwrap();
+        assert_eq!(local_midnight(&la, noon_utc), noon_utc - 4 * 3_600_000);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! unverified rejections are counted per reason and minute, their newest
 //! attempts kept one by one in a table of their own, and logged as a
 //! rate-limited WARN line. The hook never blocks a request: it queues,
-//! and a writer task commits in batches.
+//! and a writer task commits in batches. A verified entry keeps the raw
+//! body, the headers and the answer ([`crate::captured`]), also when the
+//! body was refused for its content, so it can be seen and replayed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,16 +111,23 @@ impl DeliveryLog {
     pub fn record(&self, report: &Report<'_>) {
         let at_ms = now_ms();
         let owned = |s: Option<&str>| s.map(str::to_owned);
-        let entry = |outcome, reason, status: u16, latency: Option<Duration>| LogEntry {
-            delivery_id: owned(report.delivery_id()),
-            event_id: owned(report.event_id()),
-            event: owned(report.event_name()),
-            outcome,
-            reason,
-            status,
-            secret_label: owned(report.secret_label()),
-            latency_ms: latency.map(|l| l.as_secs_f64() * 1000.0),
-            received_ms: at_ms,
+        let entry = |outcome, reason, status: u16, latency: Option<Duration>| {
+            // A body refused for its content still names its event.
+            let (refused_id, refused_event) = crate::captured::refused_ids(report);
+            LogEntry {
+                delivery_id: owned(report.delivery_id()),
+                event_id: owned(report.event_id()).or(refused_id),
+                event: owned(report.event_name()).or(refused_event),
+                outcome,
+                reason,
+                status,
+                secret_label: owned(report.secret_label()),
+                latency_ms: latency.map(|l| l.as_secs_f64() * 1000.0),
+                received_ms: at_ms,
+                body: crate::captured::body(report),
+                headers: crate::captured::headers(report),
+                answer: Some(crate::captured::answer(report, status)),
+            }
         };
         let item = match report.outcome() {
             // A retry only the database recognised (after a restart, or

@@ -16,18 +16,25 @@
 //! alerts (`CRM_CONFIG`). With the `query-log` feature, `query_log`
 //! records the reader's SQL for the query-plan test.
 
+pub mod actions;
+pub mod agent;
 pub mod app;
+pub mod assets;
 pub mod auth;
+pub mod captured;
 pub mod config;
 pub mod dashboard;
 pub mod delivery_log;
 pub mod destinations;
+pub mod detail;
+pub mod export;
 pub mod pg_error;
 #[cfg(feature = "query-log")]
 pub mod query_log;
 pub mod rate_limit;
 pub mod routes;
 pub mod same_origin;
+pub mod search;
 pub mod seed;
 pub mod server;
 pub mod storage;

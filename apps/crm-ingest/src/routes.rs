@@ -8,12 +8,14 @@
 //! the previous page; the body is a JSON array. `/api/calls` and
 //! `/api/trainings` take `?test=exclude|only|include` (default `exclude`:
 //! test deliveries never count as real ones); `/api/deliveries` takes
-//! `?outcome=` and `?reason=`.
+//! `?outcome=` and `?reason=`. Search, the other filters and CSV export
+//! are [`crate::search`] and [`crate::export`]; one delivery's page is
+//! [`crate::detail`]; the operator's actions are [`crate::actions`].
 
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, post_service};
 use axum::{Json, Router};
@@ -25,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::AdminToken;
 use crate::dashboard::{self, BacklogHistory};
 use crate::delivery_log::DeliveryLog;
-use crate::storage::{format_ms, Page, Projection, Rows, Storage, StorageError, TestFilter};
+use crate::storage::{format_ms, Page, Projection, Storage, StorageError};
 
 /// Where Kendo delivers.
 pub const WEBHOOK_PATH: &str = "/webhooks/kendo";
@@ -47,22 +49,45 @@ pub struct AppState {
     pub backlog: BacklogHistory,
     /// Destinations and alerts: their outbox and configuration.
     pub destinations: crate::destinations::Console,
+    /// The console's time zone (`CRM_TIME_ZONE`).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 /// The app's router.
 pub fn router(state: AppState, layer: KendoWebhookLayer, token: &AdminToken) -> Router {
     let admin = Router::new()
         .route("/", get(dashboard_page))
-        .route("/api/calls", get(api_calls))
-        .route("/api/trainings", get(api_trainings))
-        .route("/api/deliveries", get(api_deliveries))
+        .route("/api/calls", get(crate::search::api_calls))
+        .route("/api/trainings", get(crate::search::api_trainings))
+        .route("/api/deliveries", get(crate::search::api_deliveries))
+        .route(
+            "/api/deliveries/{delivery_id}",
+            get(crate::detail::api_delivery),
+        )
+        .route(
+            "/deliveries/{delivery_id}",
+            get(crate::detail::delivery_page),
+        )
         .route("/api/rejections", get(api_rejections))
         .route("/api/status", get(api_status))
         .route("/api/inbox", get(api_inbox))
-        .route("/api/inbox/requeue", post(api_requeue_all))
-        .route("/api/inbox/{event_id}/requeue", post(api_requeue))
+        .route("/api/inbox/requeue", post(crate::actions::requeue_all))
+        .route(
+            "/api/inbox/{event_id}/requeue",
+            post(crate::actions::requeue),
+        )
+        .route(
+            "/api/inbox/{event_id}/replay",
+            post(crate::actions::replay_done),
+        )
+        .route(
+            "/api/deliveries/{delivery_id}/replay",
+            post(crate::actions::replay_logged),
+        )
         .route("/metrics", get(metrics))
         .merge(crate::destinations::api::routes())
+        .route("/agents/{agent}", get(crate::agent::agent_page))
+        .route("/assets/console.js", get(crate::assets::console_js))
         .route_layer(token.layer())
         // Outside the token check: a forged cross-site request is refused
         // before its credentials are looked at, and 401s carry the headers.
@@ -131,6 +156,19 @@ impl From<kendo_webhooks_inbox::InboxError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// An error answered with `status` and `{"error": message}`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self(status, message.into())
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+
 fn bad_request(message: String) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message)
 }
@@ -140,9 +178,6 @@ fn bad_request(message: String) -> ApiError {
 pub struct ListQuery {
     limit: Option<String>,
     cursor: Option<String>,
-    test: Option<String>,
-    outcome: Option<String>,
-    reason: Option<String>,
     state: Option<String>,
 }
 
@@ -169,102 +204,6 @@ impl ListQuery {
         };
         Ok(Page { limit, before })
     }
-
-    fn test(&self) -> Result<TestFilter, ApiError> {
-        match &self.test {
-            None => Ok(TestFilter::default()),
-            Some(value) => TestFilter::parse(value).ok_or_else(|| {
-                bad_request(format!("test={value:?}: expected exclude, only or include"))
-            }),
-        }
-    }
-}
-
-/// A filter value: a snake_case name, as the log stores them.
-fn name(what: &str, value: Option<&String>) -> Result<Option<String>, ApiError> {
-    match value {
-        None => Ok(None),
-        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
-            Ok(Some(v.clone()))
-        }
-        Some(v) => Err(bad_request(format!(
-            "{what}={v:?}: expected a name such as accepted or invalid_signature"
-        ))),
-    }
-}
-
-/// The rows as a JSON array, with `Link: <…>; rel="next"` when there are
-/// more. `params` are the filters to carry to the next page.
-fn page_response<T: Serialize>(
-    path: &str,
-    limit: usize,
-    params: &[(&str, &str)],
-    rows: Rows<T>,
-) -> Response {
-    let mut response = Json(rows.rows).into_response();
-    if let Some(next) = rows.next {
-        let mut link = format!("<{path}?limit={limit}");
-        for (key, value) in params {
-            link.push_str(&format!("&{key}={value}"));
-        }
-        link.push_str(&format!("&cursor={next}>; rel=\"next\""));
-        if let Ok(value) = HeaderValue::from_str(&link) {
-            response.headers_mut().insert(header::LINK, value);
-        }
-    }
-    response
-}
-
-/// `GET /api/calls`: a page of calls, newest first.
-async fn api_calls(
-    State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
-) -> Result<Response, ApiError> {
-    let (page, test) = (query.page()?, query.test()?);
-    let rows = state.storage.calls(page, test).await?;
-    Ok(page_response(
-        "/api/calls",
-        page.limit,
-        &[("test", test.as_str())],
-        rows,
-    ))
-}
-
-/// `GET /api/trainings`: a page of trainings, newest first.
-async fn api_trainings(
-    State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
-) -> Result<Response, ApiError> {
-    let (page, test) = (query.page()?, query.test()?);
-    let rows = state.storage.trainings(page, test).await?;
-    Ok(page_response(
-        "/api/trainings",
-        page.limit,
-        &[("test", test.as_str())],
-        rows,
-    ))
-}
-
-/// `GET /api/deliveries`: a page of the verified delivery log.
-async fn api_deliveries(
-    State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
-) -> Result<Response, ApiError> {
-    let page = query.page()?;
-    let outcome = name("outcome", query.outcome.as_ref())?;
-    let reason = name("reason", query.reason.as_ref())?;
-    let rows = state
-        .storage
-        .deliveries(page, outcome.clone(), reason.clone())
-        .await?;
-    let mut params = Vec::new();
-    if let Some(outcome) = &outcome {
-        params.push(("outcome", outcome.as_str()));
-    }
-    if let Some(reason) = &reason {
-        params.push(("reason", reason.as_str()));
-    }
-    Ok(page_response("/api/deliveries", page.limit, &params, rows))
 }
 
 /// `GET /api/rejections`: unverified rejections per minute and reason,
@@ -328,33 +267,6 @@ async fn api_inbox(
         })
         .collect();
     Ok(Json(rows).into_response())
-}
-
-/// `POST /api/inbox/{event_id}/requeue`: hands a dead row to the worker
-/// again.
-async fn api_requeue(
-    State(state): State<AppState>,
-    Path(event_id): Path<String>,
-) -> Result<Response, ApiError> {
-    if state.inbox.requeue(&event_id).await? {
-        Ok((
-            StatusCode::OK,
-            Json(serde_json::json!({ "requeued": event_id })),
-        )
-            .into_response())
-    } else {
-        Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no dead inbox row has event id {event_id:?}"),
-        ))
-    }
-}
-
-/// `POST /api/inbox/requeue`: every dead and failed row due again now,
-/// attempts reset (after an outage is fixed); answers how many.
-async fn api_requeue_all(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let requeued = state.inbox.requeue_all().await?;
-    Ok(Json(serde_json::json!({ "requeued": requeued })).into_response())
 }
 
 /// `GET /healthz`: whether this node can durably accept a delivery now,
@@ -493,7 +405,8 @@ async fn dashboard_page(
             ))
         })?),
     };
-    let data = dashboard::load(
+    let data = dashboard::load_in(
+        &state.time_zone,
         &state.storage,
         &state.inbox,
         &state.backlog,

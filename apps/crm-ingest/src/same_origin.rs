@@ -23,10 +23,12 @@ use axum::response::{IntoResponse, Response};
 #[derive(Debug, Clone, Default)]
 pub struct OwnOrigin(pub Option<Arc<str>>);
 
-/// `Content-Security-Policy` of the admin answers: the dashboard has no
-/// scripts, inline CSS and inline SVG, and is never framed.
+/// `Content-Security-Policy` of the admin answers: inline CSS and inline
+/// SVG, one script of the app's own (`/assets/console.js`, which fetches
+/// the page again), and never framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
-     img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+     script-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; \
+     base-uri 'none'; frame-ancestors 'none'";
 
 /// Refuses cross-site state changes (403) and adds the security headers to
 /// every answer.
@@ -88,7 +90,9 @@ fn add_headers(headers: &mut HeaderMap) {
         ("content-security-policy", CONTENT_SECURITY_POLICY),
         ("x-content-type-options", "nosniff"),
         ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
+        // Not `no-referrer`: under it a browser sends `Origin: null` with
+        // the page's own form posts, which the guard then refuses.
+        ("referrer-policy", "same-origin"),
         ("cache-control", "no-store"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));

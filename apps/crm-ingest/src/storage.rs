@@ -24,6 +24,30 @@ use serde::Serialize;
 use crate::config::Database;
 use crate::destinations::{NewRow as OutboxRow, Selector};
 
+/// The text a search looks in, as one SQL expression (the same on both
+/// backends, so an expression index matches it): every id, the agent's id
+/// and name, the user and team member of a call or training
+/// (`search_text!(call_id)`, `search_text!(training_id)`), or a log
+/// entry's ids, event, outcome, reason and raw body
+/// (`search_text!(deliveries)`).
+#[macro_export]
+macro_rules! search_text {
+    (deliveries) => {
+        "(COALESCE(delivery_id, '') || ' | ' || COALESCE(event_id, '') || ' | ' || \
+          COALESCE(event, '') || ' | ' || outcome || ' | ' || COALESCE(reason, '') || ' | ' || \
+          COALESCE(body, ''))"
+    };
+    ($id:ident) => {
+        concat!(
+            "(",
+            stringify!($id),
+            " || ' | ' || event_id || ' | ' || COALESCE(agent_id, '') || ' | ' || \
+              COALESCE(agent_name, '') || ' | ' || COALESCE(user_id, '') || ' | ' || \
+              COALESCE(team_member_user_id, ''))"
+        )
+    };
+}
+
 /// How long a SQLite statement waits for a lock held by another connection
 /// (the inbox's writer shares the file).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -347,6 +371,83 @@ CREATE TABLE payload_changes (
 );
 ";
 
+/// Schema version 5 (SQLite): each verified log entry keeps its raw body,
+/// its headers and the answer given (the detail view and replay), and the
+/// log is found by delivery and event id.
+const SQLITE_SCHEMA_5: &str = r"
+ALTER TABLE deliveries ADD COLUMN body TEXT;
+ALTER TABLE deliveries ADD COLUMN headers TEXT;
+ALTER TABLE deliveries ADD COLUMN answer TEXT;
+CREATE INDEX deliveries_delivery_id ON deliveries (delivery_id, seq);
+CREATE INDEX deliveries_event_id ON deliveries (event_id, seq);
+CREATE INDEX unverified_delivery_id ON unverified (delivery_id, seq);
+";
+
+/// Schema version 5 (Postgres), as [`SQLITE_SCHEMA_5`].
+const POSTGRES_SCHEMA_5: &str = SQLITE_SCHEMA_5;
+
+/// Schema version 6 (SQLite): substring search ([`crate::search`]) through
+/// FTS5 trigram indexes holding rowids only (`content=''`), kept by
+/// triggers, filled from the existing rows once.
+const SQLITE_SCHEMA_6: &str = concat!(
+    "CREATE VIRTUAL TABLE calls_search USING fts5(text, content='', tokenize='trigram');
+INSERT INTO calls_search (rowid, text) SELECT seq, ",
+    search_text!(call_id),
+    " FROM calls;
+CREATE TRIGGER calls_search_add AFTER INSERT ON calls BEGIN
+    INSERT INTO calls_search (rowid, text) SELECT seq, ",
+    search_text!(call_id),
+    " FROM calls WHERE seq = new.seq;
+END;
+CREATE VIRTUAL TABLE trainings_search USING fts5(text, content='', tokenize='trigram');
+INSERT INTO trainings_search (rowid, text) SELECT seq, ",
+    search_text!(training_id),
+    " FROM trainings;
+CREATE TRIGGER trainings_search_add AFTER INSERT ON trainings BEGIN
+    INSERT INTO trainings_search (rowid, text) SELECT seq, ",
+    search_text!(training_id),
+    " FROM trainings WHERE seq = new.seq;
+END;
+CREATE VIRTUAL TABLE deliveries_search
+    USING fts5(text, content='', contentless_delete=1, tokenize='trigram');
+INSERT INTO deliveries_search (rowid, text) SELECT seq, ",
+    search_text!(deliveries),
+    " FROM deliveries;
+CREATE TRIGGER deliveries_search_add AFTER INSERT ON deliveries BEGIN
+    INSERT INTO deliveries_search (rowid, text) SELECT seq, ",
+    search_text!(deliveries),
+    " FROM deliveries WHERE seq = new.seq;
+END;
+CREATE TRIGGER deliveries_search_remove AFTER DELETE ON deliveries BEGIN
+    DELETE FROM deliveries_search WHERE rowid = old.seq;
+END;
+"
+);
+
+/// Schema version 6 (Postgres): trigram indexes (`pg_trgm`) on the same
+/// search text, lower-cased; created only when the extension is available
+/// (see [`migrate_pg`]), else searches scan.
+const POSTGRES_SCHEMA_6: &str = concat!(
+    "CREATE INDEX calls_search ON calls USING gin (lower(",
+    search_text!(call_id),
+    ") gin_trgm_ops);
+CREATE INDEX trainings_search ON trainings USING gin (lower(",
+    search_text!(training_id),
+    ") gin_trgm_ops);
+CREATE INDEX deliveries_search ON deliveries USING gin (lower(",
+    search_text!(deliveries),
+    ") gin_trgm_ops);"
+);
+
+/// Schema version 7 (SQLite and Postgres): one agent's calls and
+/// trainings found by the agent key ([`crate::agent::AGENT_KEY`]).
+const SCHEMA_7: &str = "
+CREATE INDEX calls_agent ON calls
+    (COALESCE(agent_name, agent_id, 'unknown agent'), is_test, received_ms);
+CREATE INDEX trainings_agent ON trainings
+    (COALESCE(agent_name, agent_id, 'unknown agent'), is_test, received_ms);
+";
+
 /// Adds one change's count, keeping its first example.
 const UPSERT_PAYLOAD_CHANGE: &str = "INSERT INTO payload_changes
         (event, field, kind, example, event_id, first_ms, last_ms, count)
@@ -355,7 +456,7 @@ const UPSERT_PAYLOAD_CHANGE: &str = "INSERT INTO payload_changes
         count = payload_changes.count + excluded.count, last_ms = excluded.last_ms";
 
 /// The newest schema version; each version's script runs once, in order.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 7;
 
 /// Unverified attempts kept one by one (their per-minute counts are kept
 /// for [`crate::config::AppConfig::rejections_keep_minutes`]).
@@ -368,8 +469,8 @@ const INSERT_TRAINING: &str = "INSERT INTO trainings (event_id, training_id, age
      agent_name, user_id, team_member_user_id, duration, ai_score, timestamp, is_test, received_ms)
  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (event_id) DO NOTHING";
 const INSERT_DELIVERY: &str = "INSERT INTO deliveries (delivery_id, event_id, event, outcome,
-     reason, status, secret_label, latency_ms, received_ms)
- VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+     reason, status, secret_label, latency_ms, received_ms, body, headers, answer)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 const UPSERT_REJECTIONS: &str = "INSERT INTO rejections (minute_ms, reason, status, count,
      last_delivery_id, last_ms) VALUES ($1, $2, $3, $4, $5, $6)
  ON CONFLICT (minute_ms, reason) DO UPDATE SET count = rejections.count + excluded.count,
@@ -545,6 +646,12 @@ pub struct LogEntry {
     pub secret_label: Option<String>,
     pub latency_ms: Option<f64>,
     pub received_ms: i64,
+    /// The verified raw body as received (see [`crate::captured`]).
+    pub body: Option<String>,
+    /// The request's headers, a JSON object, the signature shortened.
+    pub headers: Option<String>,
+    /// The answer given, a JSON object (`status`, `headers`, `body`).
+    pub answer: Option<String>,
 }
 
 /// Unverified rejections of one reason in one minute, to add.
@@ -777,6 +884,12 @@ impl Storage {
                 client: tokio::sync::Mutex::new(None),
             })),
         }
+    }
+
+    /// Whether the tables are in Postgres (else SQLite): the search
+    /// ([`crate::search`]) reads each backend's own text index.
+    pub fn is_postgres(&self) -> bool {
+        matches!(&*self.backend, Backend::Postgres { .. })
     }
 
     /// Writes the projection of one verified delivery; a second call with
@@ -1065,7 +1178,10 @@ impl Storage {
                                 e.status,
                                 e.secret_label,
                                 e.latency_ms,
-                                e.received_ms
+                                e.received_ms,
+                                e.body,
+                                e.headers,
+                                e.answer
                             ])?;
                         }
                         let mut insert = tx.prepare_cached(&sqlite_sql(INSERT_UNVERIFIED))?;
@@ -1119,12 +1235,16 @@ impl Storage {
                     let latencies: Vec<Option<f64>> =
                         entries.iter().map(|e| e.latency_ms).collect();
                     let received: Vec<i64> = entries.iter().map(|e| e.received_ms).collect();
+                    let bodies = texts(|e| e.body.as_deref());
+                    let headers = texts(|e| e.headers.as_deref());
+                    let answers = texts(|e| e.answer.as_deref());
                     pg.execute(
                         WHAT,
                         "INSERT INTO deliveries (delivery_id, event_id, event, outcome, reason,
-                             status, secret_label, latency_ms, received_ms)
+                             status, secret_label, latency_ms, received_ms, body, headers, answer)
                          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                             $5::text[], $6::int4[], $7::text[], $8::float8[], $9::int8[])",
+                             $5::text[], $6::int4[], $7::text[], $8::float8[], $9::int8[],
+                             $10::text[], $11::text[], $12::text[])",
                         &[
                             &delivery_ids,
                             &event_ids,
@@ -1135,6 +1255,9 @@ impl Storage {
                             &labels,
                             &latencies,
                             &received,
+                            &bodies,
+                            &headers,
+                            &answers,
                         ],
                     )
                     .await?;
@@ -1787,6 +1910,9 @@ fn migrate_sqlite(conn: &mut Connection) -> Result<(), Box<dyn std::error::Error
         (2, SQLITE_SCHEMA_2),
         (3, SQLITE_SCHEMA_3),
         (4, SQLITE_SCHEMA_4),
+        (5, SQLITE_SCHEMA_5),
+        (6, SQLITE_SCHEMA_6),
+        (7, SCHEMA_7),
     ] {
         if version < v {
             tx.execute_batch(script)?;
@@ -1907,7 +2033,7 @@ async fn connect_pg(
 async fn migrate_pg(
     client: &mut tokio_postgres::Client,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let tx = client.transaction().await?;
+    let mut tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_MIGRATION_LOCK])
         .await?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS crm_schema (version INTEGER NOT NULL)")
@@ -1929,9 +2055,21 @@ async fn migrate_pg(
         (2, POSTGRES_SCHEMA_2),
         (3, POSTGRES_SCHEMA_3),
         (4, POSTGRES_SCHEMA_4),
+        (5, POSTGRES_SCHEMA_5),
+        (6, POSTGRES_SCHEMA_6),
+        (7, SCHEMA_7),
     ] {
         if version < i64::from(v) {
-            tx.batch_execute(script).await?;
+            if v == 6 && !trigram_available(&mut tx).await {
+                tracing::warn!(
+                    "the pg_trgm extension is not available (CREATE EXTENSION pg_trgm failed): \
+                     searches scan their table instead of an index; install it (Debian's \
+                     postgresql package ships it) or have a superuser run CREATE EXTENSION \
+                     pg_trgm, then drop the CRM's schema version 6 row to build the indexes"
+                );
+            } else {
+                tx.batch_execute(script).await?;
+            }
             tx.execute("INSERT INTO crm_schema (version) VALUES ($1)", &[&v])
                 .await?;
             tracing::info!(version = v, "CRM tables migrated (Postgres)");
@@ -1939,6 +2077,25 @@ async fn migrate_pg(
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Whether `pg_trgm` is (or could be made) available, in a savepoint so a
+/// refusal leaves the migration's transaction usable.
+async fn trigram_available(tx: &mut tokio_postgres::Transaction<'_>) -> bool {
+    let Ok(savepoint) = tx.savepoint("pg_trgm").await else {
+        return false;
+    };
+    match savepoint
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        .await
+    {
+        Ok(()) => savepoint.commit().await.is_ok(),
+        Err(error) => {
+            tracing::debug!(%error, "CREATE EXTENSION pg_trgm");
+            let _ = savepoint.rollback().await;
+            false
+        }
+    }
 }
 
 /// Now, in Unix milliseconds.

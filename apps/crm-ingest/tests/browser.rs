@@ -1,8 +1,9 @@
 //! The dashboard in a real headless Chromium (Debian's `chromium`;
 //! `scripts/test.sh` installs it): the browser logs in with the admin token
 //! (HTTP Basic), and the page it renders after deliveries were sent shows
-//! every table and every chart with data, keeps each table row on one line,
-//! and does not scroll sideways on a phone. The screenshot is checked not
+//! every table and every chart with data, cuts nothing off (no cell, card
+//! or heading wider than its box, no table wider than its scrolling box) on
+//! a phone, at 1366 px and on a desktop, and does not scroll sideways. The screenshot is checked not
 //! to be blank.
 //!
 //! `UPDATE_SCREENSHOTS=1` also writes the screenshots to
@@ -86,23 +87,27 @@ async fn send_traffic(http: &Http, addr: SocketAddr) -> usize {
 
 /// The page as `dump_dom` saw it, with the script below appended: it
 /// records, once laid out, how far the page scrolls sideways and how many
-/// table rows are taller than one line.
+/// things are cut off: a cell, card or heading whose text is wider than
+/// its box, or a table wider than its scrolling box (it would have to be
+/// scrolled to be read).
 const MEASURE: &str = "<script>
 (() => {
   const root = document.documentElement;
   root.setAttribute('data-overflow-x', String(root.scrollWidth - root.clientWidth));
-  let tall = 0;
-  for (const row of document.querySelectorAll('tbody tr')) {
-    if (row.getBoundingClientRect().height > 44) tall++;
+  let cut = [];
+  for (const el of document.querySelectorAll('td, th, .card b, .card .sub, h1, h2, figcaption, .scroll')) {
+    if (el.offsetParent === null) continue;
+    if (el.scrollWidth > el.clientWidth + 1) cut.push(el.className + ':' + el.textContent.slice(0, 40));
   }
-  root.setAttribute('data-tall-rows', String(tall));
+  root.setAttribute('data-cut', String(cut.length));
+  root.setAttribute('data-cut-what', cut.join(' | ').replace(/[\"<>&]/g, ''));
 })();
 </script>";
 
 /// Loads the page's HTML (self-contained: inline CSS and SVG) from a file
 /// with [`MEASURE`] appended, in a window of `size`; returns
-/// (sideways overflow in CSS pixels, rows taller than one line).
-fn measure_layout(chromium: &Chromium, html: &str, size: (u32, u32)) -> (i64, i64) {
+/// (sideways overflow in CSS pixels, things cut off, what they are).
+fn measure_layout(chromium: &Chromium, html: &str, size: (u32, u32)) -> (i64, i64, String) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let page = dir.path().join("dashboard.html");
     let html = html
@@ -110,16 +115,21 @@ fn measure_layout(chromium: &Chromium, html: &str, size: (u32, u32)) -> (i64, i6
         .replace("</body>", &format!("{MEASURE}</body>"));
     std::fs::write(&page, html).expect("write the page");
     let dom = chromium.dump_dom(&format!("file://{}", page.display()), size);
-    let attribute = |name: &str| -> i64 {
+    let attribute = |name: &str| -> String {
         let start = dom
             .find(&format!("{name}=\""))
             .unwrap_or_else(|| panic!("the measuring script ran ({name} missing)"))
             + name.len()
             + 2;
         let end = start + dom[start..].find('"').expect("a closing quote");
-        dom[start..end].parse().expect("a number")
+        dom[start..end].to_owned()
     };
-    (attribute("data-overflow-x"), attribute("data-tall-rows"))
+    let number = |name: &str| attribute(name).parse::<i64>().expect("a number");
+    (
+        number("data-overflow-x"),
+        number("data-cut"),
+        attribute("data-cut-what"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +193,7 @@ async fn the_dashboard_renders_every_table_and_chart_in_chromium() {
 
     // The same page on a phone and on a desktop, measured in the browser.
     let html = http.get(addr, "/").await.text();
-    let (phone_overflow, phone_tall) = tokio::task::spawn_blocking({
+    let (phone_overflow, phone_cut, phone_what) = tokio::task::spawn_blocking({
         let chromium = chromium.clone();
         let html = html.clone();
         move || measure_layout(&chromium, &html, PHONE)
@@ -194,18 +204,21 @@ async fn the_dashboard_renders_every_table_and_chart_in_chromium() {
         phone_overflow <= 0,
         "the page scrolls sideways on a phone by {phone_overflow} px"
     );
-    assert_eq!(phone_tall, 0, "table rows wrap on a phone");
-    let (desktop_overflow, desktop_tall) = tokio::task::spawn_blocking({
-        let chromium = chromium.clone();
-        move || measure_layout(&chromium, &html, DESKTOP)
-    })
-    .await
-    .expect("chromium ran");
-    assert!(
-        desktop_overflow <= 0,
-        "sideways scroll by {desktop_overflow} px"
-    );
-    assert_eq!(desktop_tall, 0, "table rows wrap on a desktop");
+    assert_eq!(phone_cut, 0, "cut off on a phone: {phone_what}");
+    for size in [DESKTOP, (1366, 768)] {
+        let (overflow, cut, what) = tokio::task::spawn_blocking({
+            let chromium = chromium.clone();
+            let html = html.clone();
+            move || measure_layout(&chromium, &html, size)
+        })
+        .await
+        .expect("chromium ran");
+        assert!(
+            overflow <= 0,
+            "sideways scroll by {overflow} px at {size:?}"
+        );
+        assert_eq!(cut, 0, "cut off at {size:?}: {what}");
+    }
 
     let phone = tokio::task::spawn_blocking({
         let chromium = chromium.clone();
@@ -215,7 +228,7 @@ async fn the_dashboard_renders_every_table_and_chart_in_chromium() {
     .expect("chromium ran");
     let phone_stats = assert_not_blank(&phone.screenshot);
     println!(
-        "layout: phone overflow {phone_overflow} px, {phone_tall} tall rows; desktop overflow {desktop_overflow} px, {desktop_tall} tall rows"
+        "layout: phone overflow {phone_overflow} px, nothing cut off; desktop and 1366 px the same"
     );
     println!("screenshots: desktop {desktop_stats:?}, phone {phone_stats:?}");
 

@@ -283,6 +283,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
         state: RowState,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<StoredDelivery>, InboxError>>;
+    /// The row of one event, whatever its state.
+    fn get(&self, event_id: String) -> BoxFuture<'_, Result<Option<StoredDelivery>, InboxError>>;
     /// Makes dead rows pending again with no attempts: one (`Some`) or all,
     /// and with `failed_too` the failed rows waiting for a retry as well.
     fn requeue(
@@ -402,8 +404,19 @@ impl Inbox {
         self.shared.backend.list(state, limit.min(1_000)).await
     }
 
-    /// Makes a dead row pending again, with its attempts reset; `false` when
-    /// no dead row has this event id.
+    /// The row of one event, whatever its state (`None`: no row has this
+    /// event id, or it was purged); an operator's detail view.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be read.
+    pub async fn get(&self, event_id: &str) -> Result<Option<StoredDelivery>, InboxError> {
+        self.shared.backend.get(event_id.to_owned()).await
+    }
+
+    /// Makes a dead row, or a failed row waiting for its next retry,
+    /// pending and due now, with its attempts reset; `false` when no dead
+    /// or failed row has this event id.
     ///
     /// # Errors
     ///
@@ -412,7 +425,7 @@ impl Inbox {
         let requeued = self
             .shared
             .backend
-            .requeue(Some(event_id.to_owned()), false)
+            .requeue(Some(event_id.to_owned()), true)
             .await?;
         if requeued > 0 {
             self.shared.wake.notify_one();

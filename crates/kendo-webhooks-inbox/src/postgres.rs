@@ -583,6 +583,26 @@ impl Backend for Postgres {
         )
     }
 
+    fn get(&self, event_id: String) -> BoxFuture<'_, Result<Option<StoredDelivery>, InboxError>> {
+        let event_id = stored_key(&event_id).into_owned();
+        Box::pin(self.operations.run(
+            "could not read a row of the Postgres inbox",
+            move |client| {
+                Box::pin(async move {
+                    let rows = client
+                        .query(
+                            "SELECT event_id, delivery_id, event, body, state, attempts,
+                                        last_error, received_at, next_at, lease_owner
+                                 FROM kendo_inbox WHERE event_id = $1",
+                            &[&event_id],
+                        )
+                        .await?;
+                    Ok(rows.first().map(stored))
+                })
+            },
+        ))
+    }
+
     fn requeue(
         &self,
         event_id: Option<String>,

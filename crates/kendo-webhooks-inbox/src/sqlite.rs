@@ -638,6 +638,19 @@ impl Backend for Sqlite {
         ))
     }
 
+    fn get(&self, event_id: String) -> BoxFuture<'_, Result<Option<StoredDelivery>, InboxError>> {
+        Box::pin(self.read(
+            "could not read a row of the SQLite inbox",
+            move |connection| {
+                let mut get = connection.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM kendo_inbox WHERE event_id = ?1"
+                ))?;
+                let mut rows = get.query_map(params![event_id], stored)?;
+                rows.next().transpose()
+            },
+        ))
+    }
+
     fn requeue(
         &self,
         event_id: Option<String>,

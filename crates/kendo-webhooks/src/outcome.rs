@@ -20,6 +20,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Extensions, HeaderMap, StatusCode};
 
 use crate::dedupe::StoreError;
@@ -94,6 +95,8 @@ pub struct Report<'a> {
     pub(crate) response_headers: Option<&'a HeaderMap>,
     pub(crate) response_extensions: Option<&'a Extensions>,
     pub(crate) delivery: Option<&'a Delivery>,
+    pub(crate) body: Option<&'a Bytes>,
+    pub(crate) request_headers: Option<&'a HeaderMap>,
 }
 
 impl<'a> Report<'a> {
@@ -150,6 +153,22 @@ impl<'a> Report<'a> {
     #[must_use]
     pub fn delivery(&self) -> Option<&'a Delivery> {
         self.delivery
+    }
+
+    /// The raw body as received, once its signature was verified (never an
+    /// unverified body): also when the body was then refused for its
+    /// content (a number out of range, nesting too deep, a field missing),
+    /// so a delivery log can keep it to inspect and replay after a fix.
+    #[must_use]
+    pub fn verified_body(&self) -> Option<&'a Bytes> {
+        self.body
+    }
+
+    /// The request's headers as received, for a delivery log. They include
+    /// the signature: shorten it before showing it.
+    #[must_use]
+    pub fn request_headers(&self) -> Option<&'a HeaderMap> {
+        self.request_headers
     }
 
     /// The inner service's response extensions, when it answered: typed

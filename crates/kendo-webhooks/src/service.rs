@@ -131,24 +131,33 @@ struct Seen<'a> {
     /// The secret that verified the body, before a `Delivery` carries it
     /// (a verified body that fails to parse is reported with it too).
     secret_label: Option<&'a str>,
+    /// The verified raw body (a body that failed to parse is reported with
+    /// it too).
+    body: Option<&'a Bytes>,
+    /// The request's headers, for the hook.
+    headers: Option<&'a HeaderMap>,
 }
 
 impl<'a> Seen<'a> {
-    fn unverified(delivery_id: Option<&'a str>) -> Self {
+    fn unverified(delivery_id: Option<&'a str>, headers: &'a HeaderMap) -> Self {
         Self {
             delivery_id,
             delivery: None,
             verified: false,
             secret_label: None,
+            body: None,
+            headers: Some(headers),
         }
     }
 
-    fn delivery(delivery: Option<&'a Delivery>) -> Self {
+    fn delivery(delivery: Option<&'a Delivery>, headers: Option<&'a HeaderMap>) -> Self {
         Self {
             delivery_id: delivery.map(Delivery::delivery_id),
             delivery,
             verified: true,
             secret_label: delivery.and_then(Delivery::secret_label),
+            body: delivery.map(Delivery::body),
+            headers,
         }
     }
 
@@ -163,6 +172,8 @@ impl<'a> Seen<'a> {
             response_headers: None,
             response_extensions: None,
             delivery: self.delivery,
+            body: self.body,
+            request_headers: self.headers,
         }
     }
 }
@@ -219,7 +230,7 @@ where
     let (parts, body) = req.into_parts();
     let scanned = ScannedHeaders::new(&parts.headers);
     // The hooks and the span want the delivery id even when a check fails.
-    let mut seen = Seen::unverified(scanned.delivery_id.ok());
+    let mut seen = Seen::unverified(scanned.delivery_id.ok(), &parts.headers);
     span.record_delivery_id(scanned.delivery_id.ok());
 
     let headers = match check_parts(&parts.method, &scanned, config.body_limit) {
@@ -242,6 +253,7 @@ where
         Err(reason) => return Ok(reject(&config, &span, reason, seen)),
     };
     seen.verified = true;
+    seen.body = Some(&bytes);
     // Only the hooks want it before the `Delivery` exists.
     let label_kept = config.on_outcome.is_some().then(|| Arc::clone(&label));
     seen.secret_label = label_kept.as_deref();
@@ -290,17 +302,27 @@ where
     // Kept for the hook, and for the metrics' schema drift (one reference
     // count).
     let kept = (config.on_outcome.is_some() || cfg!(feature = "metrics")).then(|| delivery.clone());
+    // The request's headers move into the inner request too: the hook's
+    // copy (a delivery log shows them).
+    let kept_headers = config.on_outcome.is_some().then(|| parts.headers.clone());
+    let hook_headers = kept_headers.as_ref();
     // The latency is only for the hook and the metrics.
     let started = (cfg!(feature = "metrics") || kept.is_some()).then(Instant::now);
     if !claimed {
         // Gives back (in the background) a claim that may have landed.
         drop(guard);
         let call = call_inner(inner, parts, bytes, delivery);
-        return finish(&config, &span, kept.as_ref(), call.await, started);
+        return finish(
+            &config,
+            &span,
+            Seen::delivery(kept.as_ref(), hook_headers),
+            call.await,
+            started,
+        );
     }
     let call = call_inner(inner, parts, bytes, delivery);
     let result = if guard.has_lease() {
-        let seen = Seen::delivery(kept.as_ref());
+        let seen = Seen::delivery(kept.as_ref(), hook_headers);
         let on_error =
             |error: &StoreError| report_store_error(&config, &span, seen, "renew", error);
         // Boxed: the renewal timer is not carried by every request.
@@ -308,13 +330,19 @@ where
     } else {
         call.await
     };
-    let result = finish(&config, &span, kept.as_ref(), result, started);
+    let result = finish(
+        &config,
+        &span,
+        Seen::delivery(kept.as_ref(), hook_headers),
+        result,
+        started,
+    );
     let success = matches!(&result, Ok(response) if response.status().is_success());
     if let Err(error) = guard.settle(success).await {
         report_store_error(
             &config,
             &span,
-            Seen::delivery(kept.as_ref()),
+            Seen::delivery(kept.as_ref(), hook_headers),
             "settle",
             &error,
         );
@@ -357,7 +385,7 @@ where
 fn finish<ResBody, E>(
     config: &Config,
     span: &trace::Span,
-    kept: Option<&Delivery>,
+    seen: Seen<'_>,
     result: Result<Response<ResBody>, E>,
     started: Option<Instant>,
 ) -> Result<Response<ResponseBody<ResBody>>, E> {
@@ -376,13 +404,7 @@ fn finish<ResBody, E>(
             latency,
         },
     };
-    report_answer(
-        config,
-        span,
-        Seen::delivery(kept),
-        outcome,
-        result.as_ref().ok(),
-    );
+    report_answer(config, span, seen, outcome, result.as_ref().ok());
     result.map(|response| response.map(ResponseBody::service))
 }
 

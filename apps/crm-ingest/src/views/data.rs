@@ -6,7 +6,7 @@ use std::collections::HashMap;
 /// How long without a verified delivery before the page warns, by default.
 pub const DEFAULT_QUIET_AFTER_SECS: u64 = 15 * 60;
 
-/// How often the page reloads itself, by default.
+/// How often the page refreshes (in place; without scripts it reloads), by default.
 pub const DEFAULT_REFRESH_SECS: u32 = 15;
 
 /// Width of the delivery-per-minute and backlog charts' window.
@@ -18,8 +18,8 @@ pub struct DashboardData {
     /// When the data was read (Unix ms). Relative times ("3 min ago") and the
     /// last-hour charts are measured from it.
     pub now_ms: i64,
-    /// Seconds between automatic reloads (`<meta http-equiv="refresh">`);
-    /// 0 turns reloading off.
+    /// Seconds between refreshes in place (`/assets/console.js`; without
+    /// scripts, `<meta http-equiv="refresh">`); 0 turns refreshing off.
     pub refresh_secs: u32,
     /// Warn when no verified delivery arrived for this many seconds.
     pub quiet_after_secs: u64,
@@ -56,6 +56,9 @@ pub struct DashboardData {
     pub search: Option<Search>,
     /// The delivery log shows only this outcome (`GET ?outcome=`).
     pub log_filter: Option<Outcome>,
+    /// The zone times are shown in, and whose midnight starts "today"
+    /// (`CRM_TIME_ZONE`).
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 impl Default for DashboardData {
@@ -78,6 +81,7 @@ impl Default for DashboardData {
             payload_changes: Vec::new(),
             search: None,
             log_filter: None,
+            time_zone: jiff::tz::TimeZone::UTC,
         }
     }
 }

@@ -1,54 +1,80 @@
 //! How the dashboard writes times, counts, scores and names for people:
-//! clock times and "3 min ago" rather than ISO strings, thousands grouped.
+//! clock times and "3 min ago" rather than ISO strings, in the console's
+//! zone (`CRM_TIME_ZONE`) with its offset, thousands grouped.
 
-use time::OffsetDateTime;
+use std::cell::RefCell;
 
-pub(super) fn utc(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, Zoned};
+
+thread_local! {
+    /// The zone the page being rendered shows times in (rendering is
+    /// synchronous: one page at a time per thread).
+    static ZONE: RefCell<TimeZone> = const { RefCell::new(TimeZone::UTC) };
 }
 
-/// `2026-03-05 12:00:03 UTC`.
+/// Runs `render` with times shown in `zone` (`CRM_TIME_ZONE`).
+pub(super) fn in_zone<T>(zone: &TimeZone, render: impl FnOnce() -> T) -> T {
+    let previous = ZONE.with(|z| z.replace(zone.clone()));
+    let result = render();
+    ZONE.with(|z| *z.borrow_mut() = previous);
+    result
+}
+
+/// The zone's name for people: `UTC`, or `Europe/Paris`.
+pub(super) fn zone_name() -> String {
+    ZONE.with(|z| z.borrow().iana_name().unwrap_or("UTC").to_owned())
+}
+
+fn is_utc() -> bool {
+    ZONE.with(|z| {
+        z.borrow()
+            .iana_name()
+            .is_none_or(|n| n == "UTC" || n == "Etc/UTC")
+    })
+}
+
+pub(super) fn local(ms: i64) -> Zoned {
+    let at = Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH);
+    ZONE.with(|z| at.to_zoned(z.borrow().clone()))
+}
+
+/// `2026-03-05 12:00:03 UTC`, or in another zone with its offset:
+/// `2026-03-05 13:00:03 +01:00`.
 pub(super) fn full(ms: i64) -> String {
-    let t = utc(ms);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let t = local(ms);
+    if is_utc() {
+        t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+    } else {
+        t.strftime("%Y-%m-%d %H:%M:%S %:z").to_string()
+    }
 }
 
 /// `2026-03-05T12:00:03Z`, for `<time datetime>`.
 pub(super) fn iso(ms: i64) -> String {
-    let t = utc(ms);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    Timestamp::from_millisecond(ms.div_euclid(1000) * 1000)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
-/// `12:00:03` on the day of `now`, `2026-03-05 12:00` on another day (UTC).
+/// `12:00:03` on the day of `now`, `2026-03-05 12:00` on another day (in
+/// the page's zone).
 pub(super) fn clock(now: i64, ms: i64) -> String {
-    let t = utc(ms);
-    if t.date() == utc(now).date() {
-        format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second())
+    let t = local(ms);
+    if t.date() == local(now).date() {
+        t.strftime("%H:%M:%S").to_string()
     } else {
-        format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute()
-        )
+        t.strftime("%Y-%m-%d %H:%M").to_string()
+    }
+}
+
+/// The zone as the page names it: `UTC`, or `Europe/Paris (+01:00)`.
+pub(super) fn zone_label(now: i64) -> String {
+    if is_utc() {
+        "UTC".to_owned()
+    } else {
+        format!("{} ({})", zone_name(), local(now).strftime("%:z"))
     }
 }
 
@@ -129,4 +155,19 @@ pub(super) fn agent(name: Option<&str>, id: Option<&str>) -> String {
         (None, Some(id)) => id.to_owned(),
         (None, None) => String::new(),
     }
+}
+
+/// `text` as one percent-encoded URL path segment or query value: every
+/// byte but the unreserved ones (RFC 3986) encoded, so an id with `/`,
+/// `?`, `#` or `%` links to itself.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

@@ -3,25 +3,29 @@
 //! [`render`] turns a [`DashboardData`] into one complete HTML page: business
 //! cards, four charts, the delivery log, recent calls and trainings, test
 //! deliveries, the average score per agent, events that arrived but were not
-//! processed, and a search by id. The page has no scripts and no external
-//! assets: the CSS is inline, the charts are SVG drawn by plotters, and it
-//! reloads itself every [`DashboardData::refresh_secs`] seconds.
+//! processed, and a search. The page has no external assets: the CSS is
+//! inline, the charts are SVG drawn by plotters, and its one script of the
+//! app's own ([`crate::assets`]) refreshes it in place every
+//! [`DashboardData::refresh_secs`] seconds while the tab is visible (without
+//! scripts, it reloads itself).
 //!
 //! Every value goes through maud, which escapes by construction; chart labels
 //! go through plotters' SVG backend, which escapes text as well.
 //!
-//! From the top: a warning when no delivery arrived for a while, search
-//! results (when searched), the cards, the charts (two a row, one on a
-//! phone), the delivery log (one row per delivery id, with its attempts),
-//! events not processed (here when there are any, at the bottom otherwise),
-//! recent calls beside the average score per agent, recent trainings beside
-//! test deliveries. Tables scroll inside their own box and keep each row on
-//! one line (long cells end in an ellipsis); phones hide a few secondary
-//! columns.
+//! From the top, the business first: a warning when no delivery arrived for
+//! a while, search results (when searched), the cards (each says its
+//! period), recent calls beside the average score per agent (each agent
+//! links to its page), recent trainings beside the score chart. Then the
+//! pipeline's health: events not processed (with their requeue buttons),
+//! rejections with what happened and what to do, the delivery log (one
+//! row per delivery id, linking to its page), the delivery and backlog
+//! charts, Kendo payload changes and test deliveries. Long cells wrap
+//! rather than being cut off; phones hide a few secondary columns.
 //!
 //! The data types are plain rows and numbers, already computed by the caller
 //! (one SQL query each). Times are Unix milliseconds (`received_ms` columns),
-//! shown as UTC clock times or "3 min ago", never as raw ISO strings.
+//! shown as clock times in `CRM_TIME_ZONE` or "3 min ago", never as raw
+//! ISO strings.
 
 // `pub` is this module's API; the app that includes it as a private module
 // of a binary would otherwise warn on each item.
@@ -29,11 +33,16 @@
 
 use maud::{html, PreEscaped, DOCTYPE};
 
+pub mod agent;
 mod charts;
 mod data;
 pub mod destinations;
+pub mod detail;
 mod format;
+mod reasons;
 mod tables;
+
+pub use self::format::path_segment;
 
 pub use self::data::*;
 
@@ -41,8 +50,12 @@ use self::charts::*;
 use self::format::*;
 use self::tables::*;
 
-/// Renders the whole page.
+/// Renders the whole page, times in `data.time_zone`.
 pub fn render(data: &DashboardData) -> String {
+    in_zone(&data.time_zone, || render_page(data))
+}
+
+fn render_page(data: &DashboardData) -> String {
     let now = data.now_ms;
     let cards = &data.cards;
     let quiet_ms = i64::try_from(data.quiet_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -59,7 +72,9 @@ pub fn render(data: &DashboardData) -> String {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 @if data.refresh_secs > 0 {
-                    meta http-equiv="refresh" content=(data.refresh_secs);
+                    // Without scripts, the page reloads itself; with them,
+                    // it refreshes in place (`/assets/console.js`).
+                    noscript { meta http-equiv="refresh" content=(data.refresh_secs); }
                 }
                 title { "CRM ingest · Kendo webhooks" }
                 style { (PreEscaped(STYLE)) }
@@ -70,22 +85,26 @@ pub fn render(data: &DashboardData) -> String {
                         h1 { "CRM ingest" }
                         p.sub {
                             "Kendo webhooks on " code { "POST /webhooks/kendo" } ". "
-                            "Updated " (clock(now, now)) " UTC"
+                            "Updated " (clock(now, now)) " " (zone_label(now))
                             @if data.refresh_secs > 0 { ", every " (data.refresh_secs) " s" }
                             ". JSON: "
                             a href="/api/calls" { "calls" } ", "
                             a href="/api/trainings" { "trainings" } ", "
-                            a href="/api/deliveries" { "deliveries" } ". "
+                            a href="/api/deliveries" { "deliveries" } ". CSV: "
+                            a href="/api/calls?format=csv" { "calls" } ", "
+                            a href="/api/trainings?format=csv" { "trainings" } ", "
+                            a href="/api/deliveries?format=csv" { "deliveries" } ". "
                             a href="/destinations" { "Destinations and alerts" } "."
                         }
                     }
                     form.search method="get" role="search" {
-                        label for="q" { "Find by id" }
+                        label for="q" { "Find" }
                         input #q type="search" name="q" value=(query)
-                            placeholder="call, event or delivery id";
+                            placeholder="any id, agent, team member";
                         button type="submit" { "Search" }
                     }
                 }
+                main #live data-refresh=(data.refresh_secs) {
                 @if quiet {
                     p.banner role="alert" {
                         @match cards.last_delivery_ms {
@@ -108,17 +127,17 @@ pub fn render(data: &DashboardData) -> String {
                     div.card {
                         span.label { "Calls today" }
                         b { (thousands(cards.calls_today)) }
-                        span.sub { (thousands(cards.calls_total)) " real calls in all" }
+                        span.sub { "since 00:00 " (zone_name()) " · " (thousands(cards.calls_total)) " real calls in all" }
                     }
                     div.card {
                         span.label { "Average AI score" }
                         b { (cards.average_score.map_or_else(|| "–".to_owned(), score)) }
-                        span.sub { "over " (thousands(cards.scored_calls)) " scored calls" }
+                        span.sub { "all time, over " (thousands(cards.scored_calls)) " scored calls" }
                     }
                     div.card {
                         span.label { "Trainings today" }
                         b { (thousands(cards.trainings_today)) }
-                        span.sub { (thousands(cards.trainings_total)) " in all" }
+                        span.sub { "since 00:00 " (zone_name()) " · " (thousands(cards.trainings_total)) " in all" }
                     }
                     div.card.warn[quiet] {
                         span.label { "Last delivery received" }
@@ -145,20 +164,29 @@ pub fn render(data: &DashboardData) -> String {
                         }
                     }
                 }
-                section.charts aria-label="Charts" {
-                    (figure_with_legend(
-                        "Deliveries per minute, last hour",
-                        deliveries_chart(now, &data.deliveries_per_minute),
-                        html! {
-                            span.key.accepted { "accepted" }
-                            span.key.duplicate { "duplicate" }
-                            span.key.rejected { "rejected" }
-                        },
-                    ))
-                    (figure("Rejections by reason", rejections_chart(&data.rejections_by_reason)))
-                    (figure("AI score of real calls", score_chart(&data.score_histogram)))
-                    (figure("Waiting for the worker, last hour", backlog_chart(now, &data.backlog)))
+                div.split {
+                    section {
+                        h2 { "Recent calls" span.count { (counted(data.recent_calls.len(), "call", "calls")) } }
+                        (activity_table(now, &data.recent_calls, "call", "No real calls yet."))
+                    }
+                    section {
+                        h2 { "Average score per agent" span.count { "all time" } }
+                        (agents_table(&data.agent_scores))
+                    }
                 }
+                div.split.even {
+                    section {
+                        h2 { "Recent trainings" span.count { (counted(data.recent_trainings.len(), "training", "trainings")) } }
+                        (activity_table(now, &data.recent_trainings, "training", "No real trainings yet."))
+                    }
+                    section {
+                        h2 { "AI score of real calls" span.count { "all time" } }
+                        (figure("Calls per score", score_chart(&data.score_histogram)))
+                    }
+                }
+                h2.part { "Pipeline health" }
+                (unprocessed_section(now, &data.unprocessed))
+                (rejections_section(&data.rejections_by_reason))
                 section {
                     h2 {
                         "Delivery log"
@@ -173,35 +201,28 @@ pub fn render(data: &DashboardData) -> String {
                     }
                     (log_table(now, &groups))
                 }
-                @if !data.unprocessed.is_empty() {
-                    (unprocessed_section(now, &data.unprocessed))
+                section.charts aria-label="Charts" {
+                    (figure_with_legend(
+                        "Deliveries per minute, last hour",
+                        deliveries_chart(now, &data.deliveries_per_minute),
+                        html! {
+                            span.key.accepted { "accepted" }
+                            span.key.duplicate { "duplicate" }
+                            span.key.rejected { "rejected" }
+                        },
+                    ))
+                    (figure("Waiting for the worker, last hour", backlog_chart(now, &data.backlog)))
+                    (figure("Rejections by reason, last 24 h", rejections_chart(&data.rejections_by_reason)))
                 }
                 @if !data.payload_changes.is_empty() {
                     (payload_changes_section(now, &data.payload_changes))
                 }
-                div.split {
-                    section {
-                        h2 { "Recent calls" span.count { (counted(data.recent_calls.len(), "call", "calls")) } }
-                        (activity_table(now, &data.recent_calls, "call", "No real calls yet."))
-                    }
-                    section {
-                        h2 { "Average score per agent" }
-                        (agents_table(&data.agent_scores))
-                    }
+                section {
+                    h2 { "Test deliveries" span.count { (counted(data.test_events.len(), "event", "events")) } }
+                    (test_table(now, &data.test_events))
                 }
-                div.split.even {
-                    section {
-                        h2 { "Recent trainings" span.count { (counted(data.recent_trainings.len(), "training", "trainings")) } }
-                        (activity_table(now, &data.recent_trainings, "training", "No real trainings yet."))
-                    }
-                    section {
-                        h2 { "Test deliveries" span.count { (counted(data.test_events.len(), "event", "events")) } }
-                        (test_table(now, &data.test_events))
-                    }
-                }
-                @if data.unprocessed.is_empty() {
-                    (unprocessed_section(now, &data.unprocessed))
-                }
+            }
+                script src="/assets/console.js" defer {}
             }
         }
     };
@@ -230,8 +251,8 @@ code{font:12px/1.3 ui-monospace,SFMono-Regular,Menlo,monospace}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(10rem,1fr));gap:.75rem}
 .card{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:.7rem .9rem;min-width:0}
 .card .label{display:block;color:#5b6472;font-size:.85rem}
-.card b{display:block;font-size:1.6rem;line-height:1.2;margin:.15rem 0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-.card .sub{display:block;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.card b{display:block;font-size:1.6rem;line-height:1.2;margin:.15rem 0;overflow-wrap:anywhere}
+.card .sub{display:block;overflow-wrap:anywhere}
 .card.warn{border-color:#f0b35a;background:#fffaf2}
 .card.warn b{color:#a35f00}
 .charts{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:.75rem;margin-top:.75rem}
@@ -251,14 +272,21 @@ th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #eef0f3;white
 th{background:#f2f4f7;font-weight:600;font-size:.85rem;color:#3d4654}
 tr:last-child td{border-bottom:0}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-td.clip{max-width:13rem;overflow:hidden;text-overflow:ellipsis}
-td.clip.wide{max-width:22rem}
+td.clip{white-space:normal;overflow-wrap:anywhere;min-width:5rem}
+td.clip.wide{min-width:8rem}
 td.empty{color:#5b6472;font-style:italic;white-space:normal}
 .tag{display:inline-block;padding:0 .45rem;border-radius:4px;font-size:.8rem;background:#eef0f3}
 .tag.accepted{background:#dcf5e3;color:#1d6b3a}.tag.duplicate{background:#fff2cc;color:#7a5a00}
 .tag.rejected,.tag.dead{background:#fde2e1;color:#9b1c1c}.tag.failed{background:#ffe8d1;color:#8a4300}
 .tag.test{background:#e6ecfb;color:#2f4f9b}
 .muted{color:#5b6472}
+h2.part{font-size:1.15rem;margin:2rem 0 .25rem;padding-top:.75rem;border-top:2px solid #dde1e6}
+.charts.one{grid-template-columns:minmax(0,1fr)}
+td.wrap{white-space:normal;overflow-wrap:anywhere;min-width:12rem}
+@media (max-width:700px){td.clip,td.clip.wide,td.wrap{min-width:0}th,td{white-space:normal;padding:.3rem .3rem}}
+form.inline{display:inline;margin:0}
+form.inline button{font:inherit;font-size:.8rem;padding:.1rem .5rem;border:1px solid #2f5fb3;background:#2f5fb3;color:#fff;border-radius:4px;cursor:pointer}
+form.inline.push{margin-left:auto}
 ";
 
 #[cfg(test)]
@@ -461,6 +489,34 @@ mod tests {
             assert_eq!(outcome.as_str().parse::<Outcome>(), Ok(outcome));
         }
         assert!("<b>".parse::<Outcome>().is_err());
+    }
+
+    #[test]
+    fn times_show_in_the_console_s_zone_with_its_offset() {
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+        let html = render(&DashboardData {
+            time_zone: paris.clone(),
+            ..sample()
+        });
+        assert!(
+            html.contains("Europe/Paris (+01:00)"),
+            "the zone in the header"
+        );
+        assert!(
+            html.contains("since 00:00 Europe/Paris"),
+            "the cards' period"
+        );
+        assert!(html.contains("all time, over"));
+        in_zone(&paris, || {
+            assert_eq!(full(NOW), "2026-03-05 13:00:03 +01:00");
+            assert_eq!(clock(NOW, NOW - 3_000), "13:00:00");
+            assert_eq!(
+                iso(NOW),
+                "2026-03-05T12:00:03Z",
+                "machine-readable stays UTC"
+            );
+        });
+        assert_eq!(full(NOW), "2026-03-05 12:00:03 UTC", "restored after");
     }
 
     #[test]

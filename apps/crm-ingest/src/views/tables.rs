@@ -54,7 +54,7 @@ pub(super) fn log_table(now: i64, groups: &[DeliveryGroup<'_>]) -> Markup {
             tr {
                 td { (when(now, entry.received_ms)) }
                 td { span.tag.(entry.outcome.as_str()) { (entry.outcome.as_str()) } }
-                td.num title=(format!("first attempt {}", full(group.first_ms))) { (group.attempts) }
+                td.num.opt title=(format!("first attempt {}", full(group.first_ms))) { (group.attempts) }
                 td.num.opt { (entry.status) }
                 td.clip.wide {
                     (entry.reason.as_deref().unwrap_or(""))
@@ -63,9 +63,11 @@ pub(super) fn log_table(now: i64, groups: &[DeliveryGroup<'_>]) -> Markup {
                         span.muted { "before: " (earlier.join(", ")) }
                     }
                 }
-                td.clip title=[entry.event.as_deref()] { (entry.event.as_deref().unwrap_or("")) }
+                td.clip.opt title=[entry.event.as_deref()] { (entry.event.as_deref().unwrap_or("")) }
                 td.clip title=[entry.delivery_id.as_deref()] {
-                    code { (entry.delivery_id.as_deref().unwrap_or("")) }
+                    @if let Some(id) = entry.delivery_id.as_deref() {
+                        a href=(format!("/deliveries/{}", path_segment(id))) { code { (id) } }
+                    }
                 }
                 td.clip.opt title=[entry.event_id.as_deref()] {
                     code { (entry.event_id.as_deref().unwrap_or("")) }
@@ -84,10 +86,10 @@ pub(super) fn log_table(now: i64, groups: &[DeliveryGroup<'_>]) -> Markup {
         &[
             ("received", false, false),
             ("outcome", false, false),
-            ("attempts", true, false),
+            ("attempts", true, true),
             ("status", true, true),
             ("reason", false, false),
-            ("event", false, false),
+            ("event", false, true),
             ("delivery id", false, false),
             ("event id", false, true),
             ("verified", false, true),
@@ -107,9 +109,13 @@ pub(super) fn activity_table(
         @for row in rows {
             tr {
                 td { (when(now, row.received_ms)) }
-                td.clip title=[row.agent_id.as_deref()] { (agent(row.agent_name.as_deref(), row.agent_id.as_deref())) }
+                td.clip title=[row.agent_id.as_deref()] {
+                    @let name = agent(row.agent_name.as_deref(), row.agent_id.as_deref());
+                    @let key = if name.is_empty() { "unknown agent" } else { name.as_str() };
+                    a href=(format!("/agents/{}", path_segment(key))) { (name) }
+                }
                 td.num { (row.ai_score.map_or_else(String::new, score)) }
-                td.num { (row.duration_secs.map_or_else(String::new, duration)) }
+                td.num.opt { (row.duration_secs.map_or_else(String::new, duration)) }
                 td.clip title=(format!("{} (event {})", row.id, row.event_id)) { code { (row.id) } }
                 td.clip.opt { (row.team_member.as_deref().unwrap_or("")) }
             }
@@ -120,7 +126,7 @@ pub(super) fn activity_table(
             ("received", false, false),
             ("agent", false, false),
             ("AI score", true, false),
-            ("duration", true, false),
+            ("duration", true, true),
             (id_header, false, false),
             ("team member", false, true),
         ],
@@ -133,7 +139,7 @@ pub(super) fn agents_table(rows: &[AgentScore]) -> Markup {
     let body = html! {
         @for row in rows {
             tr {
-                td.clip title=(row.agent) { (row.agent) }
+                td.clip title=(row.agent) { a href=(format!("/agents/{}", path_segment(&row.agent))) { (row.agent) } }
                 td.num { (thousands(row.calls)) }
                 td.num { (row.average_score.map_or_else(|| "–".to_owned(), score)) }
             }
@@ -153,7 +159,14 @@ pub(super) fn agents_table(rows: &[AgentScore]) -> Markup {
 pub(super) fn unprocessed_section(now: i64, rows: &[UnprocessedEvent]) -> Markup {
     html! {
         section {
-            h2 { "Not processed" span.count { (counted(rows.len(), "event", "events")) } }
+            h2 {
+                "Not processed" span.count { (counted(rows.len(), "event", "events")) }
+                @if rows.iter().any(|r| r.state == UnprocessedState::Dead) {
+                    form.inline.push method="post" action="/api/inbox/requeue?state=dead" {
+                        button type="submit" { "Requeue all dead rows" }
+                    }
+                }
+            }
             (unprocessed_table(now, rows))
         }
     }
@@ -169,15 +182,22 @@ pub(super) fn unprocessed_table(now: i64, rows: &[UnprocessedEvent]) -> Markup {
             tr {
                 td { (when(now, row.received_ms)) }
                 td { span.tag.(state) { (state) } }
-                td.num { (row.attempts) }
+                td.num.opt { (row.attempts) }
                 td.clip title=[row.last_error.as_deref()] { (row.last_error.as_deref().unwrap_or("")) }
                 td.clip { (row.event) }
-                td.clip.opt title=(format!("{} (delivery {})", row.event_id, row.delivery_id)) { code { (row.event_id) } }
+                td.clip.opt title=(format!("{} (delivery {})", row.event_id, row.delivery_id)) {
+                    a href=(format!("/deliveries/{}", path_segment(&row.delivery_id))) { code { (row.event_id) } }
+                }
                 td.opt {
                     @if let Some(next) = row.next_try_ms {
                         (if next > now { format!("in {}", duration_words(next - now)) } else { "now".to_owned() })
                     } @else {
                         span.muted { "needs a requeue" }
+                    }
+                }
+                td {
+                    form.inline method="post" action=(format!("/api/inbox/{}/requeue", path_segment(&row.event_id))) {
+                        button type="submit" { "Requeue" }
                     }
                 }
             }
@@ -187,11 +207,12 @@ pub(super) fn unprocessed_table(now: i64, rows: &[UnprocessedEvent]) -> Markup {
         &[
             ("received", false, false),
             ("state", false, false),
-            ("attempts", true, false),
+            ("attempts", true, true),
             ("last error", false, false),
             ("event", false, false),
             ("event id", false, true),
             ("next try", false, true),
+            ("action", false, false),
         ],
         body,
         rows.is_empty()
@@ -229,7 +250,13 @@ pub(super) fn search_results(now: i64, search: &Search) -> Markup {
             tr {
                 td { (when(now, hit.received_ms)) }
                 td { (hit.kind) }
-                td.clip title=(hit.id) { code { (hit.id) } }
+                td.clip title=(hit.id) {
+                    @if matches!(hit.kind.as_str(), "delivery" | "unverified") && !hit.id.is_empty() {
+                        a href=(format!("/deliveries/{}", path_segment(&hit.id))) { code { (hit.id) } }
+                    } @else {
+                        code { (hit.id) }
+                    }
+                }
                 td.clip title=(hit.detail) { (hit.detail) }
             }
         }
@@ -286,6 +313,32 @@ pub(super) fn payload_changes_section(now: i64, rows: &[PayloadChangeRow]) -> Ma
                 ],
                 body,
                 None,
+            ))
+        }
+    }
+}
+
+/// Rejections of the last 24 hours by reason: how many, what happened in
+/// words, and what to do.
+pub(super) fn rejections_section(reasons: &[ReasonCount]) -> Markup {
+    let body = html! {
+        @for row in reasons {
+            @let (what, action) = super::reasons::explain(&row.reason);
+            tr {
+                td { code { (row.reason) } }
+                td.num { (thousands(row.count)) }
+                td.wrap { (what) }
+                td.wrap { (action) }
+            }
+        }
+    };
+    html! {
+        section {
+            h2 { "Rejections" span.count { "last 24 h" } }
+            (table(
+                &[("reason", false, false), ("count", true, false), ("what happened", false, false), ("what to do", false, false)],
+                body,
+                reasons.is_empty().then_some("Nothing rejected in the last 24 hours."),
             ))
         }
     }

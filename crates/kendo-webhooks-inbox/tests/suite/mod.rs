@@ -233,8 +233,15 @@ pub async fn retries_then_dead_then_requeue(inbox: Inbox) {
     // Nothing more happens to a dead row until it is re-queued.
     assert!(
         !inbox.requeue("evt_good").await.unwrap(),
-        "only dead rows re-queue"
+        "only dead and failed rows re-queue"
     );
+    let row = inbox.get("evt_bad").await.unwrap().expect("the dead row");
+    assert_eq!((row.state, row.attempts), (RowState::Dead, 3));
+    assert_eq!(
+        inbox.get("evt_good").await.unwrap().map(|r| r.state),
+        Some(RowState::Done)
+    );
+    assert!(inbox.get("evt_nowhere").await.unwrap().is_none());
     recorder.failing.lock().unwrap().clear();
     assert!(inbox.requeue("evt_bad").await.unwrap());
     wait_until("evt_bad is done after the re-queue", || async {
