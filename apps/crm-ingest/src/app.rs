@@ -310,6 +310,7 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
             waker,
         },
         time_zone: config.time_zone.clone(),
+        dashboards: crate::coalesce::Coalesce::default(),
     };
     let app = routes::router(state, layer, &AdminToken::new(&admin_token));
     let (stop, mut stop_rx) = watch::channel(false);

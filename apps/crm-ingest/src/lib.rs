@@ -7,7 +7,9 @@
 //! share: [`config`] (the environment), [`routes`] (what the app serves),
 //! [`dashboard`] (what the page shows, read from the database), [`views`]
 //! (the page: HTML and SVG charts), [`storage`] (the CRM's tables),
-//! [`delivery_log`] (the `on_outcome` hook), [`auth`] (the admin token),
+//! [`delivery_log`] (the `on_outcome` hook), [`coalesce`] (one dashboard
+//! render at a time, shared by the requests waiting), [`auth`] (the admin
+//! token),
 //! [`pg_error`] (errors with their causes and SQLSTATE), [`warnings`]
 //! (rate-limited lines for operators, through [`rate_limit`]),
 //! [`server`] (the hardened HTTP server, with [`write_timeout`]) and
@@ -22,6 +24,7 @@ pub mod app;
 pub mod assets;
 pub mod auth;
 pub mod captured;
+pub mod coalesce;
 pub mod config;
 pub mod dashboard;
 pub mod delivery_log;

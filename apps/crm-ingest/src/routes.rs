@@ -51,6 +51,8 @@ pub struct AppState {
     pub destinations: crate::destinations::Console,
     /// The console's time zone (`CRM_TIME_ZONE`).
     pub time_zone: jiff::tz::TimeZone,
+    /// Dashboard renders, one at a time, shared by the requests waiting.
+    pub dashboards: crate::coalesce::Coalesce,
 }
 
 /// The app's router.
@@ -395,6 +397,7 @@ pub struct DashboardQuery {
 /// delivery log).
 async fn dashboard_page(
     State(state): State<AppState>,
+    uri: axum::http::Uri,
     Query(query): Query<DashboardQuery>,
 ) -> Result<Response, ApiError> {
     let log_filter = match query.outcome.as_deref() {
@@ -405,15 +408,22 @@ async fn dashboard_page(
             ))
         })?),
     };
-    let data = dashboard::load_in(
-        &state.time_zone,
-        &state.storage,
-        &state.inbox,
-        &state.backlog,
-        query.q.as_deref(),
-        log_filter,
-    )
-    .await
-    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    Ok(Html(crate::views::render(&data)).into_response())
+    let render = || async {
+        let data = dashboard::load_in(
+            &state.time_zone,
+            &state.storage,
+            &state.inbox,
+            &state.backlog,
+            query.q.as_deref(),
+            log_filter,
+        )
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        Ok::<_, ApiError>(crate::views::render(&data))
+    };
+    let page = state
+        .dashboards
+        .page(uri.query().unwrap_or(""), render)
+        .await?;
+    Ok(Html(page.to_string()).into_response())
 }
