@@ -19,12 +19,15 @@ use tokio::time::Instant;
 /// Most distinct pages (query strings) remembered.
 const MAX_PAGES: usize = 32;
 
+/// A page and when its render started.
+type Rendered = (Instant, Arc<str>);
+
 /// Serialised, shared renders of pages keyed by their query string.
 #[derive(Clone, Default)]
 pub struct Coalesce {
     /// Held while rendering; maps a key to its newest render's start and
     /// page.
-    pages: Arc<Mutex<HashMap<String, (Instant, Arc<str>)>>>,
+    pages: Arc<Mutex<HashMap<String, Rendered>>>,
 }
 
 impl std::fmt::Debug for Coalesce {
