@@ -10,9 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jiff::tz::TimeZone;
 use kendo_webhooks_inbox::{Inbox, InboxError, RowState, StoredDelivery};
 
+use crate::outcome::DeliveryOutcome;
 use crate::storage::{now_ms, Cell, Param, Storage, StorageError};
 use crate::views::{
-    ActivityRow, AgentScore, BacklogSample, Cards, DashboardData, LogEntry, MinuteCounts, Outcome,
+    ActivityRow, AgentScore, BacklogSample, Cards, DashboardData, LogRow, MinuteCounts,
     PayloadChangeRow, ReasonCount, Search, SearchHit, TestEvent, UnprocessedEvent,
     UnprocessedState,
 };
@@ -162,7 +163,7 @@ pub async fn load(
     inbox: &Inbox,
     backlog: &BacklogHistory,
     query: Option<&str>,
-    log_filter: Option<Outcome>,
+    log_filter: Option<DeliveryOutcome>,
 ) -> Result<DashboardData, LoadError> {
     load_in(&TimeZone::UTC, storage, inbox, backlog, query, log_filter).await
 }
@@ -175,7 +176,7 @@ pub async fn load_in(
     inbox: &Inbox,
     backlog: &BacklogHistory,
     query: Option<&str>,
-    log_filter: Option<Outcome>,
+    log_filter: Option<DeliveryOutcome>,
 ) -> Result<DashboardData, LoadError> {
     let now = now_ms();
     let counts = inbox.counts().await?;
@@ -372,8 +373,8 @@ async fn score_histogram(storage: &Storage) -> Result<[u64; 10], StorageError> {
 /// are all `rejected`), newest first, of one outcome or all.
 async fn delivery_log(
     storage: &Storage,
-    outcome: Option<Outcome>,
-) -> Result<Vec<LogEntry>, StorageError> {
+    outcome: Option<DeliveryOutcome>,
+) -> Result<Vec<LogRow>, StorageError> {
     const WHAT: &str = "could not read the delivery log";
     // Two statements, not `$1 = '' OR outcome = $1`, which no index serves:
     // one outcome walks `deliveries_outcome` backwards, all walk the rowid.
@@ -392,11 +393,11 @@ async fn delivery_log(
     );
     let status = |c: &Cell| c.int().and_then(|s| u16::try_from(s).ok()).unwrap_or(0);
     let only = outcome.map(|o| Param::Text(o.as_str().to_owned()));
-    let mut log: Vec<LogEntry> = storage
+    let mut log: Vec<LogRow> = storage
         .select(WHAT, &verified, only.into_iter().collect())
         .await?
         .iter()
-        .map(|row| LogEntry {
+        .map(|row| LogRow {
             received_ms: cell(row, 0).int().unwrap_or(0),
             delivery_id: cell(row, 1).text(),
             event_id: cell(row, 2).text(),
@@ -404,7 +405,7 @@ async fn delivery_log(
             outcome: cell(row, 4)
                 .text()
                 .and_then(|o| o.parse().ok())
-                .unwrap_or(Outcome::Failed),
+                .unwrap_or(DeliveryOutcome::Failed),
             reason: cell(row, 5).text(),
             status: status(cell(row, 6)),
             verified: true,
@@ -412,15 +413,17 @@ async fn delivery_log(
         })
         .collect();
     let unverified = match outcome {
-        None | Some(Outcome::Rejected) => storage.select(WHAT, &unverified, Vec::new()).await?,
+        None | Some(DeliveryOutcome::Rejected) => {
+            storage.select(WHAT, &unverified, Vec::new()).await?
+        }
         Some(_) => Vec::new(),
     };
-    log.extend(unverified.iter().map(|row| LogEntry {
+    log.extend(unverified.iter().map(|row| LogRow {
         received_ms: cell(row, 0).int().unwrap_or(0),
         delivery_id: cell(row, 1).text(),
         event_id: None,
         event: None,
-        outcome: Outcome::Rejected,
+        outcome: DeliveryOutcome::Rejected,
         reason: cell(row, 2).text(),
         status: status(cell(row, 3)),
         verified: false,

@@ -16,9 +16,10 @@ use kendo_webhooks::{Outcome, Rejection, Report};
 use kendo_webhooks_inbox::Enqueued;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::outcome::DeliveryOutcome;
 use crate::pg_error::Chain;
 use crate::rate_limit::RateLimit;
-use crate::storage::{now_ms, LogBatch, LogEntry, RejectionCount, Storage, UnverifiedEntry};
+use crate::storage::{now_ms, LogBatch, LogRecord, RejectionCount, Storage, UnverifiedEntry};
 
 /// Unverified rejections queued between the hook and the writer; beyond
 /// this, they are dropped (and counted) rather than slowing requests down.
@@ -32,7 +33,7 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// What the hook queues.
 enum Item {
-    Entry(LogEntry),
+    Entry(LogRecord),
     Rejected {
         reason: &'static str,
         status: u16,
@@ -114,7 +115,7 @@ impl DeliveryLog {
         let entry = |outcome, reason, status: u16, latency: Option<Duration>| {
             // A body refused for its content still names its event.
             let (refused_id, refused_event) = crate::captured::refused_ids(report);
-            LogEntry {
+            LogRecord {
                 delivery_id: owned(report.delivery_id()),
                 event_id: owned(report.event_id()).or(refused_id),
                 event: owned(report.event_name()).or(refused_event),
@@ -133,24 +134,27 @@ impl DeliveryLog {
             // A retry only the database recognised (after a restart, or
             // first seen on another replica) is a duplicate too.
             Outcome::Accepted { status, latency } if inbox_duplicate(report) => Item::Entry(entry(
-                "duplicate",
+                DeliveryOutcome::Duplicate,
                 Some("inbox_duplicate"),
                 status.as_u16(),
                 Some(*latency),
             )),
-            Outcome::Accepted { status, latency } => {
-                Item::Entry(entry("accepted", None, status.as_u16(), Some(*latency)))
-            }
+            Outcome::Accepted { status, latency } => Item::Entry(entry(
+                DeliveryOutcome::Accepted,
+                None,
+                status.as_u16(),
+                Some(*latency),
+            )),
             Outcome::InnerFailed { status, latency } => Item::Entry(entry(
-                "failed",
+                DeliveryOutcome::Failed,
                 Some("inner_status"),
                 status.map_or(500, |s| s.as_u16()),
                 Some(*latency),
             )),
             Outcome::Rejected(reason) if report.is_verified() => {
                 let outcome = match reason {
-                    Rejection::Duplicate | Rejection::InFlight => "duplicate",
-                    _ => "rejected",
+                    Rejection::Duplicate | Rejection::InFlight => DeliveryOutcome::Duplicate,
+                    _ => DeliveryOutcome::Rejected,
                 };
                 Item::Entry(entry(
                     outcome,

@@ -7,7 +7,7 @@
 //! share: [`config`] (the environment), [`routes`] (what the app serves),
 //! [`dashboard`] (what the page shows, read from the database), [`views`]
 //! (the page: HTML and SVG charts), [`storage`] (the CRM's tables),
-//! [`delivery_log`] (the `on_outcome` hook), [`coalesce`] (one dashboard
+//! [`delivery_log`] (the `on_outcome` hook, writing [`outcome`]'s words), [`coalesce`] (one dashboard
 //! render at a time, shared by the requests waiting), [`auth`] (the admin
 //! token),
 //! [`pg_error`] (errors with their causes and SQLSTATE), [`warnings`]
@@ -31,6 +31,7 @@ pub mod delivery_log;
 pub mod destinations;
 pub mod detail;
 pub mod export;
+pub mod outcome;
 pub mod pg_error;
 #[cfg(feature = "query-log")]
 pub mod query_log;

@@ -593,7 +593,7 @@ pub struct DeliveryRow {
     pub delivery_id: Option<String>,
     pub event_id: Option<String>,
     pub event: Option<String>,
-    /// `accepted`, `duplicate` or `failed` (see [`LogEntry`]).
+    /// `accepted`, `duplicate` or `failed` (see [`LogRecord`]).
     pub outcome: String,
     /// The layer's reason (`duplicate`, `in_flight`, …), or `inner_status`.
     pub reason: Option<String>,
@@ -620,7 +620,7 @@ pub struct RejectionRow {
 /// Table sizes; tests are counted apart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Counts {
+pub struct TableCounts {
     pub calls: u64,
     pub test_calls: u64,
     pub trainings: u64,
@@ -636,11 +636,11 @@ pub struct Counts {
 
 /// One verified delivery-log entry to write.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LogEntry {
+pub struct LogRecord {
     pub delivery_id: Option<String>,
     pub event_id: Option<String>,
     pub event: Option<String>,
-    pub outcome: &'static str,
+    pub outcome: crate::outcome::DeliveryOutcome,
     pub reason: Option<&'static str>,
     pub status: u16,
     pub secret_label: Option<String>,
@@ -678,7 +678,7 @@ pub struct UnverifiedEntry {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogBatch {
     /// Verified entries.
-    pub entries: Vec<LogEntry>,
+    pub entries: Vec<LogRecord>,
     /// Unverified attempts, one by one.
     pub unverified: Vec<UnverifiedEntry>,
     /// Unverified attempts counted per minute and reason.
@@ -1173,7 +1173,7 @@ impl Storage {
                                 e.delivery_id,
                                 e.event_id,
                                 e.event,
-                                e.outcome,
+                                e.outcome.as_str(),
                                 e.reason,
                                 e.status,
                                 e.secret_label,
@@ -1222,13 +1222,13 @@ impl Storage {
                 // One multi-row statement per table (each atomic, one
                 // commit), then the prunes.
                 if !entries.is_empty() {
-                    let texts = |f: fn(&LogEntry) -> Option<&str>| -> Vec<Option<String>> {
+                    let texts = |f: fn(&LogRecord) -> Option<&str>| -> Vec<Option<String>> {
                         entries.iter().map(|e| f(e).map(pg_text)).collect()
                     };
                     let delivery_ids = texts(|e| e.delivery_id.as_deref());
                     let event_ids = texts(|e| e.event_id.as_deref());
                     let events = texts(|e| e.event.as_deref());
-                    let outcomes: Vec<&str> = entries.iter().map(|e| e.outcome).collect();
+                    let outcomes: Vec<&str> = entries.iter().map(|e| e.outcome.as_str()).collect();
                     let reasons: Vec<Option<&str>> = entries.iter().map(|e| e.reason).collect();
                     let statuses: Vec<i32> = entries.iter().map(|e| i32::from(e.status)).collect();
                     let labels = texts(|e| e.secret_label.as_deref());
@@ -1551,14 +1551,14 @@ impl Storage {
     }
 
     /// Table sizes; doubles as the health check (it reads every table).
-    pub async fn counts(&self) -> Result<Counts, StorageError> {
+    pub async fn counts(&self) -> Result<TableCounts, StorageError> {
         const WHAT: &str = "could not read the database";
         let n = |v: i64| u64::try_from(v).unwrap_or(0);
         match &*self.backend {
             Backend::Sqlite { reader, .. } => {
                 run(reader, WHAT, move |conn| {
                     conn.query_row(COUNTS, [], |row| {
-                        Ok(Counts {
+                        Ok(TableCounts {
                             calls: n(row.get(0)?),
                             test_calls: n(row.get(1)?),
                             trainings: n(row.get(2)?),
@@ -1577,7 +1577,7 @@ impl Storage {
                 let row = row
                     .first()
                     .ok_or_else(|| StorageError::new(WHAT, "no row"))?;
-                Ok(Counts {
+                Ok(TableCounts {
                     calls: n(row.get(0)),
                     test_calls: n(row.get(1)),
                     trainings: n(row.get(2)),

@@ -12,8 +12,9 @@ use std::time::Duration;
 use common::*;
 use crm_ingest::config::Database;
 use crm_ingest::dashboard::{self, BacklogHistory};
+use crm_ingest::outcome::DeliveryOutcome;
 use crm_ingest::storage::{now_ms, Storage};
-use crm_ingest::views::{Outcome, UnprocessedState};
+use crm_ingest::views::UnprocessedState;
 use hyper::StatusCode;
 use kendo_webhooks::SignedDelivery;
 use kendo_webhooks_inbox::Inbox;
@@ -162,7 +163,7 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
         ]
     );
     let malformed = log_entry(&data, "dlv_malformed");
-    assert!(malformed.verified && malformed.outcome == Outcome::Rejected);
+    assert!(malformed.verified && malformed.outcome == DeliveryOutcome::Rejected);
     assert_eq!(malformed.status, 400);
     let last = data.backlog.last().expect("the backlog now");
     assert_eq!((last.at_ms, last.waiting), (now, 1));
@@ -177,7 +178,7 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
         .collect();
     assert_eq!(forged_attempts.len(), 2);
     assert!(forged_attempts.iter().all(|e| !e.verified
-        && e.outcome == Outcome::Rejected
+        && e.outcome == DeliveryOutcome::Rejected
         && e.status == 401
         && e.reason.as_deref() == Some("invalid_signature")));
     let first = log
@@ -185,7 +186,10 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
         .filter(|e| e.delivery_id.as_deref() == Some("dlv_1"))
         .map(|e| e.outcome)
         .collect::<Vec<_>>();
-    assert_eq!(first, [Outcome::Duplicate, Outcome::Accepted]);
+    assert_eq!(
+        first,
+        [DeliveryOutcome::Duplicate, DeliveryOutcome::Accepted]
+    );
     assert!(log
         .iter()
         .filter(|e| e.verified)
@@ -292,9 +296,15 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     assert_eq!(search("dlv_fai").await, [pair("delivery", "dlv_fail")]);
 
     // The log of one outcome.
-    let rejected = dashboard::load(&storage, &inbox, &backlog, None, Some(Outcome::Rejected))
-        .await
-        .expect("the dashboard reads");
+    let rejected = dashboard::load(
+        &storage,
+        &inbox,
+        &backlog,
+        None,
+        Some(DeliveryOutcome::Rejected),
+    )
+    .await
+    .expect("the dashboard reads");
     assert_eq!(
         rejected.delivery_log.len(),
         4,
@@ -303,20 +313,26 @@ async fn the_dashboard_reads_exact_numbers_from_the_database() {
     assert!(rejected
         .delivery_log
         .iter()
-        .all(|e| e.outcome == Outcome::Rejected));
+        .all(|e| e.outcome == DeliveryOutcome::Rejected));
     assert_eq!(
         rejected.delivery_log.iter().filter(|e| e.verified).count(),
         1
     );
-    let duplicates = dashboard::load(&storage, &inbox, &backlog, None, Some(Outcome::Duplicate))
-        .await
-        .expect("the dashboard reads");
+    let duplicates = dashboard::load(
+        &storage,
+        &inbox,
+        &backlog,
+        None,
+        Some(DeliveryOutcome::Duplicate),
+    )
+    .await
+    .expect("the dashboard reads");
     let ids: Vec<_> = duplicates
         .delivery_log
         .iter()
         .map(|e| (e.delivery_id.as_deref(), e.outcome))
         .collect();
-    assert_eq!(ids, [(Some("dlv_1"), Outcome::Duplicate)]);
+    assert_eq!(ids, [(Some("dlv_1"), DeliveryOutcome::Duplicate)]);
 
     time_windows(&db, &storage, &inbox, &data).await;
     worker.shutdown().await;
@@ -334,7 +350,7 @@ fn reasons(data: &crm_ingest::views::DashboardData) -> Vec<(&str, u64)> {
 fn log_entry<'a>(
     data: &'a crm_ingest::views::DashboardData,
     delivery_id: &str,
-) -> &'a crm_ingest::views::LogEntry {
+) -> &'a crm_ingest::views::LogRow {
     data.delivery_log
         .iter()
         .find(|e| e.delivery_id.as_deref() == Some(delivery_id))

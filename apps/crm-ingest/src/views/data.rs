@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::outcome::DeliveryOutcome;
+
 /// How long without a verified delivery before the page warns, by default.
 pub const DEFAULT_QUIET_AFTER_SECS: u64 = 15 * 60;
 
@@ -38,7 +40,7 @@ pub struct DashboardData {
     pub backlog: Vec<BacklogSample>,
     /// Delivery-log entries, newest first: one per attempt. The page groups
     /// the attempts of one delivery id into one row (see [`group_attempts`]).
-    pub delivery_log: Vec<LogEntry>,
+    pub delivery_log: Vec<LogRow>,
     /// The newest real calls (no test deliveries), newest first.
     pub recent_calls: Vec<ActivityRow>,
     /// The newest real trainings, newest first.
@@ -55,7 +57,7 @@ pub struct DashboardData {
     /// The search box (`GET ?q=`): its query and what it found.
     pub search: Option<Search>,
     /// The delivery log shows only this outcome (`GET ?outcome=`).
-    pub log_filter: Option<Outcome>,
+    pub log_filter: Option<DeliveryOutcome>,
     /// The zone times are shown in, and whose midnight starts "today"
     /// (`CRM_TIME_ZONE`).
     pub time_zone: jiff::tz::TimeZone,
@@ -142,50 +144,9 @@ pub struct BacklogSample {
     pub waiting: u64,
 }
 
-/// The outcome of one delivery attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// Verified and stored.
-    Accepted,
-    /// Verified, already stored before (a retry).
-    Duplicate,
-    /// Refused (bad signature, stale, malformed, ...).
-    Rejected,
-    /// Verified, but the app failed to store it (answered 5xx).
-    Failed,
-}
-
-impl Outcome {
-    /// The outcome's name, also its CSS class.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Accepted => "accepted",
-            Self::Duplicate => "duplicate",
-            Self::Rejected => "rejected",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-/// Reads the name stored in the delivery log (`accepted`, `duplicate`,
-/// `rejected`, `failed`): `"accepted".parse::<Outcome>()`.
-impl std::str::FromStr for Outcome {
-    type Err = String;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Ok(match name {
-            "accepted" => Self::Accepted,
-            "duplicate" => Self::Duplicate,
-            "rejected" => Self::Rejected,
-            "failed" => Self::Failed,
-            other => return Err(format!("unknown delivery outcome {other:?}")),
-        })
-    }
-}
-
 /// One attempt in the delivery log.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LogEntry {
+pub struct LogRow {
     /// When it arrived (Unix ms).
     pub received_ms: i64,
     /// `X-Kendo-Delivery-Id`, when the request had one.
@@ -195,7 +156,7 @@ pub struct LogEntry {
     /// The event name, when the body could be read.
     pub event: Option<String>,
     /// What happened.
-    pub outcome: Outcome,
+    pub outcome: DeliveryOutcome,
     /// Why it was rejected or failed.
     pub reason: Option<String>,
     /// The HTTP status answered.
@@ -210,19 +171,19 @@ pub struct LogEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryGroup<'a> {
     /// The newest attempt: its time, outcome, status and reason are shown.
-    pub latest: &'a LogEntry,
+    pub latest: &'a LogRow,
     /// How many attempts the log holds for this delivery.
     pub attempts: usize,
     /// When the first attempt in the log arrived.
     pub first_ms: i64,
     /// Each outcome and how many attempts had it, in order of first sight
     /// (newest first).
-    pub outcomes: Vec<(Outcome, usize)>,
+    pub outcomes: Vec<(DeliveryOutcome, usize)>,
 }
 
 /// Groups log entries (newest first) by delivery id, keeping the order of
 /// each delivery's newest attempt. Entries without a delivery id stay alone.
-pub fn group_attempts(entries: &[LogEntry]) -> Vec<DeliveryGroup<'_>> {
+pub fn group_attempts(entries: &[LogRow]) -> Vec<DeliveryGroup<'_>> {
     let mut groups: Vec<DeliveryGroup<'_>> = Vec::new();
     let mut by_id: HashMap<&str, usize> = HashMap::new();
     for entry in entries {

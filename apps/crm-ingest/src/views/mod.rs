@@ -33,6 +33,8 @@
 
 use maud::{html, PreEscaped, DOCTYPE};
 
+use crate::outcome::DeliveryOutcome;
+
 pub mod agent;
 mod charts;
 mod data;
@@ -193,7 +195,7 @@ fn render_page(data: &DashboardData) -> String {
                         span.count { (counted(groups.len(), "delivery", "deliveries")) }
                         nav.filters aria-label="Show only" {
                             a.on[data.log_filter.is_none()] href="?" { "all" }
-                            @for outcome in [Outcome::Accepted, Outcome::Duplicate, Outcome::Rejected, Outcome::Failed] {
+                            @for outcome in [DeliveryOutcome::Accepted, DeliveryOutcome::Duplicate, DeliveryOutcome::Rejected, DeliveryOutcome::Failed] {
                                 a.on[data.log_filter == Some(outcome)]
                                     href=(format!("?outcome={}", outcome.as_str())) { (outcome.as_str()) }
                             }
@@ -295,20 +297,20 @@ mod tests {
 
     const NOW: i64 = 1_772_712_003_000; // 2026-03-05 12:00:03 UTC
 
-    fn entry(delivery: &str, ago_ms: i64, outcome: Outcome) -> LogEntry {
-        LogEntry {
+    fn entry(delivery: &str, ago_ms: i64, outcome: DeliveryOutcome) -> LogRow {
+        LogRow {
             received_ms: NOW - ago_ms,
             delivery_id: Some(delivery.to_owned()),
             event_id: Some(format!("evt_{delivery}")),
             event: Some("call.uploaded".to_owned()),
             outcome,
-            reason: (outcome == Outcome::Rejected).then(|| "invalid_signature".to_owned()),
-            status: if outcome == Outcome::Rejected {
+            reason: (outcome == DeliveryOutcome::Rejected).then(|| "invalid_signature".to_owned()),
+            status: if outcome == DeliveryOutcome::Rejected {
                 401
             } else {
                 200
             },
-            verified: outcome != Outcome::Rejected,
+            verified: outcome != DeliveryOutcome::Rejected,
             secret_label: None,
         }
     }
@@ -360,7 +362,7 @@ mod tests {
                     waiting: 3,
                 },
             ],
-            delivery_log: vec![entry("d1", 1_000, Outcome::Accepted)],
+            delivery_log: vec![entry("d1", 1_000, DeliveryOutcome::Accepted)],
             recent_calls: vec![ActivityRow {
                 received_ms: NOW - 2_000,
                 id: "call_1".to_owned(),
@@ -440,17 +442,17 @@ mod tests {
     #[test]
     fn attempts_of_one_delivery_are_one_row() {
         let log = vec![
-            entry("d2", 1_000, Outcome::Accepted),
-            entry("d1", 2_000, Outcome::Accepted),
-            entry("d2", 10_000, Outcome::Rejected),
-            LogEntry {
+            entry("d2", 1_000, DeliveryOutcome::Accepted),
+            entry("d1", 2_000, DeliveryOutcome::Accepted),
+            entry("d2", 10_000, DeliveryOutcome::Rejected),
+            LogRow {
                 delivery_id: None,
-                ..entry("x", 11_000, Outcome::Rejected)
+                ..entry("x", 11_000, DeliveryOutcome::Rejected)
             },
-            entry("d2", 30_000, Outcome::Rejected),
-            LogEntry {
+            entry("d2", 30_000, DeliveryOutcome::Rejected),
+            LogRow {
                 delivery_id: None,
-                ..entry("y", 40_000, Outcome::Rejected)
+                ..entry("y", 40_000, DeliveryOutcome::Rejected)
             },
         ];
         let groups = group_attempts(&log);
@@ -462,11 +464,14 @@ mod tests {
             summary,
             [(Some("d2"), 3), (Some("d1"), 1), (None, 1), (None, 1)]
         );
-        assert_eq!(groups[0].latest.outcome, Outcome::Accepted);
+        assert_eq!(groups[0].latest.outcome, DeliveryOutcome::Accepted);
         assert_eq!(groups[0].first_ms, NOW - 30_000);
         assert_eq!(
             groups[0].outcomes,
-            [(Outcome::Accepted, 1), (Outcome::Rejected, 2)]
+            [
+                (DeliveryOutcome::Accepted, 1),
+                (DeliveryOutcome::Rejected, 2)
+            ]
         );
 
         let html = render(&DashboardData {
@@ -481,14 +486,14 @@ mod tests {
     #[test]
     fn outcomes_read_from_the_log() {
         for outcome in [
-            Outcome::Accepted,
-            Outcome::Duplicate,
-            Outcome::Rejected,
-            Outcome::Failed,
+            DeliveryOutcome::Accepted,
+            DeliveryOutcome::Duplicate,
+            DeliveryOutcome::Rejected,
+            DeliveryOutcome::Failed,
         ] {
-            assert_eq!(outcome.as_str().parse::<Outcome>(), Ok(outcome));
+            assert_eq!(outcome.as_str().parse::<DeliveryOutcome>(), Ok(outcome));
         }
-        assert!("<b>".parse::<Outcome>().is_err());
+        assert!("<b>".parse::<DeliveryOutcome>().is_err());
     }
 
     #[test]
