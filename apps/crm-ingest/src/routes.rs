@@ -125,7 +125,7 @@ pub async fn project_batch(
                 tracing::info!(
                     event_id = delivery.event_id(),
                     event = delivery.event_name(),
-                    "event kept in the inbox, not projected: this app keeps no table for it"
+                    "no CRM table for this event: kept in the inbox, and sent on to the destinations that select it (CRM_CONFIG)"
                 );
                 Ok(())
             }
