@@ -34,6 +34,17 @@ for crate in $PUBLISHED; do
   fi
 done
 
+# `cargo package` builds each crate against the others through a local
+# registry it extracts under $CARGO_HOME/registry/src/-<hash of this path>/,
+# and it never re-extracts a name and version it finds there. A run from the
+# same path with older sources (same version 0.2.0) would leave those sources
+# in place and the crates would be verified against them: remove them first.
+# Only these path-hashed overlay directories are touched, never crates.io's.
+cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+for crate in $PUBLISHED; do
+  rm -rf "$cargo_home"/registry/src/-*/"$crate"-[0-9]*
+done
+
 args=""
 for crate in $PUBLISHED; do args="$args -p $crate"; done
 echo "-- cargo package $args (builds each packaged crate)"
