@@ -7,7 +7,7 @@
 //! from anyone and is never stored.
 
 use axum::http::HeaderMap;
-use kendo_webhooks::{Outcome, Report, REJECTION_HEADER};
+use kendo_webhooks::{Outcome, Report, DUPLICATE_HEADER, REJECTION_HEADER};
 use serde_json::{Map, Value};
 
 /// Characters of a signature kept: enough to tell two apart, too few to
@@ -100,8 +100,8 @@ pub fn shorten(signature: &str) -> String {
 }
 
 /// The answer the app gave, as a JSON object: `status`, the headers that
-/// say what happened (`x-kendo-inbox`, the rejection's name) and, for a
-/// rejection, the text the layer answered with.
+/// say what happened (`x-kendo-inbox`, the rejection's name, the layer's
+/// duplicate header) and, for a rejection, the text the layer answered with.
 pub fn answer(report: &Report<'_>, status: u16) -> String {
     let mut object = Map::new();
     object.insert("status".to_owned(), status.into());
@@ -113,9 +113,15 @@ pub fn answer(report: &Report<'_>, status: u16) -> String {
             }
         }
     }
-    if let Outcome::Rejected(reason) = report.outcome() {
-        headers.insert(REJECTION_HEADER.as_str().to_owned(), reason.as_str().into());
-        object.insert("body".to_owned(), reason.to_string().into());
+    match report.outcome() {
+        Outcome::Rejected(reason) => {
+            headers.insert(REJECTION_HEADER.as_str().to_owned(), reason.as_str().into());
+            object.insert("body".to_owned(), reason.to_string().into());
+        }
+        Outcome::Duplicate => {
+            headers.insert(DUPLICATE_HEADER.as_str().to_owned(), "true".into());
+        }
+        _ => {}
     }
     object.insert("headers".to_owned(), Value::Object(headers));
     Value::Object(object).to_string()

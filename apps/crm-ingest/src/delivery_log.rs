@@ -151,9 +151,15 @@ impl DeliveryLog {
                 status.map_or(500, |s| s.as_u16()),
                 Some(*latency),
             )),
+            Outcome::Duplicate => Item::Entry(entry(
+                DeliveryOutcome::Duplicate,
+                Some(report.outcome().as_str()),
+                200,
+                None,
+            )),
             Outcome::Rejected(reason) if report.is_verified() => {
                 let outcome = match reason {
-                    Rejection::Duplicate | Rejection::InFlight => DeliveryOutcome::Duplicate,
+                    Rejection::InFlight => DeliveryOutcome::Duplicate,
                     _ => DeliveryOutcome::Rejected,
                 };
                 Item::Entry(entry(

@@ -49,7 +49,7 @@ async fn a_delivery_shows_what_was_sent_answered_and_written(database: Database)
     let delivery = signed("call.uploaded", "evt_detail", "dlv_detail");
     assert_eq!(http.deliver(addr, &delivery).await.status, StatusCode::OK);
     let retry = http.deliver(addr, &delivery).await;
-    assert_eq!(retry.rejection(), Some("duplicate"));
+    assert!(retry.is_duplicate(), "{:?}", retry.rejection());
 
     let detail = eventually("the detail with its projection", || async {
         let reply = http.get(addr, "/api/deliveries/dlv_detail").await;
@@ -84,6 +84,10 @@ async fn a_delivery_shows_what_was_sent_answered_and_written(database: Database)
     assert_eq!(attempts[1]["outcome"], "duplicate");
     assert!(attempts[0]["receivedAt"].as_str().unwrap().ends_with('Z'));
     assert_eq!(detail["answer"]["status"], StatusCode::OK.as_u16());
+    assert_eq!(
+        detail["answer"]["headers"]["x-kendo-webhook-duplicate"], "true",
+        "the newest attempt was answered as a duplicate"
+    );
     assert_eq!(detail["inbox"]["attempts"], 1);
     assert_eq!(detail["inbox"]["nextTry"], Value::Null);
     assert_eq!(detail["projection"]["table"], "calls");

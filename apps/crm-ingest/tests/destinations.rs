@@ -319,7 +319,11 @@ async fn forwards_signed_events_and_alerts(database: Database) {
     );
 
     // The console and the API.
-    let zapier = target(&http, addr, "zapier").await;
+    let zapier = eventually("zapier's rows settled", || async {
+        let t = target(&http, addr, "zapier").await;
+        (t["pending"] == 0).then_some(t)
+    })
+    .await;
     assert_eq!(zapier["delivered"], 4, "{zapier}");
     assert_eq!(zapier["signed"], true);
     assert_eq!(
@@ -467,9 +471,16 @@ async fn sqlite_watched_alerts_fire_for_silence_and_dead_rows() {
         texts.iter().any(|t| t.contains("1 inbox row(s) are dead")),
         "{texts:?}"
     );
+    // The receiver has the request before the row is settled: wait for it.
     let http = Http::new();
-    assert_eq!(target(&http, app.addr(), "silent").await["delivered"], 1);
-    assert_eq!(target(&http, app.addr(), "dead").await["delivered"], 1);
+    for name in ["silent", "dead"] {
+        let state = eventually("the alert settled as delivered", || async {
+            let t = target(&http, app.addr(), name).await;
+            (t["pending"] == 0).then_some(t)
+        })
+        .await;
+        assert_eq!(state["delivered"], 1, "{name}: {state}");
+    }
     app.shutdown().await;
 }
 

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use http::{HeaderMap, StatusCode};
-use kendo_webhooks::{Rejection, REJECTION_HEADER};
+use kendo_webhooks::{Rejection, DUPLICATE_HEADER, REJECTION_HEADER};
 
 /// The inbox's answer header (`kendo-webhooks-inbox`'s `INBOX_HEADER`):
 /// `stored`, `duplicate` or `unavailable`.
@@ -33,10 +33,9 @@ impl Verdict {
             return Self::Failed;
         }
         let value = |name: &str| headers.get(name).map(|v| v.as_bytes());
-        let rejection = value(REJECTION_HEADER.as_str());
+        let layer_duplicate = value(DUPLICATE_HEADER.as_str()) == Some(b"true");
         let inbox = value(INBOX_HEADER);
-        let duplicate = |v: Option<&[u8]>| v.is_some_and(|v| v.eq_ignore_ascii_case(b"duplicate"));
-        if duplicate(rejection) || duplicate(inbox) {
+        if layer_duplicate || inbox.is_some_and(|v| v.eq_ignore_ascii_case(b"duplicate")) {
             Self::Duplicate
         } else if inbox.is_some_and(|v| v.eq_ignore_ascii_case(b"stored")) {
             Self::Stored
@@ -138,7 +137,7 @@ mod tests {
     #[test]
     fn a_2xx_duplicate_from_the_layer_or_the_inbox_is_a_duplicate() {
         for pairs in [
-            [("x-kendo-webhook-rejection", "duplicate")],
+            [("x-kendo-webhook-duplicate", "true")],
             [(INBOX_HEADER, "duplicate")],
         ] {
             assert_eq!(

@@ -131,16 +131,25 @@ fn clock() -> String {
 
 /// The layer's `on_outcome` hook: one line per request it answered itself.
 fn print_rejected(report: &Report<'_>) {
-    let Outcome::Rejected(reason) = *report.outcome() else {
-        return;
-    };
     let ids = format!(
         "event {}  delivery {}",
         report.event_id().unwrap_or("-"),
         report.delivery_id().unwrap_or("-")
     );
+    let reason = match *report.outcome() {
+        Outcome::Rejected(reason) => reason,
+        Outcome::Duplicate => {
+            return println!(
+                "{} duplicate  {}  {ids}  secret {}: already processed (not forwarded)",
+                clock(),
+                report.event_name().unwrap_or("-"),
+                report.secret_label().unwrap_or("-"),
+            )
+        }
+        _ => return,
+    };
     match reason {
-        Rejection::Duplicate | Rejection::InFlight => println!(
+        Rejection::InFlight => println!(
             "{} {}  {}  {ids}  secret {}: {} (not forwarded)",
             clock(),
             reason.as_str(),

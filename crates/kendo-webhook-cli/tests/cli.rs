@@ -541,9 +541,7 @@ async fn send_delivers_a_verified_delivery_to_the_layer() {
     let again = run_async(args, None, vec![]).await;
     again.assert_code(0);
     assert!(
-        again
-            .stdout
-            .contains("x-kendo-webhook-rejection: duplicate"),
+        again.stdout.contains("x-kendo-webhook-duplicate: true"),
         "{again:#?}"
     );
     assert!(

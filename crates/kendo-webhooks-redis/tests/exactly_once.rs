@@ -245,12 +245,12 @@ async fn start_server(
     let builder = KendoWebhookLayer::builder().secret(SECRET);
     let layer = configure(builder)
         .on_outcome(move |report: &Report<'_>| {
-            if let Outcome::Rejected(reason) = report.outcome() {
+            if let Outcome::Rejected(_) | Outcome::Duplicate = report.outcome() {
                 *hook_effects
                     .rejections
                     .lock()
                     .unwrap()
-                    .entry(reason.as_str())
+                    .entry(report.outcome().as_str())
                     .or_default() += 1;
             }
         })
@@ -638,7 +638,7 @@ async fn a_dropped_future_after_the_commit_is_processed_again_and_an_idempotent_
         .await
         .unwrap_or_else(|never| match never {});
     assert_eq!(third.status(), StatusCode::OK);
-    assert_eq!(third.headers()["x-kendo-webhook-rejection"], "duplicate");
+    assert_eq!(third.headers()["x-kendo-webhook-duplicate"], "true");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 

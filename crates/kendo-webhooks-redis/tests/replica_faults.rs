@@ -151,11 +151,18 @@ async fn attempt(
             .await
             .map_err(|e| format!("{e:?}"))?;
         let status = response.status().as_u16();
+        // The layer's rejection reason, or `duplicate` for its 200 to a
+        // delivery it already processed.
+        let duplicate = response
+            .headers()
+            .get("x-kendo-webhook-duplicate")
+            .is_some_and(|v| v == "true");
         let reason = response
             .headers()
             .get("x-kendo-webhook-rejection")
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .map(str::to_owned)
+            .or_else(|| duplicate.then(|| "duplicate".to_owned()));
         response
             .into_body()
             .collect()

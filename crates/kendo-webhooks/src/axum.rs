@@ -141,9 +141,9 @@ impl IntoResponse for MissingDelivery {
 }
 
 /// The response the layer answers for this rejection: its status, the
-/// `x-kendo-webhook-rejection` header ([`REJECTION_HEADER`](crate::REJECTION_HEADER)) and, except for
-/// duplicates (200, empty), a one-line `text/plain` explanation. A 405 also
-/// carries `Allow: POST`, a 503 `Retry-After: 1`.
+/// `x-kendo-webhook-rejection` header ([`REJECTION_HEADER`](crate::REJECTION_HEADER)) and a one-line
+/// `text/plain` explanation. A 405 also carries `Allow: POST`, a 503
+/// `Retry-After: 1`.
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         crate::reject::rejection_response(self, Body::from)

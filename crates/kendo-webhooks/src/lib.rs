@@ -75,7 +75,8 @@
 //!
 //! // Kendo's retry of the same delivery is answered without calling the handler.
 //! let retry = app.clone().oneshot(delivery.request("/hook")?).await?;
-//! assert_eq!(retry.headers()["x-kendo-webhook-rejection"], "duplicate");
+//! assert_eq!(retry.status(), StatusCode::OK);
+//! assert_eq!(retry.headers()["x-kendo-webhook-duplicate"], "true");
 //!
 //! // A request signed with another secret never reaches it either.
 //! let forged = SignedDelivery::builder(delivery.body().clone()).event("call.uploaded").delivery_id("dlv_2").sign("guess");
@@ -148,7 +149,9 @@ pub use crate::dedupe::{DedupeKey, DedupeStore, MemoryStore};
 pub use crate::drift::{DriftKind, FieldDrift};
 pub use crate::error::BuildError;
 pub use crate::event::Delivery;
-pub use crate::headers::{DELIVERY_ID_HEADER, EVENT_HEADER, REJECTION_HEADER, SIGNATURE_HEADER};
+pub use crate::headers::{
+    DELIVERY_ID_HEADER, DUPLICATE_HEADER, EVENT_HEADER, REJECTION_HEADER, SIGNATURE_HEADER,
+};
 pub use crate::layer::{
     KendoWebhookLayer, KendoWebhookLayerBuilder, DEFAULT_BODY_BUDGET, DEFAULT_BODY_LIMIT,
     DEFAULT_BODY_START_TIMEOUT, DEFAULT_IN_FLIGHT_WAIT, DEFAULT_MIN_BODY_RATE,

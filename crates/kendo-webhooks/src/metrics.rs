@@ -4,7 +4,7 @@
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
-//! | `kendo_webhook_requests_total` | counter | `outcome`: `accepted`, `inner_failed` or a [`Rejection::as_str`](crate::Rejection::as_str) |
+//! | `kendo_webhook_requests_total` | counter | `outcome`: `accepted`, `inner_failed`, `duplicate` or a [`Rejection::as_str`](crate::Rejection::as_str) |
 //! | `kendo_webhook_inner_duration_seconds` | histogram | `outcome`: `accepted` or `inner_failed` |
 //! | `kendo_webhook_store_errors_total` | counter | `operation`: `claim`, `renew` or `settle` |
 //! | `kendo_webhook_schema_drift_total` | counter | `event`, `field`, `kind` (`missing`, `other_type`, `new`): accepted deliveries whose `data` differs from the typed schema ([`Delivery::schema_drift`](crate::Delivery::schema_drift)) |
@@ -24,7 +24,7 @@ pub fn describe_metrics() {
     metrics::describe_counter!(
         "kendo_webhook_requests_total",
         Unit::Count,
-        "Kendo webhook requests by how they ended: accepted, inner_failed, or the rejection reason."
+        "Kendo webhook requests by how they ended: accepted, inner_failed, duplicate, or the rejection reason."
     );
     metrics::describe_histogram!(
         "kendo_webhook_inner_duration_seconds",
@@ -79,7 +79,7 @@ pub(crate) fn record(outcome: &Outcome<'_>) {
             metrics::histogram!("kendo_webhook_inner_duration_seconds", "outcome" => "inner_failed")
                 .record(latency.as_secs_f64());
         }
-        Outcome::Rejected(_) => {
+        Outcome::Duplicate | Outcome::Rejected(_) => {
             metrics::counter!("kendo_webhook_requests_total", "outcome" => outcome.as_str())
                 .increment(1);
         }

@@ -48,8 +48,14 @@ pub enum Outcome<'a> {
         /// How long the inner service took.
         latency: Duration,
     },
-    /// Answered by the layer itself: a rejection, or a duplicate (see
-    /// [`Rejection::Duplicate`] and [`Rejection::InFlight`]).
+    /// Verified, and already processed: answered 200 with an empty body
+    /// and the [`DUPLICATE_HEADER`](crate::DUPLICATE_HEADER), without
+    /// calling the inner service, so Kendo stops retrying and nothing runs
+    /// twice.
+    Duplicate,
+    /// Answered by the layer itself with a non-2xx status, so Kendo retries:
+    /// the request was refused (see [`Rejection`]), or the same delivery is
+    /// still being processed ([`Rejection::InFlight`]).
     Rejected(Rejection),
     /// The de-duplication store failed while serving this request. Under
     /// fail-open a claim failure is followed by an `Accepted` or
@@ -68,7 +74,7 @@ pub enum Outcome<'a> {
 }
 
 impl Outcome<'_> {
-    /// A stable snake_case label: `accepted`, `inner_failed`,
+    /// A stable snake_case label: `accepted`, `inner_failed`, `duplicate`,
     /// `store_failed`, or the rejection's [`Rejection::as_str`], for
     /// metrics and logs.
     #[must_use]
@@ -76,6 +82,7 @@ impl Outcome<'_> {
         match self {
             Self::Accepted { .. } => "accepted",
             Self::InnerFailed { .. } => "inner_failed",
+            Self::Duplicate => "duplicate",
             Self::Rejected(reason) => reason.as_str(),
             Self::StoreFailed { .. } => "store_failed",
         }
@@ -205,7 +212,11 @@ mod tests {
                 },
                 "inner_failed",
             ),
-            (Outcome::Rejected(Rejection::Duplicate), "duplicate"),
+            (Outcome::Duplicate, "duplicate"),
+            (
+                Outcome::Rejected(Rejection::InFlight),
+                Rejection::InFlight.as_str(),
+            ),
             (
                 Outcome::StoreFailed {
                     operation: "claim",

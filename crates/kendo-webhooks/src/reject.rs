@@ -2,8 +2,9 @@
 //!
 //! Every variant has a fixed HTTP status and a stable machine-readable name
 //! ([`Rejection::as_str`]) that is safe to store in delivery logs and metrics.
-//! The status decides what Kendo does next: a 2xx ends the delivery, anything
-//! else makes Kendo retry (up to three attempts in total).
+//! The status decides what Kendo does next: none is a 2xx, so Kendo retries
+//! (up to three attempts in total). A delivery that was already processed
+//! is not a rejection: it is answered 200 ([`Outcome::Duplicate`](crate::Outcome::Duplicate)).
 //!
 //! ```
 //! use kendo_webhooks::Rejection;
@@ -132,10 +133,6 @@ rejections! {
     /// while the window is enabled (401).
     OutsideReplayWindow => UNAUTHORIZED, "outside_replay_window",
         "created_at is missing, unreadable or too far from the receiver's clock; check both clocks.";
-    /// The delivery was already processed successfully (200, empty body):
-    /// Kendo stops retrying and nothing runs twice.
-    Duplicate => OK, "duplicate",
-        "This delivery was already processed.";
     /// The same delivery was still being processed when the layer's
     /// bounded wait for it ended (409): Kendo retries later and finds it
     /// done, or free again if that attempt failed or its holder died.
@@ -157,33 +154,25 @@ impl std::error::Error for Rejection {}
 
 /// The response the layer answers for a rejection, written once for the
 /// layer and for axum's `IntoResponse`: its status, the
-/// `x-kendo-webhook-rejection` header and, except for duplicates (200,
-/// empty), a one-line `text/plain` explanation; a 405 also carries
-/// `Allow: POST`, a 503 `Retry-After: 1`. `body` makes the body from the
-/// text.
+/// `x-kendo-webhook-rejection` header and a one-line `text/plain`
+/// explanation; a 405 also carries `Allow: POST`, a 503 `Retry-After: 1`.
+/// `body` makes the body from the text.
 pub(crate) fn rejection_response<B>(
     reason: Rejection,
     body: impl FnOnce(&'static str) -> B,
 ) -> http::Response<B> {
     use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
-    let duplicate = reason == Rejection::Duplicate;
-    let mut response = http::Response::new(body(if duplicate {
-        ""
-    } else {
-        reason.response_text()
-    }));
+    let mut response = http::Response::new(body(reason.response_text()));
     *response.status_mut() = reason.status();
     let headers = response.headers_mut();
     headers.insert(
         crate::headers::REJECTION_HEADER,
         HeaderValue::from_static(reason.as_str()),
     );
-    if !duplicate {
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-    }
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     if reason == Rejection::MethodNotAllowed {
         headers.insert(ALLOW, HeaderValue::from_static("POST"));
     }
@@ -201,7 +190,7 @@ mod tests {
     #[test]
     fn names_are_unique_snake_case() {
         let names: HashSet<&str> = Rejection::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(Rejection::ALL.len(), 23);
+        assert_eq!(Rejection::ALL.len(), 22);
         assert_eq!(names.len(), Rejection::ALL.len());
         for name in names {
             assert!(
@@ -212,11 +201,11 @@ mod tests {
     }
 
     #[test]
-    fn only_duplicate_answers_success() {
+    fn no_rejection_answers_success() {
+        // A 2xx would end Kendo's retries for a delivery nobody processed.
         for &reason in Rejection::ALL {
-            assert_eq!(
-                reason.status().is_success(),
-                reason == Rejection::Duplicate,
+            assert!(
+                reason.status().is_client_error() || reason.status().is_server_error(),
                 "{reason}"
             );
         }

@@ -286,7 +286,7 @@ where
     };
     let claimed = match guard.claim(config.in_flight_wait).await {
         Ok(Claim::Acquired) => true,
-        Ok(Claim::Done) => return Ok(reject(&config, &span, Rejection::Duplicate, seen)),
+        Ok(Claim::Done) => return Ok(duplicate(&config, &span, seen)),
         Ok(_in_flight) => return Ok(reject(&config, &span, Rejection::InFlight, seen)),
         Err(error) => {
             let policy = config.store_error_policy;
@@ -596,6 +596,18 @@ fn reject<B>(
     rejection_response(reason, |text| {
         ResponseBody::layer(Bytes::from_static(text.as_bytes()))
     })
+}
+
+/// Answers a delivery that was already processed: 200, so Kendo stops
+/// retrying, with an empty body and the duplicate header.
+fn duplicate<B>(config: &Config, span: &trace::Span, seen: Seen<'_>) -> Response<ResponseBody<B>> {
+    report(config, span, seen, Outcome::Duplicate);
+    let mut response = Response::new(ResponseBody::layer(Bytes::new()));
+    response.headers_mut().insert(
+        crate::headers::DUPLICATE_HEADER,
+        HeaderValue::from_static("true"),
+    );
+    response
 }
 
 #[cfg(test)]

@@ -95,6 +95,12 @@ mod enabled {
                         "inner service returned an error; claim released for Kendo's retry"
                     );
                 }
+                Outcome::Duplicate => {
+                    record(outcome.as_str());
+                    tracing::info!(
+                        "delivery already processed; answered 200 without the inner service"
+                    );
+                }
                 Outcome::Rejected(reason) => {
                     record(reason.as_str());
                     tracing::info!(

@@ -48,7 +48,7 @@ fn describe(delivery: &Delivery) -> String {
 
 /// `/extracted` verifies with the extractor, `/layered` with the layer
 /// (both accept any method, so the method check is compared too);
-/// `/duplicate` answers `Err(Rejection::Duplicate)` from a handler.
+/// `/refusing` answers `Err(Rejection::InvalidSignature)` from a handler.
 fn app() -> Router {
     let verifier = Verifier::new([
         Secret::new(SECRET).with_label("current"),
@@ -64,8 +64,8 @@ fn app() -> Router {
         .route("/extracted", any(extracted))
         .route("/layered", any(layered).layer(layer))
         .route(
-            "/duplicate",
-            post(|| async { Err::<(), _>(Rejection::Duplicate) }),
+            "/refusing",
+            post(|| async { Err::<(), _>(Rejection::InvalidSignature) }),
         )
         .route("/health", get(|| async { "up" }))
         .with_state(AppState { verifier })
@@ -211,18 +211,20 @@ async fn a_rejection_returned_by_a_handler_answers_as_the_layer_does() {
     let addr = serve(app()).await;
     let client = client();
     let layered_url = format!("http://{addr}/layered");
-    let first = send(&client, request_to(&layered_url, |_| {})).await;
-    assert_eq!(first.status, StatusCode::OK);
-    let layer_duplicate = send(&client, request_to(&layered_url, |_| {})).await;
-    assert_eq!(layer_duplicate.reason(), Some("duplicate"));
+    let forged = |r: &mut Request<Full<Bytes>>| {
+        r.headers_mut()
+            .insert("x-kendo-signature", "0".repeat(64).parse().unwrap());
+    };
+    let layer_refusal = send(&client, request_to(&layered_url, forged)).await;
+    assert_eq!(layer_refusal.reason(), Some("invalid_signature"));
 
-    let handler_duplicate = send(
+    let handler_refusal = send(
         &client,
-        request_to(&format!("http://{addr}/duplicate"), |_| {}),
+        request_to(&format!("http://{addr}/refusing"), |_| {}),
     )
     .await;
-    same_answer(&handler_duplicate, &layer_duplicate, "duplicate");
-    assert!(handler_duplicate.body.is_empty());
+    same_answer(&handler_refusal, &layer_refusal, "invalid_signature");
+    assert!(!handler_refusal.body.is_empty());
 }
 
 #[tokio::test]

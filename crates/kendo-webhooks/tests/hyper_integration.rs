@@ -70,8 +70,8 @@ async fn hyper_service_receives_verified_deliveries_once() {
     );
     let retry = send(&client, signed.request(&url).unwrap()).await;
     assert_eq!(
-        (retry.status, retry.reason()),
-        (StatusCode::OK, Some("duplicate"))
+        (retry.status, retry.reason(), retry.is_duplicate()),
+        (StatusCode::OK, None, true)
     );
 
     let mut forged = delivery("evt_forged", "dlv_forged").request(&url).unwrap();

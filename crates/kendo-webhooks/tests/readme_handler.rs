@@ -43,7 +43,8 @@ async fn a_signed_call_reaches_the_handler_once() {
         .oneshot(delivery.request("/webhooks/kendo").unwrap())
         .await
         .unwrap();
-    assert_eq!(retry.headers()["x-kendo-webhook-rejection"], "duplicate");
+    assert_eq!(retry.status(), StatusCode::OK);
+    assert_eq!(retry.headers()["x-kendo-webhook-duplicate"], "true");
 }
 
 #[tokio::test]

@@ -189,6 +189,14 @@ impl Answer {
             .get("x-kendo-webhook-rejection")
             .and_then(|v| v.to_str().ok())
     }
+
+    /// Whether the layer answered "already processed" (its duplicate
+    /// header; a 200 that is not a rejection).
+    pub fn is_duplicate(&self) -> bool {
+        self.headers
+            .get("x-kendo-webhook-duplicate")
+            .is_some_and(|v| v == "true")
+    }
 }
 
 pub async fn send(client: &HttpClient, request: Request<Full<Bytes>>) -> Answer {

@@ -18,8 +18,8 @@ use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use kendo_webhooks::dedupe::{Claim, ClaimToken, DedupeStore, MemoryStore, StoreFuture};
 use kendo_webhooks::{
-    Delivery, KendoWebhookLayer, Rejected, Rejection, Verifier, DELIVERY_ID_HEADER, EVENT_HEADER,
-    REJECTION_HEADER, SIGNATURE_HEADER,
+    Delivery, KendoWebhookLayer, Outcome as Reported, Rejection, Report, Verifier,
+    DELIVERY_ID_HEADER, DUPLICATE_HEADER, EVENT_HEADER, REJECTION_HEADER, SIGNATURE_HEADER,
 };
 use tower::{Layer, ServiceExt};
 
@@ -130,11 +130,15 @@ impl DedupeStore for CountingStore {
 pub struct Outcome {
     pub status: StatusCode,
     pub rejection: Option<String>,
+    /// Whether the answer carried `x-kendo-webhook-duplicate: true`.
+    pub duplicate: bool,
     pub body: Bytes,
     /// Requests that reached the inner service: its `Delivery` and body.
     pub reached: Reached,
-    /// Rejections reported to the `on_reject` hook.
-    pub hooked: Vec<(Rejection, bool)>,
+    /// What the layer answered itself, as reported to the `on_outcome`
+    /// hook: a rejection (`Some`) or a duplicate (`None`), and whether the
+    /// request was verified.
+    pub hooked: Vec<(Option<Rejection>, bool)>,
     /// Store claims made for this call.
     pub claims: usize,
 }
@@ -147,7 +151,7 @@ pub struct Harness {
     layer: KendoWebhookLayer,
     replay: Option<Replay>,
     store: Arc<CountingStore>,
-    hooked: Arc<Mutex<Vec<(Rejection, bool)>>>,
+    hooked: Arc<Mutex<Vec<(Option<Rejection>, bool)>>>,
     reached: Arc<Mutex<Reached>>,
     inner_status: Arc<Mutex<StatusCode>>,
 }
@@ -176,10 +180,13 @@ impl Harness {
             .secret(SECRET)
             .body_limit(BODY_LIMIT)
             .dedupe_store(Arc::clone(&store))
-            .on_reject(move |rejected: &Rejected| {
-                hook.lock()
-                    .unwrap()
-                    .push((rejected.reason(), rejected.is_verified()));
+            .on_outcome(move |report: &Report<'_>| {
+                let answered = match report.outcome() {
+                    Reported::Rejected(reason) => Some(*reason),
+                    Reported::Duplicate => None,
+                    _ => return,
+                };
+                hook.lock().unwrap().push((answered, report.is_verified()));
             })
             .build()
             .expect("a valid layer");
@@ -243,6 +250,10 @@ impl Harness {
                 .headers
                 .get(REJECTION_HEADER)
                 .map(|v| v.to_str().expect("rejection names are ASCII").to_owned()),
+            duplicate: parts
+                .headers
+                .get(DUPLICATE_HEADER)
+                .is_some_and(|v| v == "true"),
             body,
             reached: std::mem::take(&mut *self.reached.lock().unwrap()),
             hooked: std::mem::take(&mut *self.hooked.lock().unwrap()),
@@ -263,7 +274,9 @@ pub fn signature_verifies(headers: &HeaderMap, body: &[u8]) -> bool {
 
 /// The invariants of any single answer of the layer. `body` is what the
 /// client sent (all chunks); `body_failed` whether its stream ended in an
-/// error. Returns the rejection, if the layer answered itself.
+/// error. Returns the rejection, if the layer refused the request (`None`
+/// when the inner service answered, or the layer answered a duplicate:
+/// see [`Outcome::duplicate`]).
 pub fn check(
     replay: Option<Replay>,
     method: &Method,
@@ -284,12 +297,22 @@ pub fn check(
         [] => {
             // Answered by the layer: exactly one hook call, matching the
             // header and the status.
-            let [(reason, hook_verified)] = outcome.hooked.as_slice() else {
+            let [(answered, hook_verified)] = outcome.hooked.as_slice() else {
                 panic!(
                     "rejected with {} hook calls: {outcome:?}",
                     outcome.hooked.len()
                 );
             };
+            let Some(reason) = answered else {
+                // Already processed: 200, empty, its header, no rejection.
+                assert!(outcome.duplicate, "a duplicate without its header");
+                assert_eq!(outcome.rejection, None, "a duplicate called a rejection");
+                assert_eq!(outcome.status, StatusCode::OK);
+                assert!(outcome.body.is_empty(), "duplicate answered with a body");
+                assert!(verified && *hook_verified, "an unverified duplicate");
+                return None;
+            };
+            assert!(!outcome.duplicate, "a rejection with the duplicate header");
             let name = outcome
                 .rejection
                 .as_deref()
@@ -323,10 +346,6 @@ pub fn check(
                     }
                     assert!(!outcome.body.is_empty());
                 }
-                Rejection::Duplicate => {
-                    assert!(outcome.body.is_empty(), "duplicate answered with a body");
-                    assert!(verified);
-                }
                 Rejection::InFlight => assert!(verified),
                 _ => assert!(
                     !outcome.body.is_empty(),
@@ -343,6 +362,10 @@ pub fn check(
             assert_eq!(
                 outcome.rejection, None,
                 "inner answer carries a rejection header"
+            );
+            assert!(
+                !outcome.duplicate,
+                "inner answer carries the duplicate header"
             );
             assert_eq!(outcome.status, inner_status);
             assert_eq!(&outcome.body[..], b"inner");

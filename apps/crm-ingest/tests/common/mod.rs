@@ -15,7 +15,7 @@ use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use kendo_webhooks::{SignedDelivery, TestDelivery, REJECTION_HEADER};
+use kendo_webhooks::{SignedDelivery, TestDelivery, DUPLICATE_HEADER, REJECTION_HEADER};
 use serde_json::Value;
 
 pub const SECRET: &str = "whsec_crm_ingest_test";
@@ -75,6 +75,13 @@ impl Reply {
         self.headers
             .get(REJECTION_HEADER)
             .and_then(|v| v.to_str().ok())
+    }
+
+    /// Whether the layer answered "already processed" (a 200, not a rejection).
+    pub fn is_duplicate(&self) -> bool {
+        self.headers
+            .get(DUPLICATE_HEADER)
+            .is_some_and(|v| v == "true")
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

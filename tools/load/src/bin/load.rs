@@ -41,8 +41,8 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use kendo_webhooks::{
-    sign, TestDelivery, CALL_UPLOADED, DELIVERY_ID_HEADER, EVENT_HEADER, REJECTION_HEADER,
-    SIGNATURE_HEADER,
+    sign, TestDelivery, CALL_UPLOADED, DELIVERY_ID_HEADER, DUPLICATE_HEADER, EVENT_HEADER,
+    REJECTION_HEADER, SIGNATURE_HEADER,
 };
 use tokio::net::TcpStream;
 
@@ -83,7 +83,8 @@ struct Tally {
     /// Latencies in ns of requests that finished inside the measured window.
     latencies: Vec<u64>,
     statuses: BTreeMap<u16, u64>,
-    /// `x-kendo-webhook-rejection` values seen in the window (e.g. `duplicate`).
+    /// `x-kendo-webhook-rejection` values seen in the window (e.g.
+    /// `in_flight`), and `duplicate` for `x-kendo-webhook-duplicate: true`.
     rejections: BTreeMap<String, u64>,
     errors: u64,
     /// Indices of deliveries answered 2xx at least once (any time).
@@ -296,10 +297,15 @@ async fn connection_loop(shared: Arc<Shared>, slot: u64) -> Tally {
             send.ready().await?;
             let response = send.send_request(request).await?;
             let status = response.status();
+            let duplicate = response
+                .headers()
+                .get(DUPLICATE_HEADER)
+                .is_some_and(|value| value == "true");
             let rejection = response
                 .headers()
                 .get(REJECTION_HEADER)
-                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+                .or_else(|| duplicate.then(|| "duplicate".to_owned()));
             response.into_body().collect().await?;
             Ok::<_, BoxError>((status, rejection))
         })
