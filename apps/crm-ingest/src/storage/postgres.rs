@@ -21,11 +21,10 @@ use super::migrations::{self, POSTGRES_TRIGRAM, SCHEMA_VERSION};
 use super::projection::ProjectionBatch;
 use super::rows::ProjectedRow;
 use super::{
-    now_ms, Backend, Cell, DeliveryRow, LogBatch, LogRecord, Param, PayloadChange, Prune,
-    RejectionRow, Shared, StorageError, TableCounts, UNVERIFIED_KEEP,
+    format_ms, now_ms, Backend, Cell, DeliveryRow, LogBatch, LogRecord, Param, PayloadChange,
+    Prune, RejectionRow, Shared, StorageError, TableCounts, UNVERIFIED_KEEP,
 };
 use crate::destinations::postgres::NewRows as OutboxRows;
-use crate::storage::format_ms;
 
 /// Longest wait for one statement (or a connection).
 const PG_TIMEOUT: Duration = Duration::from_secs(5);

@@ -19,10 +19,9 @@ use super::migrations::{self, SCHEMA_VERSION};
 use super::projection::ProjectionBatch;
 use super::rows::ProjectedRow;
 use super::{
-    Backend, Cell, DeliveryRow, LogBatch, Param, PayloadChange, Prune, RejectionRow, Shared,
-    StorageError, TableCounts, UNVERIFIED_KEEP,
+    format_ms, now_ms, Backend, Cell, DeliveryRow, LogBatch, Param, PayloadChange, Prune,
+    RejectionRow, Shared, StorageError, TableCounts, UNVERIFIED_KEEP,
 };
-use crate::storage::format_ms;
 
 /// How long a statement waits for a lock held by another connection (the
 /// inbox's writer shares the file).
@@ -86,7 +85,7 @@ impl Backend for Sqlite {
             "could not write the projection",
             move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                crate::destinations::sqlite::insert(&tx, &batch.outbox, super::now_ms())?;
+                crate::destinations::sqlite::insert(&tx, &batch.outbox, now_ms())?;
                 for (sql, rows) in [
                     (INSERT_CALL, &batch.calls),
                     (INSERT_TRAINING, &batch.trainings),
