@@ -208,7 +208,7 @@ pub async fn start(mut config: AppConfig) -> Result<Running, AppError> {
         .map_err(AppError::Storage)?;
     // Destinations and alerts (CRM_CONFIG): their outbox rows are added in
     // the projection's transaction; a lane per target sends them.
-    let outbox = Outbox::open(&storage).await.map_err(AppError::Storage)?;
+    let outbox = Outbox::new(&storage);
     let destinations = Arc::new(std::mem::take(&mut config.destinations));
     let storage = if destinations.is_empty() {
         storage

@@ -1,8 +1,8 @@
 //! The outbox: one row per target (destination or alert) and Kendo event,
 //! in the CRM's own database.
 //!
-//! Rows are added by the projection, in its transaction (`storage.rs`
-//! calls `sqlite::insert` and `postgres::OutboxCte`), so
+//! Rows are added by the projection, in its transaction (the storage's
+//! backends call `sqlite::insert` and `postgres::NewRows::insert`), so
 //! an event the CRM projected is never missing its forwarding, and unique
 //! `(target, event_id)` makes a replayed event add nothing. The forwarder
 //! leases the oldest due rows of a target, sends them and settles each;
@@ -178,13 +178,12 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    /// Creates the tables when missing, on the storage's database.
-    pub async fn open(storage: &Storage) -> Result<Self, StorageError> {
+    /// The outbox on the storage's database, whose migrations made its
+    /// tables.
+    pub fn new(storage: &Storage) -> Self {
         match storage.shared() {
-            Shared::Sqlite { writer, reader } => {
-                Ok(Self::Sqlite(SqliteOutbox::open(writer, reader).await?))
-            }
-            Shared::Postgres(pg) => Ok(Self::Postgres(PgOutbox::open(pg).await?)),
+            Shared::Sqlite { writer, reader } => Self::Sqlite(SqliteOutbox::new(writer, reader)),
+            Shared::Postgres(pg) => Self::Postgres(PgOutbox::new(pg)),
         }
     }
 

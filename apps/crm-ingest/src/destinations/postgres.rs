@@ -1,18 +1,19 @@
 //! The outbox on Postgres: a connection of its own (sends never wait behind
 //! the projection's statements, and the reverse); every change is one
 //! statement, so replicas share the rows through `FOR UPDATE SKIP LOCKED`
-//! and fenced settles. SQL in `sql/postgres/`.
+//! and fenced settles. SQL in `sql/postgres/`; the tables are the CRM's
+//! schema version 8 (`sql/postgres/migrations/008_outbox.sql`).
 
 use std::sync::Arc;
 
 use tokio_postgres::types::ToSql;
+use tokio_postgres::Transaction;
 
 use super::outbox::{
     AttemptRecord, AttemptRow, Claimed, EventFilter, EventRow, NewRow, Next, TargetCounts,
 };
-use crate::storage::{Pg, StorageError};
+use crate::storage::{pg_text, Pg, StorageError};
 
-const SCHEMA: &str = include_str!("../../sql/postgres/outbox_schema.sql");
 const INSERT: &str = include_str!("../../sql/postgres/insert.sql");
 const CLAIM: &str = include_str!("../../sql/postgres/claim.sql");
 const SETTLE: &str = include_str!("../../sql/postgres/settle.sql");
@@ -24,48 +25,40 @@ const REPLAY: &str = include_str!("../../sql/postgres/replay.sql");
 const PURGE: &str = include_str!("../../sql/postgres/purge.sql");
 const AGENT_AVERAGES: &str = include_str!("../../sql/postgres/agent_averages.sql");
 
-/// A batch's outbox rows, written by the projection's first statement as a
-/// CTE (`WITH outbox AS (INSERT …) INSERT INTO calls …`: one statement, one
-/// commit), or alone when the batch projects nothing.
-pub(crate) struct OutboxCte {
+/// A batch of outbox rows as the parameters of `insert.sql` (one array per
+/// column): added in the projection's transaction (the storage's
+/// `postgres.rs`), or alone (the watched alerts).
+pub(crate) struct NewRows {
     targets: Vec<String>,
     event_ids: Vec<String>,
     events: Vec<String>,
     bodies: Vec<Vec<u8>>,
     now_ms: i64,
-    written: bool,
 }
 
-impl OutboxCte {
+impl NewRows {
     pub(crate) fn new(rows: &[NewRow], now_ms: i64) -> Self {
-        // Postgres text cannot hold NUL.
-        let text = |s: &str| s.replace('\0', "\u{fffd}");
         Self {
-            targets: rows.iter().map(|r| text(&r.target)).collect(),
-            event_ids: rows.iter().map(|r| text(&r.event_id)).collect(),
-            events: rows.iter().map(|r| text(&r.event)).collect(),
+            targets: rows.iter().map(|r| pg_text(&r.target)).collect(),
+            event_ids: rows.iter().map(|r| pg_text(&r.event_id)).collect(),
+            events: rows.iter().map(|r| pg_text(&r.event)).collect(),
             bodies: rows.iter().map(|r| r.body.clone()).collect(),
             now_ms,
-            written: rows.is_empty(),
         }
     }
 
-    /// `WITH outbox AS (…) ` with its parameters numbered from `first`, or
-    /// nothing once written.
-    pub(crate) fn cte(&self, first: usize) -> String {
-        if self.written {
-            return String::new();
-        }
-        format!("WITH outbox AS ({}) ", renumber(INSERT.trim(), first - 1))
+    /// Whether there is nothing to add.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.targets.is_empty()
     }
 
-    /// The CTE's (or [`Self::alone`]'s) five parameters, or none once
-    /// written.
-    pub(crate) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        if self.written {
-            return Vec::new();
-        }
-        vec![
+    /// Adds them in the caller's transaction (the projection's).
+    pub(crate) async fn insert(&self, tx: &Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
+        tx.execute(INSERT, &self.params()).await
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
             &self.targets,
             &self.event_ids,
             &self.events,
@@ -73,38 +66,6 @@ impl OutboxCte {
             &self.now_ms,
         ]
     }
-
-    /// The statement that carried the CTE committed.
-    pub(crate) fn written(&mut self) {
-        self.written = true;
-    }
-
-    /// The insert on its own, when no projection statement carried it.
-    pub(crate) fn alone(&self) -> Option<String> {
-        (!self.written).then(|| INSERT.to_owned())
-    }
-}
-
-/// `sql` with each `$n` turned into `$(n + by)`.
-fn renumber(sql: &str, by: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c != '$' {
-            continue;
-        }
-        let mut digits = String::new();
-        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-            digits.push(*d);
-            chars.next();
-        }
-        match digits.parse::<usize>() {
-            Ok(n) => out.push_str(&(n + by).to_string()),
-            Err(_) => out.push_str(&digits),
-        }
-    }
-    out
 }
 
 /// The outbox on a Postgres connection of its own.
@@ -114,21 +75,16 @@ pub struct PgOutbox {
 }
 
 impl PgOutbox {
-    pub(crate) async fn open(pg: Box<Pg>) -> Result<Self, StorageError> {
-        const WHAT: &str = "could not create the outbox tables in Postgres";
-        let client = pg.client(WHAT).await?;
-        client
-            .batch_execute(SCHEMA)
-            .await
-            .map_err(|e| StorageError::new(WHAT, e))?;
-        Ok(Self { pg: Arc::from(pg) })
+    /// The outbox on `pg` (its tables are the CRM's schema version 8).
+    pub(crate) fn new(pg: Box<Pg>) -> Self {
+        Self { pg: Arc::from(pg) }
     }
 
     pub(crate) async fn enqueue(&self, rows: &[NewRow], now_ms: i64) -> Result<(), StorageError> {
-        let insert = OutboxCte::new(rows, now_ms);
-        if let Some(sql) = insert.alone() {
+        let rows = NewRows::new(rows, now_ms);
+        if !rows.is_empty() {
             self.pg
-                .execute("could not add outbox rows", &sql, &insert.params())
+                .execute("could not add outbox rows", INSERT, &rows.params())
                 .await?;
         }
         Ok(())
@@ -320,15 +276,5 @@ impl PgOutbox {
         Ok(rows
             .first()
             .map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parameters_are_renumbered_without_touching_longer_ones() {
-        assert_eq!(renumber("$1, $2, $12, $", 11), "$12, $13, $23, $");
     }
 }

@@ -1,5 +1,7 @@
 //! The outbox on SQLite: the CRM's writer connection for changes (one
-//! writer per file), its reader for the console. SQL in `sql/sqlite/`.
+//! writer per file), its reader for the console. SQL in `sql/sqlite/`; the
+//! tables are the CRM's schema version 8
+//! (`sql/sqlite/migrations/008_outbox.sql`).
 
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +12,6 @@ use super::outbox::{
 };
 use crate::storage::{run, StorageError};
 
-const SCHEMA: &str = include_str!("../../sql/sqlite/outbox_schema.sql");
 const INSERT: &str = include_str!("../../sql/sqlite/insert.sql");
 const DUE: &str = include_str!("../../sql/sqlite/due.sql");
 const CLAIM: &str = include_str!("../../sql/sqlite/claim.sql");
@@ -51,15 +52,10 @@ pub struct SqliteOutbox {
 }
 
 impl SqliteOutbox {
-    pub(crate) async fn open(
-        writer: Arc<Mutex<Connection>>,
-        reader: Arc<Mutex<Connection>>,
-    ) -> Result<Self, StorageError> {
-        run(&writer, "could not create the outbox tables", |conn| {
-            conn.execute_batch(SCHEMA)
-        })
-        .await?;
-        Ok(Self { writer, reader })
+    /// The outbox on the CRM's connections (its tables are the CRM's schema
+    /// version 8).
+    pub(crate) fn new(writer: Arc<Mutex<Connection>>, reader: Arc<Mutex<Connection>>) -> Self {
+        Self { writer, reader }
     }
 
     pub(crate) async fn enqueue(&self, rows: Vec<NewRow>, now_ms: i64) -> Result<(), StorageError> {

@@ -1,5 +1,7 @@
--- The destinations' outbox (issue 20): one row per target and Kendo event,
--- written in the projection's transaction; its attempts one by one.
+-- Version 8: the destinations' outbox (issue 20): one row per target and
+-- Kendo event, written in the projection's transaction; its attempts one by
+-- one. `IF NOT EXISTS`: before version 8 the outbox created these tables
+-- itself, so a database may have them already.
 CREATE TABLE IF NOT EXISTS crm_outbox (
     seq              INTEGER PRIMARY KEY AUTOINCREMENT,
     target           TEXT NOT NULL,

@@ -1,6 +1,5 @@
--- The destinations' outbox (issue 20), as sql/sqlite/outbox_schema.sql.
-BEGIN;
-SELECT pg_advisory_xact_lock(1668443441);
+-- Version 8, as sql/sqlite/migrations/008_outbox.sql (`IF NOT EXISTS` for the
+-- same reason).
 CREATE TABLE IF NOT EXISTS crm_outbox (
     seq              BIGSERIAL PRIMARY KEY,
     target           TEXT NOT NULL,
@@ -30,4 +29,3 @@ CREATE TABLE IF NOT EXISTS crm_outbox_attempts (
     latency_ms BIGINT NOT NULL,
     PRIMARY KEY (outbox_seq, attempt)
 );
-COMMIT;
