@@ -723,3 +723,52 @@ impl Backend for Sqlite {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::ffi;
+
+    fn failure(code: std::os::raw::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn an_unavailable_database_says_what_to_check() {
+        for (code, advice) in [
+            (ffi::SQLITE_BUSY, "holds a lock on the file"),
+            (ffi::SQLITE_LOCKED, "holds a lock on the file"),
+            (ffi::SQLITE_FULL, "the disk is full"),
+            (ffi::SQLITE_READONLY, "is not writable"),
+            (ffi::SQLITE_PERM, "is not writable"),
+        ] {
+            let error = unavailable("could not commit", failure(code));
+            assert!(error.to_string().contains(advice), "{code}: {error}");
+            assert!(std::error::Error::source(&error).is_some(), "{code}");
+        }
+        let other = unavailable("could not commit", failure(ffi::SQLITE_CORRUPT));
+        assert!(!other.to_string().contains(" ("), "{other}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_replaced_or_removed_under_the_inbox_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.sqlite3");
+        std::fs::write(&path, b"opened").unwrap();
+        let opened = FileIdentity::of(&path);
+        assert!(check_file(&path, FileIdentity::of(&path)).is_ok());
+
+        let other = dir.path().join("other.sqlite3");
+        std::fs::write(&other, b"another file").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let replaced = check_file(&path, opened).unwrap_err();
+        assert!(replaced.to_string().contains("replaced"), "{replaced}");
+
+        let opened = FileIdentity::of(&path);
+        std::fs::remove_file(&path).unwrap();
+        let removed = check_file(&path, opened).unwrap_err();
+        assert!(removed.to_string().contains("removed"), "{removed}");
+        assert!(check_file(&path, None).is_ok(), "no identity, no check");
+    }
+}

@@ -306,3 +306,13 @@ async fn run_until_shutdown_reports_every_hand_off() {
     };
     suite::run_until_shutdown_reports_every_hand_off(inbox).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_out_of_attempts_after_a_lost_lease_dies_on_the_next_claim() {
+    let Some((_server, inbox)) =
+        open("a_row_out_of_attempts_after_a_lost_lease_dies_on_the_next_claim").await
+    else {
+        return;
+    };
+    suite::a_row_out_of_attempts_after_a_lost_lease_dies_on_the_next_claim(inbox).await;
+}

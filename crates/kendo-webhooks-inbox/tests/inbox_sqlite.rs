@@ -221,7 +221,10 @@ async fn hot_queries_use_indexes() {
     let (_dir, path, inbox) = open().await;
     drop(inbox);
     let connection = rusqlite::Connection::open(&path).unwrap();
-    for (name, sql) in kendo_webhooks_inbox::sqlite_query_plans_for_tests() {
+    let queries = kendo_webhooks_inbox::sqlite_query_plans_for_tests();
+    // Every statement the backend names, not a list that could go empty.
+    assert!(queries.len() >= 14, "{} queries", queries.len());
+    for (name, sql) in queries {
         let mut plan = connection
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .unwrap();
@@ -269,6 +272,12 @@ async fn a_handler_longer_than_its_lease_is_handed_once() {
 async fn run_until_shutdown_reports_every_hand_off() {
     let (_dir, _, inbox) = open().await;
     suite::run_until_shutdown_reports_every_hand_off(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_out_of_attempts_after_a_lost_lease_dies_on_the_next_claim() {
+    let (_dir, _, inbox) = open().await;
+    suite::a_row_out_of_attempts_after_a_lost_lease_dies_on_the_next_claim(inbox).await;
 }
 
 /// A stored body that no longer parses (changed on disk by hand, or by a

@@ -815,3 +815,45 @@ pub async fn run_until_shutdown_reports_every_hand_off(inbox: Inbox) {
     );
     assert_eq!(recorder.count("evt_run_bad"), 2);
 }
+
+/// A row whose worker died during its last attempt (its lease ended
+/// unsettled) is made dead by the next claim that finds it, in the claim's
+/// transaction, with the reason; it is never handed again.
+pub async fn a_row_out_of_attempts_after_a_lost_lease_dies_on_the_next_claim(inbox: Inbox) {
+    enqueue(&inbox, "evt_lost").await;
+    let first = Arc::new(Recorder::default());
+    first.hanging.lock().unwrap().push("evt_lost".into());
+    let worker = inbox
+        .worker(first.handler())
+        .max_attempts(1)
+        .lease(Duration::from_secs(1))
+        .shutdown_grace(Duration::from_secs(600))
+        .poll_interval(Duration::from_millis(10))
+        .spawn();
+    wait_until("the only attempt is running", || async {
+        first.count("evt_lost") == 1 && inbox.counts().await.unwrap().leased == 1
+    })
+    .await;
+    // Dies holding the lease: nothing settles the row.
+    worker.abort();
+
+    let second = Arc::new(Recorder::default());
+    let worker = inbox
+        .worker(second.handler())
+        .max_attempts(1)
+        .lease(Duration::from_secs(1))
+        .poll_interval(Duration::from_millis(10))
+        .spawn();
+    wait_until("the row is dead once its lease ended", || async {
+        inbox.counts().await.unwrap().dead == 1
+    })
+    .await;
+    worker.shutdown().await;
+    assert_eq!(second.count("evt_lost"), 0, "handed after its last attempt");
+    let dead = inbox.list(RowState::Dead, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let error = dead[0].last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("no attempts left"), "{error}");
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!((counts.leased, counts.done), (0, 0), "{counts:?}");
+}
