@@ -325,3 +325,27 @@ async fn a_stored_body_that_no_longer_parses_is_dead_and_never_handed() {
     let error = dead[0].last_error.as_deref().unwrap_or("");
     assert!(error.contains("no longer parses"), "{error}");
 }
+
+/// An event id holding a NUL (JSON allows `\u0000`) is settled on its own:
+/// the batch settle passes the ids as JSON text, which would not carry it.
+/// It ends done like its neighbour, not leased forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_id_with_a_nul_is_settled_done() {
+    let (_dir, _, inbox) = open().await;
+    for id in ["evt_plain", "evt_nul\u{0}x"] {
+        suite::enqueue(&inbox, id).await;
+    }
+    let recorder = std::sync::Arc::new(suite::Recorder::default());
+    let worker = inbox
+        .worker(recorder.handler())
+        .poll_interval(std::time::Duration::from_millis(20))
+        .spawn();
+    suite::wait_until("both rows done", || async {
+        inbox.counts().await.unwrap().done == 2
+    })
+    .await;
+    worker.shutdown().await;
+    assert_eq!(recorder.count("evt_nul\u{0}x"), 1);
+    let counts = inbox.counts().await.unwrap();
+    assert_eq!((counts.done, counts.leased), (2, 0), "{counts:?}");
+}
