@@ -316,3 +316,43 @@ async fn a_row_out_of_attempts_after_a_lost_lease_dies_on_the_next_claim() {
     };
     suite::a_row_out_of_attempts_after_a_lost_lease_dies_on_the_next_claim(inbox).await;
 }
+
+/// What an unavailable database says: the server's own message with its
+/// SQLSTATE when it answered with a refusal, and the connection's error
+/// with what to check when it did not answer at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_database_says_why() {
+    let Some((mut server, inbox)) = open("an_unavailable_database_says_why").await else {
+        return;
+    };
+    let (client, connection) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("ALTER TABLE kendo_inbox RENAME TO kendo_inbox_moved")
+        .await
+        .unwrap();
+    let refused = inbox
+        .list(kendo_webhooks_inbox::RowState::Pending, 10)
+        .await
+        .unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        text.contains("kendo_inbox") && text.contains("(SQLSTATE 42P01)"),
+        "{text}"
+    );
+    drop(client);
+
+    server.stop();
+    let down = inbox
+        .list(kendo_webhooks_inbox::RowState::Pending, 10)
+        .await
+        .unwrap_err();
+    assert_eq!(down.kind(), InboxErrorKind::Unavailable, "{down}");
+    assert!(
+        down.to_string()
+            .contains("is the server running and reachable?"),
+        "{down}"
+    );
+}
