@@ -2,6 +2,10 @@
 //! delivery's detail (body, headers, answer, attempts, inbox row,
 //! projection), the actions (requeue, replay), search and filters, and
 //! CSV export.
+//!
+//! (About 950 lines, one file on purpose: every console page and action on both backends. Each file under
+//! `tests/` is a test binary of its own, built and linked separately on
+//! CI's two cores; the scenarios share their launchers and helpers here.)
 
 mod common;
 

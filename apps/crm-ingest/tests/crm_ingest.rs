@@ -1,6 +1,10 @@
 //! The CRM app end to end: it runs in-process on `127.0.0.1:0` on a
 //! temporary SQLite file (or a real Postgres, started by the test), and
 //! signed deliveries go to it over real HTTP, as Kendo sends them.
+//!
+//! (About 900 lines, one file on purpose: the app end to end on both backends. Each file under
+//! `tests/` is a test binary of its own, built and linked separately on
+//! CI's two cores; the scenarios share their launchers and helpers here.)
 
 mod common;
 use kendo_test_support::postgres_server;

@@ -5,6 +5,10 @@
 //! Postgres (`kendo-test-support`; SKIPPED without it, a failure under
 //! `CI`), and the real binary for the configuration's exit codes.
 //!
+//! (About 1250 lines, one file on purpose: forwarding and alerts on both backends. Each file under
+//! `tests/` is a test binary of its own, built and linked separately on
+//! CI's two cores; the scenarios share their launchers and helpers here.)
+//!
 //! The retry schedule is shortened in the tests' `CRM_CONFIG` (`[retry]`),
 //! so an outage costs seconds, not minutes.
 

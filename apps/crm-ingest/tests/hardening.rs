@@ -2,6 +2,10 @@
 //! server's header-read timeout, declared bodies that never start, peers
 //! that never read their answers, a flood of forged deliveries against the
 //! delivery log, pagination, and the metrics.
+//!
+//! (About 900 lines, one file on purpose: the public-facing defences. Each file under
+//! `tests/` is a test binary of its own, built and linked separately on
+//! CI's two cores; the scenarios share their launchers and helpers here.)
 
 mod common;
 use kendo_test_support::postgres_server;

@@ -1,5 +1,9 @@
 //! The `kendo-webhook` binary as a user runs it: real processes, real HTTP
 //! servers on 127.0.0.1, signatures checked against an independent HMAC.
+//!
+//! (About 1550 lines, one file on purpose: every subcommand of the binary. Each file under
+//! `tests/` is a test binary of its own, built and linked separately on
+//! CI's two cores; the scenarios share their launchers and helpers here.)
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -2,6 +2,10 @@
 //! (nothing mocked): several replicas behind real HTTP servers sharing one
 //! Redis, claim expiry, token ownership, Redis crashing and coming back.
 //!
+//! (About 1150 lines, one file on purpose: the store against one Redis, plain and TLS. Each file under
+//! `tests/` is a test binary of its own, built and linked separately on
+//! CI's two cores; the scenarios share their launchers and helpers here.)
+//!
 //! The same over TLS (`rediss://`), with a CA and server certificate made by
 //! the test; and no error or `Debug` output ever shows a password.
 //!

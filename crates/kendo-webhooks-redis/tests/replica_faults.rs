@@ -2,6 +2,10 @@
 //! Kendo's real retry schedule (attempts at 0 s, +1 s and +3 s, each with a
 //! 10 s timeout). Loopback only; every loop is bounded in count and time.
 //!
+//! (About 900 lines, one file on purpose: every fault scenario of one child-process harness. Each file under
+//! `tests/` is a test binary of its own, built and linked separately on
+//! CI's two cores; the scenarios share their launchers and helpers here.)
+//!
 //! The receivers killed here are child processes: this test binary started
 //! again with `KENDO_FAULT_ROLE=receiver` (axum + `KendoWebhookLayer` +
 //! `RedisStore`, see [`child`]), so SIGKILL takes a replica down as an OOM

@@ -2,6 +2,9 @@
 //! HTTP: axum on a loopback port, `KendoWebhookLayer` in front of the
 //! `Inbox` service, a real worker and a recording handler.
 //!
+//! (About 850 lines, one file on purpose: the scenarios both backends run, written once and
+//! called by `inbox_sqlite.rs` and `inbox_postgres.rs`.)
+//!
 //! Include it after `mod common;` with
 //! `mod suite;`.
 #![allow(dead_code, unreachable_pub)]
