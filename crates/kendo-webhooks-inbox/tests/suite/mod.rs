@@ -821,7 +821,8 @@ pub async fn run_until_shutdown_reports_every_hand_off(inbox: Inbox) {
 
 /// A row whose worker died during its last attempt (its lease ended
 /// unsettled) is made dead by the next claim that finds it, in the claim's
-/// transaction, with the reason; it is never handed again.
+/// transaction, with the reason; it is never handed again. A fresh row
+/// claimed in the same batch, on its last attempt too, is handed and done.
 pub async fn a_row_out_of_attempts_after_a_lost_lease_dies_on_the_next_claim(inbox: Inbox) {
     enqueue(&inbox, "evt_lost").await;
     let first = Arc::new(Recorder::default());
@@ -839,6 +840,10 @@ pub async fn a_row_out_of_attempts_after_a_lost_lease_dies_on_the_next_claim(inb
     .await;
     // Dies holding the lease: nothing settles the row.
     worker.abort();
+    // A new row, due at once; once the lease has ended both are claimed in
+    // one batch.
+    enqueue(&inbox, "evt_fresh").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let second = Arc::new(Recorder::default());
     let worker = inbox
@@ -847,16 +852,19 @@ pub async fn a_row_out_of_attempts_after_a_lost_lease_dies_on_the_next_claim(inb
         .lease(Duration::from_secs(1))
         .poll_interval(Duration::from_millis(10))
         .spawn();
-    wait_until("the row is dead once its lease ended", || async {
-        inbox.counts().await.unwrap().dead == 1
+    wait_until("the lost row dead, the fresh one done", || async {
+        let counts = inbox.counts().await.unwrap();
+        counts.dead == 1 && counts.done == 1
     })
     .await;
     worker.shutdown().await;
     assert_eq!(second.count("evt_lost"), 0, "handed after its last attempt");
+    assert_eq!(second.count("evt_fresh"), 1);
     let dead = inbox.list(RowState::Dead, 10).await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
     let error = dead[0].last_error.as_deref().unwrap_or_default();
     assert!(error.contains("no attempts left"), "{error}");
+    assert_eq!(dead[0].event_id, "evt_lost");
     let counts = inbox.counts().await.unwrap();
-    assert_eq!((counts.leased, counts.done), (0, 0), "{counts:?}");
+    assert_eq!((counts.leased, counts.done), (0, 1), "{counts:?}");
 }
