@@ -356,3 +356,79 @@ async fn an_unavailable_database_says_why() {
         "{down}"
     );
 }
+
+/// One delivery the database refuses (here a trigger raises for its event
+/// id) does not fail the others committed in the same group: the group is
+/// tried again row by row, the refused one gets the database's error, every
+/// other one is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_row_fails_alone_in_its_group() {
+    let Some((server, inbox)) = open("a_refused_row_fails_alone_in_its_group").await else {
+        return;
+    };
+    let (client, connection) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.event_id = 'evt_refused' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_one BEFORE INSERT ON kendo_inbox
+               FOR EACH ROW EXECUTE FUNCTION refuse_one();
+             BEGIN;
+             LOCK TABLE kendo_inbox IN EXCLUSIVE MODE;",
+        )
+        .await
+        .unwrap();
+    let delivery = |id: &str| {
+        let body = kendo_webhooks::TestDelivery::example("call.uploaded")
+            .event_id(id)
+            .body();
+        kendo_webhooks::Delivery::parse(body, &format!("dlv_{id}"), "call.uploaded").unwrap()
+    };
+    // The first insert waits on the lock; the others queue behind it and
+    // are committed as one group when it is released.
+    let first = {
+        let inbox = inbox.clone();
+        let delivery = delivery("evt_first");
+        tokio::spawn(async move { inbox.enqueue(&delivery).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ids: Vec<String> = (0..10)
+        .map(|i| format!("evt_ok_{i}"))
+        .chain(["evt_refused".to_owned()])
+        .chain((10..20).map(|i| format!("evt_ok_{i}")))
+        .collect();
+    let mut tasks = Vec::new();
+    for id in &ids {
+        let inbox = inbox.clone();
+        let delivery = delivery(id);
+        tasks.push(tokio::spawn(async move { inbox.enqueue(&delivery).await }));
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.batch_execute("COMMIT").await.unwrap();
+
+    assert_eq!(
+        first.await.unwrap().unwrap(),
+        kendo_webhooks_inbox::Enqueued::Stored
+    );
+    for (id, task) in ids.iter().zip(tasks) {
+        let outcome = task.await.unwrap();
+        if id == "evt_refused" {
+            let error = outcome.unwrap_err();
+            assert!(error.to_string().contains("refused by the test"), "{error}");
+        } else {
+            assert_eq!(
+                outcome.unwrap(),
+                kendo_webhooks_inbox::Enqueued::Stored,
+                "{id}"
+            );
+        }
+    }
+    assert_eq!(inbox.counts().await.unwrap().pending, 21);
+}
