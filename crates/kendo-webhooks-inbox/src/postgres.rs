@@ -387,10 +387,6 @@ fn stored(row: &tokio_postgres::Row) -> StoredDelivery {
     }
 }
 
-fn clamp_i32(n: u32) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
-}
-
 fn clamp_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -414,7 +410,6 @@ impl Backend for Postgres {
         lease: Duration,
         max_attempts: u32,
     ) -> BoxFuture<'_, Result<Vec<Claimed>, InboxError>> {
-        let max_attempts = clamp_i32(max_attempts);
         let limit = clamp_i64(limit);
         let lease = millis(lease);
         Box::pin(self.operations.run(
@@ -457,8 +452,7 @@ impl Backend for Postgres {
                     // Only a row whose lease ended unsettled can come back out
                     // of attempts: it dies here, in the same transaction,
                     // instead of a scan of every due row before each claim.
-                    let limit_attempts = u32::try_from(max_attempts).unwrap_or(u32::MAX);
-                    for row in claimed.iter().filter(|row| row.attempts > limit_attempts) {
+                    for row in claimed.iter().filter(|row| row.attempts > max_attempts) {
                         tx.execute(
                             concat!(
                                 "UPDATE kendo_inbox SET state = 'dead', next_at = ",
@@ -468,13 +462,13 @@ impl Backend for Postgres {
                              WHERE event_id = $2"
                             ),
                             &[
-                                &super::out_of_attempts(row.attempts, limit_attempts),
+                                &super::out_of_attempts(row.attempts, max_attempts),
                                 &row.event_id,
                             ],
                         )
                         .await?;
                     }
-                    claimed.retain(|row| row.attempts <= limit_attempts);
+                    claimed.retain(|row| row.attempts <= max_attempts);
                     tx.commit().await?;
                     Ok(claimed)
                 })
