@@ -1,7 +1,7 @@
 //! The CRM's tables on Postgres: a writer connection (projections, the
-//! delivery log, the payload changes) and a reader connection (the
-//! dashboard and the API), each a [`Pg`]. Each write is one transaction,
-//! holding the writer connection alone meanwhile ([`Pg::exclusive`]);
+//! payload changes), one for the delivery log, and a reader connection
+//! (the dashboard and the API), each a [`Pg`]. Each write is one
+//! transaction, holding its connection alone meanwhile ([`Pg::exclusive`]);
 //! reads are pipelined on the reader. Replicas migrate under an advisory
 //! lock. SQL in `sql/postgres/`, and `sql/common/`.
 
@@ -42,9 +42,12 @@ type Params<'a> = [&'a (dyn ToSql + Sync)];
 
 /// The CRM's Postgres connections.
 pub(super) struct Postgres {
-    /// Projections, the delivery log and the payload changes, one
-    /// transaction at a time.
+    /// Projections and the payload changes, one transaction at a time.
     writer: Pg,
+    /// The delivery log's batches: its own connection, so a log
+    /// transaction (one per batch of requests, at full ingest speed) never
+    /// holds the worker's projection back, nor the other way round.
+    log_writer: Pg,
     /// The dashboard and the API: a slow query never holds up a writer,
     /// which would otherwise wait behind it on one pipelined connection.
     reader: Pg,
@@ -55,8 +58,13 @@ impl Postgres {
     /// schema.
     pub(super) async fn open(url: &str) -> Result<Self, StorageError> {
         let writer = Pg::connect(url).await?;
+        let log_writer = writer.sibling();
         let reader = writer.sibling();
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            log_writer,
+            reader,
+        })
     }
 
     /// A connection of its own, for the destinations' outbox.
@@ -152,7 +160,7 @@ impl Backend for Postgres {
         let u_received: Vec<i64> = unverified.iter().map(|u| u.received_ms).collect();
         let attempts: &Params<'_> = &[&u_delivery_ids, &u_reasons, &u_statuses, &u_received];
 
-        let mut client = self.writer.exclusive(WHAT).await?;
+        let mut client = self.log_writer.exclusive(WHAT).await?;
         let tx = timed(WHAT, client.transaction()).await?;
         if !entries.is_empty() {
             timed(WHAT, tx.execute(INSERT_DELIVERIES, log)).await?;
