@@ -154,7 +154,7 @@ pub struct AppConfig {
     /// cross-site check; `None`: the request's `Host`.
     pub public_origin: Option<String>,
     /// Destinations and alerts (`CRM_CONFIG`); empty without it.
-    pub destinations: crate::destinations::Settings,
+    pub destinations: crate::destinations::settings::Settings,
     /// The console's time zone (`CRM_TIME_ZONE`, an IANA name; UTC by
     /// default).
     pub time_zone: jiff::tz::TimeZone,
@@ -179,7 +179,7 @@ impl AppConfig {
             dedupe_description: "in-memory LRU (this process), then the database's unique event id"
                 .to_owned(),
             public_origin: None,
-            destinations: crate::destinations::Settings::default(),
+            destinations: crate::destinations::settings::Settings::default(),
             time_zone: jiff::tz::TimeZone::UTC,
         }
     }
@@ -284,9 +284,9 @@ impl AppConfig {
                     expected: "the app's public URL, http:// or https:// and a host                                (e.g. https://crm.example.com)",
                 })?);
         }
-        if let Some(path) = get(crate::destinations::CONFIG_VAR) {
+        if let Some(path) = get(crate::destinations::settings::CONFIG_VAR) {
             config.destinations =
-                crate::destinations::Settings::load(std::path::Path::new(&path), get)
+                crate::destinations::settings::Settings::load(std::path::Path::new(&path), get)
                     .map_err(|error| ConfigError::Destinations { path, error })?;
         }
         if let Some(name) = get(TIME_ZONE_VAR).map(|v| v.trim().to_owned()) {
@@ -448,7 +448,7 @@ pub enum ConfigError {
         /// The file.
         path: String,
         /// Which key and why.
-        error: crate::destinations::SettingsError,
+        error: crate::destinations::settings::SettingsError,
     },
 }
 
@@ -473,7 +473,11 @@ impl fmt::Display for ConfigError {
                 expected,
             } => write!(f, "{name}={value:?} is not valid: expected {expected}"),
             Self::Destinations { path, error } => {
-                write!(f, "{}={path}: {error}", crate::destinations::CONFIG_VAR)
+                write!(
+                    f,
+                    "{}={path}: {error}",
+                    crate::destinations::settings::CONFIG_VAR
+                )
             }
         }
     }

@@ -20,11 +20,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::outbox::{EventFilter, EventRow, TargetCounts};
+use super::console::Console;
+use super::rows::{EventFilter, EventRow, TargetCounts};
 use super::settings::AlertRule;
-use super::{percent_encode, Console};
 use crate::routes::AppState;
 use crate::storage::now_ms;
+use crate::views::path_segment;
 
 /// Most rows a list returns.
 const MAX_LIMIT: i64 = 1_000;
@@ -296,7 +297,7 @@ async fn replayed(
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|accept| accept.contains("text/html"));
             Ok(if wants_html {
-                Redirect::to(&format!("/destinations?name={}", percent_encode(name))).into_response()
+                Redirect::to(&format!("/destinations?name={}", path_segment(name))).into_response()
             } else {
                 Json(serde_json::json!({ "replayed": n })).into_response()
             })

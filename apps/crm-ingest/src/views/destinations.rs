@@ -9,11 +9,10 @@
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::format::{ago, full};
+use super::format::{ago, full, path_segment};
 use super::STYLE;
 use crate::destinations::api::TargetView;
-use crate::destinations::outbox::EventRow;
-use crate::destinations::percent_encode;
+use crate::destinations::rows::EventRow;
 
 /// Renders the page: the targets, and `selected`'s rows when one is chosen
 /// (`state` is the rows' filter).
@@ -67,7 +66,7 @@ fn target_table(targets: &[TargetView], now: i64) -> Markup {
                     } }
                     tbody {
                         @for t in targets {
-                            @let link = format!("/destinations?name={}", percent_encode(&t.name));
+                            @let link = format!("/destinations?name={}", path_segment(&t.name));
                             tr {
                                 td { a href=(link) { (t.name) } }
                                 td { (t.kind) }
@@ -87,7 +86,7 @@ fn target_table(targets: &[TargetView], now: i64) -> Markup {
                                         a href=(format!("{link}&state=dead")) { (t.counts.dead) }
                                         @if t.kind != "removed" {
                                             " "
-                                            form.inline method="post" action=(format!("/api/destinations/{}/replay-dead", percent_encode(&t.name))) {
+                                            form.inline method="post" action=(format!("/api/destinations/{}/replay-dead", path_segment(&t.name))) {
                                                 button type="submit" { "replay " (t.counts.dead) " dead" }
                                             }
                                         }
@@ -109,7 +108,7 @@ fn target_table(targets: &[TargetView], now: i64) -> Markup {
 }
 
 fn rows_table(name: &str, rows: &[EventRow], state: Option<&str>, now: i64) -> Markup {
-    let base = format!("/destinations?name={}", percent_encode(name));
+    let base = format!("/destinations?name={}", path_segment(name));
     html! {
         section {
             h2 { (name) ": newest rows" @if let Some(state) = state { " (" (state) ")" } }
@@ -161,8 +160,8 @@ fn rows_table(name: &str, rows: &[EventRow], state: Option<&str>, now: i64) -> M
                                         @if row.state != "pending" {
                                             form method="post" action=(format!(
                                                 "/api/destinations/{}/replay?event_id={}",
-                                                percent_encode(name),
-                                                percent_encode(&row.event_id)
+                                                path_segment(name),
+                                                path_segment(&row.event_id)
                                             )) {
                                                 button type="submit" { "send again" }
                                             }
