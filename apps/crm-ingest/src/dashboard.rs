@@ -180,7 +180,7 @@ pub async fn load_in(
 ) -> Result<DashboardData, LoadError> {
     let now = now_ms();
     let counts = inbox.counts().await?;
-    let mut cards = cards(storage, local_midnight(zone, now)).await?;
+    let mut cards = cards(storage, crate::local_day::local_midnight(zone, now)).await?;
     cards.waiting = counts.backlog();
     cards.unprocessed = counts.failed + counts.dead;
     let mut oldest = None;
@@ -223,18 +223,6 @@ pub async fn load_in(
         time_zone: zone.clone(),
         ..DashboardData::default()
     })
-}
-
-/// The Unix ms of the last midnight in `zone` at `now_ms` (the start of
-/// "today" on the cards).
-pub fn local_midnight(zone: &TimeZone, now_ms: i64) -> i64 {
-    jiff::Timestamp::from_millisecond(now_ms)
-        .ok()
-        .and_then(|now| now.to_zoned(zone.clone()).start_of_day().ok())
-        .map_or(
-            now_ms - now_ms.rem_euclid(24 * 60 * 60 * 1000),
-            |midnight| midnight.timestamp().as_millisecond(),
-        )
 }
 
 fn unix_ms(at: SystemTime) -> i64 {
@@ -567,7 +555,7 @@ async fn unprocessed(inbox: &Inbox) -> Result<Vec<UnprocessedEvent>, InboxError>
 /// Rows with `query` anywhere in an id, an agent's id or name, a team
 /// member, or a delivery's raw body ([`crate::search`]), newest first.
 async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> {
-    let filters = crate::search::Filters::text(query);
+    let filters = crate::search::filters::Filters::text(query);
     let query = filters.q.clone().unwrap_or_default();
     if query.is_empty() {
         return Ok(Search {
@@ -585,7 +573,7 @@ async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> 
             .unwrap_or_else(|| "unknown agent".to_owned())
     };
     let mut hits = Vec::new();
-    for (_, row) in crate::search::calls(storage, &filters, None, SEARCH_HITS).await? {
+    for (_, row) in crate::search::query::calls(storage, &filters, None, SEARCH_HITS).await? {
         hits.push(SearchHit {
             received_ms: ms(&row.received_at),
             kind: "call".to_owned(),
@@ -598,7 +586,7 @@ async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> 
             id: row.call_id,
         });
     }
-    for (_, row) in crate::search::trainings(storage, &filters, None, SEARCH_HITS).await? {
+    for (_, row) in crate::search::query::trainings(storage, &filters, None, SEARCH_HITS).await? {
         hits.push(SearchHit {
             received_ms: ms(&row.received_at),
             kind: "training".to_owned(),
@@ -611,7 +599,7 @@ async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> 
             id: row.training_id,
         });
     }
-    for (_, row) in crate::search::deliveries(storage, &filters, None, SEARCH_HITS).await? {
+    for (_, row) in crate::search::query::deliveries(storage, &filters, None, SEARCH_HITS).await? {
         let mut detail = row.outcome.clone();
         if let Some(reason) = &row.reason {
             detail.push_str(&format!(" · {reason}"));
@@ -626,7 +614,7 @@ async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> 
             detail,
         });
     }
-    for (_, row) in crate::search::unverified(storage, &filters, None, SEARCH_HITS).await? {
+    for (_, row) in crate::search::query::unverified(storage, &filters, None, SEARCH_HITS).await? {
         hits.push(SearchHit {
             received_ms: ms(&row.received_at),
             kind: "unverified".to_owned(),
@@ -642,22 +630,6 @@ async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn today_starts_at_midnight_in_the_console_s_zone() {
-        let noon_utc = 1_772_712_000_000; // 2026-03-05 12:00 UTC
-        let day = 24 * 3_600_000;
-        assert_eq!(local_midnight(&TimeZone::UTC, noon_utc), noon_utc - day / 2);
-        // 02:00 on March 6 in Kiritimati (UTC+14): its midnight was 10:00 UTC.
-        let kiritimati = TimeZone::get("Pacific/Kiritimati").unwrap();
-        assert_eq!(
-            local_midnight(&kiritimati, noon_utc),
-            noon_utc - 2 * 3_600_000
-        );
-        // 04:00 in Los Angeles (UTC-8): its midnight was 08:00 UTC.
-        let la = TimeZone::get("America/Los_Angeles").unwrap();
-        assert_eq!(local_midnight(&la, noon_utc), noon_utc - 4 * 3_600_000);
-    }
 
     #[test]
     fn backlog_history_keeps_an_hour_of_samples_oldest_first() {

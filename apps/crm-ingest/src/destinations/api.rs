@@ -18,13 +18,14 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::console::Console;
 use super::rows::{EventFilter, EventRow, TargetCounts};
 use super::settings::AlertRule;
-use crate::routes::AppState;
+use crate::state::AppState;
 use crate::storage::now_ms;
+use crate::views::destinations::TargetView;
 use crate::views::path_segment;
 
 /// Most rows a list returns.
@@ -40,30 +41,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/destinations/{name}/events", get(events))
         .route("/api/destinations/{name}/replay", post(replay))
         .route("/api/destinations/{name}/replay-dead", post(replay_dead))
-}
-
-/// One target as the console shows it: what the file says (never the URL's
-/// path or the secret: a Slack or Zapier URL is a credential) and its rows'
-/// counts.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetView {
-    /// The name.
-    pub name: String,
-    /// `destination` or `alert`; `removed` when the file no longer names it.
-    pub kind: &'static str,
-    /// The URL's scheme, host and port (never its path: a credential).
-    pub endpoint: Option<String>,
-    /// The events forwarded (`None`: every event), or the alert's rule.
-    pub takes: String,
-    /// Whether requests carry `webhook-signature`.
-    pub signed: bool,
-    /// `delivering`, `failing`, `dead` (every row given up on), `idle` (no
-    /// rows yet) or `removed`.
-    pub state: &'static str,
-    /// Rows delivered, pending and dead, and when it started failing.
-    #[serde(flatten)]
-    pub counts: TargetCounts,
 }
 
 /// Every configured target, then those only the outbox still remembers.

@@ -6,13 +6,40 @@
 //!
 //! Like the dashboard: rendered on the server by maud (escaped by
 //! construction), no scripts, the dashboard's CSS.
+//!
+//! Each target's row ([`TargetView`]) is defined here and filled by the
+//! handlers ([`crate::destinations::api`]), so the view never imports them.
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde::Serialize;
 
 use super::format::{ago, full, path_segment};
 use super::STYLE;
-use crate::destinations::api::TargetView;
-use crate::destinations::rows::EventRow;
+use crate::destinations::rows::{EventRow, TargetCounts};
+
+/// One target as the console shows it: what the file says (never the URL's
+/// path or the secret: a Slack or Zapier URL is a credential) and its rows'
+/// counts.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetView {
+    /// The name.
+    pub name: String,
+    /// `destination` or `alert`; `removed` when the file no longer names it.
+    pub kind: &'static str,
+    /// The URL's scheme, host and port (never its path: a credential).
+    pub endpoint: Option<String>,
+    /// The events forwarded (`None`: every event), or the alert's rule.
+    pub takes: String,
+    /// Whether requests carry `webhook-signature`.
+    pub signed: bool,
+    /// `delivering`, `failing`, `dead` (every row given up on), `idle` (no
+    /// rows yet) or `removed`.
+    pub state: &'static str,
+    /// Rows delivered, pending and dead, and when it started failing.
+    #[serde(flatten)]
+    pub counts: TargetCounts,
+}
 
 /// Renders the page: the targets, and `selected`'s rows when one is chosen
 /// (`state` is the rows' filter).
