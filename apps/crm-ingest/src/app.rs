@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::AdminToken;
+use crate::backlog::BacklogHistory;
 use crate::config::{AppConfig, Database};
-use crate::dashboard::BacklogHistory;
 use crate::delivery_log::{DeliveryLog, Writer};
 use crate::destinations::{Console, Forwarder, Outbox, Selector, Waker, Watched};
 use crate::pg_error::Chain;

@@ -8,7 +8,7 @@
 //! the router on top, the handlers below it, and under them what every
 //! handler shares, [`state`], [`api_error`] and [`paging`]),
 //! [`dashboard`] (what the page shows, read from the database, with
-//! [`local_day`]), [`views`]
+//! [`local_day`] and [`backlog`]), [`views`]
 //! (the page: HTML and SVG charts), [`storage`] (the CRM's tables),
 //! [`delivery_log`] (the `on_outcome` hook, writing [`outcome`]'s words), [`coalesce`] (one dashboard
 //! render at a time, shared by the requests waiting), [`auth`] (the admin
@@ -27,6 +27,7 @@ pub mod api_error;
 pub mod app;
 pub mod assets;
 pub mod auth;
+pub mod backlog;
 pub mod captured;
 pub mod coalesce;
 pub mod config;

@@ -5,8 +5,8 @@
 use kendo_webhooks_inbox::Inbox;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::backlog::BacklogHistory;
 use crate::coalesce::Coalesce;
-use crate::dashboard::BacklogHistory;
 use crate::delivery_log::DeliveryLog;
 use crate::destinations::Console;
 use crate::same_origin::OwnOrigin;
