@@ -35,6 +35,8 @@ use std::time::Duration;
 
 use kendo_webhooks::DedupeStore;
 
+pub use crate::database::Database;
+
 /// The current webhook secret (required).
 pub const SECRET_VAR: &str = "KENDO_WEBHOOK_SECRET";
 /// The previous webhook secret, accepted during a rotation (optional).
@@ -59,25 +61,6 @@ pub const TIME_ZONE_VAR: &str = "CRM_TIME_ZONE";
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 /// Default of `CRM_DB`.
 pub const DEFAULT_DB: &str = "crm.sqlite3";
-
-/// Where the inbox, the projections and the delivery log live.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Database {
-    /// One SQLite file (one replica).
-    Sqlite(PathBuf),
-    /// A Postgres database shared by any number of replicas.
-    Postgres(String),
-}
-
-impl fmt::Debug for Database {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
-            // The URL may hold a password.
-            Self::Postgres(_) => f.debug_tuple("Postgres").field(&"REDACTED").finish(),
-        }
-    }
-}
 
 /// The HTTP server's limits; every one is a setting (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

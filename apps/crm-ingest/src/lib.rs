@@ -4,7 +4,7 @@
 //! and `trainings`, on SQLite (one replica) or Postgres (any number).
 //!
 //! The binary is `src/main.rs`; this library is what it and the tests
-//! share: [`config`] (the environment), [`routes`] (what the app serves:
+//! share: [`config`] (the environment; [`database`] the one it names), [`routes`] (what the app serves:
 //! the router on top, the handlers below it, and under them what every
 //! handler shares, [`state`], [`api_error`] and [`paging`]),
 //! [`dashboard`] (what the page shows, read from the database, with
@@ -32,6 +32,7 @@ pub mod captured;
 pub mod coalesce;
 pub mod config;
 pub mod dashboard;
+pub mod database;
 pub mod delivery_log;
 pub mod destinations;
 pub mod detail;

@@ -56,7 +56,7 @@ pub use self::rows::{
 };
 use self::sqlite::Sqlite;
 pub(crate) use self::sqlite::{insert_outbox_rows, run};
-use crate::config::Database;
+use crate::database::Database;
 
 /// The text a search looks in, as one SQL expression (the same on both
 /// backends, so an expression index matches it): every id, the agent's id
