@@ -25,7 +25,8 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::routes::{ApiError, AppState};
+use crate::api_error::ApiError;
+use crate::state::AppState;
 use crate::storage::{Param, Projection};
 use crate::views::path_segment;
 

@@ -12,7 +12,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use jiff::tz::TimeZone;
 
-use crate::routes::{ApiError, AppState};
+use crate::api_error::ApiError;
+use crate::state::AppState;
 use crate::storage::{now_ms, Cell, Param, Storage, StorageError};
 use crate::views::agent::{AgentView, DayScore};
 use crate::views::ActivityRow;
@@ -46,7 +47,7 @@ pub async fn load(
         )
         .await?;
     let now = now_ms();
-    let since = crate::dashboard::local_midnight(zone, now) - (TREND_DAYS - 1) * 86_400_000;
+    let since = crate::local_day::local_midnight(zone, now) - (TREND_DAYS - 1) * 86_400_000;
     let trend_sql = format!(
         "SELECT received_ms, ai_score FROM calls
          WHERE {AGENT_KEY} = $1 AND is_test = $2 AND received_ms >= $3 AND ai_score IS NOT NULL

@@ -16,13 +16,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::AdminToken;
+use crate::backlog::BacklogHistory;
 use crate::config::{AppConfig, Database};
-use crate::dashboard::BacklogHistory;
 use crate::delivery_log::{DeliveryLog, Writer};
 use crate::destinations::{Console, Forwarder, Outbox, Selector, Waker, Watched};
 use crate::pg_error::Chain;
-use crate::routes::{self, AppState};
+use crate::routes;
 use crate::server;
+use crate::state::AppState;
 use crate::storage::{Storage, StorageError};
 use crate::warnings::{Warnings, DEAD_ROWS_EVERY};
 

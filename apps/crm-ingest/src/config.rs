@@ -35,6 +35,8 @@ use std::time::Duration;
 
 use kendo_webhooks::DedupeStore;
 
+pub use crate::database::Database;
+
 /// The current webhook secret (required).
 pub const SECRET_VAR: &str = "KENDO_WEBHOOK_SECRET";
 /// The previous webhook secret, accepted during a rotation (optional).
@@ -59,25 +61,6 @@ pub const TIME_ZONE_VAR: &str = "CRM_TIME_ZONE";
 pub const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 /// Default of `CRM_DB`.
 pub const DEFAULT_DB: &str = "crm.sqlite3";
-
-/// Where the inbox, the projections and the delivery log live.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Database {
-    /// One SQLite file (one replica).
-    Sqlite(PathBuf),
-    /// A Postgres database shared by any number of replicas.
-    Postgres(String),
-}
-
-impl fmt::Debug for Database {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
-            // The URL may hold a password.
-            Self::Postgres(_) => f.debug_tuple("Postgres").field(&"REDACTED").finish(),
-        }
-    }
-}
 
 /// The HTTP server's limits; every one is a setting (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +137,7 @@ pub struct AppConfig {
     /// cross-site check; `None`: the request's `Host`.
     pub public_origin: Option<String>,
     /// Destinations and alerts (`CRM_CONFIG`); empty without it.
-    pub destinations: crate::destinations::Settings,
+    pub destinations: crate::destinations::settings::Settings,
     /// The console's time zone (`CRM_TIME_ZONE`, an IANA name; UTC by
     /// default).
     pub time_zone: jiff::tz::TimeZone,
@@ -179,7 +162,7 @@ impl AppConfig {
             dedupe_description: "in-memory LRU (this process), then the database's unique event id"
                 .to_owned(),
             public_origin: None,
-            destinations: crate::destinations::Settings::default(),
+            destinations: crate::destinations::settings::Settings::default(),
             time_zone: jiff::tz::TimeZone::UTC,
         }
     }
@@ -284,9 +267,9 @@ impl AppConfig {
                     expected: "the app's public URL, http:// or https:// and a host                                (e.g. https://crm.example.com)",
                 })?);
         }
-        if let Some(path) = get(crate::destinations::CONFIG_VAR) {
+        if let Some(path) = get(crate::destinations::settings::CONFIG_VAR) {
             config.destinations =
-                crate::destinations::Settings::load(std::path::Path::new(&path), get)
+                crate::destinations::settings::Settings::load(std::path::Path::new(&path), get)
                     .map_err(|error| ConfigError::Destinations { path, error })?;
         }
         if let Some(name) = get(TIME_ZONE_VAR).map(|v| v.trim().to_owned()) {
@@ -448,7 +431,7 @@ pub enum ConfigError {
         /// The file.
         path: String,
         /// Which key and why.
-        error: crate::destinations::SettingsError,
+        error: crate::destinations::settings::SettingsError,
     },
 }
 
@@ -473,7 +456,11 @@ impl fmt::Display for ConfigError {
                 expected,
             } => write!(f, "{name}={value:?} is not valid: expected {expected}"),
             Self::Destinations { path, error } => {
-                write!(f, "{}={path}: {error}", crate::destinations::CONFIG_VAR)
+                write!(
+                    f,
+                    "{}={path}: {error}",
+                    crate::destinations::settings::CONFIG_VAR
+                )
             }
         }
     }

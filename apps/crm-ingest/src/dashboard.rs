@@ -1,15 +1,15 @@
 //! What the dashboard shows, read from the database: one query per table
 //! or chart, each written once for SQLite and Postgres (through
-//! [`Storage::select`]), and the inbox's backlog sampled over time. The page
-//! itself is [`crate::views`].
+//! [`Storage::select`]), and the inbox's backlog sampled over time
+//! ([`crate::backlog`]). The page itself is [`crate::views`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use jiff::tz::TimeZone;
 use kendo_webhooks_inbox::{Inbox, InboxError, RowState, StoredDelivery};
 
+use crate::backlog::BacklogHistory;
 use crate::outcome::DeliveryOutcome;
 use crate::storage::{now_ms, Cell, Param, Storage, StorageError};
 use crate::views::{
@@ -34,11 +34,6 @@ const SEARCH_HITS: usize = 50;
 const REASONS_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 /// The charts' last-hour window.
 const HOUR_MS: i64 = 60 * 60 * 1000;
-
-/// How often the backlog is sampled for its chart.
-pub const BACKLOG_EVERY: Duration = Duration::from_secs(15);
-/// Backlog samples kept: one hour of them.
-const BACKLOG_SAMPLES: usize = 240;
 
 /// The dashboard could not be read.
 #[derive(Debug)]
@@ -72,90 +67,6 @@ impl From<InboxError> for LoadError {
     }
 }
 
-/// The inbox's backlog over the last hour, sampled in memory by each
-/// replica (the backlog is the shared inbox's, so any replica's samples
-/// tell the same story). Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct BacklogHistory {
-    samples: Arc<Mutex<VecDeque<BacklogSample>>>,
-    /// The worker's rows/s over the last [`RATE_WINDOW`], as `f64` bits.
-    worker_rate: Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// How often the sampler probes the database with a write (the health
-/// check answers from the newest result).
-pub const PROBE_EVERY: Duration = Duration::from_secs(2);
-/// The span the worker's recent rate is measured over.
-pub const RATE_WINDOW: Duration = Duration::from_secs(10);
-
-impl BacklogHistory {
-    /// Records one sample; the oldest beyond an hour's worth are dropped.
-    pub fn record(&self, at_ms: i64, waiting: u64) {
-        let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
-        if samples.len() == BACKLOG_SAMPLES {
-            samples.pop_front();
-        }
-        samples.push_back(BacklogSample { at_ms, waiting });
-    }
-
-    /// The samples, oldest first.
-    pub fn samples(&self) -> Vec<BacklogSample> {
-        let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
-        samples.iter().copied().collect()
-    }
-
-    /// The worker's rows done per second over the last [`RATE_WINDOW`]
-    /// (this process's workers), from memory.
-    pub fn worker_rate(&self) -> f64 {
-        f64::from_bits(self.worker_rate.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Until the task is aborted: probes the database with a write every
-    /// [`PROBE_EVERY`] (so `/healthz` knows, from memory, whether this node
-    /// can commit), measures the worker's rate, and samples the backlog
-    /// (kept counts, not a scan) every [`BACKLOG_EVERY`].
-    pub fn spawn_sampler(&self, inbox: Inbox) -> tokio::task::JoinHandle<()> {
-        let history = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PROBE_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut rates: VecDeque<(tokio::time::Instant, u64)> = VecDeque::new();
-            let mut last_sample: Option<tokio::time::Instant> = None;
-            loop {
-                let now = tick.tick().await;
-                if let Err(error) = inbox.probe().await {
-                    tracing::warn!(%error, "the database cannot be written: /healthz answers 503");
-                }
-                rates.push_back((now, inbox.health().done_total));
-                while rates.len() > 2
-                    && now.duration_since(rates[0].0) > RATE_WINDOW + PROBE_EVERY / 2
-                {
-                    rates.pop_front();
-                }
-                if let (Some(first), Some(last)) = (rates.front(), rates.back()) {
-                    let span = last.0.duration_since(first.0).as_secs_f64();
-                    #[allow(clippy::cast_precision_loss)]
-                    let rate = if span > 0.0 {
-                        last.1.saturating_sub(first.1) as f64 / span
-                    } else {
-                        0.0
-                    };
-                    history
-                        .worker_rate
-                        .store(rate.to_bits(), std::sync::atomic::Ordering::Relaxed);
-                }
-                if last_sample.is_none_or(|at| now.duration_since(at) >= BACKLOG_EVERY) {
-                    last_sample = Some(now);
-                    match inbox.counts().await {
-                        Ok(counts) => history.record(now_ms(), counts.backlog()),
-                        Err(error) => tracing::debug!(%error, "backlog sample skipped"),
-                    }
-                }
-            }
-        })
-    }
-}
-
 /// Reads everything the page shows; `query` is the search box's text,
 /// `log_filter` the one outcome the delivery log shows.
 pub async fn load(
@@ -180,7 +91,7 @@ pub async fn load_in(
 ) -> Result<DashboardData, LoadError> {
     let now = now_ms();
     let counts = inbox.counts().await?;
-    let mut cards = cards(storage, local_midnight(zone, now)).await?;
+    let mut cards = cards(storage, crate::local_day::local_midnight(zone, now)).await?;
     cards.waiting = counts.backlog();
     cards.unprocessed = counts.failed + counts.dead;
     let mut oldest = None;
@@ -223,18 +134,6 @@ pub async fn load_in(
         time_zone: zone.clone(),
         ..DashboardData::default()
     })
-}
-
-/// The Unix ms of the last midnight in `zone` at `now_ms` (the start of
-/// "today" on the cards).
-pub fn local_midnight(zone: &TimeZone, now_ms: i64) -> i64 {
-    jiff::Timestamp::from_millisecond(now_ms)
-        .ok()
-        .and_then(|now| now.to_zoned(zone.clone()).start_of_day().ok())
-        .map_or(
-            now_ms - now_ms.rem_euclid(24 * 60 * 60 * 1000),
-            |midnight| midnight.timestamp().as_millisecond(),
-        )
 }
 
 fn unix_ms(at: SystemTime) -> i64 {
@@ -567,7 +466,7 @@ async fn unprocessed(inbox: &Inbox) -> Result<Vec<UnprocessedEvent>, InboxError>
 /// Rows with `query` anywhere in an id, an agent's id or name, a team
 /// member, or a delivery's raw body ([`crate::search`]), newest first.
 async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> {
-    let filters = crate::search::Filters::text(query);
+    let filters = crate::search::filters::Filters::text(query);
     let query = filters.q.clone().unwrap_or_default();
     if query.is_empty() {
         return Ok(Search {
@@ -585,7 +484,7 @@ async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> 
             .unwrap_or_else(|| "unknown agent".to_owned())
     };
     let mut hits = Vec::new();
-    for (_, row) in crate::search::calls(storage, &filters, None, SEARCH_HITS).await? {
+    for (_, row) in crate::search::query::calls(storage, &filters, None, SEARCH_HITS).await? {
         hits.push(SearchHit {
             received_ms: ms(&row.received_at),
             kind: "call".to_owned(),
@@ -598,7 +497,7 @@ async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> 
             id: row.call_id,
         });
     }
-    for (_, row) in crate::search::trainings(storage, &filters, None, SEARCH_HITS).await? {
+    for (_, row) in crate::search::query::trainings(storage, &filters, None, SEARCH_HITS).await? {
         hits.push(SearchHit {
             received_ms: ms(&row.received_at),
             kind: "training".to_owned(),
@@ -611,7 +510,7 @@ async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> 
             id: row.training_id,
         });
     }
-    for (_, row) in crate::search::deliveries(storage, &filters, None, SEARCH_HITS).await? {
+    for (_, row) in crate::search::query::deliveries(storage, &filters, None, SEARCH_HITS).await? {
         let mut detail = row.outcome.clone();
         if let Some(reason) = &row.reason {
             detail.push_str(&format!(" · {reason}"));
@@ -626,7 +525,7 @@ async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> 
             detail,
         });
     }
-    for (_, row) in crate::search::unverified(storage, &filters, None, SEARCH_HITS).await? {
+    for (_, row) in crate::search::query::unverified(storage, &filters, None, SEARCH_HITS).await? {
         hits.push(SearchHit {
             received_ms: ms(&row.received_at),
             kind: "unverified".to_owned(),
@@ -637,37 +536,4 @@ async fn search(storage: &Storage, query: &str) -> Result<Search, StorageError> 
     hits.sort_by_key(|hit| std::cmp::Reverse(hit.received_ms));
     hits.truncate(SEARCH_HITS);
     Ok(Search { query, hits })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn today_starts_at_midnight_in_the_console_s_zone() {
-        let noon_utc = 1_772_712_000_000; // 2026-03-05 12:00 UTC
-        let day = 24 * 3_600_000;
-        assert_eq!(local_midnight(&TimeZone::UTC, noon_utc), noon_utc - day / 2);
-        // 02:00 on March 6 in Kiritimati (UTC+14): its midnight was 10:00 UTC.
-        let kiritimati = TimeZone::get("Pacific/Kiritimati").unwrap();
-        assert_eq!(
-            local_midnight(&kiritimati, noon_utc),
-            noon_utc - 2 * 3_600_000
-        );
-        // 04:00 in Los Angeles (UTC-8): its midnight was 08:00 UTC.
-        let la = TimeZone::get("America/Los_Angeles").unwrap();
-        assert_eq!(local_midnight(&la, noon_utc), noon_utc - 4 * 3_600_000);
-    }
-
-    #[test]
-    fn backlog_history_keeps_an_hour_of_samples_oldest_first() {
-        let history = BacklogHistory::default();
-        for i in 0..(BACKLOG_SAMPLES as i64 + 5) {
-            history.record(i, u64::try_from(i).unwrap());
-        }
-        let samples = history.samples();
-        assert_eq!(samples.len(), BACKLOG_SAMPLES);
-        assert_eq!(samples[0].at_ms, 5);
-        assert_eq!(samples.last().unwrap().at_ms, BACKLOG_SAMPLES as i64 + 4);
-    }
 }

@@ -15,84 +15,15 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use kendo_webhooks_inbox::{Inbox, StoredDelivery};
-use serde::Serialize;
 use serde_json::Value;
 
-use crate::routes::{ApiError, AppState};
+use crate::api_error::ApiError;
+use crate::state::AppState;
 use crate::storage::{format_ms, Cell, Param, Storage};
+use crate::views::detail::{Attempt, DeliveryDetail, InboxState};
 
 /// Attempts of one delivery read at most (Kendo makes three).
 const ATTEMPTS: usize = 100;
-
-/// Everything known about one delivery.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeliveryDetail {
-    /// `X-Kendo-Delivery-Id`.
-    pub delivery_id: String,
-    /// The signed event id, once a body was verified and parsed.
-    pub event_id: Option<String>,
-    /// The event name (`call.uploaded`, …).
-    pub event: Option<String>,
-    /// The newest attempt's outcome: `accepted`, `duplicate`, `rejected`
-    /// or `failed`.
-    pub outcome: String,
-    /// The newest attempt's reason (`null` when accepted).
-    pub reason: Option<String>,
-    /// Whether any attempt carried a valid signature.
-    pub verified: bool,
-    /// The label of the secret that verified it (`current`, `previous`).
-    pub secret_label: Option<String>,
-    /// The verified raw body as received, a string (`null` when no attempt
-    /// was verified, or the entry predates kept bodies).
-    pub body: Option<String>,
-    /// The headers received, the signature shortened.
-    pub headers: Option<Value>,
-    /// The answer given to the newest verified attempt: `status`,
-    /// `headers`, and for a rejection its `body`.
-    pub answer: Option<Value>,
-    /// Every attempt, oldest first.
-    pub attempts: Vec<Attempt>,
-    /// The event's inbox row, when it was stored (and not purged yet).
-    pub inbox: Option<InboxState>,
-    /// What the projection wrote, when it did: `{"table": …, "row": …}`.
-    pub projection: Option<Value>,
-}
-
-/// One attempt of a delivery.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Attempt {
-    /// When it arrived (RFC 3339, UTC).
-    pub received_at: String,
-    /// Unix milliseconds, for the page.
-    #[serde(skip)]
-    pub received_ms: i64,
-    /// The status answered.
-    pub status: u16,
-    /// `accepted`, `duplicate`, `rejected` or `failed`.
-    pub outcome: String,
-    /// Why, when not accepted (`null` when accepted).
-    pub reason: Option<String>,
-    /// Whether its signature was valid.
-    pub verified: bool,
-}
-
-/// An event's row in the inbox.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InboxState {
-    /// `pending`, `leased`, `done`, `failed` or `dead`.
-    pub state: String,
-    /// Times it was handed to the projection.
-    pub attempts: u32,
-    /// The projection's last error.
-    pub last_error: Option<String>,
-    /// When a failed row is tried again (RFC 3339), else `null`.
-    pub next_try: Option<String>,
-    /// When it was committed (RFC 3339).
-    pub received_at: String,
-}
 
 /// Reads one delivery; `None` when the log has no attempt with this id.
 pub async fn load(

@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::search::{self, Filters, List};
+use crate::search::filters::{Filters, List};
+use crate::search::query;
 use crate::storage::Storage;
 
 /// Rows read per query while streaming.
@@ -90,28 +91,28 @@ async fn chunk(
     let error = |e: crate::storage::StorageError| e.to_string();
     match list {
         List::Calls => write(
-            search::calls(storage, filters, before, CHUNK)
+            query::calls(storage, filters, before, CHUNK)
                 .await
                 .map_err(error)?,
             CALL_FIELDS,
             first,
         ),
         List::Trainings => write(
-            search::trainings(storage, filters, before, CHUNK)
+            query::trainings(storage, filters, before, CHUNK)
                 .await
                 .map_err(error)?,
             TRAINING_FIELDS,
             first,
         ),
         List::Deliveries => write(
-            search::deliveries(storage, filters, before, CHUNK)
+            query::deliveries(storage, filters, before, CHUNK)
                 .await
                 .map_err(error)?,
             DELIVERY_FIELDS,
             first,
         ),
         List::Unverified => write(
-            search::unverified(storage, filters, before, CHUNK)
+            query::unverified(storage, filters, before, CHUNK)
                 .await
                 .map_err(error)?,
             UNVERIFIED_FIELDS,
@@ -262,7 +263,7 @@ mod tests {
             received_at: String::new(),
         };
         assert_eq!(keys(&delivery), sorted(DELIVERY_FIELDS));
-        let unverified = search::UnverifiedRow {
+        let unverified = query::UnverifiedRow {
             delivery_id: None,
             outcome: String::new(),
             reason: String::new(),

@@ -20,40 +20,18 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, post_service};
 use axum::{Json, Router};
 use kendo_webhooks::{Delivery, KendoWebhookLayer};
-use kendo_webhooks_inbox::{Inbox, RowState};
-use metrics_exporter_prometheus::PrometheusHandle;
+use kendo_webhooks_inbox::RowState;
 use serde::{Deserialize, Serialize};
 
+use crate::api_error::ApiError;
 use crate::auth::AdminToken;
-use crate::dashboard::{self, BacklogHistory};
-use crate::delivery_log::DeliveryLog;
+use crate::dashboard;
+use crate::paging;
+use crate::state::AppState;
 use crate::storage::{format_ms, Page, Projection, Storage, StorageError};
 
 /// Where Kendo delivers.
 pub const WEBHOOK_PATH: &str = "/webhooks/kendo";
-/// Rows per page unless `?limit=` says otherwise.
-pub const DEFAULT_LIMIT: usize = 100;
-/// The largest `?limit=`.
-pub const MAX_LIMIT: usize = 1_000;
-
-/// Shared by every handler.
-#[derive(Clone)]
-pub struct AppState {
-    pub storage: Storage,
-    /// The app's own origin, for the admin pages' cross-site check.
-    pub own_origin: crate::same_origin::OwnOrigin,
-    pub inbox: Inbox,
-    pub log: DeliveryLog,
-    pub prometheus: Option<PrometheusHandle>,
-    /// The inbox's backlog over the last hour, for its chart.
-    pub backlog: BacklogHistory,
-    /// Destinations and alerts: their outbox and configuration.
-    pub destinations: crate::destinations::Console,
-    /// The console's time zone (`CRM_TIME_ZONE`).
-    pub time_zone: jiff::tz::TimeZone,
-    /// Dashboard renders, one at a time, shared by the requests waiting.
-    pub dashboards: crate::coalesce::Coalesce,
-}
 
 /// The app's router.
 pub fn router(state: AppState, layer: KendoWebhookLayer, token: &AdminToken) -> Router {
@@ -134,47 +112,6 @@ pub async fn project_batch(
         .collect()
 }
 
-/// An error answered with a status and a JSON body saying what failed.
-pub struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        if self.0.is_server_error() {
-            tracing::error!(error = %self.1, "API request failed");
-        }
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<StorageError> for ApiError {
-    fn from(error: StorageError) -> Self {
-        Self(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
-    }
-}
-
-impl From<kendo_webhooks_inbox::InboxError> for ApiError {
-    fn from(error: kendo_webhooks_inbox::InboxError) -> Self {
-        Self(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
-    }
-}
-
-impl ApiError {
-    /// An error answered with `status` and `{"error": message}`.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self(status, message.into())
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.1)
-    }
-}
-
-fn bad_request(message: String) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, message)
-}
-
 /// The query string of a list.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -185,26 +122,7 @@ pub struct ListQuery {
 
 impl ListQuery {
     fn page(&self) -> Result<Page, ApiError> {
-        let limit = match &self.limit {
-            None => DEFAULT_LIMIT,
-            Some(value) => match value.parse::<usize>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(bad_request(format!(
-                        "limit={value:?}: expected a number from 1 to {MAX_LIMIT}"
-                    )))
-                }
-            },
-        };
-        let before = match &self.cursor {
-            None => None,
-            Some(value) => Some(value.parse::<i64>().map_err(|_| {
-                bad_request(format!(
-                    "cursor={value:?}: use the cursor from the Link header"
-                ))
-            })?),
-        };
-        Ok(Page { limit, before })
+        paging::page(self.limit.as_deref(), self.cursor.as_deref())
     }
 }
 
@@ -244,7 +162,7 @@ async fn api_inbox(
         "pending" => RowState::Pending,
         "leased" => RowState::Leased,
         other => {
-            return Err(bad_request(format!(
+            return Err(ApiError::bad_request(format!(
                 "state={other:?}: expected dead, failed, pending or leased"
             )))
         }
@@ -316,7 +234,11 @@ async fn api_status(
     let tables = match query.tables.as_deref() {
         Some("1") => Some(state.storage.counts().await?),
         None | Some("0") => None,
-        Some(other) => return Err(bad_request(format!("tables={other:?}: expected 1 or 0"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "tables={other:?}: expected 1 or 0"
+            )))
+        }
     };
     let iso = |t: std::time::SystemTime| {
         format_ms(
@@ -355,9 +277,9 @@ async fn api_status(
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(handle) = &state.prometheus else {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "another metrics recorder is installed in this process".to_owned(),
+            "another metrics recorder is installed in this process",
         ));
     };
     let inbox = state.inbox.counts().await?;
@@ -403,7 +325,7 @@ async fn dashboard_page(
     let log_filter = match query.outcome.as_deref() {
         None | Some("") => None,
         Some(value) => Some(value.parse().map_err(|_| {
-            bad_request(format!(
+            ApiError::bad_request(format!(
                 "outcome={value:?}: expected accepted, duplicate, rejected or failed"
             ))
         })?),
@@ -418,7 +340,7 @@ async fn dashboard_page(
             log_filter,
         )
         .await
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         Ok::<_, ApiError>(crate::views::render(&data))
     };
     let page = state

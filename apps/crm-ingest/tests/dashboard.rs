@@ -10,8 +10,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use crm_ingest::backlog::BacklogHistory;
 use crm_ingest::config::Database;
-use crm_ingest::dashboard::{self, BacklogHistory};
+use crm_ingest::dashboard;
 use crm_ingest::outcome::DeliveryOutcome;
 use crm_ingest::storage::{now_ms, Storage};
 use crm_ingest::views::UnprocessedState;

@@ -18,10 +18,10 @@ use kendo_webhooks_inbox::{Inbox, RowState};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::forwarder::{stopping, Waker};
-use super::outbox::{NewRow, Outbox};
+use super::outbox::Outbox;
 use super::settings::{AlertRule, AlertSettings};
-use crate::storage::{format_ms, now_ms, Storage};
+use super::signals::{stopping, Waker};
+use crate::storage::{format_ms, now_ms, OutboxRow, Storage};
 
 /// How often the watched rules are checked.
 pub const WATCH_EVERY: Duration = Duration::from_secs(30);
@@ -53,7 +53,7 @@ pub fn message(rule: AlertRule, delivery: &Delivery, console: Option<&str>) -> O
                 trim(threshold)
             );
             if let Some(origin) = console {
-                let query = super::percent_encode(&call.call_id);
+                let query = crate::views::path_segment(&call.call_id);
                 text.push_str(&format!(" <{origin}/?q={query}|Open it in the CRM>"));
             }
             Some(slack(&text))
@@ -156,12 +156,12 @@ pub(crate) fn spawn_watch(
     tokio::spawn(async move {
         while !stopping(&stop) {
             let observed = observe(&storage, &inbox, &outbox, &alerts).await;
-            let rows: Vec<NewRow> = alerts
+            let rows: Vec<OutboxRow> = alerts
                 .iter()
                 .flat_map(|alert| {
                     watched(alert.rule, &observed, console.as_deref())
                         .into_iter()
-                        .map(|(id, body)| NewRow {
+                        .map(|(id, body)| OutboxRow {
                             target: alert.name.clone(),
                             event_id: id,
                             event: "crm.alert".to_owned(),

@@ -18,13 +18,15 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::outbox::{EventFilter, EventRow, TargetCounts};
+use super::console::Console;
+use super::rows::{EventFilter, EventRow, TargetCounts};
 use super::settings::AlertRule;
-use super::{percent_encode, Console};
-use crate::routes::AppState;
+use crate::state::AppState;
 use crate::storage::now_ms;
+use crate::views::destinations::TargetView;
+use crate::views::path_segment;
 
 /// Most rows a list returns.
 const MAX_LIMIT: i64 = 1_000;
@@ -39,30 +41,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/destinations/{name}/events", get(events))
         .route("/api/destinations/{name}/replay", post(replay))
         .route("/api/destinations/{name}/replay-dead", post(replay_dead))
-}
-
-/// One target as the console shows it: what the file says (never the URL's
-/// path or the secret: a Slack or Zapier URL is a credential) and its rows'
-/// counts.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetView {
-    /// The name.
-    pub name: String,
-    /// `destination` or `alert`; `removed` when the file no longer names it.
-    pub kind: &'static str,
-    /// The URL's scheme, host and port (never its path: a credential).
-    pub endpoint: Option<String>,
-    /// The events forwarded (`None`: every event), or the alert's rule.
-    pub takes: String,
-    /// Whether requests carry `webhook-signature`.
-    pub signed: bool,
-    /// `delivering`, `failing`, `dead` (every row given up on), `idle` (no
-    /// rows yet) or `removed`.
-    pub state: &'static str,
-    /// Rows delivered, pending and dead, and when it started failing.
-    #[serde(flatten)]
-    pub counts: TargetCounts,
 }
 
 /// Every configured target, then those only the outbox still remembers.
@@ -296,7 +274,7 @@ async fn replayed(
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|accept| accept.contains("text/html"));
             Ok(if wants_html {
-                Redirect::to(&format!("/destinations?name={}", percent_encode(name))).into_response()
+                Redirect::to(&format!("/destinations?name={}", path_segment(name))).into_response()
             } else {
                 Json(serde_json::json!({ "replayed": n })).into_response()
             })

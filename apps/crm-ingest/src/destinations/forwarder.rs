@@ -19,16 +19,17 @@
 //! stored (or replayed) is dead; so are the rows of a target that failed
 //! for that long.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::backoff::{random, Backoff};
-use super::outbox::{AttemptRecord, Claimed, Next, Outbox};
+use super::outbox::Outbox;
+use super::rows::{AttemptRecord, Claimed, Next};
 use super::sender::{Answer, Headers, Sender};
 use super::settings::{RetrySettings, Settings};
+use super::signals::{stopping, Waker};
 use crate::storage::now_ms;
 
 /// How often an idle lane looks for rows stored by other replicas (rows
@@ -40,24 +41,6 @@ const GAUGES_EVERY: Duration = Duration::from_secs(15);
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Waits after the database failed, before the next lease.
 const STORE_RETRY: Duration = Duration::from_secs(1);
-
-/// Whether the tasks should end: stop was asked, or the [`Forwarder`] was
-/// dropped without [`Forwarder::shutdown`] (a closed channel would
-/// otherwise wake every `select!` at once, forever).
-pub(crate) fn stopping(stop: &watch::Receiver<bool>) -> bool {
-    *stop.borrow() || stop.has_changed().is_err()
-}
-
-/// Wakes the lanes when rows were stored; cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct Waker(Arc<Notify>);
-
-impl Waker {
-    /// Every idle lane looks for due rows now.
-    pub fn wake(&self) {
-        self.0.notify_waiters();
-    }
-}
 
 /// One target, as a lane sends to it.
 #[derive(Debug, Clone)]
@@ -101,7 +84,7 @@ impl Forwarder {
         retention: Duration,
         watched: Watched,
     ) -> Result<Self, String> {
-        super::describe_metrics();
+        describe_metrics();
         let sender = Sender::new(settings.retry.timeout, None)?;
         let owner = format!("crm-{}-{:08x}", std::process::id(), random() & 0xffff_ffff);
         let mut targets = Vec::new();
@@ -238,7 +221,7 @@ impl Lane {
                 }
             };
             if rows.is_empty() {
-                let notified = self.waker.0.notified();
+                let notified = self.waker.notified();
                 tokio::select! {
                     () = notified => {}
                     () = tokio::time::sleep(POLL) => {}
@@ -426,4 +409,26 @@ async fn housekeeping(outbox: Outbox, retention: Duration, mut stop: watch::Rece
             _ = stop.changed() => {}
         }
     }
+}
+
+/// Describes the metrics once (Prometheus `# HELP` lines).
+fn describe_metrics() {
+    metrics::describe_counter!(
+        "crm_destination_deliveries_total",
+        "Attempts to send to destinations and alerts, by destination and outcome \
+         (delivered, failed: retried later, gone: 410 stopped it, dead: retries given up)"
+    );
+    metrics::describe_histogram!(
+        "crm_destination_attempt_duration_seconds",
+        metrics::Unit::Seconds,
+        "How long one attempt to a destination took, answer or not"
+    );
+    metrics::describe_gauge!(
+        "crm_destination_pending",
+        "Outbox rows of a destination waiting or being retried (refreshed every 15 s)"
+    );
+    metrics::describe_gauge!(
+        "crm_destination_dead",
+        "Outbox rows of a destination given up on; replay them from /destinations"
+    );
 }

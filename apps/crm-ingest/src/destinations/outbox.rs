@@ -2,7 +2,7 @@
 //! in the CRM's own database.
 //!
 //! Rows are added by the projection, in its transaction (the storage's
-//! backends call `sqlite::insert` and `postgres::NewRows::insert`), so
+//! backends write them, [`crate::storage::OutboxRow`]), so
 //! an event the CRM projected is never missing its forwarding, and unique
 //! `(target, event_id)` makes a replayed event add nothing. The forwarder
 //! leases the oldest due rows of a target, sends them and settles each;
@@ -12,152 +12,13 @@
 //! Two backends, one file each ([`super::sqlite`], [`super::postgres`]),
 //! with their SQL in `sql/{sqlite,postgres}/`; this file is the one seam.
 
-use serde::Serialize;
-
 use super::postgres::PgOutbox;
+use super::rows::{AttemptRecord, Claimed, EventFilter, EventRow, Next, TargetCounts};
 use super::sqlite::SqliteOutbox;
-use crate::storage::{Shared, Storage, StorageError};
+use crate::storage::{OutboxRow, Shared, Storage, StorageError};
 
 /// Most characters of an answer (or error) kept per attempt.
 pub const ANSWER_CHARS: usize = 300;
-
-/// One target's work for one event, to be added.
-#[derive(Debug, Clone)]
-pub struct NewRow {
-    /// The destination's or alert's name.
-    pub target: String,
-    /// The Kendo event id.
-    pub event_id: String,
-    /// The Kendo event name.
-    pub event: String,
-    /// What is sent: the raw Kendo body, or an alert's message.
-    pub body: Vec<u8>,
-}
-
-/// A leased row.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    /// Its place in the store (and the order it is sent in).
-    pub seq: i64,
-    /// The Kendo event id (`webhook-id`).
-    pub event_id: String,
-    /// What to send.
-    pub body: Vec<u8>,
-    /// This attempt's number, from 1.
-    pub attempt: i64,
-    /// When its retry window started (stored, or replayed), Unix ms.
-    pub since_ms: i64,
-}
-
-/// Where an attempt leaves its row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// Done.
-    Delivered,
-    /// Tried again at this time (Unix ms).
-    RetryAt(i64),
-    /// No more attempts (410 Gone, or the retry window is over).
-    Dead,
-}
-
-impl Next {
-    /// The state column's value.
-    pub fn state(self) -> &'static str {
-        match self {
-            Self::Delivered => "delivered",
-            Self::RetryAt(_) => "pending",
-            Self::Dead => "dead",
-        }
-    }
-}
-
-/// What one attempt got.
-#[derive(Debug, Clone)]
-pub struct AttemptRecord {
-    /// When it was sent, Unix ms.
-    pub at_ms: i64,
-    /// The HTTP status; `None` when no answer came (refused, timeout).
-    pub status: Option<u16>,
-    /// The answer's first characters, or what went wrong.
-    pub answer: String,
-    /// How long it took.
-    pub latency_ms: i64,
-}
-
-/// One target's state, for the console, the API and the metrics.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetCounts {
-    /// The destination's or alert's name (not serialized: the console's
-    /// view, which flattens these counts, names the target itself).
-    #[serde(skip_serializing)]
-    pub name: String,
-    /// Rows delivered (and not purged yet).
-    pub delivered: i64,
-    /// Rows waiting or being retried.
-    pub pending: i64,
-    /// Rows given up on.
-    pub dead: i64,
-    /// The oldest first failure among pending rows, Unix ms.
-    pub failing_since_ms: Option<i64>,
-    /// The newest delivery, Unix ms.
-    pub last_delivered_ms: Option<i64>,
-}
-
-/// One row with its attempts, for the console and the API.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EventRow {
-    /// Its place in the store.
-    pub seq: i64,
-    /// The Kendo event id.
-    pub event_id: String,
-    /// The Kendo event name.
-    pub event: String,
-    /// `pending`, `delivered` or `dead`.
-    pub state: String,
-    /// Attempts made (or started).
-    pub attempts: i64,
-    /// Stored, Unix ms.
-    pub created_ms: i64,
-    /// Delivered or given up, Unix ms.
-    pub settled_ms: Option<i64>,
-    /// Next attempt, Unix ms (pending rows).
-    pub next_ms: i64,
-    /// The last attempt's HTTP status.
-    pub last_status: Option<i64>,
-    /// The last attempt's answer or error.
-    pub last_answer: Option<String>,
-    /// Every attempt, oldest first.
-    pub history: Vec<AttemptRow>,
-}
-
-/// One attempt, as stored.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AttemptRow {
-    /// Its number, from 1.
-    pub attempt: i64,
-    /// Sent, Unix ms.
-    pub at_ms: i64,
-    /// The HTTP status; `None`: no answer.
-    pub status: Option<i64>,
-    /// The answer's first characters, or the error.
-    pub answer: String,
-    /// How long it took, ms.
-    pub latency_ms: i64,
-}
-
-/// Which rows a list shows.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    /// Only this state.
-    pub state: Option<String>,
-    /// Only this event id.
-    pub event_id: Option<String>,
-    /// At most this many, newest first.
-    pub limit: i64,
-}
 
 /// The outbox on the CRM's database; cheap to clone.
 #[derive(Clone)]
@@ -189,7 +50,7 @@ impl Outbox {
 
     /// Adds rows outside a projection (the watched alerts); a row already
     /// there for its target and event id is left as it is.
-    pub async fn enqueue(&self, rows: Vec<NewRow>, now_ms: i64) -> Result<(), StorageError> {
+    pub async fn enqueue(&self, rows: Vec<OutboxRow>, now_ms: i64) -> Result<(), StorageError> {
         match self {
             Self::Sqlite(o) => o.enqueue(rows, now_ms).await,
             Self::Postgres(o) => o.enqueue(&rows, now_ms).await,

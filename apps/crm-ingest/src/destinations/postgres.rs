@@ -6,15 +6,9 @@
 
 use std::sync::Arc;
 
-use tokio_postgres::types::ToSql;
-use tokio_postgres::Transaction;
+use super::rows::{AttemptRecord, AttemptRow, Claimed, EventFilter, EventRow, Next, TargetCounts};
+use crate::storage::{OutboxRow, Pg, PgOutboxRows, StorageError};
 
-use super::outbox::{
-    AttemptRecord, AttemptRow, Claimed, EventFilter, EventRow, NewRow, Next, TargetCounts,
-};
-use crate::storage::{pg_text, Pg, StorageError};
-
-const INSERT: &str = include_str!("../../sql/postgres/insert.sql");
 const CLAIM: &str = include_str!("../../sql/postgres/claim.sql");
 const SETTLE: &str = include_str!("../../sql/postgres/settle.sql");
 const EXPIRE: &str = include_str!("../../sql/postgres/expire.sql");
@@ -24,49 +18,6 @@ const ATTEMPTS: &str = include_str!("../../sql/postgres/attempts.sql");
 const REPLAY: &str = include_str!("../../sql/postgres/replay.sql");
 const PURGE: &str = include_str!("../../sql/postgres/purge.sql");
 const AGENT_AVERAGES: &str = include_str!("../../sql/postgres/agent_averages.sql");
-
-/// A batch of outbox rows as the parameters of `insert.sql` (one array per
-/// column): added in the projection's transaction (the storage's
-/// `postgres.rs`), or alone (the watched alerts).
-pub(crate) struct NewRows {
-    targets: Vec<String>,
-    event_ids: Vec<String>,
-    events: Vec<String>,
-    bodies: Vec<Vec<u8>>,
-    now_ms: i64,
-}
-
-impl NewRows {
-    pub(crate) fn new(rows: &[NewRow], now_ms: i64) -> Self {
-        Self {
-            targets: rows.iter().map(|r| pg_text(&r.target)).collect(),
-            event_ids: rows.iter().map(|r| pg_text(&r.event_id)).collect(),
-            events: rows.iter().map(|r| pg_text(&r.event)).collect(),
-            bodies: rows.iter().map(|r| r.body.clone()).collect(),
-            now_ms,
-        }
-    }
-
-    /// Whether there is nothing to add.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.targets.is_empty()
-    }
-
-    /// Adds them in the caller's transaction (the projection's).
-    pub(crate) async fn insert(&self, tx: &Transaction<'_>) -> Result<u64, tokio_postgres::Error> {
-        tx.execute(INSERT, &self.params()).await
-    }
-
-    fn params(&self) -> [&(dyn ToSql + Sync); 5] {
-        [
-            &self.targets,
-            &self.event_ids,
-            &self.events,
-            &self.bodies,
-            &self.now_ms,
-        ]
-    }
-}
 
 /// The outbox on a Postgres connection of its own.
 #[derive(Clone)]
@@ -80,11 +31,19 @@ impl PgOutbox {
         Self { pg: Arc::from(pg) }
     }
 
-    pub(crate) async fn enqueue(&self, rows: &[NewRow], now_ms: i64) -> Result<(), StorageError> {
-        let rows = NewRows::new(rows, now_ms);
+    pub(crate) async fn enqueue(
+        &self,
+        rows: &[OutboxRow],
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let rows = PgOutboxRows::new(rows, now_ms);
         if !rows.is_empty() {
             self.pg
-                .execute("could not add outbox rows", INSERT, &rows.params())
+                .execute(
+                    "could not add outbox rows",
+                    PgOutboxRows::INSERT,
+                    &rows.params(),
+                )
                 .await?;
         }
         Ok(())

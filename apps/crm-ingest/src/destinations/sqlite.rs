@@ -5,14 +5,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
-use super::outbox::{
-    AttemptRecord, AttemptRow, Claimed, EventFilter, EventRow, NewRow, Next, TargetCounts,
-};
-use crate::storage::{run, StorageError};
+use super::rows::{AttemptRecord, AttemptRow, Claimed, EventFilter, EventRow, Next, TargetCounts};
+use crate::storage::{insert_outbox_rows, run, OutboxRow, StorageError};
 
-const INSERT: &str = include_str!("../../sql/sqlite/insert.sql");
 const DUE: &str = include_str!("../../sql/sqlite/due.sql");
 const CLAIM: &str = include_str!("../../sql/sqlite/claim.sql");
 const SETTLE: &str = include_str!("../../sql/sqlite/settle.sql");
@@ -25,24 +22,6 @@ const REPLAY: &str = include_str!("../../sql/sqlite/replay.sql");
 const PURGE: &str = include_str!("../../sql/sqlite/purge.sql");
 const PURGE_ATTEMPTS: &str = include_str!("../../sql/sqlite/purge_attempts.sql");
 const AGENT_AVERAGES: &str = include_str!("../../sql/sqlite/agent_averages.sql");
-
-/// Adds `rows` in the caller's transaction (the projection's).
-pub(crate) fn insert(tx: &Transaction<'_>, rows: &[NewRow], now_ms: i64) -> rusqlite::Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut insert = tx.prepare_cached(INSERT)?;
-    for row in rows {
-        insert.execute(rusqlite::params![
-            row.target,
-            row.event_id,
-            row.event,
-            row.body,
-            now_ms
-        ])?;
-    }
-    Ok(())
-}
 
 /// The outbox on the CRM's SQLite connections.
 #[derive(Clone)]
@@ -58,10 +37,14 @@ impl SqliteOutbox {
         Self { writer, reader }
     }
 
-    pub(crate) async fn enqueue(&self, rows: Vec<NewRow>, now_ms: i64) -> Result<(), StorageError> {
+    pub(crate) async fn enqueue(
+        &self,
+        rows: Vec<OutboxRow>,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
         run(&self.writer, "could not add outbox rows", move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            insert(&tx, &rows, now_ms)?;
+            insert_outbox_rows(&tx, &rows, now_ms)?;
             tx.commit()
         })
         .await

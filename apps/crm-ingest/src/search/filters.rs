@@ -1,11 +1,11 @@
 //! A list's query string, parsed: which list, its filters (refused with a
 //! sentence when they do not apply or do not parse), and its page.
 
-use axum::http::StatusCode;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
-use crate::routes::{ApiError, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::api_error::ApiError;
+use crate::paging;
 use crate::storage::TestFilter;
 
 /// The longest `q` looked up; ids are far shorter.
@@ -95,7 +95,7 @@ impl Filters {
 }
 
 pub(super) fn bad(message: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, message)
+    ApiError::bad_request(message)
 }
 
 impl ListParams {
@@ -118,26 +118,8 @@ impl ListParams {
 
     /// Rows per page and the cursor.
     pub fn page(&self) -> Result<(usize, Option<i64>), ApiError> {
-        let limit = match &self.limit {
-            None => DEFAULT_LIMIT,
-            Some(value) => match value.parse::<usize>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(bad(format!(
-                        "limit={value:?}: expected a number from 1 to {MAX_LIMIT}"
-                    )))
-                }
-            },
-        };
-        let before = match &self.cursor {
-            None => None,
-            Some(value) => Some(value.parse::<i64>().map_err(|_| {
-                bad(format!(
-                    "cursor={value:?}: use the cursor from the Link header"
-                ))
-            })?),
-        };
-        Ok((limit, before))
+        let page = paging::page(self.limit.as_deref(), self.cursor.as_deref())?;
+        Ok((page.limit, page.before))
     }
 
     /// The filters, checked against what `list` holds.

@@ -18,8 +18,8 @@
 //! A filter that does not apply to a list is refused with 400, as is any
 //! value that does not parse, with a sentence saying what was expected.
 
-mod filters;
-mod query;
+pub mod filters;
+pub mod query;
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue};
@@ -27,7 +27,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use crate::routes::{ApiError, AppState};
+use crate::api_error::ApiError;
+use crate::state::AppState;
 use crate::views::path_segment;
 use filters::bad;
 pub use filters::{parse_time, Filters, List, ListParams, MAX_QUERY};

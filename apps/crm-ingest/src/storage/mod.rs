@@ -33,6 +33,7 @@
 
 mod common;
 mod migrations;
+mod outbox_rows;
 mod postgres;
 mod projection;
 mod rows;
@@ -44,18 +45,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kendo_webhooks::Delivery;
 
+pub use self::outbox_rows::{OutboxPicker, OutboxRow};
 use self::postgres::Postgres;
-pub(crate) use self::postgres::{pg_text, Pg};
+pub(crate) use self::postgres::{Pg, PgOutboxRows};
 use self::projection::{payload_changes, projected_row, ProjectionBatch};
 use self::rows::{paginate, ProjectedRow};
 pub use self::rows::{
     CallRow, Cell, DeliveryRow, LogBatch, LogRecord, Page, Param, PayloadChange, Projection,
     RejectionCount, RejectionRow, Rows, TableCounts, TestFilter, TrainingRow, UnverifiedEntry,
 };
-pub(crate) use self::sqlite::run;
 use self::sqlite::Sqlite;
-use crate::config::Database;
-use crate::destinations::Selector;
+pub(crate) use self::sqlite::{insert_outbox_rows, run};
+use crate::database::Database;
 
 /// The text a search looks in, as one SQL expression (the same on both
 /// backends, so an expression index matches it): every id, the agent's id
@@ -179,7 +180,7 @@ pub(crate) struct Prune {
 pub struct Storage {
     backend: Arc<Engine>,
     /// Which destinations and alerts take each projected event (issue 20).
-    outbox: Option<Arc<Selector>>,
+    outbox: Option<Arc<dyn OutboxPicker>>,
 }
 
 /// The database handles the destinations' outbox shares (issue 20).
@@ -232,11 +233,11 @@ impl Storage {
         })
     }
 
-    /// Adds each projected event's outbox rows, as `selector` picks them,
+    /// Adds each projected event's outbox rows, as `picker` picks them,
     /// in the projection's transaction.
     #[must_use]
-    pub fn with_outbox(mut self, selector: Selector) -> Self {
-        self.outbox = Some(Arc::new(selector));
+    pub fn with_outbox(mut self, picker: impl OutboxPicker + 'static) -> Self {
+        self.outbox = Some(Arc::new(picker));
         self
     }
 

@@ -18,13 +18,13 @@ use super::common::{
     UPSERT_PAYLOAD_CHANGE, UPSERT_REJECTION,
 };
 use super::migrations::{self, POSTGRES_TRIGRAM, SCHEMA_VERSION};
+use super::outbox_rows::OutboxRow;
 use super::projection::ProjectionBatch;
 use super::rows::ProjectedRow;
 use super::{
     format_ms, now_ms, Backend, Cell, DeliveryRow, LogBatch, LogRecord, Param, PayloadChange,
     Prune, RejectionRow, Shared, StorageError, TableCounts, UNVERIFIED_KEEP,
 };
-use crate::destinations::postgres::NewRows as OutboxRows;
 
 /// Longest wait for one statement (or a connection).
 const PG_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,6 +36,7 @@ const INSERT_CALLS: &str = include_str!("../../sql/postgres/insert_calls.sql");
 const INSERT_TRAININGS: &str = include_str!("../../sql/postgres/insert_trainings.sql");
 const INSERT_DELIVERIES: &str = include_str!("../../sql/postgres/insert_deliveries.sql");
 const INSERT_UNVERIFIED: &str = include_str!("../../sql/postgres/insert_unverified.sql");
+const INSERT_OUTBOX: &str = include_str!("../../sql/postgres/insert.sql");
 
 /// One statement's parameters.
 type Params<'a> = [&'a (dyn ToSql + Sync)];
@@ -76,7 +77,7 @@ impl Postgres {
 impl Backend for Postgres {
     async fn write_projections(&self, batch: ProjectionBatch) -> Result<(), StorageError> {
         const WHAT: &str = "could not write the projection";
-        let outbox = OutboxRows::new(&batch.outbox, now_ms());
+        let outbox = PgOutboxRows::new(&batch.outbox, now_ms());
         let calls = ProjectedColumns::new(&batch.calls);
         let trainings = ProjectedColumns::new(&batch.trainings);
         let mut client = self.writer.exclusive(WHAT).await?;
@@ -600,5 +601,55 @@ pub(crate) fn pg_text(value: &str) -> String {
         value.replace('\0', "\u{fffd}")
     } else {
         value.to_owned()
+    }
+}
+
+/// A batch of outbox rows as the parameters of `insert.sql` (one array per
+/// column): added in the projection's transaction, or alone (the watched
+/// alerts, through the destinations' `PgOutbox`).
+pub(crate) struct PgOutboxRows {
+    targets: Vec<String>,
+    event_ids: Vec<String>,
+    events: Vec<String>,
+    bodies: Vec<Vec<u8>>,
+    now_ms: i64,
+}
+
+impl PgOutboxRows {
+    /// The statement that adds them.
+    pub(crate) const INSERT: &'static str = INSERT_OUTBOX;
+
+    pub(crate) fn new(rows: &[OutboxRow], now_ms: i64) -> Self {
+        Self {
+            targets: rows.iter().map(|r| pg_text(&r.target)).collect(),
+            event_ids: rows.iter().map(|r| pg_text(&r.event_id)).collect(),
+            events: rows.iter().map(|r| pg_text(&r.event)).collect(),
+            bodies: rows.iter().map(|r| r.body.clone()).collect(),
+            now_ms,
+        }
+    }
+
+    /// Whether there is nothing to add.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// Adds them in the caller's transaction (the projection's).
+    async fn insert(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+    ) -> Result<u64, tokio_postgres::Error> {
+        tx.execute(INSERT_OUTBOX, &self.params()).await
+    }
+
+    /// The parameters of [`Self::INSERT`].
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.targets,
+            &self.event_ids,
+            &self.events,
+            &self.bodies,
+            &self.now_ms,
+        ]
     }
 }

@@ -3,8 +3,8 @@
 
 use kendo_webhooks::{Delivery, Event};
 
+use super::outbox_rows::OutboxRow;
 use super::rows::{PayloadChange, ProjectedRow, Projection};
-use crate::destinations::NewRow as OutboxRow;
 
 /// What one projection commits at once, on either backend: the rows of
 /// `calls` and `trainings` and the destinations' outbox rows.

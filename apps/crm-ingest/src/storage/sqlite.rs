@@ -16,6 +16,7 @@ use super::common::{
     UPSERT_PAYLOAD_CHANGE, UPSERT_REJECTION,
 };
 use super::migrations::{self, SCHEMA_VERSION};
+use super::outbox_rows::OutboxRow;
 use super::projection::ProjectionBatch;
 use super::rows::ProjectedRow;
 use super::{
@@ -31,6 +32,7 @@ const INSERT_CALL: &str = include_str!("../../sql/sqlite/insert_call.sql");
 const INSERT_TRAINING: &str = include_str!("../../sql/sqlite/insert_training.sql");
 const INSERT_DELIVERY: &str = include_str!("../../sql/sqlite/insert_delivery.sql");
 const INSERT_UNVERIFIED: &str = include_str!("../../sql/sqlite/insert_unverified.sql");
+const INSERT_OUTBOX: &str = include_str!("../../sql/sqlite/insert.sql");
 
 /// The CRM's SQLite connections.
 pub(super) struct Sqlite {
@@ -85,7 +87,7 @@ impl Backend for Sqlite {
             "could not write the projection",
             move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                crate::destinations::sqlite::insert(&tx, &batch.outbox, now_ms())?;
+                insert_outbox_rows(&tx, &batch.outbox, now_ms())?;
                 for (sql, rows) in [
                     (INSERT_CALL, &batch.calls),
                     (INSERT_TRAINING, &batch.trainings),
@@ -412,6 +414,29 @@ where
     .await
     .map_err(|e| StorageError::new(what, e))?
     .map_err(|e| StorageError::new(what, e))
+}
+
+/// Adds outbox `rows` in the caller's transaction: the projection's, or
+/// the outbox's own when an alert is stored alone.
+pub(crate) fn insert_outbox_rows(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[OutboxRow],
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached(INSERT_OUTBOX)?;
+    for row in rows {
+        insert.execute(rusqlite::params![
+            row.target,
+            row.event_id,
+            row.event,
+            row.body,
+            now_ms
+        ])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,14 +6,40 @@
 //!
 //! Like the dashboard: rendered on the server by maud (escaped by
 //! construction), no scripts, the dashboard's CSS.
+//!
+//! Each target's row ([`TargetView`]) is defined here and filled by the
+//! handlers ([`crate::destinations::api`]), so the view never imports them.
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde::Serialize;
 
-use super::format::{ago, full};
+use super::format::{ago, full, path_segment};
 use super::STYLE;
-use crate::destinations::api::TargetView;
-use crate::destinations::outbox::EventRow;
-use crate::destinations::percent_encode;
+use crate::destinations::rows::{EventRow, TargetCounts};
+
+/// One target as the console shows it: what the file says (never the URL's
+/// path or the secret: a Slack or Zapier URL is a credential) and its rows'
+/// counts.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetView {
+    /// The name.
+    pub name: String,
+    /// `destination` or `alert`; `removed` when the file no longer names it.
+    pub kind: &'static str,
+    /// The URL's scheme, host and port (never its path: a credential).
+    pub endpoint: Option<String>,
+    /// The events forwarded (`None`: every event), or the alert's rule.
+    pub takes: String,
+    /// Whether requests carry `webhook-signature`.
+    pub signed: bool,
+    /// `delivering`, `failing`, `dead` (every row given up on), `idle` (no
+    /// rows yet) or `removed`.
+    pub state: &'static str,
+    /// Rows delivered, pending and dead, and when it started failing.
+    #[serde(flatten)]
+    pub counts: TargetCounts,
+}
 
 /// Renders the page: the targets, and `selected`'s rows when one is chosen
 /// (`state` is the rows' filter).
@@ -67,7 +93,7 @@ fn target_table(targets: &[TargetView], now: i64) -> Markup {
                     } }
                     tbody {
                         @for t in targets {
-                            @let link = format!("/destinations?name={}", percent_encode(&t.name));
+                            @let link = format!("/destinations?name={}", path_segment(&t.name));
                             tr {
                                 td { a href=(link) { (t.name) } }
                                 td { (t.kind) }
@@ -87,7 +113,7 @@ fn target_table(targets: &[TargetView], now: i64) -> Markup {
                                         a href=(format!("{link}&state=dead")) { (t.counts.dead) }
                                         @if t.kind != "removed" {
                                             " "
-                                            form.inline method="post" action=(format!("/api/destinations/{}/replay-dead", percent_encode(&t.name))) {
+                                            form.inline method="post" action=(format!("/api/destinations/{}/replay-dead", path_segment(&t.name))) {
                                                 button type="submit" { "replay " (t.counts.dead) " dead" }
                                             }
                                         }
@@ -109,7 +135,7 @@ fn target_table(targets: &[TargetView], now: i64) -> Markup {
 }
 
 fn rows_table(name: &str, rows: &[EventRow], state: Option<&str>, now: i64) -> Markup {
-    let base = format!("/destinations?name={}", percent_encode(name));
+    let base = format!("/destinations?name={}", path_segment(name));
     html! {
         section {
             h2 { (name) ": newest rows" @if let Some(state) = state { " (" (state) ")" } }
@@ -161,8 +187,8 @@ fn rows_table(name: &str, rows: &[EventRow], state: Option<&str>, now: i64) -> M
                                         @if row.state != "pending" {
                                             form method="post" action=(format!(
                                                 "/api/destinations/{}/replay?event_id={}",
-                                                percent_encode(name),
-                                                percent_encode(&row.event_id)
+                                                path_segment(name),
+                                                path_segment(&row.event_id)
                                             )) {
                                                 button type="submit" { "send again" }
                                             }

@@ -2,13 +2,86 @@
 //! raw body, pretty-printed without re-parsing its numbers, and the
 //! headers), what it was told, every attempt, the inbox row and what the
 //! projection wrote, with the actions that apply to it.
+//!
+//! The page's data ([`DeliveryDetail`]) is defined here and filled by the
+//! handler ([`crate::detail`]), so the view never imports the handler.
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::format::{full, path_segment};
 use super::STYLE;
-use crate::detail::DeliveryDetail;
+
+/// Everything known about one delivery.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryDetail {
+    /// `X-Kendo-Delivery-Id`.
+    pub delivery_id: String,
+    /// The signed event id, once a body was verified and parsed.
+    pub event_id: Option<String>,
+    /// The event name (`call.uploaded`, …).
+    pub event: Option<String>,
+    /// The newest attempt's outcome: `accepted`, `duplicate`, `rejected`
+    /// or `failed`.
+    pub outcome: String,
+    /// The newest attempt's reason (`null` when accepted).
+    pub reason: Option<String>,
+    /// Whether any attempt carried a valid signature.
+    pub verified: bool,
+    /// The label of the secret that verified it (`current`, `previous`).
+    pub secret_label: Option<String>,
+    /// The verified raw body as received, a string (`null` when no attempt
+    /// was verified, or the entry predates kept bodies).
+    pub body: Option<String>,
+    /// The headers received, the signature shortened.
+    pub headers: Option<Value>,
+    /// The answer given to the newest verified attempt: `status`,
+    /// `headers`, and for a rejection its `body`.
+    pub answer: Option<Value>,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// The event's inbox row, when it was stored (and not purged yet).
+    pub inbox: Option<InboxState>,
+    /// What the projection wrote, when it did: `{"table": …, "row": …}`.
+    pub projection: Option<Value>,
+}
+
+/// One attempt of a delivery.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// When it arrived (RFC 3339, UTC).
+    pub received_at: String,
+    /// Unix milliseconds, for the page.
+    #[serde(skip)]
+    pub received_ms: i64,
+    /// The status answered.
+    pub status: u16,
+    /// `accepted`, `duplicate`, `rejected` or `failed`.
+    pub outcome: String,
+    /// Why, when not accepted (`null` when accepted).
+    pub reason: Option<String>,
+    /// Whether its signature was valid.
+    pub verified: bool,
+}
+
+/// An event's row in the inbox.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxState {
+    /// `pending`, `leased`, `done`, `failed` or `dead`.
+    pub state: String,
+    /// Times it was handed to the projection.
+    pub attempts: u32,
+    /// The projection's last error.
+    pub last_error: Option<String>,
+    /// When a failed row is tried again (RFC 3339), else `null`.
+    pub next_try: Option<String>,
+    /// When it was committed (RFC 3339).
+    pub received_at: String,
+}
 
 /// A page around `body`, with the dashboard's style and a way back.
 pub(crate) fn shell(title: &str, body: Markup) -> String {
