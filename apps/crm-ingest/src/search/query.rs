@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use super::filters::Filters;
 use crate::storage::{
-    format_ms, CallRow, Cell, DeliveryRow, Param, Storage, StorageError, TestFilter, TrainingRow,
+    format_ms, CallRow, Cell, DeliveryRow, Param, ProjectedRow, Storage, StorageError, TestFilter,
+    TrainingRow,
 };
 
 /// An unverified attempt (`/api/deliveries?verified=false`): its
@@ -171,7 +172,7 @@ async fn projected(
     filters: &Filters,
     before: Option<i64>,
     limit: usize,
-) -> Result<Found<Vec<Cell>>, StorageError> {
+) -> Result<Found<ProjectedRow>, StorageError> {
     let mut conditions = common(storage, table, text_sql, filters, before);
     match filters.test {
         TestFilter::Exclude => conditions.add("is_test = $?", Some(Param::Bool(false))),
@@ -190,7 +191,25 @@ async fn projected(
          FROM {from} WHERE {conditions} ORDER BY {order} LIMIT {limit}"
     );
     let rows = storage.select("could not search", &sql, params).await?;
-    Ok(rows.into_iter().map(|row| (int(&row, 0), row)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let row = ProjectedRow {
+                event_id: text(&r, 1).unwrap_or_default(),
+                id: text(&r, 2).unwrap_or_default(),
+                agent_id: text(&r, 3),
+                agent_name: text(&r, 4),
+                user_id: text(&r, 5),
+                team_member_user_id: text(&r, 6),
+                duration: real(&r, 7),
+                ai_score: real(&r, 8),
+                timestamp: text(&r, 9),
+                is_test: int(&r, 10) != 0,
+                received_ms: int(&r, 11),
+            };
+            (int(&r, 0), row)
+        })
+        .collect())
 }
 
 /// A page of calls matching `filters`.
@@ -210,27 +229,7 @@ pub async fn calls(
         limit,
     )
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, r)| {
-            (
-                seq,
-                CallRow {
-                    event_id: text(&r, 1).unwrap_or_default(),
-                    call_id: text(&r, 2).unwrap_or_default(),
-                    agent_id: text(&r, 3),
-                    agent_name: text(&r, 4),
-                    user_id: text(&r, 5),
-                    team_member_user_id: text(&r, 6),
-                    duration: real(&r, 7),
-                    ai_score: real(&r, 8),
-                    timestamp: text(&r, 9),
-                    is_test: int(&r, 10) != 0,
-                    received_at: format_ms(int(&r, 11)),
-                },
-            )
-        })
-        .collect())
+    Ok(rows.into_iter().map(|(seq, r)| (seq, r.into())).collect())
 }
 
 /// A page of trainings matching `filters`.
@@ -250,27 +249,7 @@ pub async fn trainings(
         limit,
     )
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, r)| {
-            (
-                seq,
-                TrainingRow {
-                    event_id: text(&r, 1).unwrap_or_default(),
-                    training_id: text(&r, 2).unwrap_or_default(),
-                    agent_id: text(&r, 3),
-                    agent_name: text(&r, 4),
-                    user_id: text(&r, 5),
-                    team_member_user_id: text(&r, 6),
-                    duration: real(&r, 7),
-                    ai_score: real(&r, 8),
-                    timestamp: text(&r, 9),
-                    is_test: int(&r, 10) != 0,
-                    received_at: format_ms(int(&r, 11)),
-                },
-            )
-        })
-        .collect())
+    Ok(rows.into_iter().map(|(seq, r)| (seq, r.into())).collect())
 }
 
 /// A page of the verified delivery log matching `filters`.

@@ -49,7 +49,8 @@ pub use self::outbox_rows::{OutboxPicker, OutboxRow};
 use self::postgres::Postgres;
 pub(crate) use self::postgres::{Pg, PgOutboxRows};
 use self::projection::{payload_changes, projected_row, ProjectionBatch};
-use self::rows::{paginate, ProjectedRow};
+use self::rows::paginate;
+pub(crate) use self::rows::ProjectedRow;
 pub use self::rows::{
     CallRow, Cell, DeliveryRow, LogBatch, LogRecord, Page, Param, PayloadChange, Projection,
     RejectionCount, RejectionRow, Rows, TableCounts, TestFilter, TrainingRow, UnverifiedEntry,
@@ -386,19 +387,7 @@ impl Storage {
         let rows = self
             .projected("calls", "call_id", page, test, "could not read the calls")
             .await?;
-        Ok(rows.map(|r| CallRow {
-            event_id: r.event_id,
-            call_id: r.id,
-            agent_id: r.agent_id,
-            agent_name: r.agent_name,
-            user_id: r.user_id,
-            team_member_user_id: r.team_member_user_id,
-            duration: r.duration,
-            ai_score: r.ai_score,
-            timestamp: r.timestamp,
-            is_test: r.is_test,
-            received_at: format_ms(r.received_ms),
-        }))
+        Ok(rows.map(CallRow::from))
     }
 
     /// A page of trainings, newest first.
@@ -416,19 +405,7 @@ impl Storage {
                 "could not read the trainings",
             )
             .await?;
-        Ok(rows.map(|r| TrainingRow {
-            event_id: r.event_id,
-            training_id: r.id,
-            agent_id: r.agent_id,
-            agent_name: r.agent_name,
-            user_id: r.user_id,
-            team_member_user_id: r.team_member_user_id,
-            duration: r.duration,
-            ai_score: r.ai_score,
-            timestamp: r.timestamp,
-            is_test: r.is_test,
-            received_at: format_ms(r.received_ms),
-        }))
+        Ok(rows.map(TrainingRow::from))
     }
 
     async fn projected(

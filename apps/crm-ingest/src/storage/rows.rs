@@ -313,6 +313,44 @@ pub(crate) struct ProjectedRow {
     pub(crate) received_ms: i64,
 }
 
+/// A call as the pages and the API show it: its id under its own name.
+impl From<ProjectedRow> for CallRow {
+    fn from(r: ProjectedRow) -> Self {
+        Self {
+            event_id: r.event_id,
+            call_id: r.id,
+            agent_id: r.agent_id,
+            agent_name: r.agent_name,
+            user_id: r.user_id,
+            team_member_user_id: r.team_member_user_id,
+            duration: r.duration,
+            ai_score: r.ai_score,
+            timestamp: r.timestamp,
+            is_test: r.is_test,
+            received_at: super::format_ms(r.received_ms),
+        }
+    }
+}
+
+/// A training as the pages and the API show it.
+impl From<ProjectedRow> for TrainingRow {
+    fn from(r: ProjectedRow) -> Self {
+        Self {
+            event_id: r.event_id,
+            training_id: r.id,
+            agent_id: r.agent_id,
+            agent_name: r.agent_name,
+            user_id: r.user_id,
+            team_member_user_id: r.team_member_user_id,
+            duration: r.duration,
+            ai_score: r.ai_score,
+            timestamp: r.timestamp,
+            is_test: r.is_test,
+            received_at: super::format_ms(r.received_ms),
+        }
+    }
+}
+
 impl<T> Rows<T> {
     pub(super) fn map<U>(self, f: impl FnMut(T) -> U) -> Rows<U> {
         Rows {
