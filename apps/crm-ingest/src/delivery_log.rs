@@ -30,6 +30,9 @@ const QUEUE: usize = 4096;
 const BATCH: usize = 1024;
 /// At most one WARN line per rejection reason in this long.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// How often the written entries are added to the search index (in bulk:
+/// [`Storage::index_search`]).
+const INDEX_EVERY: Duration = Duration::from_secs(1);
 
 /// What the hook queues.
 enum Item {
@@ -262,6 +265,8 @@ async fn write(
     let write_failed = RateLimit::new(WARN_EVERY);
     let mut lost_since_warn = 0usize;
     let (mut verified_open, mut unverified_open) = (true, true);
+    let index_failed = RateLimit::new(WARN_EVERY);
+    let mut indexed_at = Instant::now();
     loop {
         // Verified entries first, each batch; then what unverified
         // rejections are waiting, at most BATCH of them.
@@ -356,6 +361,26 @@ async fn write(
             entries.min(queued.load(Ordering::Relaxed)),
             Ordering::Relaxed,
         );
+        if indexed_at.elapsed() >= INDEX_EVERY {
+            index_search(&storage, &index_failed).await;
+            indexed_at = Instant::now();
+        }
+    }
+    index_search(&storage, &index_failed).await;
+}
+
+/// Adds the entries written since the last time to the search index. A
+/// failure is a warning: the rows stay for the next time, and searches
+/// read them directly meanwhile.
+async fn index_search(storage: &Storage, failed: &RateLimit) {
+    if let Err(error) = storage.index_search().await {
+        if let Some(skipped) = failed.check() {
+            tracing::warn!(
+                error = %Chain(&error),
+                not_logged_since_last = skipped,
+                "the delivery log could not be indexed for search (searches still find its entries, by a slower scan)"
+            );
+        }
     }
 }
 

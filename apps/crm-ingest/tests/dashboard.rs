@@ -427,6 +427,49 @@ async fn time_windows(
     let today = u64::from(after_midnight.is_some());
     assert_eq!(data.cards.calls_total, before.cards.calls_total + 1 + today);
     assert_eq!(data.cards.calls_today, before.cards.calls_today + today);
+
+    // "Today" is summed from quarter-hour counts (`arrivals`); in a zone
+    // whose midnight is off the quarter hour (UTC+00:07 here), the rows
+    // from midnight to the next quarter are counted one by one, the ones
+    // just before midnight not at all.
+    let zone =
+        jiff::tz::TimeZone::fixed(jiff::tz::Offset::from_seconds(7 * 60).expect("an offset"));
+    let history = BacklogHistory::default();
+    let load_in = || dashboard::load_in(&zone, storage, inbox, &history, None, None);
+    let before = load_in().await.expect("the dashboard reads");
+    let midnight = crm_ingest::local_day::local_midnight(&zone, now_ms());
+    assert_ne!(
+        midnight.rem_euclid(15 * MINUTE),
+        0,
+        "midnight is off the quarter hour"
+    );
+    let next_quarter = midnight - midnight.rem_euclid(15 * MINUTE) + 15 * MINUTE;
+    call(midnight - 1, "evt_before_the_zone_s_midnight");
+    call(midnight, "evt_at_the_zone_s_midnight");
+    call(next_quarter - 1, "evt_before_the_next_quarter");
+    call(next_quarter, "evt_at_the_next_quarter");
+    let training = |ms: i64, event_id: &str| {
+        conn.execute(
+            "INSERT INTO trainings (event_id, training_id, is_test, received_ms) VALUES (?1, ?1, ?2, ?3)",
+            rusqlite::params![event_id, i64::from(event_id.contains("test")), ms],
+        )
+        .expect("a training");
+    };
+    training(midnight - 1, "evt_training_before_midnight");
+    training(midnight + 1, "evt_training_after_midnight");
+    training(next_quarter + 1, "evt_training_next_quarter");
+    training(next_quarter + 2, "evt_test_training");
+    let after = load_in().await.expect("the dashboard reads");
+    assert_eq!(after.cards.calls_today, before.cards.calls_today + 3);
+    assert_eq!(after.cards.calls_total, before.cards.calls_total + 4);
+    assert_eq!(
+        after.cards.trainings_today,
+        before.cards.trainings_today + 2
+    );
+    assert_eq!(
+        after.cards.trainings_total,
+        before.cards.trainings_total + 3
+    );
 }
 
 /// Kendo's payload changes: each field of a known event that is missing,

@@ -46,6 +46,7 @@ fn full_scan<'a>(step: &'a str, sql: &str) -> Option<&'a str> {
         "rejections",
         "payload_changes",
         "kendo_inbox",
+        "arrivals",
     ];
     if !base.contains(&table) {
         return None;

@@ -1,6 +1,7 @@
 //! The CRM's tables on both backends: each write commits all or nothing,
 //! and a database the outbox made its tables in before they were schema
-//! version 8 migrates keeping its rows. Postgres: `kendo-test-support`,
+//! version 8 migrates keeping its rows (and version 9 counts its calls and
+//! trainings per quarter hour). Postgres: `kendo-test-support`,
 //! SKIPPED without it (a failure under `CI`).
 
 use crm_ingest::config::Database;
@@ -109,7 +110,7 @@ async fn postgres_writes_a_log_batch_all_or_nothing() {
 }
 
 #[tokio::test]
-async fn a_postgres_database_whose_outbox_predates_version_8_migrates_keeping_its_rows() {
+async fn a_postgres_version_7_database_migrates_keeping_its_rows_and_counting_them() {
     let Some(pg) = PostgresServer::start_or_skip("crm storage outbox migration") else {
         return;
     };
@@ -130,7 +131,11 @@ async fn a_postgres_database_whose_outbox_predates_version_8_migrates_keeping_it
             "CREATE TABLE crm_schema (version INTEGER NOT NULL);
              INSERT INTO crm_schema (version) VALUES (1), (2), (3), (4), (5), (6), (7);
              INSERT INTO crm_outbox (target, event_id, event, body, next_ms, created_ms, since_ms)
-                 VALUES ('zapier', 'evt_1', 'call.uploaded', '\\x7b7d', 5, 5, 5);"
+                 VALUES ('zapier', 'evt_1', 'call.uploaded', '\\x7b7d', 5, 5, 5);
+             INSERT INTO calls (event_id, call_id, is_test, received_ms)
+                 VALUES ('evt_1', 'c1', false, 1800001), ('evt_2', 'c2', true, 1800002);
+             INSERT INTO trainings (event_id, training_id, is_test, received_ms)
+                 VALUES ('evt_3', 't1', false, 5);"
         ))
         .await
         .expect("a version 7 database");
@@ -142,11 +147,156 @@ async fn a_postgres_database_whose_outbox_predates_version_8_migrates_keeping_it
         .await
         .expect("the version")
         .get(0);
-    assert_eq!(version, 8);
+    assert_eq!(version, 10);
+    // Version 9 counted the real calls and trainings per quarter hour.
+    let arrivals: Vec<(String, i64, i64)> = client
+        .query("SELECT kind, quarter, n FROM arrivals ORDER BY kind", &[])
+        .await
+        .expect("the arrivals")
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(
+        arrivals,
+        [("call".to_owned(), 2, 1), ("training".to_owned(), 0, 1)]
+    );
     let kept: i64 = client
         .query_one("SELECT COUNT(*) FROM crm_outbox", &[])
         .await
         .expect("the outbox")
         .get(0);
     assert_eq!(kept, 1);
+}
+
+/// A verified entry whose body holds `word`.
+fn entry(id: &str, word: &str) -> LogRecord {
+    LogRecord {
+        body: Some(format!("{{\"note\":\"{word}\"}}")),
+        ..batch(id).entries.remove(0)
+    }
+}
+
+async fn log(storage: &Storage, entries: Vec<LogRecord>, keep: usize) {
+    let batch = LogBatch {
+        entries,
+        unverified: Vec::new(),
+        rejections: Vec::new(),
+    };
+    storage.log(batch, keep, 0).await.expect("written");
+}
+
+/// Every page of a search for `q`, `limit` rows at a time: the delivery
+/// ids, newest first.
+async fn search_all(storage: &Storage, q: &str, limit: usize) -> Vec<String> {
+    let filters = crm_ingest::search::filters::Filters::text(q);
+    let (mut ids, mut before) = (Vec::new(), None);
+    loop {
+        let page = crm_ingest::search::query::deliveries(storage, &filters, before, limit)
+            .await
+            .expect("a page");
+        ids.extend(page.iter().filter_map(|(_, row)| row.delivery_id.clone()));
+        match page.last() {
+            Some((seq, _)) if page.len() == limit => before = Some(*seq),
+            _ => return ids,
+        }
+    }
+}
+
+/// The log's search finds each matching entry once, newest first, across
+/// pages, whether the bulk indexer has reached it or not (SQLite indexes
+/// the log about once a second; Postgres on every insert).
+async fn a_log_search_finds_entries_indexed_or_not(storage: &Storage) {
+    log(
+        storage,
+        vec![
+            entry("dlv_a1", "needle"),
+            entry("dlv_a2", "haystack"),
+            entry("dlv_a3", "needle"),
+            entry("dlv_a4", "NEEDLE"),
+        ],
+        100,
+    )
+    .await;
+    storage.index_search().await.expect("indexed");
+    log(
+        storage,
+        vec![
+            entry("dlv_b1", "needle"),
+            entry("dlv_b2", "haystack"),
+            entry("dlv_b3", "a needle in it"),
+        ],
+        100,
+    )
+    .await;
+    let expected = ["dlv_b3", "dlv_b1", "dlv_a4", "dlv_a3", "dlv_a1"];
+    for limit in [1, 2, 3, 10] {
+        assert_eq!(
+            search_all(storage, "needle", limit).await,
+            expected,
+            "{limit} per page"
+        );
+    }
+    storage.index_search().await.expect("indexed");
+    assert_eq!(search_all(storage, "needle", 2).await, expected);
+    assert_eq!(
+        search_all(storage, "haystack", 1).await,
+        ["dlv_b2", "dlv_a2"]
+    );
+}
+
+#[tokio::test]
+async fn sqlite_log_search_finds_entries_indexed_or_not() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let path = dir.path().join("crm.db");
+    let storage = Storage::open(&Database::Sqlite(path.clone()))
+        .await
+        .expect("opened");
+    a_log_search_finds_entries_indexed_or_not(&storage).await;
+    let indexed = |conn: &rusqlite::Connection| -> (i64, i64) {
+        conn.query_row("SELECT since, upto FROM search_indexed", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .expect("the index's range")
+    };
+    let conn = rusqlite::Connection::open(&path).expect("a connection");
+    assert_eq!(indexed(&conn), (0, 7), "all seven entries indexed");
+
+    // Pruned entries stay in the index until they outnumber the live ones
+    // four times over (at least a chunk each): then it is emptied and
+    // refilled with the live ones only, and searches still find exactly
+    // those.
+    let chunk = crm_ingest::storage::SEARCH_INDEX_CHUNK;
+    for round in 0..5 {
+        let entries = (0..chunk)
+            .map(|i| {
+                entry(
+                    &format!("dlv_{round}_{i}"),
+                    if i % 100 == 0 { "needle" } else { "hay" },
+                )
+            })
+            .collect();
+        log(&storage, entries, 50).await;
+        storage.index_search().await.expect("indexed");
+    }
+    let (since, upto) = indexed(&conn);
+    let total = 7 + 5 * chunk;
+    assert_eq!(upto, total, "every entry indexed");
+    assert_eq!(
+        since,
+        total - 50,
+        "emptied and refilled with the 50 live entries"
+    );
+    let found = search_all(&storage, "needle", 7).await;
+    assert_eq!(found, ["dlv_4_1000"], "the one live match");
+}
+
+#[tokio::test]
+async fn postgres_log_search_finds_entries_indexed_or_not() {
+    let Some(pg) = PostgresServer::start_or_skip("crm storage log search") else {
+        return;
+    };
+    let storage = Storage::open(&Database::Postgres(pg.url()))
+        .await
+        .expect("opened");
+    a_log_search_finds_entries_indexed_or_not(&storage).await;
 }

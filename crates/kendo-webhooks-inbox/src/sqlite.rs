@@ -42,6 +42,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// How long a statement waits for a lock held by another connection (or
 /// process) before the inbox answers 503.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the writer sleeps between tries for a lock another connection
+/// holds ([`retry_while_busy`]).
+const BUSY_POLL: Duration = Duration::from_micros(100);
 /// Most deliveries committed in one transaction.
 const MAX_GROUP: usize = 1024;
 /// Requests queued for the database thread before callers wait.
@@ -156,7 +159,7 @@ fn open(path: &Path) -> Result<Connection, InboxError> {
     );
     let mut connection = Connection::open(path).map_err(|e| unavailable(&what, e))?;
     connection
-        .busy_timeout(BUSY_TIMEOUT)
+        .busy_handler(Some(retry_while_busy))
         .map_err(|e| unavailable(&what, e))?;
     let mode: String = connection
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
@@ -176,6 +179,34 @@ fn open(path: &Path) -> Result<Connection, InboxError> {
     restrict_permissions(path);
     migrate(&mut connection, path)?;
     Ok(connection)
+}
+
+/// The writer's busy handler: tries again every [`BUSY_POLL`] until
+/// [`BUSY_TIMEOUT`] has passed. SQLite's own handler
+/// (`busy_timeout`) sleeps longer and longer, up to 100 ms between tries:
+/// beside another writer of the same file that commits all the time (an
+/// app's own tables, as the CRM's), it slept through the moments the lock
+/// was free, and ingest and the other writer waited on each other in turns
+/// of tens of milliseconds.
+fn retry_while_busy(attempt: i32) -> bool {
+    thread_local! {
+        // When this thread's current wait began (SQLite calls the handler
+        // on the waiting thread, `attempt` 0 first).
+        static WAITING_SINCE: std::cell::Cell<Option<std::time::Instant>> =
+            const { std::cell::Cell::new(None) };
+    }
+    let now = std::time::Instant::now();
+    let since = WAITING_SINCE.with(|since| {
+        if attempt == 0 || since.get().is_none() {
+            since.set(Some(now));
+        }
+        since.get().unwrap_or(now)
+    });
+    if now.duration_since(since) >= BUSY_TIMEOUT {
+        return false;
+    }
+    std::thread::sleep(BUSY_POLL);
+    true
 }
 
 /// The reader connection: WAL readers see the last commit and never block

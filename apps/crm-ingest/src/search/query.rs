@@ -46,13 +46,18 @@ fn add_q(conditions: &mut Conditions, storage: &Storage, table: &str, text: &str
         conditions.drive_by_trigrams(table, format!("\"{}\"", q.replace('"', "\"\"")));
     } else {
         // Too short for trigrams: a scan, newest first, that stops after a
-        // page (SQLite's LIKE ignores ASCII case).
-        let pattern = format!("%{}%", like_escape(q));
-        conditions.add(
-            format!("{text} LIKE $? ESCAPE '\\'"),
-            Some(Param::Text(pattern)),
-        );
+        // page.
+        add_like(conditions, text, q);
     }
+}
+
+/// Adds `text LIKE %q%` (SQLite: ASCII case ignored).
+fn add_like(conditions: &mut Conditions, text: &str, q: &str) {
+    let pattern = format!("%{}%", like_escape(q));
+    conditions.add(
+        format!("{text} LIKE $? ESCAPE '\\'"),
+        Some(Param::Text(pattern)),
+    );
 }
 
 /// `text` matched literally by `LIKE … ESCAPE '\'`.
@@ -142,13 +147,18 @@ fn common(
     if let Some(q) = &filters.q {
         add_q(&mut conditions, storage, table, text, q);
     }
+    add_period(&mut conditions, filters);
+    conditions
+}
+
+/// Adds the `from`/`to` filters on `received_ms`.
+fn add_period(conditions: &mut Conditions, filters: &Filters) {
     if let Some(from) = filters.from_ms {
         conditions.add("received_ms >= $?", Some(Param::Int(from)));
     }
     if let Some(to) = filters.to_ms {
         conditions.add("received_ms < $?", Some(Param::Int(to)));
     }
-    conditions
 }
 
 fn text(cells: &[Cell], i: usize) -> Option<String> {
@@ -252,20 +262,63 @@ pub async fn trainings(
     Ok(rows.into_iter().map(|(seq, r)| (seq, r.into())).collect())
 }
 
-/// A page of the verified delivery log matching `filters`.
+/// The newest delivery-log `seq` SQLite's search index holds.
+const INDEXED_UPTO: &str = include_str!("../../sql/sqlite/indexed_upto.sql");
+
+/// A page of the verified delivery log matching `filters`. On SQLite, a
+/// search of three characters or more reads the rows not yet indexed first
+/// (they are the newest), then the index for the rest of the page.
 pub async fn deliveries(
     storage: &Storage,
     filters: &Filters,
     before: Option<i64>,
     limit: usize,
 ) -> Result<Found<DeliveryRow>, StorageError> {
-    let mut conditions = common(
-        storage,
-        "deliveries",
-        crate::search_text!(deliveries),
-        filters,
-        before,
-    );
+    let by_trigrams =
+        !storage.is_postgres() && filters.q.as_ref().is_some_and(|q| q.chars().count() >= 3);
+    if !by_trigrams {
+        return deliveries_page(storage, filters, before, limit, None).await;
+    }
+    let upto = storage
+        .select(
+            "could not read how far the delivery log is indexed",
+            INDEXED_UPTO,
+            Vec::new(),
+        )
+        .await?
+        .first()
+        .map_or(0, |row| int(row, 0));
+    let mut found = deliveries_page(storage, filters, before, limit, Some(upto)).await?;
+    if found.len() < limit {
+        let before = before.unwrap_or(i64::MAX).min(upto.saturating_add(1));
+        let rest = limit - found.len();
+        found.extend(deliveries_page(storage, filters, Some(before), rest, None).await?);
+    }
+    Ok(found)
+}
+
+/// One statement of [`deliveries`]. With `not_indexed_after`, the rows
+/// after that `seq`, which SQLite's bulk indexer has not reached yet
+/// ([`Storage::index_search`], about a second of the log), with `q` matched
+/// by `LIKE`; without, `q` as [`add_q`] matches it.
+async fn deliveries_page(
+    storage: &Storage,
+    filters: &Filters,
+    before: Option<i64>,
+    limit: usize,
+    not_indexed_after: Option<i64>,
+) -> Result<Found<DeliveryRow>, StorageError> {
+    const TEXT: &str = crate::search_text!(deliveries);
+    let mut conditions = match (not_indexed_after, &filters.q) {
+        (Some(upto), Some(q)) => {
+            let mut conditions = Conditions::new("deliveries", before);
+            conditions.add("seq > $?", Some(Param::Int(upto)));
+            add_like(&mut conditions, TEXT, q);
+            add_period(&mut conditions, filters);
+            conditions
+        }
+        _ => common(storage, "deliveries", TEXT, filters, before),
+    };
     for (column, value) in [
         ("event", &filters.event),
         ("outcome", &filters.outcome),

@@ -5,7 +5,7 @@
 //! ones in order, in one transaction.
 
 /// The newest schema version; a database with a newer one is refused.
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 10;
 
 /// The number of versions, as an array length (a version added without
 /// raising [`SCHEMA_VERSION`] does not compile).
@@ -21,6 +21,8 @@ pub(super) const SQLITE: [&str; VERSIONS] = [
     include_str!("../../sql/sqlite/migrations/006_search_indexes.sql"),
     include_str!("../../sql/common/migrations/007_agent_indexes.sql"),
     include_str!("../../sql/sqlite/migrations/008_outbox.sql"),
+    include_str!("../../sql/sqlite/migrations/009_arrivals.sql"),
+    include_str!("../../sql/sqlite/migrations/010_log_search_in_bulk.sql"),
 ];
 
 /// The Postgres scripts, version 1 first.
@@ -33,6 +35,8 @@ pub(super) const POSTGRES: [&str; VERSIONS] = [
     include_str!("../../sql/postgres/migrations/006_search_indexes.sql"),
     include_str!("../../sql/common/migrations/007_agent_indexes.sql"),
     include_str!("../../sql/postgres/migrations/008_outbox.sql"),
+    include_str!("../../sql/postgres/migrations/009_arrivals.sql"),
+    include_str!("../../sql/postgres/migrations/010_log_search_in_bulk.sql"),
 ];
 
 /// The Postgres version whose indexes need the `pg_trgm` extension: without

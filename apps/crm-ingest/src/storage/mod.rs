@@ -83,6 +83,10 @@ macro_rules! search_text {
     };
 }
 
+/// Most delivery-log rows [`Storage::index_search`] indexes in one
+/// transaction.
+pub const SEARCH_INDEX_CHUNK: i64 = 1024;
+
 /// Unverified attempts kept one by one (their per-minute counts are kept
 /// for [`crate::config::AppConfig::rejections_keep_minutes`]).
 pub const UNVERIFIED_KEEP: i64 = 1_000;
@@ -132,6 +136,11 @@ pub(crate) trait Backend {
     /// Writes and prunes the delivery log in one transaction (see
     /// [`Storage::log`]).
     async fn log(&self, batch: LogBatch, prune: Prune) -> Result<(), StorageError>;
+
+    /// Adds up to `most` delivery-log rows not yet in the search index to
+    /// it, in one transaction; returns how many (see
+    /// [`Storage::index_search`]).
+    async fn index_search(&self, most: i64) -> Result<u64, StorageError>;
 
     /// Runs a page query of `calls` or `trainings` (`$1` the cursor, `$2`
     /// the number of rows).
@@ -380,6 +389,29 @@ impl Storage {
             rejections_since_ms,
         };
         on_backend!(self, b => b.log(batch, prune).await)
+    }
+
+    /// Adds the delivery-log rows written since the last call to the search
+    /// index, [`SEARCH_INDEX_CHUNK`] rows per transaction (so the writer is
+    /// never held long), until none is left; returns how many. On SQLite
+    /// the log is indexed in bulk like this, about once a second, rather
+    /// than row by row in each log commit (schema version 10: that cost
+    /// most of ingest's time); searches read the rows not indexed yet
+    /// directly, so they miss nothing. On Postgres the trigram indexes
+    /// are kept by the database and this does nothing.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be written; the rows stay for the next call.
+    pub async fn index_search(&self) -> Result<u64, StorageError> {
+        let mut indexed = 0;
+        loop {
+            let n = on_backend!(self, b => b.index_search(SEARCH_INDEX_CHUNK).await)?;
+            indexed += n;
+            if n < SEARCH_INDEX_CHUNK.unsigned_abs() {
+                return Ok(indexed);
+            }
+        }
     }
 
     /// A page of calls, newest first.
