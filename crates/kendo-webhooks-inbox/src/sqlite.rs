@@ -781,6 +781,26 @@ mod tests {
         assert!(!other.to_string().contains(" ("), "{other}");
     }
 
+    #[test]
+    fn the_writer_waits_for_a_lock_another_connection_holds() {
+        // Without a busy handler the write fails at once with SQLITE_BUSY;
+        // with one that gave up early, likewise. (That it gives up after
+        // BUSY_TIMEOUT is the suite's outage test.)
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.sqlite3");
+        let writer = open(&path).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        writer
+            .execute_batch("BEGIN IMMEDIATE; COMMIT;")
+            .expect("written once the lock is free");
+        release.join().unwrap();
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_file_replaced_or_removed_under_the_inbox_is_refused() {

@@ -7,7 +7,10 @@
 //!   outcome, reason or raw body (deliveries). From three characters on it
 //!   reads a trigram index: SQLite's FTS5 `trigram` tables holding rowids
 //!   only, Postgres' `pg_trgm` GIN index on the same text (when the
-//!   extension is available). Shorter text scans, newest first.
+//!   extension is available). Shorter text scans, newest first. SQLite's
+//!   index of the delivery log is filled in bulk about once a second
+//!   ([`crate::storage::Storage::index_search`]); a search reads the
+//!   entries after its end directly, so it misses none.
 //! - `from`, `to`: RFC 3339 (`2026-03-05T12:00:00Z`) or a date
 //!   (`2026-03-05`, the whole day in `CRM_TIME_ZONE`), on when the row
 //!   was received; both inclusive.

@@ -593,6 +593,24 @@ mod tests {
     }
 
     #[test]
+    fn a_write_waits_for_a_lock_another_connection_holds() {
+        // The inbox's writer shares the file: without a busy handler (or
+        // with one that gave up early) this fails at once with SQLITE_BUSY.
+        let dir = tempfile::tempdir().expect("a directory");
+        let path = dir.path().join("crm.db");
+        let conn = open_connection(&path).expect("opened");
+        let other = Connection::open(&path).expect("a second connection");
+        other.execute_batch("BEGIN IMMEDIATE").expect("the lock");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            other.execute_batch("COMMIT").expect("released");
+        });
+        conn.execute_batch("CREATE TABLE waited (x INTEGER)")
+            .expect("written once the lock is free");
+        release.join().expect("the other connection");
+    }
+
+    #[test]
     fn a_database_from_a_newer_build_is_refused_with_what_to_do() {
         let mut conn = Connection::open_in_memory().expect("open");
         conn.execute_batch(
