@@ -30,8 +30,10 @@ const QUEUE: usize = 4096;
 const BATCH: usize = 1024;
 /// At most one WARN line per rejection reason in this long.
 const WARN_EVERY: Duration = Duration::from_secs(10);
-/// How often the written entries are added to the search index (in bulk:
-/// [`Storage::index_search`]).
+/// How often, at most, the written entries are added to the search index
+/// (in bulk: [`Storage::index_search`]); after a write, so when traffic
+/// stops the last entries wait for the next one (searches read them
+/// directly meanwhile).
 const INDEX_EVERY: Duration = Duration::from_secs(1);
 
 /// What the hook queues.

@@ -288,6 +288,44 @@ async fn sqlite_log_search_finds_entries_indexed_or_not() {
     );
     let found = search_all(&storage, "needle", 7).await;
     assert_eq!(found, ["dlv_4_1000"], "the one live match");
+
+    // The rule, round by round, with more live entries than a chunk: the
+    // index is emptied when its pruned entries (`since < seq < oldest`)
+    // are more than four times its live ones (at least a chunk's worth).
+    let (mut since, mut upto) = indexed(&conn);
+    let mut resets = 0;
+    for round in 0..20 {
+        let entries = (0..1_200)
+            .map(|i| {
+                entry(
+                    &format!("dlv_r{round}_{i}"),
+                    if i == 7 { "needle" } else { "hay" },
+                )
+            })
+            .collect();
+        log(&storage, entries, 2_400).await;
+        let (oldest, newest): (i64, i64) = conn
+            .query_row("SELECT MIN(seq), MAX(seq) FROM deliveries", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .expect("the live range");
+        let stale = oldest - 1 - since;
+        let live = (upto - (oldest - 1)).max(chunk);
+        if stale > 4 * live {
+            since = oldest - 1;
+            resets += 1;
+        }
+        upto = newest;
+        storage.index_search().await.expect("indexed");
+        assert_eq!(indexed(&conn), (since, upto), "round {round}");
+    }
+    assert!(resets >= 2, "{resets} resets");
+    let found = search_all(&storage, "needle", 4).await;
+    assert_eq!(
+        found,
+        ["dlv_r19_7", "dlv_r18_7"],
+        "the live matches, newest first"
+    );
 }
 
 #[tokio::test]

@@ -45,6 +45,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the writer sleeps between tries for a lock another connection
 /// holds ([`retry_while_busy`]).
 const BUSY_POLL: Duration = Duration::from_micros(100);
+/// A busy-handler call this long after the previous one on the same thread
+/// starts a new wait ([`retry_while_busy`]).
+const NEW_WAIT_AFTER: Duration = Duration::from_millis(50);
 /// Most deliveries committed in one transaction.
 const MAX_GROUP: usize = 1024;
 /// Requests queued for the database thread before callers wait.
@@ -190,19 +193,24 @@ fn open(path: &Path) -> Result<Connection, InboxError> {
 /// of tens of milliseconds.
 fn retry_while_busy(attempt: i32) -> bool {
     thread_local! {
-        // When this thread's current wait began (SQLite calls the handler
-        // on the waiting thread, `attempt` 0 first).
-        static WAITING_SINCE: std::cell::Cell<Option<std::time::Instant>> =
+        // This thread's current wait: when it began and when SQLite last
+        // called. SQLite calls on the waiting thread, `attempt` 0 first;
+        // a pause since the last call also means a new wait.
+        static WAIT: std::cell::Cell<Option<(std::time::Instant, std::time::Instant)>> =
             const { std::cell::Cell::new(None) };
     }
     let now = std::time::Instant::now();
-    let since = WAITING_SINCE.with(|since| {
-        if attempt == 0 || since.get().is_none() {
-            since.set(Some(now));
-        }
-        since.get().unwrap_or(now)
+    let began = WAIT.with(|wait| {
+        let began = match wait.get() {
+            Some((began, last)) if attempt != 0 && now.duration_since(last) < NEW_WAIT_AFTER => {
+                began
+            }
+            _ => now,
+        };
+        wait.set(Some((began, now)));
+        began
     });
-    if now.duration_since(since) >= BUSY_TIMEOUT {
+    if now.duration_since(began) >= BUSY_TIMEOUT {
         return false;
     }
     std::thread::sleep(BUSY_POLL);

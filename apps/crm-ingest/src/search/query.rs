@@ -43,12 +43,17 @@ fn add_q(conditions: &mut Conditions, storage: &Storage, table: &str, text: &str
         );
     } else if q.chars().count() >= 3 {
         // A phrase of trigrams: the substring, case-insensitive.
-        conditions.drive_by_trigrams(table, format!("\"{}\"", q.replace('"', "\"\"")));
+        conditions.drive_by_trigrams(table, trigram_phrase(q));
     } else {
         // Too short for trigrams: a scan, newest first, that stops after a
         // page.
         add_like(conditions, text, q);
     }
+}
+
+/// `q` as an FTS5 phrase: its trigrams in order, the substring.
+fn trigram_phrase(q: &str) -> String {
+    format!("\"{}\"", q.replace('"', "\"\""))
 }
 
 /// Adds `text LIKE %q%` (SQLite: ASCII case ignored).
@@ -114,6 +119,17 @@ impl Conditions {
             format!("{table}_search MATCH $?"),
             Some(Param::Text(phrase)),
         );
+    }
+
+    /// Ends these conditions, the first part of a `UNION`, and starts the
+    /// next on `table`: its parameters are numbered after these, and `$1`,
+    /// the cursor, is shared.
+    fn then(self, table: &str) -> (Parts, Self) {
+        let next = Self {
+            params: self.params.clone(),
+            ..Self::new(table, None)
+        };
+        (self.finish(), next)
     }
 
     fn add(&mut self, sql: impl Into<String>, param: Option<Param>) {
@@ -262,83 +278,78 @@ pub async fn trainings(
     Ok(rows.into_iter().map(|(seq, r)| (seq, r.into())).collect())
 }
 
-/// The newest delivery-log `seq` SQLite's search index holds.
-const INDEXED_UPTO: &str = include_str!("../../sql/sqlite/indexed_upto.sql");
+/// The newest delivery-log `seq` SQLite's search index holds (schema
+/// version 10; [`Storage::index_search`] fills it in bulk).
+const INDEXED_UPTO: &str = "SELECT upto FROM search_indexed WHERE name = 'deliveries'";
 
-/// A page of the verified delivery log matching `filters`. On SQLite, a
-/// search of three characters or more reads the rows not yet indexed first
-/// (they are the newest), then the index for the rest of the page.
+/// The columns of a [`DeliveryRow`], after its `seq`.
+const DELIVERY_COLUMNS: &str = "seq, delivery_id, event_id, event, outcome, reason, status, \
+     secret_label, latency_ms, received_ms";
+
+/// A page of the verified delivery log matching `filters`.
+///
+/// On SQLite, a search of three characters or more reads two parts in one
+/// statement (one snapshot): the rows after the end of the search index,
+/// which the bulk indexer has not reached yet (the newest, about a second
+/// of the log), with `LIKE`; and the index for the rest. One statement, so
+/// an index emptied and refilled meanwhile, or rows pruned, cannot make a
+/// page miss rows or end early.
 pub async fn deliveries(
     storage: &Storage,
     filters: &Filters,
     before: Option<i64>,
     limit: usize,
 ) -> Result<Found<DeliveryRow>, StorageError> {
-    let by_trigrams =
-        !storage.is_postgres() && filters.q.as_ref().is_some_and(|q| q.chars().count() >= 3);
-    if !by_trigrams {
-        return deliveries_page(storage, filters, before, limit, None).await;
-    }
-    let upto = storage
-        .select(
-            "could not read how far the delivery log is indexed",
-            INDEXED_UPTO,
-            Vec::new(),
-        )
-        .await?
-        .first()
-        .map_or(0, |row| int(row, 0));
-    let mut found = deliveries_page(storage, filters, before, limit, Some(upto)).await?;
-    if found.len() < limit {
-        let before = before.unwrap_or(i64::MAX).min(upto.saturating_add(1));
-        let rest = limit - found.len();
-        found.extend(deliveries_page(storage, filters, Some(before), rest, None).await?);
-    }
-    Ok(found)
-}
-
-/// One statement of [`deliveries`]. With `not_indexed_after`, the rows
-/// after that `seq`, which SQLite's bulk indexer has not reached yet
-/// ([`Storage::index_search`], about a second of the log), with `q` matched
-/// by `LIKE`; without, `q` as [`add_q`] matches it.
-async fn deliveries_page(
-    storage: &Storage,
-    filters: &Filters,
-    before: Option<i64>,
-    limit: usize,
-    not_indexed_after: Option<i64>,
-) -> Result<Found<DeliveryRow>, StorageError> {
     const TEXT: &str = crate::search_text!(deliveries);
-    let mut conditions = match (not_indexed_after, &filters.q) {
-        (Some(upto), Some(q)) => {
-            let mut conditions = Conditions::new("deliveries", before);
-            conditions.add("seq > $?", Some(Param::Int(upto)));
-            add_like(&mut conditions, TEXT, q);
-            add_period(&mut conditions, filters);
-            conditions
+    let by_trigrams = filters
+        .q
+        .as_deref()
+        .filter(|q| !storage.is_postgres() && q.chars().count() >= 3);
+    let (sql, params) = match by_trigrams {
+        None => {
+            let mut conditions = common(storage, "deliveries", TEXT, filters, before);
+            add_log_filters(&mut conditions, filters);
+            let Parts {
+                from,
+                conditions,
+                order,
+                params,
+            } = conditions.finish();
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM {from} WHERE {conditions}
+                 ORDER BY {order} LIMIT {limit}"
+            );
+            (sql, params)
         }
-        _ => common(storage, "deliveries", TEXT, filters, before),
+        Some(q) => {
+            let mut tail = Conditions::new("deliveries", before);
+            tail.add(format!("seq > ({INDEXED_UPTO})"), None);
+            add_like(&mut tail, TEXT, q);
+            add_period(&mut tail, filters);
+            add_log_filters(&mut tail, filters);
+            let (tail, mut indexed) = tail.then("deliveries");
+            indexed.drive_by_trigrams("deliveries", trigram_phrase(q));
+            indexed.add(format!("deliveries_search.rowid <= ({INDEXED_UPTO})"), None);
+            add_period(&mut indexed, filters);
+            add_log_filters(&mut indexed, filters);
+            let indexed = indexed.finish();
+            let sql = format!(
+                "SELECT * FROM (SELECT {DELIVERY_COLUMNS} FROM {} WHERE {}
+                     ORDER BY {} LIMIT {limit})
+                 UNION ALL
+                 SELECT * FROM (SELECT {DELIVERY_COLUMNS} FROM {} WHERE {}
+                     ORDER BY {} LIMIT {limit})
+                 ORDER BY 1 DESC LIMIT {limit}",
+                tail.from,
+                tail.conditions,
+                tail.order,
+                indexed.from,
+                indexed.conditions,
+                indexed.order
+            );
+            (sql, indexed.params)
+        }
     };
-    for (column, value) in [
-        ("event", &filters.event),
-        ("outcome", &filters.outcome),
-        ("reason", &filters.reason),
-    ] {
-        if let Some(value) = value {
-            conditions.add(format!("{column} = $?"), Some(Param::Text(value.clone())));
-        }
-    }
-    let Parts {
-        from,
-        conditions,
-        order,
-        params,
-    } = conditions.finish();
-    let sql = format!(
-        "SELECT seq, delivery_id, event_id, event, outcome, reason, status, secret_label,
-                latency_ms, received_ms
-         FROM {from} WHERE {conditions} ORDER BY {order} LIMIT {limit}"
-    );
     let rows = storage
         .select("could not search the delivery log", &sql, params)
         .await?;
@@ -361,6 +372,19 @@ async fn deliveries_page(
             )
         })
         .collect())
+}
+
+/// Adds the log's own filters: `event`, `outcome`, `reason`.
+fn add_log_filters(conditions: &mut Conditions, filters: &Filters) {
+    for (column, value) in [
+        ("event", &filters.event),
+        ("outcome", &filters.outcome),
+        ("reason", &filters.reason),
+    ] {
+        if let Some(value) = value {
+            conditions.add(format!("{column} = $?"), Some(Param::Text(value.clone())));
+        }
+    }
 }
 
 /// A page of unverified attempts matching `filters` (a bounded table:

@@ -30,6 +30,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection sleeps between tries for a lock another holds
 /// ([`retry_while_busy`]).
 const BUSY_POLL: Duration = Duration::from_micros(100);
+/// A busy-handler call this long after the previous one on the same thread
+/// starts a new wait ([`retry_while_busy`]).
+const NEW_WAIT_AFTER: Duration = Duration::from_millis(50);
 
 const INSERT_CALL: &str = include_str!("../../sql/sqlite/insert_call.sql");
 const INSERT_TRAINING: &str = include_str!("../../sql/sqlite/insert_training.sql");
@@ -141,6 +144,8 @@ impl Backend for Sqlite {
             // Pruned rows stay in the index (deleting each one from it cost
             // more than all the rest); once they outnumber the live ones
             // STALE_PER_LIVE times, the index is emptied and refilled.
+            // (`stale` also counts rows pruned before they were indexed:
+            // a reset comes a little early then, never late.)
             let oldest: Option<i64> =
                 tx.query_row("SELECT MIN(seq) FROM deliveries", [], |row| row.get(0))?;
             if let Some(oldest) = oldest {
@@ -409,19 +414,24 @@ fn sqlite_sql(sql: &str) -> String {
 /// moments the lock was free and fell behind ingest.
 fn retry_while_busy(attempt: i32) -> bool {
     thread_local! {
-        // When this thread's current wait began (SQLite calls the handler
-        // on the waiting thread, `attempt` 0 first).
-        static WAITING_SINCE: std::cell::Cell<Option<std::time::Instant>> =
+        // This thread's current wait: when it began and when SQLite last
+        // called. SQLite calls on the waiting thread, `attempt` 0 first;
+        // a pause since the last call also means a new wait.
+        static WAIT: std::cell::Cell<Option<(std::time::Instant, std::time::Instant)>> =
             const { std::cell::Cell::new(None) };
     }
     let now = std::time::Instant::now();
-    let since = WAITING_SINCE.with(|since| {
-        if attempt == 0 || since.get().is_none() {
-            since.set(Some(now));
-        }
-        since.get().unwrap_or(now)
+    let began = WAIT.with(|wait| {
+        let began = match wait.get() {
+            Some((began, last)) if attempt != 0 && now.duration_since(last) < NEW_WAIT_AFTER => {
+                began
+            }
+            _ => now,
+        };
+        wait.set(Some((began, now)));
+        began
     });
-    if now.duration_since(since) >= BUSY_TIMEOUT {
+    if now.duration_since(began) >= BUSY_TIMEOUT {
         return false;
     }
     std::thread::sleep(BUSY_POLL);
@@ -549,12 +559,14 @@ mod tests {
             .expect("calls");
         assert_eq!(kept, 1);
         // Version 9 counted the existing real call in its quarter hour.
-        let arrivals: (String, i64, i64) = conn
-            .query_row("SELECT kind, quarter, n FROM arrivals", [], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        let arrivals: Vec<(String, i64, i64)> = conn
+            .prepare("SELECT kind, quarter, n FROM arrivals")
+            .and_then(|mut rows| {
+                rows.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                    .collect()
             })
-            .expect("one quarter hour counted");
-        assert_eq!(arrivals, ("call".to_owned(), 0, 1));
+            .expect("the quarter hours counted");
+        assert_eq!(arrivals, [("call".to_owned(), 0, 1)]);
         conn.execute(
             INSERT_UNVERIFIED,
             rusqlite::params![None::<String>, "invalid_signature", 401, 6],
@@ -608,6 +620,23 @@ mod tests {
         conn.execute_batch("CREATE TABLE waited (x INTEGER)")
             .expect("written once the lock is free");
         release.join().expect("the other connection");
+    }
+
+    #[test]
+    fn a_write_gives_up_on_a_lock_held_past_the_timeout() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let path = dir.path().join("crm.db");
+        let conn = open_connection(&path).expect("opened");
+        let other = Connection::open(&path).expect("a second connection");
+        other.execute_batch("BEGIN IMMEDIATE").expect("the lock");
+        let error = conn
+            .execute_batch("CREATE TABLE never (x INTEGER)")
+            .expect_err("the lock is never released");
+        assert_eq!(
+            error.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy),
+            "{error}"
+        );
     }
 
     #[test]
