@@ -5,7 +5,8 @@
 //! `{agent}` is the agent as the dashboard's agents table names it: the
 //! agent's name, else its id (the key of the `call_agents` aggregate).
 //! Its rows are read through expression indexes on that key (schema
-//! version 7), never a scan.
+//! version 7), never a scan; its trend from the quarter-hour sums
+//! `agent_quarters` keeps (schema version 11), however many calls it had.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -24,8 +25,9 @@ pub const AGENT_KEY: &str = "COALESCE(agent_name, agent_id, 'unknown agent')";
 pub const TREND_DAYS: i64 = 30;
 /// Rows in each of the page's tables.
 const RECENT: usize = 20;
-/// Most scored calls read for the trend.
-const TREND_CALLS: usize = 50_000;
+/// The quarter hours `agent_quarters` counts scores in. Every time zone's
+/// midnight falls on a quarter hour today, so each belongs to one day.
+const QUARTER_MS: i64 = 15 * 60 * 1000;
 
 fn cell(row: &[Cell], i: usize) -> &Cell {
     row.get(i).unwrap_or(&Cell::Null)
@@ -48,16 +50,14 @@ pub async fn load(
         .await?;
     let now = now_ms();
     let since = crate::local_day::local_midnight(zone, now) - (TREND_DAYS - 1) * 86_400_000;
-    let trend_sql = format!(
-        "SELECT received_ms, ai_score FROM calls
-         WHERE {AGENT_KEY} = $1 AND is_test = $2 AND received_ms >= $3 AND ai_score IS NOT NULL
-         ORDER BY received_ms LIMIT {TREND_CALLS}"
-    );
+    // The quarter hours `agent_quarters` keeps (schema version 11): at
+    // most 96 a day, however many calls the agent had.
     let scored = storage
         .select(
             "could not read the agent's scores",
-            &trend_sql,
-            vec![key(), Param::Bool(false), Param::Int(since)],
+            "SELECT quarter, scored, score_sum FROM agent_quarters
+             WHERE agent = $1 AND quarter >= $2 ORDER BY quarter",
+            vec![key(), Param::Int(since.div_euclid(QUARTER_MS))],
         )
         .await?;
     let recent = |table: &str, id: &str| {
@@ -117,7 +117,8 @@ pub async fn load(
 }
 
 /// Average score per local day, the last [`TREND_DAYS`] days, oldest
-/// first; days without a scored call are left out.
+/// first, from `(quarter, scored, score_sum)` rows; days without a scored
+/// call are left out.
 fn trend(zone: &TimeZone, now: i64, scored: &[Vec<Cell>]) -> Vec<DayScore> {
     let day_of = |ms: i64| {
         jiff::Timestamp::from_millisecond(ms)
@@ -129,16 +130,22 @@ fn trend(zone: &TimeZone, now: i64, scored: &[Vec<Cell>]) -> Vec<DayScore> {
     };
     let mut days: std::collections::BTreeMap<i64, (f64, u64)> = std::collections::BTreeMap::new();
     for row in scored {
-        let (Some(at), Some(score)) = (cell(row, 0).int(), cell(row, 1).real()) else {
+        let (Some(quarter), n, Some(sum)) = (
+            cell(row, 0).int(),
+            cell(row, 1).count(),
+            cell(row, 2).real(),
+        ) else {
             continue;
         };
-        let Some(day) = day_of(at) else { continue };
+        let Some(day) = day_of(quarter.saturating_mul(QUARTER_MS)) else {
+            continue;
+        };
         let Ok(span) = today.since(day) else { continue };
         let ago = i64::from(span.get_days());
-        if (0..TREND_DAYS).contains(&ago) {
+        if n > 0 && (0..TREND_DAYS).contains(&ago) {
             let slot = days.entry(-ago).or_default();
-            slot.0 += score.clamp(-1e9, 1e9);
-            slot.1 += 1;
+            slot.0 += sum;
+            slot.1 += n;
         }
     }
     #[allow(clippy::cast_precision_loss)]

@@ -578,3 +578,48 @@ async fn payload_changes_are_kept_with_their_first_example_on_postgres() {
     };
     payload_changes_on(Database::Postgres(pg.url())).await;
 }
+
+/// The agent page's 30-day trend, per local day, from the quarter-hour
+/// sums `agent_quarters` keeps: only real, scored calls of the last 30
+/// local days (UTC+05:45 here), each in the day its local time falls in.
+#[tokio::test]
+async fn an_agent_s_trend_is_averaged_per_local_day() {
+    let (_dir, db) = temp_db();
+    let storage = Storage::open(&Database::Sqlite(db.clone()))
+        .await
+        .expect("opened");
+    let zone =
+        jiff::tz::TimeZone::fixed(jiff::tz::Offset::from_seconds(345 * 60).expect("an offset"));
+    let day = 86_400_000;
+    let midnight = crm_ingest::local_day::local_midnight(&zone, now_ms());
+    let conn = rusqlite::Connection::open(&db).expect("open the database");
+    let call = |event_id: &str, ms: i64, score: Option<f64>, is_test: bool| {
+        conn.execute(
+            "INSERT INTO calls (event_id, call_id, agent_name, ai_score, is_test, received_ms)
+             VALUES (?1, ?1, 'Trend Agent', ?2, ?3, ?4)",
+            rusqlite::params![event_id, score, is_test, ms],
+        )
+        .expect("a call");
+    };
+    call("today_1", midnight + 60_000, Some(80.0), false);
+    call("today_2", midnight + 2 * 3_600_000, Some(60.0), false);
+    call("today_test", midnight + 60_000, Some(0.0), true);
+    call("today_unscored", midnight + 60_000, None, false);
+    call("yesterday_last_ms", midnight - 1, Some(40.0), false);
+    call("three_days_ago", midnight - 3 * day + 1, Some(50.0), false);
+    call("29_days_ago", midnight - 29 * day, Some(90.0), false);
+    call("30_days_ago", midnight - 30 * day + 1, Some(10.0), false);
+    let view = crm_ingest::agent::load(&storage, &zone, "Trend Agent")
+        .await
+        .expect("read")
+        .expect("the agent has calls");
+    let trend: Vec<(i64, f64, u64)> = view
+        .trend
+        .iter()
+        .map(|d| (d.days_ago, d.average, d.calls))
+        .collect();
+    assert_eq!(
+        trend,
+        [(29, 90.0, 1), (3, 50.0, 1), (1, 40.0, 1), (0, 70.0, 2)]
+    );
+}

@@ -47,6 +47,7 @@ fn full_scan<'a>(step: &'a str, sql: &str) -> Option<&'a str> {
         "payload_changes",
         "kendo_inbox",
         "arrivals",
+        "agent_quarters",
     ];
     if !base.contains(&table) {
         return None;

@@ -147,7 +147,7 @@ async fn a_postgres_version_7_database_migrates_keeping_its_rows_and_counting_th
         .await
         .expect("the version")
         .get(0);
-    assert_eq!(version, 10);
+    assert_eq!(version, 11);
     // Version 9 counted the real calls and trainings per quarter hour.
     let arrivals: Vec<(String, i64, i64)> = client
         .query("SELECT kind, quarter, n FROM arrivals ORDER BY kind", &[])

@@ -5,7 +5,7 @@
 //! ones in order, in one transaction.
 
 /// The newest schema version; a database with a newer one is refused.
-pub(super) const SCHEMA_VERSION: i64 = 10;
+pub(super) const SCHEMA_VERSION: i64 = 11;
 
 /// The number of versions, as an array length (a version added without
 /// raising [`SCHEMA_VERSION`] does not compile).
@@ -23,6 +23,7 @@ pub(super) const SQLITE: [&str; VERSIONS] = [
     include_str!("../../sql/sqlite/migrations/008_outbox.sql"),
     include_str!("../../sql/sqlite/migrations/009_arrivals.sql"),
     include_str!("../../sql/sqlite/migrations/010_log_search_in_bulk.sql"),
+    include_str!("../../sql/sqlite/migrations/011_agent_quarters.sql"),
 ];
 
 /// The Postgres scripts, version 1 first.
@@ -37,6 +38,7 @@ pub(super) const POSTGRES: [&str; VERSIONS] = [
     include_str!("../../sql/postgres/migrations/008_outbox.sql"),
     include_str!("../../sql/postgres/migrations/009_arrivals.sql"),
     include_str!("../../sql/postgres/migrations/010_log_search_in_bulk.sql"),
+    include_str!("../../sql/postgres/migrations/011_agent_quarters.sql"),
 ];
 
 /// The Postgres version whose indexes need the `pg_trgm` extension: without
