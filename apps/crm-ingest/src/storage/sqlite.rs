@@ -549,7 +549,10 @@ mod tests {
         conn.execute_batch(
             "CREATE TABLE crm_schema (version INTEGER NOT NULL);
              INSERT INTO crm_schema (version) VALUES (1);
-             INSERT INTO calls (event_id, call_id, is_test, received_ms) VALUES ('e1', 'c1', 0, 5);",
+             INSERT INTO calls (event_id, call_id, is_test, received_ms) VALUES ('e1', 'c1', 0, 5);
+             INSERT INTO calls (event_id, call_id, agent_name, ai_score, is_test, received_ms)
+                 VALUES ('e2', 'c2', 'Ana', 80, 0, 900001), ('e3', 'c3', 'Ana', 2e9, 0, 900002),
+                        ('e4', 'c4', 'Ana', 10, 1, 900003);",
         )
         .expect("a version 1 database");
         migrate(&mut conn).expect("migrated");
@@ -557,8 +560,8 @@ mod tests {
         let kept: i64 = conn
             .query_row("SELECT COUNT(*) FROM calls", [], |row| row.get(0))
             .expect("calls");
-        assert_eq!(kept, 1);
-        // Version 9 counted the existing real call in its quarter hour.
+        assert_eq!(kept, 4);
+        // Version 9 counted the existing real calls per quarter hour.
         let arrivals: Vec<(String, i64, i64)> = conn
             .prepare("SELECT kind, quarter, n FROM arrivals")
             .and_then(|mut rows| {
@@ -566,7 +569,22 @@ mod tests {
                     .collect()
             })
             .expect("the quarter hours counted");
-        assert_eq!(arrivals, [("call".to_owned(), 0, 1)]);
+        assert_eq!(
+            arrivals,
+            [("call".to_owned(), 0, 1), ("call".to_owned(), 1, 2)]
+        );
+        // Version 11 summed the existing real scored calls per agent and
+        // quarter hour (scores clamped to +-1e9, the test call left out).
+        let scores: Vec<(String, i64, i64, f64)> = conn
+            .prepare("SELECT agent, quarter, scored, score_sum FROM agent_quarters")
+            .and_then(|mut rows| {
+                rows.query_map([], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?
+                .collect()
+            })
+            .expect("the agents' quarter hours");
+        assert_eq!(scores, [("Ana".to_owned(), 1, 2, 80.0 + 1e9)]);
         conn.execute(
             INSERT_UNVERIFIED,
             rusqlite::params![None::<String>, "invalid_signature", 401, 6],
